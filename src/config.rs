@@ -1,0 +1,655 @@
+//! `livestream.toml`: parsed raw with spans, then validated and resolved.
+//!
+//! Every error points at the spot: `file:line:col`, the line, a caret under the
+//! value, and for names "expected one of ...". Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::frame::{FrameInfo, Limits, PixelFormat};
+use crate::registry::{self, Kind};
+
+/// The configuration built into the binary: the repository's `livestream.toml`.
+pub const EMBEDDED: &str = include_str!("../livestream.toml");
+
+/// A configuration error, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File name (or `--flag`) the error is in.
+    pub origin: String,
+    /// 1-based line and column, when the error has a place in a file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+    /// The offending line and the caret under it, ready to print.
+    snippet: Option<(String, usize, usize)>,
+    /// "expected one of ..." and similar hints.
+    pub help: Option<String>,
+}
+
+impl ConfigError {
+    fn at(file: &ConfigText, span: Option<Range<usize>>, message: String) -> ConfigError {
+        let mut err = ConfigError {
+            origin: file.origin.clone(),
+            position: None,
+            message,
+            snippet: None,
+            help: None,
+        };
+        if let Some(span) = span {
+            let start = span.start.min(file.text.len());
+            let line_start = file.text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = file.text[start..]
+                .find('\n')
+                .map_or(file.text.len(), |i| start + i);
+            let line_no = file.text[..start].matches('\n').count() + 1;
+            let col = file.text[line_start..start].chars().count() + 1;
+            let width = file.text[start..span.end.clamp(start, line_end)]
+                .chars()
+                .count()
+                .max(1);
+            err.position = Some((line_no, col));
+            err.snippet = Some((file.text[line_start..line_end].to_string(), col, width));
+        }
+        err
+    }
+
+    /// An error in a command-line flag.
+    pub fn flag(flag: &str, message: String) -> ConfigError {
+        ConfigError {
+            origin: flag.to_string(),
+            position: None,
+            message,
+            snippet: None,
+            help: None,
+        }
+    }
+
+    fn with_help(mut self, help: String) -> ConfigError {
+        self.help = Some(help);
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{}:{}: {}", self.origin, line, col, self.message)?,
+            None => write!(f, "{}: {}", self.origin, self.message)?,
+        }
+        if let (Some((text, col, width)), Some((line, _))) = (&self.snippet, self.position) {
+            let gutter = line.to_string().len();
+            write!(
+                f,
+                "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {}{}",
+                "",
+                "",
+                " ".repeat(col - 1),
+                "^".repeat(*width),
+            )?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  = {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The text of a configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigText {
+    pub origin: String,
+    pub text: String,
+}
+
+impl ConfigText {
+    pub fn embedded() -> ConfigText {
+        ConfigText {
+            origin: "livestream.toml (built in)".into(),
+            text: EMBEDDED.into(),
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<ConfigText, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::flag(&path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Ok(ConfigText {
+            origin: path.display().to_string(),
+            text,
+        })
+    }
+
+    /// Applies `--set key.path=value` overrides. The value is TOML (`30`, `true`,
+    /// `"x"`); anything that does not parse as TOML is taken as a string.
+    pub fn with_overrides(mut self, sets: &[String]) -> Result<ConfigText, ConfigError> {
+        if sets.is_empty() {
+            return Ok(self);
+        }
+        let mut doc: toml_edit::DocumentMut = self
+            .text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::at(&self, e.span(), e.message().trim().to_string()))?;
+        for set in sets {
+            let (key, value) = set.split_once('=').ok_or_else(|| {
+                ConfigError::flag("--set", format!("`{set}` is not KEY=VALUE"))
+            })?;
+            let value: toml_edit::Value = value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| toml_edit::Value::from(value.trim()));
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            let (last, tables) = parts.split_last().unwrap_or((&"", &[]));
+            let mut table = doc.as_table_mut();
+            for part in tables {
+                let entry = table
+                    .entry(part)
+                    .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+                table = entry.as_table_mut().ok_or_else(|| {
+                    ConfigError::flag("--set", format!("`{part}` in `{key}` is not a table"))
+                })?;
+            }
+            if last.is_empty() {
+                return Err(ConfigError::flag("--set", format!("`{set}` has an empty key")));
+            }
+            table.insert(last, toml_edit::Item::Value(value));
+        }
+        self.text = doc.to_string();
+        self.origin = format!("{} (with --set)", self.origin);
+        Ok(self)
+    }
+}
+
+// ---- raw, as written ------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    serve: RawServe,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    view: RawView,
+    #[serde(default)]
+    sources: BTreeMap<Spanned<String>, IgnoredAny>,
+    #[serde(default)]
+    codecs: BTreeMap<Spanned<String>, IgnoredAny>,
+    #[serde(default)]
+    sinks: BTreeMap<Spanned<String>, IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawServe {
+    listen: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
+    codec: Option<Spanned<String>>,
+    max_viewers: Option<Spanned<u32>>,
+    name: Option<Spanned<String>>,
+    handshake_timeout: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCapture {
+    width: Option<Spanned<u32>>,
+    height: Option<Spanned<u32>>,
+    fps: Option<Spanned<f64>>,
+    format: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawView {
+    address: Option<Spanned<String>>,
+    sink: Option<Spanned<String>>,
+    max_frame_bytes: Option<Spanned<u64>>,
+    reconnect: Option<bool>,
+}
+
+// ---- resolved -------------------------------------------------------------------
+
+/// `[serve]`
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub source: String,
+    pub codec: String,
+    pub max_viewers: usize,
+    pub name: String,
+    pub handshake_timeout: std::time::Duration,
+}
+
+/// `[capture]`: what every source is asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaptureConfig {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second; 0 means as fast as possible.
+    pub fps: f64,
+    pub format: PixelFormat,
+}
+
+/// `[view]`
+#[derive(Debug, Clone)]
+pub struct ViewConfig {
+    pub address: Option<String>,
+    pub sink: String,
+    pub limits: Limits,
+    pub reconnect: bool,
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub text: ConfigText,
+    pub serve: ServeConfig,
+    pub capture: CaptureConfig,
+    pub view: ViewConfig,
+}
+
+/// Values from command-line flags that replace what the file says.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub source: Option<String>,
+    pub codec: Option<String>,
+    pub sink: Option<String>,
+    pub listen: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    pub format: Option<String>,
+}
+
+fn toml_error(file: &ConfigText, e: toml::de::Error) -> ConfigError {
+    let message = e.message().trim().to_string();
+    // serde's "unknown field `x`, expected one of `a`, `b`" reads better split.
+    match message.split_once(", expected ") {
+        Some((what, expected)) => ConfigError::at(file, e.span(), what.to_string())
+            .with_help(format!("expected {expected}")),
+        None => ConfigError::at(file, e.span(), message),
+    }
+}
+
+fn unknown_name(file: &ConfigText, span: Option<Range<usize>>, kind: Kind, name: &str) -> ConfigError {
+    let err = registry::unknown(kind, name);
+    ConfigError::at(file, span, err.headline()).with_help(err.help())
+}
+
+fn check_name(
+    file: &ConfigText,
+    kind: Kind,
+    value: Option<Spanned<String>>,
+    flag: Option<&String>,
+    flag_name: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    if let Some(name) = flag {
+        if !registry::exists(kind, name) {
+            let err = registry::unknown(kind, name);
+            return Err(ConfigError::flag(flag_name, err.headline()).with_help(err.help()));
+        }
+        return Ok(name.clone());
+    }
+    match value {
+        Some(v) => {
+            if !registry::exists(kind, v.get_ref()) && !(kind == Kind::Source && v.get_ref() == "auto") {
+                return Err(unknown_name(file, Some(v.span()), kind, v.get_ref()));
+            }
+            Ok(v.into_inner())
+        }
+        None => Ok(default.to_string()),
+    }
+}
+
+fn parse_format(
+    file: &ConfigText,
+    value: Option<Spanned<String>>,
+    flag: Option<&String>,
+) -> Result<PixelFormat, ConfigError> {
+    let expected = || {
+        let names: Vec<&str> = PixelFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("expected one of: {}", names.join(", "))
+    };
+    if let Some(name) = flag {
+        return PixelFormat::from_name(name).ok_or_else(|| {
+            ConfigError::flag("--format", format!("unknown pixel format `{name}`")).with_help(expected())
+        });
+    }
+    match value {
+        Some(v) => PixelFormat::from_name(v.get_ref()).ok_or_else(|| {
+            ConfigError::at(file, Some(v.span()), format!("unknown pixel format `{}`", v.get_ref()))
+                .with_help(expected())
+        }),
+        None => Ok(PixelFormat::Rgb24),
+    }
+}
+
+impl Config {
+    /// Parses and validates `file`, with `overrides` from flags taking precedence.
+    pub fn parse(file: ConfigText, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(&file.text).map_err(|e| toml_error(&file, e))?;
+
+        for (kind, tables) in [
+            (Kind::Source, &raw.sources),
+            (Kind::Codec, &raw.codecs),
+            (Kind::Sink, &raw.sinks),
+        ] {
+            for name in tables.keys() {
+                if !registry::exists(kind, name.get_ref()) && !registry::is_compiled_out(kind, name.get_ref()) {
+                    return Err(unknown_name(&file, Some(name.span()), kind, name.get_ref()));
+                }
+            }
+        }
+
+        let s = raw.serve;
+        let serve = ServeConfig {
+            listen: match (&overrides.listen, s.listen) {
+                (Some(l), _) => l.clone(),
+                (None, Some(l)) => l.into_inner(),
+                (None, None) => "0.0.0.0:7878".into(),
+            },
+            source: check_name(&file, Kind::Source, s.source, overrides.source.as_ref(), "--source", "test-pattern")?,
+            codec: check_name(&file, Kind::Codec, s.codec, overrides.codec.as_ref(), "--codec", "lz4")?,
+            max_viewers: match s.max_viewers {
+                Some(v) if *v.get_ref() == 0 => {
+                    return Err(ConfigError::at(&file, Some(v.span()), "max-viewers must be at least 1".into()))
+                }
+                Some(v) => v.into_inner() as usize,
+                None => 16,
+            },
+            name: s.name.map_or_else(default_stream_name, Spanned::into_inner),
+            handshake_timeout: match s.handshake_timeout {
+                Some(t) if !(0.01..=3600.0).contains(t.get_ref()) => {
+                    return Err(ConfigError::at(
+                        &file,
+                        Some(t.span()),
+                        "handshake-timeout must be between 0.01 and 3600 seconds".into(),
+                    ))
+                }
+                Some(t) => std::time::Duration::from_secs_f64(t.into_inner()),
+                None => std::time::Duration::from_secs(5),
+            },
+        };
+
+        let c = raw.capture;
+        let format = parse_format(&file, c.format, overrides.format.as_ref())?;
+        let dim = |v: Option<Spanned<u32>>, flag: Option<u32>, default: u32| -> (u32, Option<Range<usize>>) {
+            match (flag, v) {
+                (Some(f), _) => (f, None),
+                (None, Some(v)) => (*v.get_ref(), Some(v.span())),
+                (None, None) => (default, None),
+            }
+        };
+        let (width, wspan) = dim(c.width, overrides.width, 1280);
+        let (height, hspan) = dim(c.height, overrides.height, 720);
+        let fps = match (overrides.fps, c.fps) {
+            (Some(f), _) if !(0.0..=1000.0).contains(&f) => {
+                return Err(ConfigError::flag("--fps", format!("{f} is not between 0 and 1000")))
+            }
+            (Some(f), _) => f,
+            (None, Some(f)) if !(0.0..=1000.0).contains(f.get_ref()) => {
+                return Err(ConfigError::at(
+                    &file,
+                    Some(f.span()),
+                    format!("fps {} is not between 0 (unpaced) and 1000", f.get_ref()),
+                ))
+            }
+            (None, Some(f)) => f.into_inner(),
+            (None, None) => 30.0,
+        };
+        let geometry = if format.is_compressed() {
+            FrameInfo { format, width, height, stride: 0 }.validate(&Limits::default()).map(|_| ())
+        } else {
+            FrameInfo::packed(format, width, height).and_then(|i| i.validate(&Limits::default()).map(|_| ()))
+        };
+        if let Err(e) = geometry {
+            let message = format!("impossible capture size: {e}");
+            return Err(match (wspan.or(hspan), overrides.width.or(overrides.height)) {
+                (_, Some(_)) => ConfigError::flag("--width/--height", message),
+                (span, None) => ConfigError::at(&file, span, message),
+            }
+            .with_help(format!(
+                "width and height from 1 to {}, even for 4:2:x formats",
+                Limits::default().max_width
+            )));
+        }
+        let capture = CaptureConfig { width, height, fps, format };
+
+        let v = raw.view;
+        let max_frame_bytes = match v.max_frame_bytes {
+            Some(m) if *m.get_ref() < 1024 || *m.get_ref() > (1 << 32) => {
+                return Err(ConfigError::at(
+                    &file,
+                    Some(m.span()),
+                    "max-frame-bytes must be between 1024 and 4294967296".into(),
+                ))
+            }
+            Some(m) => m.into_inner() as usize,
+            None => Limits::default().max_frame_bytes,
+        };
+        let view = ViewConfig {
+            address: v.address.map(Spanned::into_inner),
+            sink: check_name(&file, Kind::Sink, v.sink, overrides.sink.as_ref(), "--sink", "null")?,
+            limits: Limits { max_frame_bytes, ..Limits::default() },
+            reconnect: v.reconnect.unwrap_or(true),
+        };
+
+        Ok(Config { text: file, serve, capture, view })
+    }
+
+    /// The options table of one backend, `[sources.NAME]` and so on.
+    pub fn backend(&self, kind: Kind, name: &str) -> BackendConfig<'_> {
+        BackendConfig { text: &self.text, kind, name: name.to_string() }
+    }
+}
+
+fn default_stream_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        "livestream".into()
+    } else {
+        format!("livestream on {host}")
+    }
+}
+
+/// One backend's table in the configuration, parsed on demand by the backend into
+/// its own options type, with errors that point into the file.
+pub struct BackendConfig<'a> {
+    text: &'a ConfigText,
+    kind: Kind,
+    name: String,
+}
+
+impl BackendConfig<'_> {
+    /// Deserializes the table into the backend's options type; a missing table
+    /// gives the type's defaults.
+    pub fn parse<T: DeserializeOwned + Default>(&self) -> Result<T, ConfigError> {
+        let picked = Pick::<T> {
+            path: &[self.kind.table(), &self.name],
+            _t: PhantomData,
+        }
+        .deserialize(toml::Deserializer::new(&self.text.text))
+        .map_err(|e| toml_error(self.text, e))?;
+        Ok(picked.unwrap_or_default())
+    }
+
+    /// Points an error at this backend's table (for values checked after parsing).
+    pub fn error(&self, message: String) -> ConfigError {
+        ConfigError::flag(
+            &format!("{} [{}.{}]", self.text.origin, self.kind.table(), self.name),
+            message,
+        )
+    }
+
+    /// Points an error at a value the backend read as `Spanned`.
+    pub fn error_at(&self, span: Range<usize>, message: String) -> ConfigError {
+        ConfigError::at(self.text, Some(span), message)
+    }
+}
+
+/// Deserializes the value at `path` in a document, skipping everything else, so the
+/// value's errors keep their place in the whole file.
+struct Pick<'p, T> {
+    path: &'p [&'p str],
+    _t: PhantomData<T>,
+}
+
+impl<'de, T: serde::Deserialize<'de>> DeserializeSeed<'de> for Pick<'_, T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for Pick<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match self.path {
+                [first] if *first == key => found = Some(map.next_value::<T>()?),
+                [first, rest @ ..] if *first == key => {
+                    found = map.next_value_seed(Pick::<T> { path: rest, _t: PhantomData })?
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The default configuration file: `--config`, else `./livestream.toml` if present,
+/// else the embedded one.
+pub fn locate(explicit: Option<&Path>) -> Result<ConfigText, ConfigError> {
+    match explicit {
+        Some(path) => ConfigText::read(path),
+        None => {
+            let local = PathBuf::from("livestream.toml");
+            if local.is_file() {
+                ConfigText::read(&local)
+            } else {
+                Ok(ConfigText::embedded())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            ConfigText { origin: "t.toml".into(), text: text.into() },
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn embedded_config_is_valid() {
+        let c = Config::parse(ConfigText::embedded(), &Overrides::default()).unwrap();
+        assert_eq!(c.serve.source, "auto");
+    }
+
+    #[test]
+    fn unknown_key_points_at_it() {
+        let e = parse("[capture]\nwidth = 640\nwidht = 480\n").unwrap_err();
+        assert_eq!(e.position, Some((3, 1)), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("t.toml:3:1: unknown field `widht`"), "{text}");
+        assert!(text.contains("expected one of `width`, `height`"), "{text}");
+        assert!(text.contains("3 | widht = 480\n  | ^^^^^"), "{text}");
+    }
+
+    #[test]
+    fn unknown_backend_lists_known_ones() {
+        let e = parse("[serve]\nsource = \"tset-pattern\"\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 10)));
+        let text = e.to_string();
+        assert!(text.contains("unknown source `tset-pattern`"), "{text}");
+        assert!(text.contains("expected one of: file, synthetic-camera, test-pattern"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_and_impossible_size() {
+        let e = parse("[capture]\nwidth = \"wide\"\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 9)), "{e}");
+        assert!(e.message.contains("invalid type"), "{e}");
+        let e = parse("[capture]\nwidth = 0\nheight = 480\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 9)), "{e}");
+        assert!(e.message.contains("impossible capture size"), "{e}");
+        let e = parse("[capture]\nformat = \"nv12\"\nwidth = 641\n").unwrap_err();
+        assert!(e.message.contains("even width"), "{e}");
+        let e = parse("[capture]\nformat = \"rgb48\"\n").unwrap_err();
+        assert!(e.help.as_deref().unwrap().contains("rgb24"), "{e}");
+        let e = parse("[capture]\nfps = -1\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 7)), "{e}");
+    }
+
+    #[test]
+    fn backend_table_errors_point_into_file() {
+        #[derive(Deserialize, Default, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct Opts {
+            #[allow(dead_code)]
+            speed: Option<u32>,
+        }
+        let c = parse("[serve]\nname = \"x\"\n\n[sources.test-pattern]\nsped = 3\n").unwrap();
+        let e = c.backend(Kind::Source, "test-pattern").parse::<Opts>().unwrap_err();
+        assert_eq!(e.position, Some((5, 1)), "{e}");
+        let e = parse("[sources.nope]\n").unwrap_err();
+        assert!(e.message.contains("unknown source `nope`"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let c = Config::parse(
+            ConfigText { origin: "t.toml".into(), text: "[capture]\nwidth = 640\n".into() },
+            &Overrides { width: Some(320), codec: Some("raw".into()), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(c.capture.width, 320);
+        assert_eq!(c.serve.codec, "raw");
+        let e = Config::parse(
+            ConfigText { origin: "t.toml".into(), text: String::new() },
+            &Overrides { codec: Some("zip".into()), ..Default::default() },
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("--codec: unknown codec `zip`"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_edit_the_document() {
+        let t = ConfigText { origin: "t.toml".into(), text: "# c\n[capture]\nwidth = 640\n".into() }
+            .with_overrides(&["capture.width=320".into(), "sinks.file.path=/tmp/x.lsr".into()])
+            .unwrap();
+        let c = Config::parse(t, &Overrides::default()).unwrap();
+        assert_eq!(c.capture.width, 320);
+        #[derive(Deserialize, Default)]
+        struct P {
+            path: String,
+        }
+        let p: P = c.backend(Kind::Sink, "file").parse().unwrap();
+        assert_eq!(p.path, "/tmp/x.lsr");
+    }
+}

@@ -1,0 +1,84 @@
+//! Error types shared by the backends. Each says what went wrong and keeps its cause;
+//! `main` adds the context of the command and maps them to exit codes.
+
+use std::io;
+
+use crate::config::ConfigError;
+use crate::frame::{GeometryError, PixelFormat};
+
+/// A backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Geometry(#[from] GeometryError),
+    #[error("{backend} does not support {what}")]
+    Unsupported { backend: &'static str, what: String },
+    #[error("{what} is not valid: {why}")]
+    Invalid { what: String, why: String },
+}
+
+impl BackendError {
+    pub fn io(what: impl Into<String>, source: io::Error) -> BackendError {
+        BackendError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// A source could not deliver a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A finite source (a recording) has no more frames.
+    #[error("end of stream")]
+    EndOfStream,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} is corrupt: {why}")]
+    Corrupt { what: String, why: String },
+}
+
+/// A payload could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("{codec}: payload decodes to {got} bytes, the stream header says {expected}")]
+    WrongSize {
+        codec: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{codec}: corrupt payload: {why}")]
+    Corrupt { codec: &'static str, why: String },
+    #[error("{codec} cannot carry {format} frames")]
+    Unsupported {
+        codec: &'static str,
+        format: PixelFormat,
+    },
+    #[error("{codec}: {why}")]
+    Encode { codec: &'static str, why: String },
+}
+
+/// A sink could not take a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{sink} cannot take {what}")]
+    Unsupported { sink: &'static str, what: String },
+}

@@ -1,0 +1,17 @@
+//! livestream: low-latency live video from a camera to screens on the same network.
+//!
+//! The pipeline is source → codec → TCP → codec → sink; each stage is a trait
+//! ([`sources::FrameSource`], [`codecs::FrameCodec`], [`sinks::FrameSink`]) whose
+//! backends register themselves by name (see [`registry`]). See
+//! `docs/architecture.md` for the threads and how frames move between them.
+
+pub mod clock;
+pub mod codecs;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod frame;
+pub mod recording;
+pub mod registry;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,283 @@
+//! Backends register themselves by name with `inventory`; this module finds them.
+//!
+//! A cargo feature decides what is compiled in; a backend's probe decides whether it
+//! works on this machine. A backend that is compiled out registers a
+//! [`CompiledOut`] entry instead, so its name still explains how to get it.
+
+use std::fmt;
+
+use crate::codecs::CodecBackend;
+use crate::sinks::SinkBackend;
+use crate::sources::SourceBackend;
+
+/// The three roles a backend can play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Source,
+    Codec,
+    Sink,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Source => "source",
+            Kind::Codec => "codec",
+            Kind::Sink => "sink",
+        }
+    }
+
+    /// The name of the table that holds backend options in `livestream.toml`.
+    pub fn table(self) -> &'static str {
+        match self {
+            Kind::Source => "sources",
+            Kind::Codec => "codecs",
+            Kind::Sink => "sinks",
+        }
+    }
+}
+
+/// Whether a compiled-in backend can work on this machine right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    /// Why not, in words a user can act on ("no /dev/video* found").
+    Unavailable(String),
+}
+
+/// Always available: for backends that need nothing from the machine.
+pub fn always() -> Availability {
+    Availability::Available
+}
+
+/// A backend known to this build but left out by cargo features.
+pub struct CompiledOut {
+    pub kind: Kind,
+    pub name: &'static str,
+    pub feature: &'static str,
+    /// The Debian package the feature needs at build time.
+    pub package: &'static str,
+}
+
+inventory::collect!(CompiledOut);
+
+/// What every registration has in common.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub kind: Kind,
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub probe: fn() -> Availability,
+}
+
+/// Every compiled-in backend, sorted by kind then name.
+pub fn entries() -> Vec<Entry> {
+    let mut all: Vec<Entry> = inventory::iter::<SourceBackend>
+        .into_iter()
+        .map(|b| Entry {
+            kind: Kind::Source,
+            name: b.name,
+            summary: b.summary,
+            probe: b.probe,
+        })
+        .chain(inventory::iter::<CodecBackend>.into_iter().map(|b| Entry {
+            kind: Kind::Codec,
+            name: b.name,
+            summary: b.summary,
+            probe: b.probe,
+        }))
+        .chain(inventory::iter::<SinkBackend>.into_iter().map(|b| Entry {
+            kind: Kind::Sink,
+            name: b.name,
+            summary: b.summary,
+            probe: b.probe,
+        }))
+        .collect();
+    all.sort_by_key(|e| (e.kind as u8, e.name));
+    all
+}
+
+/// Backends compiled out of this build.
+pub fn compiled_out() -> Vec<&'static CompiledOut> {
+    let mut all: Vec<_> = inventory::iter::<CompiledOut>.into_iter().collect();
+    all.sort_by_key(|c| (c.kind as u8, c.name));
+    all
+}
+
+/// The sorted names of compiled-in backends of one kind.
+pub fn names(kind: Kind) -> Vec<&'static str> {
+    entries()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.name)
+        .collect()
+}
+
+pub fn exists(kind: Kind, name: &str) -> bool {
+    names(kind).contains(&name)
+}
+
+pub fn is_compiled_out(kind: Kind, name: &str) -> bool {
+    compiled_out()
+        .iter()
+        .any(|c| c.kind == kind && c.name == name)
+}
+
+/// Names registered twice, which is a bug in the build (two files claim one name).
+pub fn duplicates() -> Vec<(Kind, &'static str)> {
+    let all = entries();
+    let mut dups: Vec<_> = all
+        .windows(2)
+        .filter(|w| w[0].kind == w[1].kind && w[0].name == w[1].name)
+        .map(|w| (w[0].kind, w[0].name))
+        .collect();
+    dups.dedup();
+    dups
+}
+
+/// A name that names no backend of this build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.headline())]
+pub struct UnknownBackend {
+    pub kind: Kind,
+    pub name: String,
+    pub known: Vec<&'static str>,
+    /// Set when the name is a real backend that this build left out.
+    pub feature: Option<(&'static str, &'static str)>,
+}
+
+impl UnknownBackend {
+    pub fn headline(&self) -> String {
+        match self.feature {
+            Some(_) => format!(
+                "{} `{}` is not available in this build",
+                self.kind.name(),
+                self.name
+            ),
+            None => format!("unknown {} `{}`", self.kind.name(), self.name),
+        }
+    }
+
+    pub fn help(&self) -> String {
+        match self.feature {
+            Some((feature, package)) => format!(
+                "rebuild with `--features {feature}` (needs the Debian package {package}), or `--features full`"
+            ),
+            None => format!("expected one of: {}", self.known.join(", ")),
+        }
+    }
+}
+
+pub fn unknown(kind: Kind, name: &str) -> UnknownBackend {
+    UnknownBackend {
+        kind,
+        name: name.to_string(),
+        known: names(kind),
+        feature: compiled_out()
+            .into_iter()
+            .find(|c| c.kind == kind && c.name == name)
+            .map(|c| (c.feature, c.package)),
+    }
+}
+
+pub fn source(name: &str) -> Result<&'static SourceBackend, UnknownBackend> {
+    inventory::iter::<SourceBackend>
+        .into_iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| unknown(Kind::Source, name))
+}
+
+pub fn codec(name: &str) -> Result<&'static CodecBackend, UnknownBackend> {
+    inventory::iter::<CodecBackend>
+        .into_iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| unknown(Kind::Codec, name))
+}
+
+pub fn sink(name: &str) -> Result<&'static SinkBackend, UnknownBackend> {
+    inventory::iter::<SinkBackend>
+        .into_iter()
+        .find(|b| b.name == name)
+        .ok_or_else(|| unknown(Kind::Sink, name))
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Availability::Available => f.write_str("available"),
+            Availability::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+/// The table `livestream backends` prints.
+pub fn report() -> String {
+    let mut out = String::new();
+    for kind in [Kind::Source, Kind::Codec, Kind::Sink] {
+        out.push_str(&format!("{}s:\n", kind.name()));
+        for e in entries().into_iter().filter(|e| e.kind == kind) {
+            out.push_str(&format!(
+                "  {:<18} {:<28} {}\n",
+                e.name,
+                (e.probe)().to_string(),
+                e.summary
+            ));
+        }
+        for c in compiled_out().into_iter().filter(|c| c.kind == kind) {
+            out.push_str(&format!(
+                "  {:<18} not in this build: rebuild with --features {} (needs {})\n",
+                c.name, c.feature, c.package
+            ));
+        }
+    }
+    for (kind, name) in duplicates() {
+        out.push_str(&format!(
+            "error: {} `{name}` is registered twice\n",
+            kind.name()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_kebab_case() {
+        assert_eq!(duplicates(), vec![]);
+        for e in entries() {
+            assert!(
+                e.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{} is not kebab-case",
+                e.name
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_known_sorted() {
+        let e = unknown(Kind::Codec, "zip");
+        assert_eq!(e.headline(), "unknown codec `zip`");
+        assert_eq!(e.known, vec!["bincode", "lz4", "raw"]);
+        assert_eq!(e.help(), "expected one of: bincode, lz4, raw");
+    }
+
+    #[test]
+    fn core_backends_are_registered() {
+        for (kind, name) in [
+            (Kind::Source, "test-pattern"),
+            (Kind::Source, "synthetic-camera"),
+            (Kind::Source, "file"),
+            (Kind::Codec, "raw"),
+            (Kind::Codec, "bincode"),
+            (Kind::Codec, "lz4"),
+            (Kind::Sink, "null"),
+            (Kind::Sink, "file"),
+        ] {
+            assert!(exists(kind, name), "{name}");
+        }
+    }
+}

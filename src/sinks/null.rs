@@ -1,0 +1,37 @@
+//! `null`: counts frames and throws them away. For tests and benchmarks.
+
+use super::{Flow, FrameSink, SinkBackend, StreamMeta};
+use crate::config::BackendConfig;
+use crate::error::{BackendError, SinkError};
+use crate::frame::Frame;
+use crate::registry::always;
+
+inventory::submit! {
+    SinkBackend {
+        name: "null",
+        summary: "counts frames and discards them (tests, benchmarks)",
+        probe: always,
+        open: |_: &BackendConfig| -> Result<Box<dyn FrameSink>, BackendError> { Ok(Box::new(NullSink::default())) },
+    }
+}
+
+#[derive(Default)]
+pub struct NullSink {
+    pub frames: u64,
+}
+
+impl FrameSink for NullSink {
+    fn start(&mut self, _meta: &StreamMeta) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn present(&mut self, _frame: &Frame) -> Result<Flow, SinkError> {
+        self.frames += 1;
+        Ok(Flow::Continue)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        log::info!("null sink: {} frames", self.frames);
+        Ok(())
+    }
+}

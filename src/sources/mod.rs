@@ -1,0 +1,85 @@
+//! Frame sources: where pictures come from.
+//!
+//! Each backend lives in one file here, registers itself with
+//! `inventory::submit!` and is compiled in by the single `#[cfg]` on its `mod` line.
+
+use crate::config::{BackendConfig, CaptureConfig};
+use crate::error::{BackendError, SourceError};
+use crate::frame::{Frame, StreamInfo};
+use crate::registry::Availability;
+
+pub mod file;
+pub mod synthetic_camera;
+pub mod test_pattern;
+
+/// Produces frames, one at a time, into a buffer the caller owns.
+///
+/// Call order: the registration's `open` builds the source (and negotiates the mode
+/// with the device); then `stream_info` any time; then `next_frame` repeatedly.
+/// Dropping the source releases the device.
+pub trait FrameSource: Send {
+    /// What every frame of this source looks like. Fixed once opened.
+    fn stream_info(&self) -> StreamInfo;
+
+    /// Blocks until the next frame is captured and writes it into `frame`: geometry,
+    /// `seq`, `capture_us` (see [`crate::clock`]) and pixels, reusing `frame.data`.
+    ///
+    /// Blocks for at most about one frame interval (or one second), so a caller that
+    /// wants to stop is never held up for long.
+    ///
+    /// Errors: [`SourceError::EndOfStream`] when a finite source is done; `Io` or
+    /// `Corrupt` when the device or file fails.
+    fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError>;
+}
+
+/// A source backend's registration.
+pub struct SourceBackend {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub probe: fn() -> Availability,
+    /// Opens the source for the `[capture]` request and its own `[sources.NAME]` table.
+    pub open: fn(&CaptureConfig, &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError>,
+}
+
+inventory::collect!(SourceBackend);
+
+/// Sleeps until `deadline_us` on [`crate::clock`]: frame pacing for sources that
+/// generate frames. Deadlines advance by a fixed interval, so pacing does not drift.
+pub(crate) fn pace_until(deadline_us: u64) {
+    let now = crate::clock::now_us();
+    if deadline_us > now {
+        std::thread::sleep(std::time::Duration::from_micros(deadline_us - now));
+    }
+}
+
+/// Keeps frame times on a fixed grid of `1/fps`; `fps == 0` means unpaced.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pacer {
+    interval_us: u64,
+    next_us: u64,
+}
+
+impl Pacer {
+    pub(crate) fn new(fps: f64) -> Pacer {
+        Pacer {
+            interval_us: if fps > 0.0 { (1e6 / fps) as u64 } else { 0 },
+            next_us: 0,
+        }
+    }
+
+    /// Waits for the next slot and returns the time to stamp the frame with.
+    pub(crate) fn wait(&mut self) -> u64 {
+        if self.interval_us == 0 {
+            return crate::clock::now_us();
+        }
+        let now = crate::clock::now_us();
+        if self.next_us == 0 || now > self.next_us + self.interval_us * 4 {
+            // First frame, or we fell far behind (a stall): restart the grid.
+            self.next_us = now;
+        }
+        pace_until(self.next_us);
+        let stamp = crate::clock::now_us();
+        self.next_us += self.interval_us;
+        stamp
+    }
+}
