@@ -19,6 +19,7 @@ inventory::submit! {
         name: "file",
         summary: "replays a recording made by the file sink",
         probe: always,
+        camera: false,
         open: open,
     }
 }

@@ -37,6 +37,8 @@ pub struct SourceBackend {
     pub name: &'static str,
     pub summary: &'static str,
     pub probe: fn() -> Availability,
+    /// A real camera: tried, in registration order, by `source = "auto"`.
+    pub camera: bool,
     /// Opens the source for the `[capture]` request and its own `[sources.NAME]` table.
     pub open: fn(&CaptureConfig, &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError>,
 }

@@ -19,6 +19,7 @@ inventory::submit! {
         name: "synthetic-camera",
         summary: "pans across a photo with sensor noise and flicker",
         probe: always,
+        camera: false,
         open: open,
     }
 }

@@ -1,0 +1,231 @@
+//! `livestream bench`: serve → view on loopback, in one process, for each codec,
+//! size and content, unpaced and paced. Reports fps, CPU per frame on each side
+//! (from the kernel's per-thread run time), bytes per frame, latency from capture
+//! to presented at the sink, and heap allocations per frame in steady state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::config::{Config, Overrides};
+use crate::server::{RunningServer, ServeLimits};
+use crate::sinks::null::NullSink;
+use crate::viewer::{self, ViewOptions};
+
+/// Heap allocations made by the process so far. The `livestream` binary counts
+/// them with a wrapping global allocator; elsewhere this stays 0.
+pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Codecs to measure.
+    #[arg(long, value_delimiter = ',', default_value = "raw,lz4,bincode")]
+    codecs: Vec<String>,
+    /// Frame sizes, WIDTHxHEIGHT.
+    #[arg(long, value_delimiter = ',', default_value = "640x480,1280x720,1920x1080")]
+    sizes: Vec<String>,
+    /// Content: test-pattern (flat, compresses well) and/or photo (synthetic-camera).
+    #[arg(long, value_delimiter = ',', default_value = "test-pattern,photo")]
+    content: Vec<String>,
+    /// Pacing: unpaced (as fast as possible) and/or a frame rate such as 30.
+    #[arg(long, value_delimiter = ',', default_value = "unpaced,30")]
+    pace: Vec<String>,
+    /// Pixel format of the source.
+    #[arg(long, default_value = "rgb24")]
+    format: String,
+    /// Seconds measured per case (after one second of warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+/// One measured case.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub codec: String,
+    pub content: String,
+    pub size: (u32, u32),
+    pub fps_target: f64,
+    pub fps: f64,
+    pub server_cpu_ms: f64,
+    pub viewer_cpu_ms: f64,
+    pub bytes_per_frame: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub dropped: u64,
+    pub allocs_per_frame: f64,
+}
+
+/// CPU time (ns) per thread of this process, keyed by thread id, with names.
+fn thread_cpu() -> HashMap<u64, (String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in dir.flatten() {
+        let path = task.path();
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_string();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        out.insert(tid, (name, ns));
+    }
+    out
+}
+
+fn is_server_thread(name: &str) -> bool {
+    name == "capture" || name == "accept" || name.starts_with("viewer-")
+}
+
+/// CPU used between two snapshots, split into (server, viewer) threads, in ns.
+fn cpu_split(before: &HashMap<u64, (String, u64)>, after: &HashMap<u64, (String, u64)>) -> (u64, u64) {
+    let (mut server, mut view) = (0, 0);
+    for (tid, (name, ns)) in after {
+        let used = ns - before.get(tid).map_or(0, |b| b.1.min(*ns));
+        if is_server_thread(name) {
+            server += used;
+        } else if name == "net-reader" || name == "bench-view" {
+            view += used;
+        }
+    }
+    (server, view)
+}
+
+pub fn measure(
+    base: &Config,
+    codec: &str,
+    content: &str,
+    (width, height): (u32, u32),
+    fps: f64,
+    format: &str,
+    seconds: f64,
+) -> Result<BenchResult, String> {
+    let source = match content {
+        "test-pattern" => "test-pattern",
+        "photo" => "synthetic-camera",
+        other => return Err(format!("unknown content `{other}`: expected test-pattern or photo")),
+    };
+    let overrides = Overrides {
+        source: Some(source.into()),
+        codec: Some(codec.into()),
+        listen: Some("127.0.0.1:0".into()),
+        width: Some(width),
+        height: Some(height),
+        fps: Some(fps),
+        format: Some(format.into()),
+        ..Default::default()
+    };
+    let cfg = Config::parse(base.text.clone(), &overrides).map_err(|e| e.to_string())?;
+    let server = RunningServer::start(&cfg, ServeLimits::default()).map_err(|e| e.to_string())?;
+    let address = server.local_addr().to_string();
+    let stop = AtomicBool::new(false);
+    let warmup = Duration::from_secs(1);
+    let measured = Duration::from_secs_f64(seconds);
+
+    let result = std::thread::scope(|scope| {
+        let view = std::thread::Builder::new()
+            .name("bench-view".into())
+            .spawn_scoped(scope, || {
+                let mut sink = NullSink::default();
+                let opts = ViewOptions {
+                    frames: None,
+                    duration: Some(warmup + measured + Duration::from_millis(500)),
+                    quiet: true,
+                    reconnect: false,
+                    limits: cfg.view.limits,
+                };
+                viewer::run(&address, &mut sink, &cfg, &opts, &stop)
+            })
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(warmup);
+        let cpu0 = thread_cpu();
+        let allocs0 = ALLOCATIONS.load(Ordering::Relaxed);
+        let frames0 = server.viewer_stats().first().map_or(0, |v| v.sent);
+        let bytes0 = server.viewer_stats().first().map_or(0, |v| v.bytes);
+        let t0 = Instant::now();
+        std::thread::sleep(measured);
+        let cpu1 = thread_cpu();
+        let allocs1 = ALLOCATIONS.load(Ordering::Relaxed);
+        let elapsed = t0.elapsed().as_secs_f64();
+        let stats = server.viewer_stats();
+        let frames = stats.first().map_or(0, |v| v.sent) - frames0;
+        let bytes = stats.first().map_or(0, |v| v.bytes) - bytes0;
+        let report = view.join().map_err(|_| "viewer panicked".to_string())?.map_err(|e| e.to_string())?;
+        let (server_ns, view_ns) = cpu_split(&cpu0, &cpu1);
+        let per = |v: f64| if frames > 0 { v / frames as f64 } else { f64::NAN };
+        Ok(BenchResult {
+            codec: codec.into(),
+            content: content.into(),
+            size: (width, height),
+            fps_target: fps,
+            fps: frames as f64 / elapsed,
+            server_cpu_ms: per(server_ns as f64 / 1e6),
+            viewer_cpu_ms: per(view_ns as f64 / 1e6),
+            bytes_per_frame: per(bytes as f64),
+            p50_ms: report.latency.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,
+            p99_ms: report.latency.percentile(0.99).unwrap_or(f64::NAN) / 1000.0,
+            dropped: report.dropped_here + report.dropped_upstream,
+            allocs_per_frame: per((allocs1 - allocs0) as f64),
+        })
+    });
+    server.stop().map_err(|e| e.to_string())?;
+    result
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("size `{s}` is not WIDTHxHEIGHT"))?;
+    Ok((
+        w.parse().map_err(|_| format!("bad width in `{s}`"))?,
+        h.parse().map_err(|_| format!("bad height in `{s}`"))?,
+    ))
+}
+
+pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), String> {
+    let sizes = args.sizes.iter().map(|s| parse_size(s)).collect::<Result<Vec<_>, _>>()?;
+    let paces = args
+        .pace
+        .iter()
+        .map(|p| match p.as_str() {
+            "unpaced" => Ok(0.0),
+            n => n.parse::<f64>().map_err(|_| format!("pace `{n}` is not `unpaced` or a frame rate")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "| codec | content | size | pace | fps | server CPU ms/frame | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped | allocs/frame |"
+    );
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for codec in &args.codecs {
+        for content in &args.content {
+            for &size in &sizes {
+                for &fps in &paces {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    let r = measure(base, codec, content, size, fps, &args.format, args.seconds)?;
+                    println!(
+                        "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {:.2} |",
+                        r.codec,
+                        r.content,
+                        r.size.0,
+                        r.size.1,
+                        if fps > 0.0 { format!("{fps}") } else { "unpaced".into() },
+                        r.fps,
+                        r.server_cpu_ms,
+                        r.viewer_cpu_ms,
+                        r.bytes_per_frame / 1024.0,
+                        r.p50_ms,
+                        r.p99_ms,
+                        r.dropped,
+                        r.allocs_per_frame
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The command line: parse flags, load the configuration, run a command, and map
+//! the outcome to an exit status (0 done, 1 failed, 2 bad configuration or usage).
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError, Overrides};
+use crate::registry::{self, Kind};
+use crate::server::{RunningServer, ServeLimits};
+use crate::viewer::{self, ViewEnd, ViewOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "livestream", version, about = "Live video from a camera to screens on the same network")]
+pub struct Cli {
+    /// Configuration file (default: ./livestream.toml if present, else the built-in one).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Set any configuration key, e.g. --set sinks.file.path=rec.lsr (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Capture and stream to every viewer that connects.
+    Serve(ServeArgs),
+    /// Watch a stream.
+    View(ViewArgs),
+    /// List every backend in this build and whether it works here.
+    Backends,
+    /// List cameras.
+    Devices,
+    /// Measure serve → view on loopback for each codec and size.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Source backend, or "auto".
+    #[arg(long)]
+    source: Option<String>,
+    /// Codec backend.
+    #[arg(long)]
+    codec: Option<String>,
+    /// Address to listen on, e.g. 0.0.0.0:7878 or 127.0.0.1:0.
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long)]
+    width: Option<u32>,
+    #[arg(long)]
+    height: Option<u32>,
+    /// Frames per second (0 = as fast as possible).
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Pixel format (rgb24, yuyv, nv12, ...).
+    #[arg(long)]
+    format: Option<String>,
+    /// End the stream after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// End the stream after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct ViewArgs {
+    /// Server address, HOST:PORT (default: [view] address).
+    address: Option<String>,
+    /// Sink backend.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// No status line.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Give up when the connection fails instead of reconnecting.
+    #[arg(long)]
+    no_reconnect: bool,
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second Ctrl-C while shutting down exits at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone());
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    match run(cli, &stop) {
+        Ok(()) => 0,
+        Err(Failure::Config(e)) => {
+            eprintln!("error: {e}");
+            2
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+enum Failure {
+    Config(ConfigError),
+    Run(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e)
+    }
+}
+
+fn load(cli_config: Option<&std::path::Path>, sets: &[String], overrides: &Overrides) -> Result<Config, ConfigError> {
+    let text = config::locate(cli_config)?.with_overrides(sets)?;
+    Config::parse(text, overrides)
+}
+
+fn seconds(flag: &str, v: Option<f64>) -> Result<Option<Duration>, ConfigError> {
+    v.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| ConfigError::flag(flag, format!("{s} is not a number of seconds")))
+    })
+    .transpose()
+}
+
+fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(a) => {
+            let overrides = Overrides {
+                source: a.source,
+                codec: a.codec,
+                listen: a.listen,
+                width: a.width,
+                height: a.height,
+                fps: a.fps,
+                format: a.format,
+                ..Default::default()
+            };
+            let cfg = load(cli.config.as_deref(), &cli.sets, &overrides)?;
+            let limits = ServeLimits {
+                frames: a.frames,
+                duration: seconds("--duration", a.duration)?,
+            };
+            serve(&cfg, limits, stop)
+        }
+        Command::View(a) => {
+            let overrides = Overrides {
+                sink: a.sink,
+                ..Default::default()
+            };
+            let cfg = load(cli.config.as_deref(), &cli.sets, &overrides)?;
+            let address = a
+                .address
+                .or_else(|| cfg.view.address.clone())
+                .ok_or_else(|| ConfigError::flag("view", "no address: give HOST:PORT or set [view] address".into()))?;
+            let opts = ViewOptions {
+                frames: a.frames,
+                duration: seconds("--duration", a.duration)?,
+                quiet: a.quiet,
+                reconnect: cfg.view.reconnect && !a.no_reconnect,
+                limits: cfg.view.limits,
+            };
+            view(&cfg, &address, &opts, stop)
+        }
+        Command::Backends => {
+            print!("{}", registry::report());
+            Ok(())
+        }
+        Command::Devices => {
+            devices();
+            Ok(())
+        }
+        Command::Bench(a) => {
+            let cfg = load(cli.config.as_deref(), &cli.sets, &Overrides::default())?;
+            crate::bench::run(&cfg, &a, stop).map_err(Failure::Run)
+        }
+    }
+}
+
+fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Failure> {
+    let server = RunningServer::start(cfg, limits).map_err(|e| Failure::Run(e.to_string()))?;
+    let info = server.stream_info();
+    let addr = server.local_addr();
+    let fps = if info.fps > 0.0 { format!("{} fps", info.fps) } else { "unpaced".into() };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "livestream: streaming {}, {} at {}, codec {}\nlistening on {addr}",
+        server.source_name(),
+        info.frame,
+        fps,
+        cfg.serve.codec
+    );
+    for ip in view_addresses(addr) {
+        let _ = writeln!(out, "  watch with: livestream view {}", SocketAddr::new(ip, addr.port()));
+    }
+    let _ = out.flush();
+    drop(out);
+    while !stop.load(Ordering::Relaxed) && !server.finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop().map_err(|e| Failure::Run(e.to_string()))
+}
+
+/// The addresses a viewer can use to reach a server listening on `addr`.
+fn view_addresses(addr: SocketAddr) -> Vec<IpAddr> {
+    if !addr.ip().is_unspecified() {
+        return vec![addr.ip()];
+    }
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() == addr.is_ipv4() && !ip.is_unspecified())
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        .collect();
+    // Loopback first: it always works from this machine.
+    ips.sort_by_key(|ip| !ip.is_loopback());
+    ips.dedup();
+    ips
+}
+
+fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> Result<(), Failure> {
+    let backend = registry::sink(&cfg.view.sink).map_err(|e| Failure::Run(e.to_string()))?;
+    let mut sink = (backend.open)(&cfg.backend(Kind::Sink, &cfg.view.sink)).map_err(|e| match e {
+        crate::error::BackendError::Config(c) => Failure::Config(c),
+        e => Failure::Run(format!("sink {}: {e}", cfg.view.sink)),
+    })?;
+    let report = viewer::run(address, sink.as_mut(), cfg, opts, stop).map_err(|e| Failure::Run(e.to_string()))?;
+    let why = match &report.end {
+        ViewEnd::FrameLimit => "frame limit reached".to_string(),
+        ViewEnd::Duration => "duration reached".into(),
+        ViewEnd::Stopped => "stopped".into(),
+        ViewEnd::SinkClosed => "window closed".into(),
+        ViewEnd::StreamEnded(m) => format!("stream ended: {m}"),
+    };
+    let ms = |p: f64| report.latency.percentile(p).map_or("-".into(), |us| format!("{:.1} ms", us / 1000.0));
+    log::info!(
+        "{why}: {} frames, dropped {} (server {}, here {}), {:.1} MB, latency p50 {} p99 {}",
+        report.frames,
+        report.dropped_upstream + report.dropped_here,
+        report.dropped_upstream,
+        report.dropped_here,
+        report.bytes as f64 / 1e6,
+        ms(0.5),
+        ms(0.99)
+    );
+    Ok(())
+}
+
+fn devices() {
+    let cameras: Vec<_> = inventory::iter::<crate::sources::SourceBackend>
+        .into_iter()
+        .filter(|b| b.camera)
+        .collect();
+    let nodes: Vec<String> = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("video"))
+                .map(|n| format!("/dev/{n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if cameras.is_empty() {
+        println!(
+            "no camera backend in this build: camera sources (v4l2, nokhwa) are not available yet; \
+             `livestream backends` lists what this build has"
+        );
+    }
+    if nodes.is_empty() {
+        println!("no video devices found (/dev/video*)");
+    } else {
+        println!("video devices: {}", nodes.join(", "));
+    }
+}

@@ -1,0 +1,435 @@
+//! `livestream view`: connect, decode, present; reconnect when the server goes away.
+//!
+//! Threads: `net-reader` reads packets into pooled buffers and hands the newest to
+//! the calling thread through a one-packet slot; the calling thread decodes and
+//! presents (window sinks need the main thread). A slow sink drops frames here; it
+//! never backs up the network reader.
+
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::codecs::FrameCodec;
+use crate::config::Config;
+use crate::error::{CodecError, SinkError};
+use crate::frame::{Frame, Limits, StreamInfo};
+use crate::protocol::{self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello};
+use crate::registry::{self, Kind};
+use crate::sinks::{Flow, FrameSink, StreamMeta};
+use crate::slot::{Slot, Taken};
+use crate::stats::LatencyHistogram;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How a viewer runs.
+#[derive(Debug, Clone)]
+pub struct ViewOptions {
+    /// Stop after presenting this many frames.
+    pub frames: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// No status line.
+    pub quiet: bool,
+    /// Reconnect with backoff when the connection fails or drops.
+    pub reconnect: bool,
+    pub limits: Limits,
+}
+
+/// Why a viewer ended normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewEnd {
+    FrameLimit,
+    Duration,
+    /// Ctrl-C, SIGTERM, or the caller's stop flag.
+    Stopped,
+    /// The sink is done (a window was closed).
+    SinkClosed,
+    /// The server said the stream is over.
+    StreamEnded(String),
+}
+
+/// Why a viewer could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("{address}: {source}")]
+    Connection {
+        address: String,
+        #[source]
+        source: ProtocolError,
+    },
+    #[error("the server uses codec `{0}`, which this build does not have")]
+    UnknownCodec(String, #[source] registry::UnknownBackend),
+    #[error("the server sent a bad frame: {0}")]
+    Codec(#[from] CodecError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+    #[error("codec set-up: {0}")]
+    Backend(#[from] crate::error::BackendError),
+}
+
+/// What a viewer did.
+#[derive(Debug)]
+pub struct ViewReport {
+    pub end: ViewEnd,
+    pub frames: u64,
+    /// Frames lost here because the sink was slower than the network.
+    pub dropped_here: u64,
+    /// Frames the server skipped for this viewer (gaps in sequence numbers).
+    pub dropped_upstream: u64,
+    pub bytes: u64,
+    pub connections: u32,
+    /// Capture to presented, on the server's clock (see `docs/protocol.md`).
+    pub latency: LatencyHistogram,
+    pub stream: Option<StreamInfo>,
+}
+
+/// A received packet on its way from the reader to the decoder.
+struct Received {
+    header: PacketHeader,
+    payload: Vec<u8>,
+}
+
+/// What the reader thread and the decoding thread share.
+#[derive(Default)]
+struct Shared {
+    slot: Slot<Received>,
+    /// Payload buffers to reuse.
+    free: Mutex<Vec<Vec<u8>>>,
+    dropped_here: AtomicU64,
+    bytes: AtomicU64,
+    /// Why the reader stopped.
+    ended: Mutex<Option<Result<(String, bool), ProtocolError>>>,
+}
+
+/// Connects to `address` and presents frames to `sink` until an end condition.
+pub fn run(
+    address: &str,
+    sink: &mut dyn FrameSink,
+    cfg: &Config,
+    opts: &ViewOptions,
+    stop: &AtomicBool,
+) -> Result<ViewReport, ViewError> {
+    let started = Instant::now();
+    let deadline = opts.duration.map(|d| started + d);
+    let mut report = ViewReport {
+        end: ViewEnd::Stopped,
+        frames: 0,
+        dropped_here: 0,
+        dropped_upstream: 0,
+        bytes: 0,
+        connections: 0,
+        latency: LatencyHistogram::default(),
+        stream: None,
+    };
+    let mut backoff = BACKOFF_START;
+    let end = loop {
+        if stop.load(Ordering::Relaxed) {
+            break ViewEnd::Stopped;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break ViewEnd::Duration;
+        }
+        let failure = match connect(address, &opts.limits) {
+            Ok((stream, hello, offset)) => {
+                report.connections += 1;
+                let frames_before = report.frames;
+                let outcome = session(stream, hello, offset, address, sink, cfg, opts, stop, deadline, &mut report);
+                if report.frames > frames_before {
+                    backoff = BACKOFF_START;
+                }
+                match outcome? {
+                    SessionEnd::Done(end) => break end,
+                    SessionEnd::Lost(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        if !opts.reconnect {
+            sink.finish()?;
+            return Err(ViewError::Connection {
+                address: address.to_string(),
+                source: failure,
+            });
+        }
+        log::warn!(
+            "{address}: {failure}; reconnecting in {:.1} s",
+            backoff.as_secs_f64()
+        );
+        sleep_unless(stop, deadline, backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    };
+    sink.finish()?;
+    report.end = end;
+    Ok(report)
+}
+
+/// Sleeps for `d`, waking early when `stop` is set or the deadline passes.
+fn sleep_unless(stop: &AtomicBool, deadline: Option<Instant>, d: Duration) {
+    let until = Instant::now() + d;
+    let until = deadline.map_or(until, |dl| dl.min(until));
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Connects and shakes hands. Returns the stream, the server's hello, and the
+/// server clock minus ours in µs (NTP midpoint estimate from the handshake).
+fn connect(address: &str, limits: &Limits) -> Result<(TcpStream, ServerHello, i64), ProtocolError> {
+    let addrs: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|e| ProtocolError::Invalid {
+            what: "address",
+            why: format!("{address}: {e}"),
+        })?
+        .collect();
+    let mut last = ProtocolError::Invalid {
+        what: "address",
+        why: format!("{address} resolves to nothing"),
+    };
+    for addr in addrs {
+        let stream = match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => s,
+            Err(e) => {
+                last = e.into();
+                continue;
+            }
+        };
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let sent_us = crate::clock::now_us();
+        ClientHello {
+            version: protocol::VERSION,
+        }
+        .write(&mut &stream)?;
+        let mut reader = DeadlineReader {
+            stream: &stream,
+            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+        };
+        let hello = ServerHello::read(&mut reader, limits)?;
+        let received_us = crate::clock::now_us();
+        let offset = hello.server_time_us as i64 - ((sent_us + received_us) / 2) as i64;
+        return Ok((stream, hello, offset));
+    }
+    Err(last)
+}
+
+enum SessionEnd {
+    Done(ViewEnd),
+    /// The connection broke; maybe reconnect.
+    Lost(ProtocolError),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn session(
+    stream: TcpStream,
+    hello: ServerHello,
+    offset_us: i64,
+    address: &str,
+    sink: &mut dyn FrameSink,
+    cfg: &Config,
+    opts: &ViewOptions,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+    report: &mut ViewReport,
+) -> Result<SessionEnd, ViewError> {
+    let backend = registry::codec(&hello.codec).map_err(|e| ViewError::UnknownCodec(hello.codec.clone(), e))?;
+    let mut codec: Box<dyn FrameCodec> = (backend.new)(&cfg.backend(Kind::Codec, &hello.codec))?;
+    let max_payload = codec.max_payload(&hello.frame).min(opts.limits.max_frame_bytes);
+    let info = StreamInfo {
+        frame: hello.frame,
+        fps: hello.fps,
+    };
+    report.stream = Some(info);
+    log::info!(
+        "connected to {address}: \"{}\", {} at {} fps, codec {}",
+        hello.message,
+        hello.frame,
+        hello.fps,
+        hello.codec
+    );
+    sink.start(&StreamMeta {
+        info,
+        name: hello.message.clone(),
+        address: address.to_string(),
+        codec: hello.codec.clone(),
+    })?;
+
+    // A server that sends nothing for this long is considered gone.
+    let silence = Duration::from_secs_f64(if hello.fps > 0.0 { (4.0 / hello.fps).max(5.0) } else { 5.0 });
+    let _ = stream.set_read_timeout(Some(silence));
+    let shared = Arc::new(Shared::default());
+    let reader = {
+        let shared = shared.clone();
+        let stream = stream.try_clone().map_err(|e| ViewError::Connection {
+            address: address.to_string(),
+            source: e.into(),
+        })?;
+        std::thread::Builder::new()
+            .name("net-reader".into())
+            .spawn(move || read_loop(stream, max_payload, &shared))
+            .map_err(|e| ViewError::Connection {
+                address: address.to_string(),
+                source: e.into(),
+            })?
+    };
+
+    let mut frame = Frame::empty();
+    let mut status = Status::new(opts.quiet);
+    let mut last_seq: Option<u64> = None;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(SessionEnd::Done(ViewEnd::Stopped));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break Ok(SessionEnd::Done(ViewEnd::Duration));
+        }
+        if opts.frames.is_some_and(|n| report.frames >= n) {
+            break Ok(SessionEnd::Done(ViewEnd::FrameLimit));
+        }
+        status.tick(&shared, &info, &hello.codec);
+        let mut rx = match shared.slot.take(Duration::from_millis(100)) {
+            Taken::Value(rx) => rx,
+            Taken::Timeout => continue,
+            Taken::Closed => {
+                let ended = shared.ended.lock().unwrap_or_else(|e| e.into_inner()).take();
+                break Ok(match ended {
+                    Some(Ok((message, true))) => SessionEnd::Done(ViewEnd::StreamEnded(message)),
+                    Some(Ok((message, false))) => SessionEnd::Lost(ProtocolError::Invalid {
+                        what: "stream",
+                        why: format!("the server went away: {message}"),
+                    }),
+                    Some(Err(e)) => SessionEnd::Lost(e),
+                    None => SessionEnd::Lost(ProtocolError::Closed("by the peer")),
+                });
+            }
+        };
+        frame.info = hello.frame;
+        frame.seq = rx.header.seq;
+        frame.capture_us = rx.header.capture_us;
+        let decoded = codec.decode(&mut rx.payload, &mut frame);
+        shared.free.lock().unwrap_or_else(|e| e.into_inner()).push(rx.payload);
+        if let Err(e) = decoded {
+            // A server that sends undecodable frames is broken: drop the connection.
+            log::error!("{address}: frame {}: {e}", rx.header.seq);
+            break Ok(SessionEnd::Lost(ProtocolError::Invalid {
+                what: "frame",
+                why: e.to_string(),
+            }));
+        }
+        let flow = match sink.present(&frame) {
+            Ok(flow) => flow,
+            Err(e) => break Err(ViewError::Sink(e)),
+        };
+        let latency = (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
+        report.latency.record(latency);
+        status.latency.record(latency);
+        status.frames += 1;
+        report.frames += 1;
+        if let Some(last) = last_seq {
+            let gap = frame.seq.saturating_sub(last + 1);
+            report.dropped_upstream += gap;
+            status.dropped_upstream += gap;
+        }
+        last_seq = Some(frame.seq);
+        if flow == Flow::Stop {
+            break Ok(SessionEnd::Done(ViewEnd::SinkClosed));
+        }
+    };
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = reader.join();
+    report.dropped_here += shared.dropped_here.load(Ordering::Relaxed);
+    report.bytes += shared.bytes.load(Ordering::Relaxed);
+    result
+}
+
+fn read_loop(stream: TcpStream, max_payload: usize, shared: &Shared) {
+    let mut r = std::io::BufReader::with_capacity(64 << 10, &stream);
+    let ended = loop {
+        let mut payload = shared
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        match protocol::read_packet(&mut r, max_payload, &mut payload) {
+            Ok(Packet::Frame(header)) => {
+                shared
+                    .bytes
+                    .fetch_add((payload.len() + protocol::PACKET_HEADER_LEN) as u64, Ordering::Relaxed);
+                if let Some(stale) = shared.slot.put(Received { header, payload }) {
+                    shared.dropped_here.fetch_add(1, Ordering::Relaxed);
+                    shared.free.lock().unwrap_or_else(|e| e.into_inner()).push(stale.payload);
+                }
+            }
+            Ok(Packet::End { message, final_ }) => break Ok((message, final_)),
+            Err(e) => break Err(e),
+        }
+    };
+    *shared.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(ended);
+    shared.slot.close();
+}
+
+/// The once-a-second status line.
+struct Status {
+    quiet: bool,
+    since: Instant,
+    frames: u64,
+    bytes_at: u64,
+    dropped_at: u64,
+    dropped_upstream: u64,
+    latency: LatencyHistogram,
+}
+
+impl Status {
+    fn new(quiet: bool) -> Status {
+        Status {
+            quiet,
+            since: Instant::now(),
+            frames: 0,
+            bytes_at: 0,
+            dropped_at: 0,
+            dropped_upstream: 0,
+            latency: LatencyHistogram::default(),
+        }
+    }
+
+    fn tick(&mut self, shared: &Shared, info: &StreamInfo, codec: &str) {
+        let elapsed = self.since.elapsed();
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        let secs = elapsed.as_secs_f64();
+        let bytes = shared.bytes.load(Ordering::Relaxed);
+        let dropped = shared.dropped_here.load(Ordering::Relaxed);
+        if !self.quiet {
+            let ms = |p: f64| self.latency.percentile(p).map_or("-".into(), |us| format!("{:.1}", us / 1000.0));
+            eprintln!(
+                "{:.1} fps  {:.1} Mbit/s  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {})  {} {}",
+                self.frames as f64 / secs,
+                (bytes - self.bytes_at) as f64 * 8.0 / secs / 1e6,
+                self.dropped_upstream + dropped - self.dropped_at,
+                self.dropped_upstream,
+                dropped - self.dropped_at,
+                self.latency.mean_us().map_or("-".into(), |us| format!("{:.1}", us / 1000.0)),
+                ms(0.5),
+                ms(0.95),
+                info.frame,
+                codec,
+            );
+        }
+        self.since = Instant::now();
+        self.frames = 0;
+        self.bytes_at = bytes;
+        self.dropped_at = dropped;
+        self.dropped_upstream = 0;
+        self.latency.clear();
+    }
+}
