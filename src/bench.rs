@@ -24,7 +24,11 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "raw,lz4,bincode")]
     codecs: Vec<String>,
     /// Frame sizes, WIDTHxHEIGHT.
-    #[arg(long, value_delimiter = ',', default_value = "640x480,1280x720,1920x1080")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "640x480,1280x720,1920x1080"
+    )]
     sizes: Vec<String>,
     /// Content: test-pattern (flat, compresses well) and/or photo (synthetic-camera).
     #[arg(long, value_delimiter = ',', default_value = "test-pattern,photo")]
@@ -49,11 +53,17 @@ pub struct BenchResult {
     pub fps_target: f64,
     pub fps: f64,
     pub server_cpu_ms: f64,
+    /// CPU time in the source (generating or capturing) per captured frame.
+    pub source_ms: f64,
+    /// CPU time in the encoder per captured frame.
+    pub encode_ms: f64,
     pub viewer_cpu_ms: f64,
     pub bytes_per_frame: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    pub dropped: u64,
+    /// Frames the server skipped for the viewer, and frames the viewer skipped.
+    pub dropped_server: u64,
+    pub dropped_viewer: u64,
     pub allocs_per_frame: f64,
 }
 
@@ -68,7 +78,10 @@ fn thread_cpu() -> HashMap<u64, (String, u64)> {
         let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
             continue;
         };
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default().trim().to_string();
+        let name = std::fs::read_to_string(path.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let ns = std::fs::read_to_string(path.join("schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
@@ -83,7 +96,10 @@ fn is_server_thread(name: &str) -> bool {
 }
 
 /// CPU used between two snapshots, split into (server, viewer) threads, in ns.
-fn cpu_split(before: &HashMap<u64, (String, u64)>, after: &HashMap<u64, (String, u64)>) -> (u64, u64) {
+fn cpu_split(
+    before: &HashMap<u64, (String, u64)>,
+    after: &HashMap<u64, (String, u64)>,
+) -> (u64, u64) {
     let (mut server, mut view) = (0, 0);
     for (tid, (name, ns)) in after {
         let used = ns - before.get(tid).map_or(0, |b| b.1.min(*ns));
@@ -108,7 +124,11 @@ pub fn measure(
     let source = match content {
         "test-pattern" => "test-pattern",
         "photo" => "synthetic-camera",
-        other => return Err(format!("unknown content `{other}`: expected test-pattern or photo")),
+        other => {
+            return Err(format!(
+                "unknown content `{other}`: expected test-pattern or photo"
+            ))
+        }
     };
     let overrides = Overrides {
         source: Some(source.into()),
@@ -144,20 +164,33 @@ pub fn measure(
             .map_err(|e| e.to_string())?;
         std::thread::sleep(warmup);
         let cpu0 = thread_cpu();
+        let timing0 = server.timing();
         let allocs0 = ALLOCATIONS.load(Ordering::Relaxed);
         let frames0 = server.viewer_stats().first().map_or(0, |v| v.sent);
         let bytes0 = server.viewer_stats().first().map_or(0, |v| v.bytes);
         let t0 = Instant::now();
         std::thread::sleep(measured);
-        let cpu1 = thread_cpu();
+        // Before reading /proc, which allocates.
         let allocs1 = ALLOCATIONS.load(Ordering::Relaxed);
+        let cpu1 = thread_cpu();
         let elapsed = t0.elapsed().as_secs_f64();
+        let timing1 = server.timing();
+        let captured = (timing1.frames - timing0.frames).max(1) as f64;
         let stats = server.viewer_stats();
         let frames = stats.first().map_or(0, |v| v.sent) - frames0;
         let bytes = stats.first().map_or(0, |v| v.bytes) - bytes0;
-        let report = view.join().map_err(|_| "viewer panicked".to_string())?.map_err(|e| e.to_string())?;
+        let report = view
+            .join()
+            .map_err(|_| "viewer panicked".to_string())?
+            .map_err(|e| e.to_string())?;
         let (server_ns, view_ns) = cpu_split(&cpu0, &cpu1);
-        let per = |v: f64| if frames > 0 { v / frames as f64 } else { f64::NAN };
+        let per = |v: f64| {
+            if frames > 0 {
+                v / frames as f64
+            } else {
+                f64::NAN
+            }
+        };
         Ok(BenchResult {
             codec: codec.into(),
             content: content.into(),
@@ -165,11 +198,14 @@ pub fn measure(
             fps_target: fps,
             fps: frames as f64 / elapsed,
             server_cpu_ms: per(server_ns as f64 / 1e6),
+            source_ms: (timing1.source_ns - timing0.source_ns) as f64 / 1e6 / captured,
+            encode_ms: (timing1.encode_ns - timing0.encode_ns) as f64 / 1e6 / captured,
             viewer_cpu_ms: per(view_ns as f64 / 1e6),
             bytes_per_frame: per(bytes as f64),
             p50_ms: report.latency.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,
             p99_ms: report.latency.percentile(0.99).unwrap_or(f64::NAN) / 1000.0,
-            dropped: report.dropped_here + report.dropped_upstream,
+            dropped_server: report.dropped_upstream,
+            dropped_viewer: report.dropped_here,
             allocs_per_frame: per((allocs1 - allocs0) as f64),
         })
     });
@@ -178,7 +214,9 @@ pub fn measure(
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s.split_once('x').ok_or_else(|| format!("size `{s}` is not WIDTHxHEIGHT"))?;
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("size `{s}` is not WIDTHxHEIGHT"))?;
     Ok((
         w.parse().map_err(|_| format!("bad width in `{s}`"))?,
         h.parse().map_err(|_| format!("bad height in `{s}`"))?,
@@ -186,19 +224,25 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), String> {
-    let sizes = args.sizes.iter().map(|s| parse_size(s)).collect::<Result<Vec<_>, _>>()?;
+    let sizes = args
+        .sizes
+        .iter()
+        .map(|s| parse_size(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let paces = args
         .pace
         .iter()
         .map(|p| match p.as_str() {
             "unpaced" => Ok(0.0),
-            n => n.parse::<f64>().map_err(|_| format!("pace `{n}` is not `unpaced` or a frame rate")),
+            n => n
+                .parse::<f64>()
+                .map_err(|_| format!("pace `{n}` is not `unpaced` or a frame rate")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     println!(
-        "| codec | content | size | pace | fps | server CPU ms/frame | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped | allocs/frame |"
+        "| codec | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame |"
     );
-    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for codec in &args.codecs {
         for content in &args.content {
             for &size in &sizes {
@@ -208,7 +252,7 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                     }
                     let r = measure(base, codec, content, size, fps, &args.format, args.seconds)?;
                     println!(
-                        "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {:.2} |",
+                        "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} |",
                         r.codec,
                         r.content,
                         r.size.0,
@@ -216,11 +260,14 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                         if fps > 0.0 { format!("{fps}") } else { "unpaced".into() },
                         r.fps,
                         r.server_cpu_ms,
+                        r.source_ms,
+                        r.encode_ms,
                         r.viewer_cpu_ms,
                         r.bytes_per_frame / 1024.0,
                         r.p50_ms,
                         r.p99_ms,
-                        r.dropped,
+                        r.dropped_server,
+                        r.dropped_viewer,
                         r.allocs_per_frame
                     );
                 }

@@ -16,7 +16,11 @@ use crate::server::{RunningServer, ServeLimits};
 use crate::viewer::{self, ViewEnd, ViewOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "livestream", version, about = "Live video from a camera to screens on the same network")]
+#[command(
+    name = "livestream",
+    version,
+    about = "Live video from a camera to screens on the same network"
+)]
 pub struct Cli {
     /// Configuration file (default: ./livestream.toml if present, else the built-in one).
     #[arg(long, global = true, value_name = "PATH")]
@@ -136,7 +140,11 @@ impl From<ConfigError> for Failure {
     }
 }
 
-fn load(cli_config: Option<&std::path::Path>, sets: &[String], overrides: &Overrides) -> Result<Config, ConfigError> {
+fn load(
+    cli_config: Option<&std::path::Path>,
+    sets: &[String],
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
     let text = config::locate(cli_config)?.with_overrides(sets)?;
     Config::parse(text, overrides)
 }
@@ -178,7 +186,12 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
             let address = a
                 .address
                 .or_else(|| cfg.view.address.clone())
-                .ok_or_else(|| ConfigError::flag("view", "no address: give HOST:PORT or set [view] address".into()))?;
+                .ok_or_else(|| {
+                    ConfigError::flag(
+                        "view",
+                        "no address: give HOST:PORT or set [view] address".into(),
+                    )
+                })?;
             let opts = ViewOptions {
                 frames: a.frames,
                 duration: seconds("--duration", a.duration)?,
@@ -207,7 +220,11 @@ fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Fai
     let server = RunningServer::start(cfg, limits).map_err(|e| Failure::Run(e.to_string()))?;
     let info = server.stream_info();
     let addr = server.local_addr();
-    let fps = if info.fps > 0.0 { format!("{} fps", info.fps) } else { "unpaced".into() };
+    let fps = if info.fps > 0.0 {
+        format!("{} fps", info.fps)
+    } else {
+        "unpaced".into()
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -218,7 +235,11 @@ fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Fai
         cfg.serve.codec
     );
     for ip in view_addresses(addr) {
-        let _ = writeln!(out, "  watch with: livestream view {}", SocketAddr::new(ip, addr.port()));
+        let _ = writeln!(
+            out,
+            "  watch with: livestream view {}",
+            SocketAddr::new(ip, addr.port())
+        );
     }
     let _ = out.flush();
     drop(out);
@@ -248,11 +269,13 @@ fn view_addresses(addr: SocketAddr) -> Vec<IpAddr> {
 
 fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> Result<(), Failure> {
     let backend = registry::sink(&cfg.view.sink).map_err(|e| Failure::Run(e.to_string()))?;
-    let mut sink = (backend.open)(&cfg.backend(Kind::Sink, &cfg.view.sink)).map_err(|e| match e {
-        crate::error::BackendError::Config(c) => Failure::Config(c),
-        e => Failure::Run(format!("sink {}: {e}", cfg.view.sink)),
-    })?;
-    let report = viewer::run(address, sink.as_mut(), cfg, opts, stop).map_err(|e| Failure::Run(e.to_string()))?;
+    let mut sink =
+        (backend.open)(&cfg.backend(Kind::Sink, &cfg.view.sink)).map_err(|e| match e {
+            crate::error::BackendError::Config(c) => Failure::Config(c),
+            e => Failure::Run(format!("sink {}: {e}", cfg.view.sink)),
+        })?;
+    let report = viewer::run(address, sink.as_mut(), cfg, opts, stop)
+        .map_err(|e| Failure::Run(e.to_string()))?;
     let why = match &report.end {
         ViewEnd::FrameLimit => "frame limit reached".to_string(),
         ViewEnd::Duration => "duration reached".into(),
@@ -260,7 +283,12 @@ fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> R
         ViewEnd::SinkClosed => "window closed".into(),
         ViewEnd::StreamEnded(m) => format!("stream ended: {m}"),
     };
-    let ms = |p: f64| report.latency.percentile(p).map_or("-".into(), |us| format!("{:.1} ms", us / 1000.0));
+    let ms = |p: f64| {
+        report
+            .latency
+            .percentile(p)
+            .map_or("-".into(), |us| format!("{:.1} ms", us / 1000.0))
+    };
     log::info!(
         "{why}: {} frames, dropped {} (server {}, here {}), {:.1} MB, latency p50 {} p99 {}",
         report.frames,

@@ -28,7 +28,7 @@ pub struct ConfigError {
     pub position: Option<(usize, usize)>,
     pub message: String,
     /// The offending line and the caret under it, ready to print.
-    snippet: Option<(String, usize, usize)>,
+    snippet: Option<Box<(String, usize, usize)>>,
     /// "expected one of ..." and similar hints.
     pub help: Option<String>,
 }
@@ -55,7 +55,11 @@ impl ConfigError {
                 .count()
                 .max(1);
             err.position = Some((line_no, col));
-            err.snippet = Some((file.text[line_start..line_end].to_string(), col, width));
+            err.snippet = Some(Box::new((
+                file.text[line_start..line_end].to_string(),
+                col,
+                width,
+            )));
         }
         err
     }
@@ -83,7 +87,8 @@ impl fmt::Display for ConfigError {
             Some((line, col)) => write!(f, "{}:{}:{}: {}", self.origin, line, col, self.message)?,
             None => write!(f, "{}: {}", self.origin, self.message)?,
         }
-        if let (Some((text, col, width)), Some((line, _))) = (&self.snippet, self.position) {
+        if let (Some(snippet), Some((line, _))) = (&self.snippet, self.position) {
+            let (text, col, width) = &**snippet;
             let gutter = line.to_string().len();
             write!(
                 f,
@@ -134,14 +139,14 @@ impl ConfigText {
         if sets.is_empty() {
             return Ok(self);
         }
-        let mut doc: toml_edit::DocumentMut = self
-            .text
-            .parse()
-            .map_err(|e: toml_edit::TomlError| ConfigError::at(&self, e.span(), e.message().trim().to_string()))?;
-        for set in sets {
-            let (key, value) = set.split_once('=').ok_or_else(|| {
-                ConfigError::flag("--set", format!("`{set}` is not KEY=VALUE"))
+        let mut doc: toml_edit::DocumentMut =
+            self.text.parse().map_err(|e: toml_edit::TomlError| {
+                ConfigError::at(&self, e.span(), e.message().trim().to_string())
             })?;
+        for set in sets {
+            let (key, value) = set
+                .split_once('=')
+                .ok_or_else(|| ConfigError::flag("--set", format!("`{set}` is not KEY=VALUE")))?;
             let value: toml_edit::Value = value
                 .trim()
                 .parse()
@@ -158,7 +163,10 @@ impl ConfigText {
                 })?;
             }
             if last.is_empty() {
-                return Err(ConfigError::flag("--set", format!("`{set}` has an empty key")));
+                return Err(ConfigError::flag(
+                    "--set",
+                    format!("`{set}` has an empty key"),
+                ));
             }
             table.insert(last, toml_edit::Item::Value(value));
         }
@@ -280,7 +288,12 @@ fn toml_error(file: &ConfigText, e: toml::de::Error) -> ConfigError {
     }
 }
 
-fn unknown_name(file: &ConfigText, span: Option<Range<usize>>, kind: Kind, name: &str) -> ConfigError {
+fn unknown_name(
+    file: &ConfigText,
+    span: Option<Range<usize>>,
+    kind: Kind,
+    name: &str,
+) -> ConfigError {
     let err = registry::unknown(kind, name);
     ConfigError::at(file, span, err.headline()).with_help(err.help())
 }
@@ -302,7 +315,8 @@ fn check_name(
     }
     match value {
         Some(v) => {
-            if !registry::exists(kind, v.get_ref()) && !(kind == Kind::Source && v.get_ref() == "auto") {
+            let auto = kind == Kind::Source && v.get_ref() == "auto";
+            if !(auto || registry::exists(kind, v.get_ref())) {
                 return Err(unknown_name(file, Some(v.span()), kind, v.get_ref()));
             }
             Ok(v.into_inner())
@@ -322,13 +336,18 @@ fn parse_format(
     };
     if let Some(name) = flag {
         return PixelFormat::from_name(name).ok_or_else(|| {
-            ConfigError::flag("--format", format!("unknown pixel format `{name}`")).with_help(expected())
+            ConfigError::flag("--format", format!("unknown pixel format `{name}`"))
+                .with_help(expected())
         });
     }
     match value {
         Some(v) => PixelFormat::from_name(v.get_ref()).ok_or_else(|| {
-            ConfigError::at(file, Some(v.span()), format!("unknown pixel format `{}`", v.get_ref()))
-                .with_help(expected())
+            ConfigError::at(
+                file,
+                Some(v.span()),
+                format!("unknown pixel format `{}`", v.get_ref()),
+            )
+            .with_help(expected())
         }),
         None => Ok(PixelFormat::Rgb24),
     }
@@ -345,7 +364,9 @@ impl Config {
             (Kind::Sink, &raw.sinks),
         ] {
             for name in tables.keys() {
-                if !registry::exists(kind, name.get_ref()) && !registry::is_compiled_out(kind, name.get_ref()) {
+                if !registry::exists(kind, name.get_ref())
+                    && !registry::is_compiled_out(kind, name.get_ref())
+                {
                     return Err(unknown_name(&file, Some(name.span()), kind, name.get_ref()));
                 }
             }
@@ -358,11 +379,29 @@ impl Config {
                 (None, Some(l)) => l.into_inner(),
                 (None, None) => "0.0.0.0:7878".into(),
             },
-            source: check_name(&file, Kind::Source, s.source, overrides.source.as_ref(), "--source", "test-pattern")?,
-            codec: check_name(&file, Kind::Codec, s.codec, overrides.codec.as_ref(), "--codec", "lz4")?,
+            source: check_name(
+                &file,
+                Kind::Source,
+                s.source,
+                overrides.source.as_ref(),
+                "--source",
+                "test-pattern",
+            )?,
+            codec: check_name(
+                &file,
+                Kind::Codec,
+                s.codec,
+                overrides.codec.as_ref(),
+                "--codec",
+                "lz4",
+            )?,
             max_viewers: match s.max_viewers {
                 Some(v) if *v.get_ref() == 0 => {
-                    return Err(ConfigError::at(&file, Some(v.span()), "max-viewers must be at least 1".into()))
+                    return Err(ConfigError::at(
+                        &file,
+                        Some(v.span()),
+                        "max-viewers must be at least 1".into(),
+                    ))
                 }
                 Some(v) => v.into_inner() as usize,
                 None => 16,
@@ -383,7 +422,10 @@ impl Config {
 
         let c = raw.capture;
         let format = parse_format(&file, c.format, overrides.format.as_ref())?;
-        let dim = |v: Option<Spanned<u32>>, flag: Option<u32>, default: u32| -> (u32, Option<Range<usize>>) {
+        let dim = |v: Option<Spanned<u32>>,
+                   flag: Option<u32>,
+                   default: u32|
+         -> (u32, Option<Range<usize>>) {
             match (flag, v) {
                 (Some(f), _) => (f, None),
                 (None, Some(v)) => (*v.get_ref(), Some(v.span())),
@@ -394,7 +436,10 @@ impl Config {
         let (height, hspan) = dim(c.height, overrides.height, 720);
         let fps = match (overrides.fps, c.fps) {
             (Some(f), _) if !(0.0..=1000.0).contains(&f) => {
-                return Err(ConfigError::flag("--fps", format!("{f} is not between 0 and 1000")))
+                return Err(ConfigError::flag(
+                    "--fps",
+                    format!("{f} is not between 0 and 1000"),
+                ))
             }
             (Some(f), _) => f,
             (None, Some(f)) if !(0.0..=1000.0).contains(f.get_ref()) => {
@@ -408,22 +453,37 @@ impl Config {
             (None, None) => 30.0,
         };
         let geometry = if format.is_compressed() {
-            FrameInfo { format, width, height, stride: 0 }.validate(&Limits::default()).map(|_| ())
+            FrameInfo {
+                format,
+                width,
+                height,
+                stride: 0,
+            }
+            .validate(&Limits::default())
+            .map(|_| ())
         } else {
-            FrameInfo::packed(format, width, height).and_then(|i| i.validate(&Limits::default()).map(|_| ()))
+            FrameInfo::packed(format, width, height)
+                .and_then(|i| i.validate(&Limits::default()).map(|_| ()))
         };
         if let Err(e) = geometry {
             let message = format!("impossible capture size: {e}");
-            return Err(match (wspan.or(hspan), overrides.width.or(overrides.height)) {
-                (_, Some(_)) => ConfigError::flag("--width/--height", message),
-                (span, None) => ConfigError::at(&file, span, message),
-            }
-            .with_help(format!(
-                "width and height from 1 to {}, even for 4:2:x formats",
-                Limits::default().max_width
-            )));
+            return Err(
+                match (wspan.or(hspan), overrides.width.or(overrides.height)) {
+                    (_, Some(_)) => ConfigError::flag("--width/--height", message),
+                    (span, None) => ConfigError::at(&file, span, message),
+                }
+                .with_help(format!(
+                    "width and height from 1 to {}, even for 4:2:x formats",
+                    Limits::default().max_width
+                )),
+            );
         }
-        let capture = CaptureConfig { width, height, fps, format };
+        let capture = CaptureConfig {
+            width,
+            height,
+            fps,
+            format,
+        };
 
         let v = raw.view;
         let max_frame_bytes = match v.max_frame_bytes {
@@ -439,17 +499,36 @@ impl Config {
         };
         let view = ViewConfig {
             address: v.address.map(Spanned::into_inner),
-            sink: check_name(&file, Kind::Sink, v.sink, overrides.sink.as_ref(), "--sink", "null")?,
-            limits: Limits { max_frame_bytes, ..Limits::default() },
+            sink: check_name(
+                &file,
+                Kind::Sink,
+                v.sink,
+                overrides.sink.as_ref(),
+                "--sink",
+                "null",
+            )?,
+            limits: Limits {
+                max_frame_bytes,
+                ..Limits::default()
+            },
             reconnect: v.reconnect.unwrap_or(true),
         };
 
-        Ok(Config { text: file, serve, capture, view })
+        Ok(Config {
+            text: file,
+            serve,
+            capture,
+            view,
+        })
     }
 
     /// The options table of one backend, `[sources.NAME]` and so on.
     pub fn backend(&self, kind: Kind, name: &str) -> BackendConfig<'_> {
-        BackendConfig { text: &self.text, kind, name: name.to_string() }
+        BackendConfig {
+            text: &self.text,
+            kind,
+            name: name.to_string(),
+        }
     }
 }
 
@@ -527,7 +606,10 @@ impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for Pick<'_, T> {
             match self.path {
                 [first] if *first == key => found = Some(map.next_value::<T>()?),
                 [first, rest @ ..] if *first == key => {
-                    found = map.next_value_seed(Pick::<T> { path: rest, _t: PhantomData })?
+                    found = map.next_value_seed(Pick::<T> {
+                        path: rest,
+                        _t: PhantomData,
+                    })?
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -560,7 +642,10 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(
-            ConfigText { origin: "t.toml".into(), text: text.into() },
+            ConfigText {
+                origin: "t.toml".into(),
+                text: text.into(),
+            },
             &Overrides::default(),
         )
     }
@@ -587,7 +672,10 @@ mod tests {
         assert_eq!(e.position, Some((2, 10)));
         let text = e.to_string();
         assert!(text.contains("unknown source `tset-pattern`"), "{text}");
-        assert!(text.contains("expected one of: file, synthetic-camera, test-pattern"), "{text}");
+        assert!(
+            text.contains("expected one of: file, synthetic-camera, test-pattern"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -615,7 +703,10 @@ mod tests {
             speed: Option<u32>,
         }
         let c = parse("[serve]\nname = \"x\"\n\n[sources.test-pattern]\nsped = 3\n").unwrap();
-        let e = c.backend(Kind::Source, "test-pattern").parse::<Opts>().unwrap_err();
+        let e = c
+            .backend(Kind::Source, "test-pattern")
+            .parse::<Opts>()
+            .unwrap_err();
         assert_eq!(e.position, Some((5, 1)), "{e}");
         let e = parse("[sources.nope]\n").unwrap_err();
         assert!(e.message.contains("unknown source `nope`"), "{e}");
@@ -624,25 +715,47 @@ mod tests {
     #[test]
     fn flags_override_file() {
         let c = Config::parse(
-            ConfigText { origin: "t.toml".into(), text: "[capture]\nwidth = 640\n".into() },
-            &Overrides { width: Some(320), codec: Some("raw".into()), ..Default::default() },
+            ConfigText {
+                origin: "t.toml".into(),
+                text: "[capture]\nwidth = 640\n".into(),
+            },
+            &Overrides {
+                width: Some(320),
+                codec: Some("raw".into()),
+                ..Default::default()
+            },
         )
         .unwrap();
         assert_eq!(c.capture.width, 320);
         assert_eq!(c.serve.codec, "raw");
         let e = Config::parse(
-            ConfigText { origin: "t.toml".into(), text: String::new() },
-            &Overrides { codec: Some("zip".into()), ..Default::default() },
+            ConfigText {
+                origin: "t.toml".into(),
+                text: String::new(),
+            },
+            &Overrides {
+                codec: Some("zip".into()),
+                ..Default::default()
+            },
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("--codec: unknown codec `zip`"), "{e}");
+        assert!(
+            e.to_string().starts_with("--codec: unknown codec `zip`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn set_overrides_edit_the_document() {
-        let t = ConfigText { origin: "t.toml".into(), text: "# c\n[capture]\nwidth = 640\n".into() }
-            .with_overrides(&["capture.width=320".into(), "sinks.file.path=/tmp/x.lsr".into()])
-            .unwrap();
+        let t = ConfigText {
+            origin: "t.toml".into(),
+            text: "# c\n[capture]\nwidth = 640\n".into(),
+        }
+        .with_overrides(&[
+            "capture.width=320".into(),
+            "sinks.file.path=/tmp/x.lsr".into(),
+        ])
+        .unwrap();
         let c = Config::parse(t, &Overrides::default()).unwrap();
         assert_eq!(c.capture.width, 320);
         #[derive(Deserialize, Default)]

@@ -13,7 +13,11 @@ pub fn rgb_to_yuv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     let y = (19595 * r + 38470 * g + 7471 * b + 32768) >> 16;
     let u = (-11059 * r - 21709 * g + 32768 * b + (128 << 16) + 32768) >> 16;
     let v = (32768 * r - 27439 * g - 5329 * b + (128 << 16) + 32768) >> 16;
-    (y.clamp(0, 255) as u8, u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
+    (
+        y.clamp(0, 255) as u8,
+        u.clamp(0, 255) as u8,
+        v.clamp(0, 255) as u8,
+    )
 }
 
 /// Full-range BT.601 YUV → RGB for one pixel.
@@ -23,7 +27,11 @@ pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> (u8, u8, u8) {
     let r = (y + 91881 * v + 32768) >> 16;
     let g = (y - 22554 * u - 46802 * v + 32768) >> 16;
     let b = (y + 116130 * u + 32768) >> 16;
-    (r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8)
+    (
+        r.clamp(0, 255) as u8,
+        g.clamp(0, 255) as u8,
+        b.clamp(0, 255) as u8,
+    )
 }
 
 /// Converts a packed RGB24 image (`width * 3` bytes per row) into `dst`, which gets
@@ -64,8 +72,8 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
             for (o, p) in out.chunks_exact_mut(4).zip(src.chunks_exact(6)) {
                 let (y0, u0, v0) = rgb_to_yuv(p[0], p[1], p[2]);
                 let (y1, u1, v1) = rgb_to_yuv(p[3], p[4], p[5]);
-                let u = ((u0 as u16 + u1 as u16 + 1) / 2) as u8;
-                let v = ((v0 as u16 + v1 as u16 + 1) / 2) as u8;
+                let u = (u0 as u16 + u1 as u16).div_ceil(2) as u8;
+                let v = (v0 as u16 + v1 as u16).div_ceil(2) as u8;
                 if uyvy {
                     o.copy_from_slice(&[u, y0, v, y1]);
                 } else {
@@ -170,7 +178,11 @@ impl Planar {
 pub fn to_planar(frame: &Frame, out: &mut Vec<u8>) -> Option<Planar> {
     let info = frame.info;
     let layout = Planar::for_format(info.format)?;
-    let (w, h, s) = (info.width as usize, info.height as usize, info.stride as usize);
+    let (w, h, s) = (
+        info.width as usize,
+        info.height as usize,
+        info.stride as usize,
+    );
     let d = &frame.data;
     out.clear();
     match info.format {
@@ -266,7 +278,10 @@ mod tests {
                     let (ry, ru, rv) = reference_yuv(r as f64, g as f64, b as f64);
                     for (got, want) in [(y, ry), (u, ru), (v, rv)] {
                         let want = want.round().clamp(0.0, 255.0);
-                        assert!((got as f64 - want).abs() <= 1.0, "rgb {r},{g},{b}: {got} vs {want}");
+                        assert!(
+                            (got as f64 - want).abs() <= 1.0,
+                            "rgb {r},{g},{b}: {got} vs {want}"
+                        );
                     }
                 }
             }
@@ -284,7 +299,10 @@ mod tests {
                     let (y, u, v) = rgb_to_yuv(r, g, b);
                     let (r2, g2, b2) = yuv_to_rgb(y, u, v);
                     for (a, c) in [(r, r2), (g, g2), (b, b2)] {
-                        assert!((a as i32 - c as i32).abs() <= 2, "{r},{g},{b} -> {r2},{g2},{b2}");
+                        assert!(
+                            (a as i32 - c as i32).abs() <= 2,
+                            "{r},{g},{b} -> {r2},{g2},{b2}"
+                        );
                     }
                 }
             }
@@ -334,7 +352,12 @@ mod tests {
         assert_eq!(to_planar(&f, &mut out), Some(Planar::Yuv420));
         assert_eq!(out, vec![1, 2, 3, 4, 50, 60]);
         // Padded stride: only the visible bytes are written.
-        f.reset(FrameInfo { format: PixelFormat::Grey, width: 2, height: 2, stride: 4 });
+        f.reset(FrameInfo {
+            format: PixelFormat::Grey,
+            width: 2,
+            height: 2,
+            stride: 4,
+        });
         f.data.copy_from_slice(&[1, 2, 0, 0, 3, 4, 0, 0]);
         assert_eq!(to_planar(&f, &mut out), Some(Planar::Mono));
         assert_eq!(out, vec![1, 2, 3, 4]);

@@ -193,7 +193,11 @@ pub struct FrameInfo {
 
 impl FrameInfo {
     /// A tightly packed frame (`stride` = the minimum).
-    pub fn packed(format: PixelFormat, width: u32, height: u32) -> Result<FrameInfo, GeometryError> {
+    pub fn packed(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Result<FrameInfo, GeometryError> {
         let stride = format.min_stride(width).ok_or(GeometryError::TooLarge {
             width,
             height,

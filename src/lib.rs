@@ -5,20 +5,20 @@
 //! backends register themselves by name (see [`registry`]). See
 //! `docs/architecture.md` for the threads and how frames move between them.
 
+pub mod bench;
+pub mod cli;
 pub mod clock;
 pub mod codecs;
 pub mod config;
 pub mod convert;
 pub mod error;
 pub mod frame;
+pub mod protocol;
 pub mod recording;
 pub mod registry;
-pub mod sinks;
-pub mod sources;
-pub mod protocol;
 pub mod server;
+pub mod sinks;
 pub mod slot;
+pub mod sources;
 pub mod stats;
 pub mod viewer;
-pub mod bench;
-pub mod cli;

@@ -46,15 +46,23 @@ pub enum Status {
     Busy = 1,
     /// The viewer's protocol version is not supported.
     Version = 2,
+    /// The stream is over (a finite source has ended): do not retry.
+    Ended = 3,
     /// Refused for another reason, given in the message.
-    Refused = 3,
+    Refused = 4,
 }
 
 impl Status {
     fn from_u8(v: u8) -> Option<Status> {
-        [Status::Ok, Status::Busy, Status::Version, Status::Refused]
-            .into_iter()
-            .find(|s| *s as u8 == v)
+        [
+            Status::Ok,
+            Status::Busy,
+            Status::Version,
+            Status::Ended,
+            Status::Refused,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 == v)
     }
 }
 
@@ -66,7 +74,11 @@ pub enum ProtocolError {
     #[error("protocol version {0} is not supported (this side speaks {VERSION})")]
     Version(u16),
     #[error("{what} is {len} bytes, over the limit of {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
     #[error("unknown pixel format {0:02x?}")]
@@ -268,7 +280,8 @@ impl ServerHello {
             });
         }
         let fourcc = [b[8], b[9], b[10], b[11]];
-        let format = PixelFormat::from_fourcc(fourcc).ok_or(ProtocolError::UnknownFormat(fourcc))?;
+        let format =
+            PixelFormat::from_fourcc(fourcc).ok_or(ProtocolError::UnknownFormat(fourcc))?;
         let frame = FrameInfo {
             format,
             width: u32_at(&b, 12),
@@ -351,7 +364,11 @@ pub enum Packet {
 /// Reads the next packet the viewer understands, skipping (bounded) packets of
 /// types this version does not know. Frame payloads go into `payload`, whose
 /// length is checked against `max_payload` before it is resized.
-pub fn read_packet(r: &mut impl Read, max_payload: usize, payload: &mut Vec<u8>) -> Result<Packet, ProtocolError> {
+pub fn read_packet(
+    r: &mut impl Read,
+    max_payload: usize,
+    payload: &mut Vec<u8>,
+) -> Result<Packet, ProtocolError> {
     loop {
         let mut b = [0u8; PACKET_HEADER_LEN];
         read_first(r, &mut b)?;
@@ -445,7 +462,8 @@ impl Read for DeadlineReader<'_> {
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        self.stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         (&*self.stream).read(buf)
     }
 }
@@ -471,7 +489,10 @@ mod tests {
         let mut b = Vec::new();
         ClientHello { version: 1 }.write(&mut b).unwrap();
         assert_eq!(b.len(), CLIENT_HELLO_LEN);
-        assert_eq!(ClientHello::read(&mut &b[..]).unwrap(), ClientHello { version: 1 });
+        assert_eq!(
+            ClientHello::read(&mut &b[..]).unwrap(),
+            ClientHello { version: 1 }
+        );
 
         let mut b = Vec::new();
         hello().write(&mut b).unwrap();
@@ -495,7 +516,8 @@ mod tests {
         assert_eq!(
             h.encode(),
             [
-                1, 1, 0, 0, 4, 3, 2, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11
+                1, 1, 0, 0, 4, 3, 2, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33,
+                0x22, 0x11
             ]
         );
         let mut b = Vec::new();
@@ -527,15 +549,28 @@ mod tests {
         let limits = Limits::default();
         let mut good = Vec::new();
         hello().write(&mut good).unwrap();
-        let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|b| b[0] = b'X'), "BadMagic"),
             (Box::new(|b| b[4] = 9), "Version"),
             (Box::new(|b| b[6] = 77), "Invalid"),
             (Box::new(|b| b[7] = 200), "TooLong"),
-            (Box::new(|b| b[40..42].copy_from_slice(&u16::MAX.to_le_bytes())), "TooLong"),
-            (Box::new(|b| b[8..12].copy_from_slice(b"ZZZZ")), "UnknownFormat"),
-            (Box::new(|b| b[12..16].copy_from_slice(&u32::MAX.to_le_bytes())), "Geometry"),
-            (Box::new(|b| b[20..24].copy_from_slice(&1u32.to_le_bytes())), "Geometry"),
+            (
+                Box::new(|b| b[40..42].copy_from_slice(&u16::MAX.to_le_bytes())),
+                "TooLong",
+            ),
+            (
+                Box::new(|b| b[8..12].copy_from_slice(b"ZZZZ")),
+                "UnknownFormat",
+            ),
+            (
+                Box::new(|b| b[12..16].copy_from_slice(&u32::MAX.to_le_bytes())),
+                "Geometry",
+            ),
+            (
+                Box::new(|b| b[20..24].copy_from_slice(&1u32.to_le_bytes())),
+                "Geometry",
+            ),
             (Box::new(|b| b[48] = b'!'), "Invalid"),
             (Box::new(|b| b.truncate(30)), "Closed"),
             (Box::new(|b| b.truncate(50)), "Closed"),
@@ -544,50 +579,109 @@ mod tests {
             let mut b = good.clone();
             mutate(&mut b);
             let err = ServerHello::read(&mut &b[..], &limits).unwrap_err();
-            assert!(format!("{err:?}").starts_with(want), "want {want}, got {err:?}");
+            assert!(
+                format!("{err:?}").starts_with(want),
+                "want {want}, got {err:?}"
+            );
         }
         assert!(matches!(
             ServerHello::read(&mut &b""[..], &limits),
             Err(ProtocolError::Closed("by the peer"))
         ));
         let mut b = b"LSTR\x01\x00\x00\x00\xff\xff\x00\x00".to_vec();
-        assert!(matches!(ClientHello::read(&mut &b[..]), Err(ProtocolError::TooLong { .. })));
+        assert!(matches!(
+            ClientHello::read(&mut &b[..]),
+            Err(ProtocolError::TooLong { .. })
+        ));
         b[0] = b'G';
-        assert!(matches!(ClientHello::read(&mut &b[..]), Err(ProtocolError::BadMagic(_))));
+        assert!(matches!(
+            ClientHello::read(&mut &b[..]),
+            Err(ProtocolError::BadMagic(_))
+        ));
     }
 
     #[test]
     fn packets_round_trip_and_unknown_types_are_skipped() {
         let mut b = Vec::new();
         // A packet type from a future version, then a frame, then the end.
-        write_packet(&mut b, &PacketHeader { kind: 9, flags: 0, len: 3, seq: 0, capture_us: 0 }, b"abc").unwrap();
-        let h = PacketHeader { kind: PACKET_FRAME, flags: 0, len: 4, seq: 7, capture_us: 99 };
+        write_packet(
+            &mut b,
+            &PacketHeader {
+                kind: 9,
+                flags: 0,
+                len: 3,
+                seq: 0,
+                capture_us: 0,
+            },
+            b"abc",
+        )
+        .unwrap();
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: 0,
+            len: 4,
+            seq: 7,
+            capture_us: 99,
+        };
         write_packet(&mut b, &h, b"wxyz").unwrap();
         write_end(&mut b, "bye", true).unwrap();
         let mut r = &b[..];
         let mut payload = Vec::new();
-        assert_eq!(read_packet(&mut r, 10, &mut payload).unwrap(), Packet::Frame(h));
+        assert_eq!(
+            read_packet(&mut r, 10, &mut payload).unwrap(),
+            Packet::Frame(h)
+        );
         assert_eq!(payload, b"wxyz");
-        assert_eq!(read_packet(&mut r, 10, &mut payload).unwrap(), Packet::End { message: "bye".into(), final_: true });
-        assert!(matches!(read_packet(&mut r, 10, &mut payload), Err(ProtocolError::Closed("by the peer"))));
+        assert_eq!(
+            read_packet(&mut r, 10, &mut payload).unwrap(),
+            Packet::End {
+                message: "bye".into(),
+                final_: true
+            }
+        );
+        assert!(matches!(
+            read_packet(&mut r, 10, &mut payload),
+            Err(ProtocolError::Closed("by the peer"))
+        ));
     }
 
     #[test]
     fn oversized_payload_is_refused_unread() {
-        let h = PacketHeader { kind: PACKET_FRAME, flags: 0, len: u32::MAX, seq: 0, capture_us: 0 };
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: 0,
+            len: u32::MAX,
+            seq: 0,
+            capture_us: 0,
+        };
         let b = h.encode();
         let mut payload = Vec::new();
         let err = read_packet(&mut &b[..], 1 << 20, &mut payload).unwrap_err();
         assert!(matches!(err, ProtocolError::TooLong { .. }), "{err:?}");
         assert_eq!(payload.capacity(), 0, "nothing allocated");
-        let h = PacketHeader { kind: 200, flags: 0, len: 1 << 30, seq: 0, capture_us: 0 };
+        let h = PacketHeader {
+            kind: 200,
+            flags: 0,
+            len: 1 << 30,
+            seq: 0,
+            capture_us: 0,
+        };
         let err = read_packet(&mut &h.encode()[..], 1 << 20, &mut payload).unwrap_err();
         assert!(matches!(err, ProtocolError::TooLong { .. }), "{err:?}");
         // A truncated payload is a torn message, not a clean close.
-        let h = PacketHeader { kind: PACKET_FRAME, flags: 0, len: 10, seq: 0, capture_us: 0 };
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: 0,
+            len: 10,
+            seq: 0,
+            capture_us: 0,
+        };
         let mut b = h.encode().to_vec();
         b.extend_from_slice(b"abc");
         let err = read_packet(&mut &b[..], 100, &mut payload).unwrap_err();
-        assert!(matches!(err, ProtocolError::Closed("in the middle of a message")), "{err:?}");
+        assert!(
+            matches!(err, ProtocolError::Closed("in the middle of a message")),
+            "{err:?}"
+        );
     }
 }

@@ -97,7 +97,8 @@ impl<R: Read> RecordingReader<R> {
             return Err(RecordingError::BadMagic);
         }
         let fourcc = [h[8], h[9], h[10], h[11]];
-        let format = PixelFormat::from_fourcc(fourcc).ok_or(RecordingError::UnknownFormat(fourcc))?;
+        let format =
+            PixelFormat::from_fourcc(fourcc).ok_or(RecordingError::UnknownFormat(fourcc))?;
         let frame = FrameInfo {
             format,
             width: u32_at(&h, 12),
@@ -208,7 +209,8 @@ mod tests {
     fn round_trip_and_torn_tail() {
         let (info, bytes) = sample();
         for cut in [0, 5, 20] {
-            let mut r = RecordingReader::new(&bytes[..bytes.len() - cut], &Limits::default()).unwrap();
+            let mut r =
+                RecordingReader::new(&bytes[..bytes.len() - cut], &Limits::default()).unwrap();
             assert_eq!(r.stream_info(), info);
             let mut f = Frame::empty();
             let mut seqs = vec![];
@@ -240,7 +242,10 @@ mod tests {
         // Length field of the first record: a huge length is refused before reading.
         bad[HEADER_LEN + 20..HEADER_LEN + 24].copy_from_slice(&u32::MAX.to_le_bytes());
         let mut r = RecordingReader::new(&bad[..], &Limits::default()).unwrap();
-        assert!(matches!(r.read(&mut Frame::empty()), Err(RecordingError::BadRecord { index: 0, .. })));
+        assert!(matches!(
+            r.read(&mut Frame::empty()),
+            Err(RecordingError::BadRecord { index: 0, .. })
+        ));
         assert!(matches!(
             RecordingReader::new(&bytes[..10], &Limits::default()),
             Err(RecordingError::BadMagic)

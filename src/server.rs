@@ -86,6 +86,14 @@ struct Viewer {
     stream: TcpStream,
 }
 
+/// Totals of the capture thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub frames: u64,
+    pub source_ns: u64,
+    pub encode_ns: u64,
+}
+
 /// A snapshot of one viewer's counters.
 #[derive(Debug, Clone)]
 pub struct ViewerStats {
@@ -106,6 +114,9 @@ struct Hub {
     name: String,
     captured: AtomicU64,
     served: AtomicU64,
+    /// CPU time spent in the source and in the encoder, summed, ns.
+    source_ns: AtomicU64,
+    encode_ns: AtomicU64,
     /// Set when the stream is over: the end message, and whether it is final.
     end: Mutex<Option<(String, bool)>>,
 }
@@ -160,7 +171,10 @@ pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), Serve
         let source = (backend.open)(&cfg.capture, &cfg.backend(Kind::Source, name))?;
         return Ok((source, name.to_string()));
     }
-    for backend in inventory::iter::<crate::sources::SourceBackend>.into_iter().filter(|b| b.camera) {
+    for backend in inventory::iter::<crate::sources::SourceBackend>
+        .into_iter()
+        .filter(|b| b.camera)
+    {
         if (backend.probe)() != Availability::Available {
             continue;
         }
@@ -173,7 +187,10 @@ pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), Serve
         "no camera found: streaming the test pattern instead. Choose a source with \
          --source NAME or `source` in [serve] of livestream.toml; `livestream backends` lists them"
     );
-    let source = (registry::source("test-pattern")?.open)(&cfg.capture, &cfg.backend(Kind::Source, "test-pattern"))?;
+    let source = (registry::source("test-pattern")?.open)(
+        &cfg.capture,
+        &cfg.backend(Kind::Source, "test-pattern"),
+    )?;
     Ok((source, "test-pattern".into()))
 }
 
@@ -211,6 +228,8 @@ impl RunningServer {
             name: cfg.serve.name.clone(),
             captured: AtomicU64::new(0),
             served: AtomicU64::new(0),
+            source_ns: AtomicU64::new(0),
+            encode_ns: AtomicU64::new(0),
             end: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -261,6 +280,15 @@ impl RunningServer {
         self.hub.captured.load(Ordering::Relaxed)
     }
 
+    /// Frames captured and the time spent capturing and encoding them.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            frames: self.hub.captured.load(Ordering::Relaxed),
+            source_ns: self.hub.source_ns.load(Ordering::Relaxed),
+            encode_ns: self.hub.encode_ns.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn viewer_stats(&self) -> Vec<ViewerStats> {
         self.hub
             .viewers()
@@ -279,7 +307,11 @@ impl RunningServer {
         self.stop.store(true, Ordering::SeqCst);
         let captured = self.capture.take().map(|c| c.join());
         self.hub.finish("the server is shutting down", false);
-        let viewers = self.accept.take().and_then(|a| a.join().ok()).unwrap_or_default();
+        let viewers = self
+            .accept
+            .take()
+            .and_then(|a| a.join().ok())
+            .unwrap_or_default();
         // Viewers get a moment to receive the end packet; a stuck one is cut off.
         let deadline = Instant::now() + GOODBYE_GRACE;
         while Instant::now() < deadline && viewers.iter().any(|v| !v.is_finished()) {
@@ -318,7 +350,9 @@ fn capture_loop(
             break Ok(());
         }
         let captured = hub.captured.load(Ordering::Relaxed);
-        if limits.frames.is_some_and(|n| captured >= n) || limits.duration.is_some_and(|d| started.elapsed() >= d) {
+        if limits.frames.is_some_and(|n| captured >= n)
+            || limits.duration.is_some_and(|d| started.elapsed() >= d)
+        {
             hub.finish("the stream has ended (frame or time limit)", true);
             break Ok(());
         }
@@ -338,7 +372,11 @@ fn capture_loop(
         let Some(packet) = Arc::get_mut(&mut pool[index]) else {
             unreachable!("found unshared above")
         };
-        match source.next_frame(&mut packet.frame) {
+        // CPU time, not wall time: pacing sleeps are not work.
+        let t0 = crate::clock::thread_cpu_ns();
+        let captured = source.next_frame(&mut packet.frame);
+        let t1 = crate::clock::thread_cpu_ns();
+        match captured {
             Ok(()) => failures = 0,
             Err(SourceError::EndOfStream) => {
                 hub.finish("the source has ended", true);
@@ -355,7 +393,9 @@ fn capture_loop(
                 continue;
             }
         }
-        match codec.encode(&packet.frame, &mut packet.encoded) {
+        let encoded = codec.encode(&packet.frame, &mut packet.encoded);
+        let t2 = crate::clock::thread_cpu_ns();
+        match encoded {
             Ok(Encoded::Written) => packet.passthrough = false,
             Ok(Encoded::Passthrough) => packet.passthrough = true,
             Err(e) => {
@@ -363,13 +403,20 @@ fn capture_loop(
                 continue;
             }
         }
+        hub.source_ns.fetch_add(t1 - t0, Ordering::Relaxed);
+        hub.encode_ns.fetch_add(t2 - t1, Ordering::Relaxed);
         hub.captured.fetch_add(1, Ordering::Relaxed);
         hub.publish(&pool[index]);
     };
     result
 }
 
-fn accept_loop(listener: TcpListener, hub: &Arc<Hub>, stop: &Arc<AtomicBool>, handshake_timeout: Duration) -> Vec<JoinHandle<()>> {
+fn accept_loop(
+    listener: TcpListener,
+    hub: &Arc<Hub>,
+    stop: &Arc<AtomicBool>,
+    handshake_timeout: Duration,
+) -> Vec<JoinHandle<()>> {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         if !wait_readable(&listener, Duration::from_millis(200)) {
@@ -420,7 +467,13 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) -> bool {
 }
 
 /// Handshake, then sending. Every failure ends this viewer only.
-fn serve_viewer(stream: TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, handshake_timeout: Duration) {
+fn serve_viewer(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: &Hub,
+    stop: &AtomicBool,
+    handshake_timeout: Duration,
+) {
     let viewer = handshake(&stream, peer, hub, handshake_timeout);
     hub.handshaking.fetch_sub(1, Ordering::Relaxed);
     let viewer = match viewer {
@@ -458,7 +511,11 @@ fn handshake(
     let hello = ClientHello::read(&mut reader)?;
     let mut w = stream;
     if hello.version < protocol::VERSION {
-        let msg = format!("this server speaks protocol {}, the viewer {}", protocol::VERSION, hello.version);
+        let msg = format!(
+            "this server speaks protocol {}, the viewer {}",
+            protocol::VERSION,
+            hello.version
+        );
         ServerHello::refusal(Status::Version, msg.clone()).write(&mut w)?;
         log::warn!("viewer {peer} refused: {msg}");
         return Ok(None);
@@ -468,10 +525,14 @@ fn handshake(
         if viewers.len() >= hub.max_viewers || hub.end_message().is_some() {
             drop(viewers);
             let (status, msg) = match hub.end_message() {
-                Some((end, _)) => (Status::Refused, end),
+                Some((end, true)) => (Status::Ended, end),
+                Some((end, false)) => (Status::Busy, end),
                 None => (
                     Status::Busy,
-                    format!("the server is busy: {} viewers already watching", hub.max_viewers),
+                    format!(
+                        "the server is busy: {} viewers already watching",
+                        hub.max_viewers
+                    ),
                 ),
             };
             ServerHello::refusal(status, msg.clone()).write(&mut w)?;
@@ -517,7 +578,11 @@ fn send_loop(stream: &TcpStream, viewer: &Viewer, hub: &Hub, stop: &AtomicBool) 
                 let gap = last_seq.is_some_and(|s| packet.frame.seq != s + 1);
                 let header = PacketHeader {
                     kind: protocol::PACKET_FRAME,
-                    flags: if gap { protocol::FLAG_DROPPED_BEFORE } else { 0 },
+                    flags: if gap {
+                        protocol::FLAG_DROPPED_BEFORE
+                    } else {
+                        0
+                    },
                     len: payload.len() as u32,
                     seq: packet.frame.seq,
                     capture_us: packet.frame.capture_us,
@@ -528,8 +593,10 @@ fn send_loop(stream: &TcpStream, viewer: &Viewer, hub: &Hub, stop: &AtomicBool) 
                 last_seq = Some(packet.frame.seq);
                 let c = &viewer.counters;
                 c.sent.fetch_add(1, Ordering::Relaxed);
-                c.bytes
-                    .fetch_add((payload.len() + protocol::PACKET_HEADER_LEN) as u64, Ordering::Relaxed);
+                c.bytes.fetch_add(
+                    (payload.len() + protocol::PACKET_HEADER_LEN) as u64,
+                    Ordering::Relaxed,
+                );
             }
             Taken::Timeout if !stop.load(Ordering::Relaxed) => {}
             Taken::Timeout | Taken::Closed => {

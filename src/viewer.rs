@@ -14,7 +14,9 @@ use crate::codecs::FrameCodec;
 use crate::config::Config;
 use crate::error::{CodecError, SinkError};
 use crate::frame::{Frame, Limits, StreamInfo};
-use crate::protocol::{self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello};
+use crate::protocol::{
+    self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello,
+};
 use crate::registry::{self, Kind};
 use crate::sinks::{Flow, FrameSink, StreamMeta};
 use crate::slot::{Slot, Taken};
@@ -137,7 +139,18 @@ pub fn run(
             Ok((stream, hello, offset)) => {
                 report.connections += 1;
                 let frames_before = report.frames;
-                let outcome = session(stream, hello, offset, address, sink, cfg, opts, stop, deadline, &mut report);
+                let outcome = session(
+                    stream,
+                    hello,
+                    offset,
+                    address,
+                    sink,
+                    cfg,
+                    opts,
+                    stop,
+                    deadline,
+                    &mut report,
+                );
                 if report.frames > frames_before {
                     backoff = BACKOFF_START;
                 }
@@ -146,6 +159,10 @@ pub fn run(
                     SessionEnd::Lost(e) => e,
                 }
             }
+            Err(ProtocolError::Refused {
+                status: protocol::Status::Ended,
+                message,
+            }) => break ViewEnd::StreamEnded(message),
             Err(e) => e,
         };
         if !opts.reconnect {
@@ -240,9 +257,12 @@ fn session(
     deadline: Option<Instant>,
     report: &mut ViewReport,
 ) -> Result<SessionEnd, ViewError> {
-    let backend = registry::codec(&hello.codec).map_err(|e| ViewError::UnknownCodec(hello.codec.clone(), e))?;
+    let backend = registry::codec(&hello.codec)
+        .map_err(|e| ViewError::UnknownCodec(hello.codec.clone(), e))?;
     let mut codec: Box<dyn FrameCodec> = (backend.new)(&cfg.backend(Kind::Codec, &hello.codec))?;
-    let max_payload = codec.max_payload(&hello.frame).min(opts.limits.max_frame_bytes);
+    let max_payload = codec
+        .max_payload(&hello.frame)
+        .min(opts.limits.max_frame_bytes);
     let info = StreamInfo {
         frame: hello.frame,
         fps: hello.fps,
@@ -263,7 +283,11 @@ fn session(
     })?;
 
     // A server that sends nothing for this long is considered gone.
-    let silence = Duration::from_secs_f64(if hello.fps > 0.0 { (4.0 / hello.fps).max(5.0) } else { 5.0 });
+    let silence = Duration::from_secs_f64(if hello.fps > 0.0 {
+        (4.0 / hello.fps).max(5.0)
+    } else {
+        5.0
+    });
     let _ = stream.set_read_timeout(Some(silence));
     let shared = Arc::new(Shared::default());
     let reader = {
@@ -299,7 +323,11 @@ fn session(
             Taken::Value(rx) => rx,
             Taken::Timeout => continue,
             Taken::Closed => {
-                let ended = shared.ended.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let ended = shared
+                    .ended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 break Ok(match ended {
                     Some(Ok((message, true))) => SessionEnd::Done(ViewEnd::StreamEnded(message)),
                     Some(Ok((message, false))) => SessionEnd::Lost(ProtocolError::Invalid {
@@ -315,7 +343,11 @@ fn session(
         frame.seq = rx.header.seq;
         frame.capture_us = rx.header.capture_us;
         let decoded = codec.decode(&mut rx.payload, &mut frame);
-        shared.free.lock().unwrap_or_else(|e| e.into_inner()).push(rx.payload);
+        shared
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rx.payload);
         if let Err(e) = decoded {
             // A server that sends undecodable frames is broken: drop the connection.
             log::error!("{address}: frame {}: {e}", rx.header.seq);
@@ -328,7 +360,8 @@ fn session(
             Ok(flow) => flow,
             Err(e) => break Err(ViewError::Sink(e)),
         };
-        let latency = (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
+        let latency =
+            (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
         report.latency.record(latency);
         status.latency.record(latency);
         status.frames += 1;
@@ -361,12 +394,17 @@ fn read_loop(stream: TcpStream, max_payload: usize, shared: &Shared) {
             .unwrap_or_default();
         match protocol::read_packet(&mut r, max_payload, &mut payload) {
             Ok(Packet::Frame(header)) => {
-                shared
-                    .bytes
-                    .fetch_add((payload.len() + protocol::PACKET_HEADER_LEN) as u64, Ordering::Relaxed);
+                shared.bytes.fetch_add(
+                    (payload.len() + protocol::PACKET_HEADER_LEN) as u64,
+                    Ordering::Relaxed,
+                );
                 if let Some(stale) = shared.slot.put(Received { header, payload }) {
                     shared.dropped_here.fetch_add(1, Ordering::Relaxed);
-                    shared.free.lock().unwrap_or_else(|e| e.into_inner()).push(stale.payload);
+                    shared
+                        .free
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(stale.payload);
                 }
             }
             Ok(Packet::End { message, final_ }) => break Ok((message, final_)),
@@ -410,7 +448,11 @@ impl Status {
         let bytes = shared.bytes.load(Ordering::Relaxed);
         let dropped = shared.dropped_here.load(Ordering::Relaxed);
         if !self.quiet {
-            let ms = |p: f64| self.latency.percentile(p).map_or("-".into(), |us| format!("{:.1}", us / 1000.0));
+            let ms = |p: f64| {
+                self.latency
+                    .percentile(p)
+                    .map_or("-".into(), |us| format!("{:.1}", us / 1000.0))
+            };
             eprintln!(
                 "{:.1} fps  {:.1} Mbit/s  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {})  {} {}",
                 self.frames as f64 / secs,

@@ -67,9 +67,13 @@ impl FrameCodec for BincodeCodec {
             why,
         };
         let (wire, used): (WireFrame, usize) =
-            ::bincode::borrow_decode_from_slice(payload, config()).map_err(|e| corrupt(e.to_string()))?;
+            ::bincode::borrow_decode_from_slice(payload, config())
+                .map_err(|e| corrupt(e.to_string()))?;
         if used != payload.len() {
-            return Err(corrupt(format!("{} bytes after the frame", payload.len() - used)));
+            return Err(corrupt(format!(
+                "{} bytes after the frame",
+                payload.len() - used
+            )));
         }
         let info = frame.info;
         if wire.fourcc != info.format.fourcc()

@@ -24,10 +24,11 @@ impl FrameCodec for Lz4Codec {
         // Grows (zero-filling) only the part past the previous payload; no allocation
         // once the buffer reached the stream's size.
         out.resize(max, 0);
-        let n = lz4_flex::block::compress_into(&frame.data, out).map_err(|e| CodecError::Encode {
-            codec: "lz4",
-            why: e.to_string(),
-        })?;
+        let n =
+            lz4_flex::block::compress_into(&frame.data, out).map_err(|e| CodecError::Encode {
+                codec: "lz4",
+                why: e.to_string(),
+            })?;
         out.truncate(n);
         Ok(Encoded::Written)
     }

@@ -23,7 +23,7 @@ inventory::submit! {
         name: "file",
         summary: "records to a file: livestream's own format (replayable) or .y4m",
         probe: always,
-        open: open,
+        open,
     }
 }
 
@@ -50,11 +50,18 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
         table.error("`path` is required (for example --set sinks.file.path=recording.lsr)".into())
     })?;
     let container = match opts.format {
-        Container::Auto if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("y4m")) => Container::Y4m,
+        Container::Auto
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("y4m")) =>
+        {
+            Container::Y4m
+        }
         Container::Auto => Container::Native,
         c => c,
     };
-    let file = File::create(&path).map_err(|e| BackendError::io(format!("cannot create {}", path.display()), e))?;
+    let file = File::create(&path)
+        .map_err(|e| BackendError::io(format!("cannot create {}", path.display()), e))?;
     Ok(Box::new(FileSink {
         path,
         container,
@@ -91,16 +98,25 @@ impl FileSink {
             None => {
                 return Err(SinkError::Unsupported {
                     sink: "file",
-                    what: format!("{} frames as Y4M (record them in the native format)", info.frame.format),
+                    what: format!(
+                        "{} frames as Y4M (record them in the native format)",
+                        info.frame.format
+                    ),
                 })
             }
         };
-        let fps_milli = if info.fps > 0.0 { (info.fps * 1000.0).round() as u64 } else { 30_000 };
+        let fps_milli = if info.fps > 0.0 {
+            (info.fps * 1000.0).round() as u64
+        } else {
+            30_000
+        };
         let header = format!(
             "YUV4MPEG2 W{} H{} F{}:1000 Ip A1:1 C{} XCOLORRANGE=FULL\n",
             info.frame.width, info.frame.height, fps_milli, colour
         );
-        self.out.write_all(header.as_bytes()).map_err(|e| self.io(e))
+        self.out
+            .write_all(header.as_bytes())
+            .map_err(|e| self.io(e))
     }
 }
 
@@ -110,12 +126,16 @@ impl FrameSink for FileSink {
             Some(s) if s.frame == meta.info.frame => Ok(()),
             Some(s) => Err(SinkError::Unsupported {
                 sink: "file",
-                what: format!("a change of geometry from {} to {} in one file", s.frame, meta.info.frame),
+                what: format!(
+                    "a change of geometry from {} to {} in one file",
+                    s.frame, meta.info.frame
+                ),
             }),
             None => {
                 match self.container {
                     Container::Y4m => self.y4m_header(&meta.info)?,
-                    _ => recording::write_header(&mut self.out, &meta.info).map_err(|e| self.io(e))?,
+                    _ => recording::write_header(&mut self.out, &meta.info)
+                        .map_err(|e| self.io(e))?,
                 }
                 self.stream = Some(meta.info);
                 Ok(())
@@ -137,7 +157,9 @@ impl FrameSink for FileSink {
             }
             _ => recording::write_record(&mut self.out, frame),
         };
-        written.and_then(|_| self.out.flush()).map_err(|e| self.io(e))?;
+        written
+            .and_then(|_| self.out.flush())
+            .map_err(|e| self.io(e))?;
         Ok(Flow::Continue)
     }
 

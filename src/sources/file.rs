@@ -20,7 +20,7 @@ inventory::submit! {
         summary: "replays a recording made by the file sink",
         probe: always,
         camera: false,
-        open: open,
+        open,
     }
 }
 
@@ -44,18 +44,21 @@ struct Options {
     repeat: bool,
 }
 
-fn open(_capture: &CaptureConfig, table: &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError> {
+fn open(
+    _capture: &CaptureConfig,
+    table: &BackendConfig,
+) -> Result<Box<dyn FrameSource>, BackendError> {
     let opts: Options = table.parse()?;
     let path = opts.path.ok_or_else(|| {
         table.error("`path` is required (for example --set sources.file.path=recording.lsr)".into())
     })?;
-    let file = File::open(&path).map_err(|e| BackendError::io(format!("cannot open {}", path.display()), e))?;
-    let reader = RecordingReader::new(BufReader::with_capacity(1 << 20, file), &Limits::default()).map_err(|e| {
-        BackendError::Invalid {
+    let file = File::open(&path)
+        .map_err(|e| BackendError::io(format!("cannot open {}", path.display()), e))?;
+    let reader = RecordingReader::new(BufReader::with_capacity(1 << 20, file), &Limits::default())
+        .map_err(|e| BackendError::Invalid {
             what: path.display().to_string(),
             why: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(Box::new(FileSource {
         path,
         reader,
@@ -63,6 +66,7 @@ fn open(_capture: &CaptureConfig, table: &BackendConfig) -> Result<Box<dyn Frame
         repeat: opts.repeat,
         seq: 0,
         clock_offset: None,
+        last_due: None,
     }))
 }
 
@@ -75,6 +79,8 @@ pub struct FileSource {
     seq: u64,
     /// Now minus the recorded capture time of the first frame replayed in this pass.
     clock_offset: Option<i128>,
+    /// When the previous frame was due, so a loop keeps the frame interval.
+    last_due: Option<u64>,
 }
 
 impl FileSource {
@@ -83,6 +89,12 @@ impl FileSource {
             what: self.path.display().to_string(),
             why: e.to_string(),
         }
+    }
+
+    /// The nominal frame interval, from the recording's frame rate (30 fps if unknown).
+    fn interval_us(&self) -> u64 {
+        let fps = self.reader.stream_info().fps;
+        (1e6 / if fps > 0.0 { fps } else { 30.0 }) as u64
     }
 
     fn rewind(&mut self) -> Result<(), SourceError> {
@@ -109,8 +121,16 @@ impl FrameSource for FileSource {
             return Err(SourceError::EndOfStream);
         }
         let now = crate::clock::now_us() as i128;
-        let offset = *self.clock_offset.get_or_insert(now - frame.capture_us as i128);
+        // A new pass starts one frame interval after the last frame of the previous one.
+        let start = match self.last_due {
+            Some(last) => last as i128 + self.interval_us() as i128,
+            None => now,
+        };
+        let offset = *self
+            .clock_offset
+            .get_or_insert(start - frame.capture_us as i128);
         let due = (frame.capture_us as i128 + offset).max(0) as u64;
+        self.last_due = Some(due);
         if self.pace == Pace::Original {
             // Bounded: a recording with a long gap does not stall the stream for more
             // than a second at a time.

@@ -40,8 +40,12 @@ pub struct SourceBackend {
     /// A real camera: tried, in registration order, by `source = "auto"`.
     pub camera: bool,
     /// Opens the source for the `[capture]` request and its own `[sources.NAME]` table.
-    pub open: fn(&CaptureConfig, &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError>,
+    pub open: OpenSource,
 }
+
+/// Opens a source for the `[capture]` request and its `[sources.NAME]` table.
+pub type OpenSource =
+    fn(&CaptureConfig, &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError>;
 
 inventory::collect!(SourceBackend);
 

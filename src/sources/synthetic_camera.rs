@@ -20,7 +20,7 @@ inventory::submit! {
         summary: "pans across a photo with sensor noise and flicker",
         probe: always,
         camera: false,
-        open: open,
+        open,
     }
 }
 
@@ -50,7 +50,10 @@ impl Default for Options {
     }
 }
 
-fn open(capture: &CaptureConfig, table: &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError> {
+fn open(
+    capture: &CaptureConfig,
+    table: &BackendConfig,
+) -> Result<Box<dyn FrameSource>, BackendError> {
     let opts: Options = table.parse()?;
     let invalid = |what: &str, why: &str| BackendError::Invalid {
         what: format!("synthetic-camera {what}"),
@@ -67,13 +70,16 @@ fn open(capture: &CaptureConfig, table: &BackendConfig) -> Result<Box<dyn FrameS
     }
     let (bytes, name) = match &opts.image {
         Some(path) => (
-            std::fs::read(path).map_err(|e| BackendError::io(format!("cannot read {}", path.display()), e))?,
+            std::fs::read(path)
+                .map_err(|e| BackendError::io(format!("cannot read {}", path.display()), e))?,
             path.display().to_string(),
         ),
         None => (DEFAULT_IMAGE.to_vec(), "built-in coffee.png".to_string()),
     };
     let image = decode_png(&bytes).map_err(|why| BackendError::Invalid { what: name, why })?;
-    Ok(Box::new(SyntheticCameraSource::new(capture, &image, &opts)?))
+    Ok(Box::new(SyntheticCameraSource::new(
+        capture, &image, &opts,
+    )?))
 }
 
 /// An RGB24 picture.
@@ -98,9 +104,15 @@ pub fn decode_png(bytes: &[u8]) -> Result<RgbImage, String> {
             buf.truncate(px * 3);
             buf
         }
-        png::ColorType::Rgba => buf[..px * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Rgba => buf[..px * 4]
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         png::ColorType::Grayscale => buf[..px].iter().flat_map(|&g| [g, g, g]).collect(),
-        png::ColorType::GrayscaleAlpha => buf[..px * 2].chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
+        png::ColorType::GrayscaleAlpha => buf[..px * 2]
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
         other => return Err(format!("unsupported PNG colour type {other:?}")),
     };
     Ok(RgbImage {
@@ -130,7 +142,11 @@ fn resize(src: &RgbImage, width: u32, height: u32) -> RgbImage {
             }
         }
     }
-    RgbImage { width, height, data }
+    RgbImage {
+        width,
+        height,
+        data,
+    }
 }
 
 pub struct SyntheticCameraSource {
@@ -148,7 +164,11 @@ pub struct SyntheticCameraSource {
 }
 
 impl SyntheticCameraSource {
-    fn new(capture: &CaptureConfig, image: &RgbImage, opts: &Options) -> Result<SyntheticCameraSource, BackendError> {
+    fn new(
+        capture: &CaptureConfig,
+        image: &RgbImage,
+        opts: &Options,
+    ) -> Result<SyntheticCameraSource, BackendError> {
         if capture.format.is_compressed() {
             return Err(BackendError::Unsupported {
                 backend: "synthetic-camera",
@@ -157,7 +177,8 @@ impl SyntheticCameraSource {
         }
         let frame = FrameInfo::packed(capture.format, capture.width, capture.height)?;
         // Cover the frame, with a quarter more width than the frame to pan across.
-        let scale = (capture.width as f32 * 1.25 / image.width as f32).max(capture.height as f32 / image.height as f32);
+        let scale = (capture.width as f32 * 1.25 / image.width as f32)
+            .max(capture.height as f32 / image.height as f32);
         let sw = ((image.width as f32 * scale).ceil() as u32).max(capture.width);
         let sh = ((image.height as f32 * scale).ceil() as u32).max(capture.height);
         let scene = resize(image, sw, sh);
@@ -187,7 +208,10 @@ impl SyntheticCameraSource {
     }
 
     fn render(&mut self, rgb: &mut [u8]) {
-        let (w, h) = (self.info.frame.width as usize, self.info.frame.height as usize);
+        let (w, h) = (
+            self.info.frame.width as usize,
+            self.info.frame.height as usize,
+        );
         let spare = self.scene.width as usize - w;
         // Triangle wave: left to right and back.
         let phase = (self.seq as f32 / self.pan_frames) % 2.0;
@@ -216,7 +240,7 @@ impl FrameSource for SyntheticCameraSource {
     }
 
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
-        let capture_us = self.pacer.wait();
+        self.pacer.wait();
         let info = self.info.frame;
         if info.format == PixelFormat::Rgb24 {
             frame.reset(info);
@@ -229,7 +253,9 @@ impl FrameSource for SyntheticCameraSource {
             self.rgb = rgb;
         }
         frame.seq = self.seq;
-        frame.capture_us = capture_us;
+        // Stamped when the picture is complete, as a camera delivers it: the
+        // simulated sensor's work is not part of the pipeline's latency.
+        frame.capture_us = crate::clock::now_us();
         self.seq += 1;
         Ok(())
     }
@@ -267,9 +293,21 @@ mod tests {
         a.data.iter().for_each(|&v| seen[v as usize] = true);
         assert!(seen.iter().filter(|&&s| s).count() > 200);
         // Noise only: two frames stay close on average.
-        let diff: u64 = a.data.iter().zip(&b.data).map(|(&x, &y)| (x as i32 - y as i32).unsigned_abs() as u64).sum();
-        assert!(diff / (a.data.len() as u64) < 16, "mean abs diff {}", diff / a.data.len() as u64);
-        let grey = CaptureConfig { format: PixelFormat::Nv12, ..capture };
+        let diff: u64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(&x, &y)| (x as i32 - y as i32).unsigned_abs() as u64)
+            .sum();
+        assert!(
+            diff / (a.data.len() as u64) < 16,
+            "mean abs diff {}",
+            diff / a.data.len() as u64
+        );
+        let grey = CaptureConfig {
+            format: PixelFormat::Nv12,
+            ..capture
+        };
         let mut src = SyntheticCameraSource::new(&grey, &img, &Options::default()).unwrap();
         src.next_frame(&mut a).unwrap();
         assert_eq!(a.data.len(), 320 * 240 * 3 / 2);

@@ -22,7 +22,7 @@ inventory::submit! {
         summary: "moving colour bars stamped with frame number and capture time",
         probe: always,
         camera: false,
-        open: open,
+        open,
     }
 }
 
@@ -69,7 +69,10 @@ pub struct TestPatternSource {
     rgb: Vec<u8>,
 }
 
-fn open(capture: &CaptureConfig, table: &BackendConfig) -> Result<Box<dyn FrameSource>, BackendError> {
+fn open(
+    capture: &CaptureConfig,
+    table: &BackendConfig,
+) -> Result<Box<dyn FrameSource>, BackendError> {
     let opts: Options = table.parse()?;
     Ok(Box::new(TestPatternSource::new(capture, opts.speed)?))
 }
@@ -79,7 +82,8 @@ impl TestPatternSource {
         if capture.format.is_compressed() {
             return Err(BackendError::Unsupported {
                 backend: "test-pattern",
-                what: "jpeg output (use format = \"rgb24\" or a YUV format, and a JPEG codec)".into(),
+                what: "jpeg output (use format = \"rgb24\" or a YUV format, and a JPEG codec)"
+                    .into(),
             });
         }
         if capture.width < MIN_WIDTH || capture.height < MIN_HEIGHT {
@@ -108,7 +112,10 @@ impl TestPatternSource {
     }
 
     fn render(&self, seq: u64, capture_us: u64, rgb: &mut [u8]) {
-        let (w, h) = (self.info.frame.width as usize, self.info.frame.height as usize);
+        let (w, h) = (
+            self.info.frame.width as usize,
+            self.info.frame.height as usize,
+        );
         let (cell_w, cell_h) = cell_size(w as u32, h as u32);
         let stamp_h = cell_h * 3;
         let ramp_start = h - h / 4;
@@ -145,8 +152,18 @@ impl FrameSource for TestPatternSource {
 
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
         let capture_us = self.pacer.wait();
+        self.frame_at(self.seq, capture_us, frame);
+        self.seq += 1;
+        Ok(())
+    }
+}
+
+impl TestPatternSource {
+    /// Draws frame number `seq` stamped with `capture_us` into `frame`. The picture
+    /// depends on nothing else, so a test can redraw any frame it received and
+    /// compare the two byte for byte.
+    pub fn frame_at(&mut self, seq: u64, capture_us: u64, frame: &mut Frame) {
         let info = self.info.frame;
-        let seq = self.seq;
         if info.format == PixelFormat::Rgb24 {
             frame.reset(info);
             self.render(seq, capture_us, &mut frame.data);
@@ -159,8 +176,6 @@ impl FrameSource for TestPatternSource {
         }
         frame.seq = seq;
         frame.capture_us = capture_us;
-        self.seq += 1;
-        Ok(())
     }
 }
 
@@ -216,7 +231,8 @@ mod tests {
                 for expected in 0..3 {
                     src.next_frame(&mut frame).unwrap();
                     assert_eq!(frame.data.len(), frame.info.byte_len());
-                    let stamp = read_stamp(&frame).unwrap_or_else(|| panic!("{format} {w}x{h}: no stamp"));
+                    let stamp =
+                        read_stamp(&frame).unwrap_or_else(|| panic!("{format} {w}x{h}: no stamp"));
                     assert_eq!(stamp.seq, expected, "{format} {w}x{h}");
                     assert_eq!(stamp.capture_us, frame.capture_us, "{format} {w}x{h}");
                 }

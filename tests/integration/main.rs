@@ -1,0 +1,7 @@
+//! One integration-test crate that runs the real `livestream` binary over real
+//! TCP on 127.0.0.1.
+
+mod cli;
+mod robustness;
+mod stream;
+mod util;

@@ -1,0 +1,201 @@
+//! Running the real `livestream` binary: spawn, read its output, wait with deadlines.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_livestream");
+
+/// A running `livestream` process whose output is collected as it comes.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str]) -> Proc {
+        Proc::spawn_in(name, args, None)
+    }
+
+    pub fn spawn_in(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().expect("livestream binary runs");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits until `cond` holds for (stdout, stderr), or panics at the deadline.
+    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&str, &str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond(&self.stdout(), &self.stderr()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "{}: no {what} within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.stderr()
+        );
+    }
+
+    /// Waits until `text` appears `count` times in stderr.
+    pub fn wait_stderr(&self, text: &str, count: usize, timeout: Duration) {
+        self.wait_for(&format!("{count}x `{text}` in stderr"), timeout, |_, e| {
+            e.matches(text).count() >= count
+        });
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the process to exit, or kills it and panics at the deadline.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the output threads drain.
+                std::thread::sleep(Duration::from_millis(20));
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{}: did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.name,
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for a successful exit; panics with the output otherwise.
+    pub fn expect_success(&mut self, timeout: Duration) {
+        let status = self.wait_exit(timeout);
+        assert!(
+            status.success(),
+            "{}: exited with {status}\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.stderr()
+        );
+        self.assert_no_panic();
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// SIGTERM, then expect a clean exit with status 0.
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+        self.expect_success(Duration::from_secs(10));
+    }
+
+    pub fn assert_no_panic(&self) {
+        let err = self.stderr();
+        assert!(!err.contains("panicked"), "{}: panicked:\n{err}", self.name);
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `livestream serve` on a free loopback port and returns it with its address.
+pub fn serve(args: &[&str]) -> (Proc, String) {
+    serve_on("127.0.0.1:0", args)
+}
+
+pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
+    let mut all = vec!["serve", "--listen", listen];
+    all.extend_from_slice(args);
+    let p = Proc::spawn("serve", &all);
+    p.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
+        out.contains("listening on ")
+    });
+    let addr = p
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .unwrap();
+    (p, addr)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("livestream-test-")
+        .tempdir()
+        .unwrap()
+}
