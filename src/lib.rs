@@ -5,6 +5,8 @@
 //! backends register themselves by name (see [`registry`]). See
 //! `docs/architecture.md` for the threads and how frames move between them.
 
+pub use inventory;
+
 pub mod bench;
 pub mod cli;
 pub mod clock;

@@ -252,3 +252,43 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    /// Damaged recordings: an error or frames of the right size, never a panic.
+    #[test]
+    fn reader_survives_garbage() {
+        let info = StreamInfo {
+            frame: FrameInfo::packed(PixelFormat::Yuyv, 8, 4).unwrap(),
+            fps: 30.0,
+        };
+        let mut good = Vec::new();
+        write_header(&mut good, &info).unwrap();
+        for seq in 0..4 {
+            let f = Frame {
+                info: info.frame,
+                seq,
+                capture_us: seq,
+                data: vec![seq as u8; 64],
+            };
+            write_record(&mut good, &f).unwrap();
+        }
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut frame = Frame::empty();
+        for _ in 0..20_000 {
+            let mut b = good.clone();
+            for _ in 0..rng.usize(1..6) {
+                let i = rng.usize(..b.len());
+                b[i] = rng.u8(..);
+            }
+            b.truncate(rng.usize(..=b.len()));
+            if let Ok(mut r) = RecordingReader::new(&b[..], &Limits::default()) {
+                while let Ok(true) = r.read(&mut frame) {
+                    assert_eq!(frame.data.len(), r.stream_info().frame.byte_len());
+                }
+            }
+        }
+    }
+}

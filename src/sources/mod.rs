@@ -60,13 +60,13 @@ pub(crate) fn pace_until(deadline_us: u64) {
 
 /// Keeps frame times on a fixed grid of `1/fps`; `fps == 0` means unpaced.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Pacer {
+pub struct Pacer {
     interval_us: u64,
     next_us: u64,
 }
 
 impl Pacer {
-    pub(crate) fn new(fps: f64) -> Pacer {
+    pub fn new(fps: f64) -> Pacer {
         Pacer {
             interval_us: if fps > 0.0 { (1e6 / fps) as u64 } else { 0 },
             next_us: 0,
@@ -74,7 +74,7 @@ impl Pacer {
     }
 
     /// Waits for the next slot and returns the time to stamp the frame with.
-    pub(crate) fn wait(&mut self) -> u64 {
+    pub fn wait(&mut self) -> u64 {
         if self.interval_us == 0 {
             return crate::clock::now_us();
         }
