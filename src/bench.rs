@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Seconds measured per case (after one second of warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Runs of each case; the table shows the median of each column.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 /// One measured case.
@@ -165,9 +168,12 @@ pub fn measure(
         std::thread::sleep(warmup);
         let cpu0 = thread_cpu();
         let timing0 = server.timing();
+        let (frames0, bytes0) = server
+            .viewer_stats()
+            .first()
+            .map_or((0, 0), |v| (v.sent, v.bytes));
+        // Last, after everything here that allocates.
         let allocs0 = ALLOCATIONS.load(Ordering::Relaxed);
-        let frames0 = server.viewer_stats().first().map_or(0, |v| v.sent);
-        let bytes0 = server.viewer_stats().first().map_or(0, |v| v.bytes);
         let t0 = Instant::now();
         std::thread::sleep(measured);
         // Before reading /proc, which allocates.
@@ -213,6 +219,29 @@ pub fn measure(
     result
 }
 
+/// The median of every column over several runs of one case.
+fn median(runs: &[BenchResult]) -> BenchResult {
+    let mid = |f: &dyn Fn(&BenchResult) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    BenchResult {
+        fps: mid(&|r| r.fps),
+        server_cpu_ms: mid(&|r| r.server_cpu_ms),
+        source_ms: mid(&|r| r.source_ms),
+        encode_ms: mid(&|r| r.encode_ms),
+        viewer_cpu_ms: mid(&|r| r.viewer_cpu_ms),
+        bytes_per_frame: mid(&|r| r.bytes_per_frame),
+        p50_ms: mid(&|r| r.p50_ms),
+        p99_ms: mid(&|r| r.p99_ms),
+        dropped_server: mid(&|r| r.dropped_server as f64) as u64,
+        dropped_viewer: mid(&|r| r.dropped_viewer as f64) as u64,
+        allocs_per_frame: mid(&|r| r.allocs_per_frame),
+        ..runs[0].clone()
+    }
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once('x')
@@ -250,7 +279,12 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                     if stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
-                    let r = measure(base, codec, content, size, fps, &args.format, args.seconds)?;
+                    let runs = (0..args.repeat.max(1))
+                        .map(|_| {
+                            measure(base, codec, content, size, fps, &args.format, args.seconds)
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let r = median(&runs);
                     println!(
                         "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} |",
                         r.codec,

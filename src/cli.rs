@@ -243,8 +243,33 @@ fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Fai
     }
     let _ = out.flush();
     drop(out);
+    let mut last_report = (std::time::Instant::now(), server.frames_captured());
     while !stop.load(Ordering::Relaxed) && !server.finished() {
         std::thread::sleep(Duration::from_millis(50));
+        let (at, frames) = last_report;
+        if at.elapsed() >= Duration::from_secs(10) {
+            let now = (std::time::Instant::now(), server.frames_captured());
+            let fps = (now.1 - frames) as f64 / at.elapsed().as_secs_f64();
+            let viewers: Vec<String> = server
+                .viewer_stats()
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{} (sent {}, dropped {}, {:.1} MB)",
+                        v.peer,
+                        v.sent,
+                        v.dropped,
+                        v.bytes as f64 / 1e6
+                    )
+                })
+                .collect();
+            log::info!(
+                "capturing {fps:.1} fps; {} viewers: {}",
+                viewers.len(),
+                viewers.join(", ")
+            );
+            last_report = now;
+        }
     }
     server.stop().map_err(|e| Failure::Run(e.to_string()))
 }

@@ -355,6 +355,14 @@ fn parse_format(
 
 impl Config {
     /// Parses and validates `file`, with `overrides` from flags taking precedence.
+    ///
+    /// ```
+    /// use livestream::config::{Config, ConfigText, Overrides};
+    ///
+    /// let text = ConfigText { origin: "cam.toml".into(), text: "[capture]\nwidht = 640\n".into() };
+    /// let err = Config::parse(text, &Overrides::default()).unwrap_err();
+    /// assert!(err.to_string().starts_with("cam.toml:2:1: unknown field `widht`"));
+    /// ```
     pub fn parse(file: ConfigText, overrides: &Overrides) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(&file.text).map_err(|e| toml_error(&file, e))?;
 

@@ -220,6 +220,16 @@ impl FrameInfo {
 
     /// Checks the geometry against `limits` and returns the byte length of a frame
     /// (for JPEG: the largest a frame of this size may be).
+    ///
+    /// ```
+    /// use livestream::frame::{FrameInfo, Limits, PixelFormat};
+    ///
+    /// let nv12 = FrameInfo { format: PixelFormat::Nv12, width: 640, height: 480, stride: 640 };
+    /// assert_eq!(nv12.validate(&Limits::default()), Ok(640 * 480 * 3 / 2));
+    /// // Sizes from the network are checked before anything is allocated for them.
+    /// let hostile = FrameInfo { width: u32::MAX, ..nv12 };
+    /// assert!(hostile.validate(&Limits::default()).is_err());
+    /// ```
     pub fn validate(&self, limits: &Limits) -> Result<usize, GeometryError> {
         let FrameInfo {
             format,
@@ -341,13 +351,6 @@ impl Frame {
     pub fn reset(&mut self, info: FrameInfo) {
         self.info = info;
         self.data.resize(info.byte_len(), 0);
-    }
-
-    /// The rows of the first plane, each `info.stride` bytes long.
-    pub fn rows(&self) -> std::slice::ChunksExact<'_, u8> {
-        let stride = (self.info.stride as usize).max(1);
-        let luma = stride * self.info.height as usize;
-        self.data[..luma.min(self.data.len())].chunks_exact(stride)
     }
 }
 

@@ -265,6 +265,29 @@ mod tests {
         assert_eq!(e.help(), "expected one of: bincode, lz4, raw");
     }
 
+    // A stand-in for a backend that a cargo feature left out.
+    inventory::submit! {
+        CompiledOut { kind: Kind::Sink, name: "test-only-window", feature: "test-window", package: "libtest-dev" }
+    }
+
+    #[test]
+    fn compiled_out_backend_names_its_feature_and_package() {
+        assert!(!exists(Kind::Sink, "test-only-window"));
+        assert!(is_compiled_out(Kind::Sink, "test-only-window"));
+        let e = unknown(Kind::Sink, "test-only-window");
+        assert_eq!(
+            e.headline(),
+            "sink `test-only-window` is not available in this build"
+        );
+        assert_eq!(
+            e.help(),
+            "rebuild with `--features test-window` (needs the Debian package libtest-dev), or `--features full`"
+        );
+        assert!(report().contains(
+            "test-only-window   not in this build: rebuild with --features test-window (needs libtest-dev)"
+        ));
+    }
+
     #[test]
     fn core_backends_are_registered() {
         for (kind, name) in [

@@ -150,7 +150,7 @@ impl Hub {
     }
 }
 
-/// A running server. Dropping it without [`RunningServer::stop`] leaves threads running.
+/// A running server: its threads run until [`RunningServer::stop`] or drop.
 pub struct RunningServer {
     addr: SocketAddr,
     hub: Arc<Hub>,
@@ -303,7 +303,15 @@ impl RunningServer {
     }
 
     /// Stops capture, says goodbye to every viewer and joins every thread.
+    /// (Dropping the server does the same, without the result.)
     pub fn stop(mut self) -> Result<(), ServeError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ServeError> {
+        if self.capture.is_none() && self.accept.is_none() {
+            return Ok(());
+        }
         self.stop.store(true, Ordering::SeqCst);
         let captured = self.capture.take().map(|c| c.join());
         self.hub.finish("the server is shutting down", false);
@@ -332,6 +340,12 @@ impl RunningServer {
             Some(Ok(Err(e))) => Err(ServeError::Source(e)),
             _ => Ok(()),
         }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
     }
 }
 

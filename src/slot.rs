@@ -2,6 +2,17 @@
 //!
 //! A producer `put`s; if the consumer has not taken the previous value yet, that
 //! value is handed back to the producer (a dropped frame, and a buffer to reuse).
+//!
+//! ```
+//! use std::time::Duration;
+//! use livestream::slot::{Slot, Taken};
+//!
+//! let slot = Slot::default();
+//! assert_eq!(slot.put("frame 1"), None);
+//! // The consumer was slow: frame 1 comes back to the producer, unseen.
+//! assert_eq!(slot.put("frame 2"), Some("frame 1"));
+//! assert_eq!(slot.take(Duration::ZERO), Taken::Value("frame 2"));
+//! ```
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -66,20 +77,11 @@ impl<T> Slot<T> {
         }
     }
 
-    /// Takes the value if there is one, without waiting.
-    pub fn try_take(&self) -> Option<T> {
-        self.lock().value.take()
-    }
-
     /// No more values will come; a waiting consumer wakes up. A value still in the
     /// slot can still be taken.
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
     }
 }
 

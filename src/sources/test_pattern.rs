@@ -65,6 +65,8 @@ pub struct TestPatternSource {
     seq: u64,
     /// Two periods of one bar row, RGB, so any scroll offset is one slice.
     bar_row: Vec<u8>,
+    /// One row of the grey ramp, RGB.
+    ramp_row: Vec<u8>,
     /// The rendered RGB picture when the output format is not RGB24.
     rgb: Vec<u8>,
 }
@@ -98,6 +100,9 @@ impl TestPatternSource {
         for x in 0..w * 2 {
             bar_row.extend_from_slice(&BARS[(x % w) * BARS.len() / w]);
         }
+        let ramp_row = (0..w)
+            .flat_map(|x| [(x * 255 / (w - 1).max(1)) as u8; 3])
+            .collect();
         Ok(TestPatternSource {
             info: StreamInfo {
                 frame,
@@ -107,6 +112,7 @@ impl TestPatternSource {
             pacer: Pacer::new(capture.fps),
             seq: 0,
             bar_row,
+            ramp_row,
             rgb: Vec::new(),
         })
     }
@@ -132,9 +138,7 @@ impl TestPatternSource {
             } else if y < ramp_start {
                 row.copy_from_slice(&self.bar_row[offset * 3..(offset + w) * 3]);
             } else {
-                for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                    px.fill((x * 255 / (w - 1).max(1)) as u8);
-                }
+                row.copy_from_slice(&self.ramp_row);
             }
         }
     }
