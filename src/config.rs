@@ -204,6 +204,7 @@ struct RawServe {
     max_viewers: Option<Spanned<u32>>,
     name: Option<Spanned<String>>,
     handshake_timeout: Option<Spanned<f64>>,
+    encode_threads: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -235,6 +236,8 @@ pub struct ServeConfig {
     pub max_viewers: usize,
     pub name: String,
     pub handshake_timeout: std::time::Duration,
+    /// Encoder threads; 0 = one for cheap codecs, one per core (up to 4) for JPEG.
+    pub encode_threads: usize,
 }
 
 /// `[capture]`: what every source is asked for.
@@ -425,6 +428,13 @@ impl Config {
                 }
                 Some(t) => std::time::Duration::from_secs_f64(t.into_inner()),
                 None => std::time::Duration::from_secs(5),
+            },
+            encode_threads: match s.encode_threads {
+                Some(n) if *n.get_ref() > 16 => {
+                    return Err(ConfigError::at(&file, Some(n.span()), "encode-threads must be from 0 (auto) to 16".into()))
+                }
+                Some(n) => n.into_inner() as usize,
+                None => 0,
             },
         };
 

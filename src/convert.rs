@@ -111,6 +111,78 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
     }
 }
 
+/// Converts an uncompressed frame of any format into packed RGB24 (`width * 3`
+/// bytes per row) in `out`, which is resized (no allocation once it has grown).
+/// Returns `false` for JPEG, which must be decoded instead.
+pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
+    let info = frame.info;
+    let (w, h, s) = (info.width as usize, info.height as usize, info.stride as usize);
+    if info.format == PixelFormat::Jpeg || frame.data.len() < info.byte_len() {
+        return false;
+    }
+    out.resize(w * h * 3, 0);
+    let d = &frame.data;
+    let rows = out.chunks_exact_mut(w * 3).enumerate();
+    match info.format {
+        PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => {
+            let (bpp, ri, bi) = match info.format {
+                PixelFormat::Rgb24 => (3, 0, 2),
+                PixelFormat::Bgr24 => (3, 2, 0),
+                PixelFormat::Xrgb32 => (4, 2, 0),
+                _ => (4, 0, 2),
+            };
+            for (y, o) in rows {
+                let row = &d[y * s..y * s + w * bpp];
+                if info.format == PixelFormat::Rgb24 {
+                    o.copy_from_slice(row);
+                    continue;
+                }
+                for (o, p) in o.chunks_exact_mut(3).zip(row.chunks_exact(bpp)) {
+                    o.copy_from_slice(&[p[ri], p[1], p[bi]]);
+                }
+            }
+        }
+        PixelFormat::Grey => {
+            for (y, o) in rows {
+                for (o, &g) in o.chunks_exact_mut(3).zip(&d[y * s..y * s + w]) {
+                    o.fill(g);
+                }
+            }
+        }
+        PixelFormat::Yuyv | PixelFormat::Uyvy => {
+            let (y0, u, y1, v) = if info.format == PixelFormat::Yuyv { (0, 1, 2, 3) } else { (1, 0, 3, 2) };
+            for (y, o) in rows {
+                let row = &d[y * s..y * s + w * 2];
+                for (o, p) in o.chunks_exact_mut(6).zip(row.chunks_exact(4)) {
+                    let (r0, g0, b0) = yuv_to_rgb(p[y0], p[u], p[v]);
+                    let (r1, g1, b1) = yuv_to_rgb(p[y1], p[u], p[v]);
+                    o.copy_from_slice(&[r0, g0, b0, r1, g1, b1]);
+                }
+            }
+        }
+        PixelFormat::Nv12 | PixelFormat::I420 => {
+            let chroma = &d[s * h..];
+            let cs = if info.format == PixelFormat::I420 { s / 2 } else { s };
+            let v_plane = cs * (h / 2);
+            for (y, o) in rows {
+                let luma = &d[y * s..y * s + w];
+                let crow = (y / 2) * cs;
+                for (x, o) in o.chunks_exact_mut(3).enumerate() {
+                    let (u, v) = if info.format == PixelFormat::Nv12 {
+                        (chroma[crow + (x / 2) * 2], chroma[crow + (x / 2) * 2 + 1])
+                    } else {
+                        (chroma[crow + x / 2], chroma[v_plane + crow + x / 2])
+                    };
+                    let (r, g, b) = yuv_to_rgb(luma[x], u, v);
+                    o.copy_from_slice(&[r, g, b]);
+                }
+            }
+        }
+        PixelFormat::Jpeg => return false,
+    }
+    true
+}
+
 /// The luma (0-255) of pixel (x, y) of an uncompressed frame, for reading test
 /// stamps back from any format. `None` outside the frame or for JPEG.
 pub fn luma_at(frame: &Frame, x: u32, y: u32) -> Option<u8> {
@@ -337,6 +409,43 @@ mod tests {
         assert_eq!(&f.data[4..], &[128, 128]);
         from_rgb24(&src, 2, 2, PixelFormat::Nv12, &mut f);
         assert_eq!(&f.data[4..], &[128, 128]);
+    }
+
+    /// Every format converted from RGB and back stays within the error of its
+    /// chroma subsampling (none for the RGB family).
+    #[test]
+    fn to_rgb_inverts_from_rgb() {
+        let (w, h) = (16, 8);
+        // Smooth content: 4:2:x subsampling loses little.
+        let src: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x * 12) as u8, (y * 25) as u8, 128 + (x * 3) as u8]
+            })
+            .collect();
+        let mut f = Frame::empty();
+        let mut back = Vec::new();
+        for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_compressed()) {
+            from_rgb24(&src, w as u32, h as u32, format, &mut f);
+            assert!(to_rgb24(&f, &mut back), "{format}");
+            assert_eq!(back.len(), src.len());
+            let max = src.iter().zip(&back).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+            let bound = match format {
+                PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => 0,
+                PixelFormat::Grey => 255, // colour is gone; checked below
+                _ => 24,
+            };
+            assert!(max <= bound, "{format}: max error {max}");
+        }
+        // Grey: every channel equals the luma.
+        from_rgb24(&src, w as u32, h as u32, PixelFormat::Grey, &mut f);
+        to_rgb24(&f, &mut back);
+        assert!(back.chunks_exact(3).zip(&f.data).all(|(p, &g)| p == [g, g, g]));
+        // Exact values for one YUYV pair: Y 76 (red) and 150 (green) share U 65, V 138.
+        f.reset(FrameInfo::packed(PixelFormat::Yuyv, 2, 1).unwrap());
+        f.data.copy_from_slice(&[76, 128, 150, 128]);
+        to_rgb24(&f, &mut back);
+        assert_eq!(back, vec![76, 76, 76, 150, 150, 150]);
     }
 
     #[test]

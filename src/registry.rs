@@ -261,8 +261,8 @@ mod tests {
     fn unknown_name_lists_known_sorted() {
         let e = unknown(Kind::Codec, "zip");
         assert_eq!(e.headline(), "unknown codec `zip`");
-        assert_eq!(e.known, vec!["bincode", "lz4", "raw"]);
-        assert_eq!(e.help(), "expected one of: bincode, lz4, raw");
+        assert_eq!(e.known, vec!["bincode", "jpeg", "lz4", "raw"]);
+        assert_eq!(e.help(), "expected one of: bincode, jpeg, lz4, raw");
     }
 
     // A stand-in for a backend that a cargo feature left out.

@@ -90,6 +90,8 @@ struct Viewer {
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub frames: u64,
+    /// Captured frames that were never sent: no encoder was free in time.
+    pub encoder_dropped: u64,
     pub source_ns: u64,
     pub encode_ns: u64,
 }
@@ -117,6 +119,10 @@ struct Hub {
     /// CPU time spent in the source and in the encoder, summed, ns.
     source_ns: AtomicU64,
     encode_ns: AtomicU64,
+    /// Frames no encoder was free for, or finished after a newer one.
+    encoder_dropped: AtomicU64,
+    /// One past the newest published sequence number (under the viewers lock).
+    next_seq: AtomicU64,
     /// Set when the stream is over: the end message, and whether it is final.
     end: Mutex<Option<(String, bool)>>,
 }
@@ -126,8 +132,17 @@ impl Hub {
         self.viewers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Hands `packet` to every viewer, unless a newer frame went out already
+    /// (parallel encoders can finish out of order).
     fn publish(&self, packet: &Arc<Packet>) {
-        for v in self.viewers().iter() {
+        let viewers = self.viewers();
+        let seq = packet.frame.seq;
+        if self.next_seq.load(Ordering::Relaxed) > seq {
+            self.encoder_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.next_seq.store(seq + 1, Ordering::Relaxed);
+        for v in viewers.iter() {
             if v.slot.put(packet.clone()).is_some() {
                 v.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -206,9 +221,16 @@ impl RunningServer {
     pub fn start(cfg: &Config, limits: ServeLimits) -> Result<RunningServer, ServeError> {
         let (source, source_name) = open_source(cfg)?;
         let codec_backend = registry::codec(&cfg.serve.codec)?;
-        let codec = (codec_backend.new)(&cfg.backend(Kind::Codec, &cfg.serve.codec))?;
+        let encoders = match cfg.serve.encode_threads {
+            0 if codec_backend.parallel => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            0 => 1,
+            n => n,
+        };
+        let codecs = (0..encoders)
+            .map(|_| (codec_backend.new)(&cfg.backend(Kind::Codec, &cfg.serve.codec)))
+            .collect::<Result<Vec<_>, _>>()?;
         let stream = source.stream_info();
-        let max_payload = codec.max_payload(&stream.frame).min(u32::MAX as usize) as u32;
+        let max_payload = codecs[0].max_payload(&stream.frame).min(u32::MAX as usize) as u32;
 
         let listener = TcpListener::bind(&cfg.serve.listen).map_err(|e| ServeError::Listen {
             addr: cfg.serve.listen.clone(),
@@ -230,6 +252,8 @@ impl RunningServer {
             served: AtomicU64::new(0),
             source_ns: AtomicU64::new(0),
             encode_ns: AtomicU64::new(0),
+            encoder_dropped: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
             end: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -238,7 +262,7 @@ impl RunningServer {
             let (hub, stop) = (hub.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("capture".into())
-                .spawn(move || capture_loop(source, codec, &hub, &stop, limits))
+                .spawn(move || capture_loop(source, codecs, &hub, &stop, limits))
                 .map_err(ServeError::Thread)?
         };
         let accept = {
@@ -284,6 +308,7 @@ impl RunningServer {
     pub fn timing(&self) -> Timing {
         Timing {
             frames: self.hub.captured.load(Ordering::Relaxed),
+            encoder_dropped: self.hub.encoder_dropped.load(Ordering::Relaxed),
             source_ns: self.hub.source_ns.load(Ordering::Relaxed),
             encode_ns: self.hub.encode_ns.load(Ordering::Relaxed),
         }
@@ -349,80 +374,135 @@ impl Drop for RunningServer {
     }
 }
 
+/// Recycled packets, shared by capture and the encoders. A packet goes back here
+/// after it is published; it is reused once no viewer holds it any more, so the
+/// pool stops growing at (viewers × 2 + encoders + 1) packets.
+#[derive(Default)]
+struct PacketPool(Mutex<Vec<Arc<Packet>>>);
+
+impl PacketPool {
+    fn take(&self) -> Arc<Packet> {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.iter_mut().position(|p| Arc::get_mut(p).is_some()) {
+            Some(i) => pool.swap_remove(i),
+            None => Arc::new(Packet {
+                frame: Frame::empty(),
+                encoded: Vec::new(),
+                passthrough: false,
+            }),
+        }
+    }
+
+    fn give(&self, packet: Arc<Packet>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(packet);
+    }
+}
+
+/// Encodes a captured packet (which nobody else holds yet), publishes it, and
+/// returns it to the pool.
+fn encode_and_publish(codec: &mut dyn FrameCodec, mut packet: Arc<Packet>, hub: &Hub, pool: &PacketPool) {
+    if let Some(p) = Arc::get_mut(&mut packet) {
+        // CPU time, not wall time.
+        let t0 = crate::clock::thread_cpu_ns();
+        let encoded = codec.encode(&p.frame, &mut p.encoded);
+        hub.encode_ns
+            .fetch_add(crate::clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+        match encoded {
+            Ok(e) => {
+                p.passthrough = e == Encoded::Passthrough;
+                hub.publish(&packet);
+            }
+            Err(e) => log::error!("encoding frame {} failed: {e}", p.frame.seq),
+        }
+    }
+    pool.give(packet);
+}
+
+/// The capture thread: source → (encoders) → viewers. With one codec it encodes
+/// inline; with several it hands the newest frame to whichever encoder thread is
+/// free (a frame no encoder was free for is dropped, never queued), and the hub
+/// publishes frames in order, dropping any that an encoder finished too late.
 fn capture_loop(
     mut source: Box<dyn FrameSource>,
-    mut codec: Box<dyn FrameCodec>,
+    codecs: Vec<Box<dyn FrameCodec>>,
     hub: &Hub,
     stop: &AtomicBool,
     limits: ServeLimits,
 ) -> Result<(), SourceError> {
     let started = Instant::now();
-    let mut pool: Vec<Arc<Packet>> = Vec::new();
-    let mut failures = 0u32;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        let captured = hub.captured.load(Ordering::Relaxed);
-        if limits.frames.is_some_and(|n| captured >= n)
-            || limits.duration.is_some_and(|d| started.elapsed() >= d)
-        {
-            hub.finish("the stream has ended (frame or time limit)", true);
-            break Ok(());
-        }
-        // A packet no viewer holds any more, or a new one while the pool grows to
-        // (viewers × 2 + 1): each viewer holds at most one queued and one in flight.
-        let index = match pool.iter_mut().position(|p| Arc::get_mut(p).is_some()) {
-            Some(i) => i,
-            None => {
-                pool.push(Arc::new(Packet {
-                    frame: Frame::empty(),
-                    encoded: Vec::new(),
-                    passthrough: false,
-                }));
-                pool.len() - 1
+    let pool = PacketPool::default();
+    let work: Slot<Arc<Packet>> = Slot::default();
+    std::thread::scope(|scope| {
+        let mut codecs = codecs;
+        let mut inline = if codecs.len() == 1 { codecs.pop() } else { None };
+        for (i, mut codec) in codecs.into_iter().enumerate() {
+            let (work, pool) = (&work, &pool);
+            let spawned = std::thread::Builder::new()
+                .name(format!("encode-{i}"))
+                .spawn_scoped(scope, move || loop {
+                    match work.take(Duration::from_millis(500)) {
+                        Taken::Value(packet) => encode_and_publish(codec.as_mut(), packet, hub, pool),
+                        Taken::Timeout => {}
+                        Taken::Closed => break,
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start encoder thread {i}: {e}");
             }
-        };
-        let Some(packet) = Arc::get_mut(&mut pool[index]) else {
-            unreachable!("found unshared above")
-        };
-        // CPU time, not wall time: pacing sleeps are not work.
-        let t0 = crate::clock::thread_cpu_ns();
-        let captured = source.next_frame(&mut packet.frame);
-        let t1 = crate::clock::thread_cpu_ns();
-        match captured {
-            Ok(()) => failures = 0,
-            Err(SourceError::EndOfStream) => {
-                hub.finish("the source has ended", true);
+        }
+        let mut failures = 0u32;
+        let result = loop {
+            if stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            Err(e) => {
-                failures += 1;
-                log::error!("capture failed: {e}");
-                if failures >= 10 {
-                    hub.finish("the source failed", true);
-                    break Err(e);
+            let captured = hub.captured.load(Ordering::Relaxed);
+            if limits.frames.is_some_and(|n| captured >= n)
+                || limits.duration.is_some_and(|d| started.elapsed() >= d)
+            {
+                hub.finish("the stream has ended (frame or time limit)", true);
+                break Ok(());
+            }
+            let mut packet = pool.take();
+            let Some(p) = Arc::get_mut(&mut packet) else {
+                unreachable!("the pool hands out unshared packets")
+            };
+            // CPU time, not wall time: pacing sleeps are not work.
+            let t0 = crate::clock::thread_cpu_ns();
+            let captured = source.next_frame(&mut p.frame);
+            hub.source_ns
+                .fetch_add(crate::clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+            match captured {
+                Ok(()) => failures = 0,
+                Err(SourceError::EndOfStream) => {
+                    hub.finish("the source has ended", true);
+                    break Ok(());
                 }
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
+                Err(e) => {
+                    pool.give(packet);
+                    failures += 1;
+                    log::error!("capture failed: {e}");
+                    if failures >= 10 {
+                        hub.finish("the source failed", true);
+                        break Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
             }
-        }
-        let encoded = codec.encode(&packet.frame, &mut packet.encoded);
-        let t2 = crate::clock::thread_cpu_ns();
-        match encoded {
-            Ok(Encoded::Written) => packet.passthrough = false,
-            Ok(Encoded::Passthrough) => packet.passthrough = true,
-            Err(e) => {
-                log::error!("encoding frame {} failed: {e}", packet.frame.seq);
-                continue;
+            hub.captured.fetch_add(1, Ordering::Relaxed);
+            match inline.as_mut() {
+                Some(codec) => encode_and_publish(codec.as_mut(), packet, hub, &pool),
+                None => {
+                    if let Some(stale) = work.put(packet) {
+                        hub.encoder_dropped.fetch_add(1, Ordering::Relaxed);
+                        pool.give(stale);
+                    }
+                }
             }
-        }
-        hub.source_ns.fetch_add(t1 - t0, Ordering::Relaxed);
-        hub.encode_ns.fetch_add(t2 - t1, Ordering::Relaxed);
-        hub.captured.fetch_add(1, Ordering::Relaxed);
-        hub.publish(&pool[index]);
-    };
-    result
+        };
+        work.close();
+        result
+    })
 }
 
 fn accept_loop(

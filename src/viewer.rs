@@ -264,7 +264,7 @@ fn session(
         .max_payload(&hello.frame)
         .min(opts.limits.max_frame_bytes);
     let info = StreamInfo {
-        frame: hello.frame,
+        frame: codec.decoded_info(&hello.frame),
         fps: hello.fps,
     };
     report.stream = Some(info);

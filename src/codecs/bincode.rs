@@ -14,6 +14,7 @@ inventory::submit! {
         name: "bincode",
         summary: "frame + metadata serialised with bincode 2, uncompressed",
         probe: always,
+        parallel: false,
         new: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(BincodeCodec)) },
     }
 }

@@ -14,6 +14,7 @@ inventory::submit! {
         name: "lz4",
         summary: "LZ4 block compression, fast, lossless",
         probe: always,
+        parallel: false,
         new: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(Lz4Codec)) },
     }
 }

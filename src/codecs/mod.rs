@@ -6,6 +6,7 @@ use crate::frame::{Frame, FrameInfo};
 use crate::registry::Availability;
 
 pub mod bincode;
+pub mod jpeg;
 pub mod lz4;
 pub mod raw;
 
@@ -34,6 +35,12 @@ pub trait FrameCodec: Send {
     /// valid. Decoders reject anything larger before reading it.
     fn max_payload(&self, info: &FrameInfo) -> usize;
 
+    /// What `decode` turns a frame of `info` into: the same geometry for lossless
+    /// codecs, RGB24 for JPEG.
+    fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
+        *info
+    }
+
     /// Decodes `payload` into `frame`. The caller has already set `frame.info` from the
     /// validated stream header, and `frame.seq` / `frame.capture_us` from the packet;
     /// the decoder fills `frame.data` with exactly `frame.info.byte_len()` bytes (for
@@ -50,6 +57,8 @@ pub struct CodecBackend {
     pub name: &'static str,
     pub summary: &'static str,
     pub probe: fn() -> Availability,
+    /// Encoding is CPU-heavy: the server runs several encoders when cores allow.
+    pub parallel: bool,
     pub new: fn(&BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError>,
 }
 
@@ -143,7 +152,7 @@ mod tests {
     #[test]
     fn hostile_payloads_never_panic() {
         let mut rng = fastrand::Rng::with_seed(99);
-        for name in ["raw", "lz4", "bincode"] {
+        for name in ["raw", "lz4", "bincode", "jpeg"] {
             let mut c = codec(name);
             let f = frame(PixelFormat::Rgb24, 32, 16, 5);
             let mut good = Vec::new();

@@ -13,6 +13,7 @@ inventory::submit! {
         name: "raw",
         summary: "uncompressed frames, zero copy (needs a wired link)",
         probe: always,
+        parallel: false,
         new: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(RawCodec)) },
     }
 }

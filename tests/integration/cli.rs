@@ -47,7 +47,7 @@ fn config_errors_point_at_the_line_and_list_what_is_expected() {
         (
             "[serve]\ncodec = \"zstd\"\n",
             "bad.toml:2:9: unknown codec `zstd`",
-            &["expected one of: bincode, lz4, raw"],
+            &["expected one of: bincode, jpeg, lz4, raw"],
         ),
     ];
     for (toml, headline, more) in cases {
