@@ -235,11 +235,9 @@ fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Fai
         cfg.serve.codec
     );
     for ip in view_addresses(addr) {
-        let _ = writeln!(
-            out,
-            "  watch with: livestream view {}",
-            SocketAddr::new(ip, addr.port())
-        );
+        let at = SocketAddr::new(ip, addr.port());
+        let _ = writeln!(out, "  watch with: livestream view {at}");
+        let _ = writeln!(out, "  or open:    http://{at}/");
     }
     let _ = out.flush();
     drop(out);

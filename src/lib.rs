@@ -15,6 +15,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod frame;
+pub mod http;
 pub mod jpeg;
 pub mod protocol;
 pub mod recording;

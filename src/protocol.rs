@@ -419,8 +419,12 @@ pub fn read_packet(
 /// Writes a header and its payload with as few system calls as the socket allows.
 pub fn write_packet(w: &mut impl Write, header: &PacketHeader, payload: &[u8]) -> io::Result<()> {
     let head = header.encode();
-    let mut bufs = [IoSlice::new(&head), IoSlice::new(payload)];
-    let mut bufs = &mut bufs[..];
+    write_all_vectored(w, &mut [IoSlice::new(&head), IoSlice::new(payload)])
+}
+
+/// `write_all` for several buffers at once (one `writev` when the socket takes it all).
+pub fn write_all_vectored(w: &mut impl Write, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut bufs = bufs;
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -2,8 +2,12 @@
 //!
 //! Threads (each named, stoppable, joined):
 //! - `capture`: source → codec → a pooled, shared packet → every viewer's slot;
-//! - `accept`: takes connections and starts a viewer thread for each;
-//! - `viewer-ADDR`: handshake, then writes the newest packet of its slot.
+//! - `encode-N` (CPU-heavy codecs only): encode the newest captured frame;
+//! - `http-jpeg` (only when the payload is not JPEG): JPEG for browsers, working
+//!   only while one watches;
+//! - `accept`: takes connections and starts a thread for each;
+//! - `viewer-ADDR`: tells the wire protocol from HTTP on the same port, shakes
+//!   hands (or reads the request), then writes the newest packet of its slot.
 //!
 //! A viewer's slot holds one packet: a viewer that cannot keep up loses frames
 //! for itself only, and capture never waits for anyone.
@@ -54,14 +58,14 @@ pub enum ServeError {
 
 /// One encoded frame, shared by every viewer that sends it. Recycled through a
 /// pool: no allocation per frame once the pool has grown.
-struct Packet {
-    frame: Frame,
+pub(crate) struct Packet {
+    pub(crate) frame: Frame,
     encoded: Vec<u8>,
     passthrough: bool,
 }
 
 impl Packet {
-    fn payload(&self) -> &[u8] {
+    pub(crate) fn payload(&self) -> &[u8] {
         if self.passthrough {
             &self.frame.data
         } else {
@@ -76,14 +80,70 @@ pub struct ViewerCounters {
     pub sent: AtomicU64,
     pub dropped: AtomicU64,
     pub bytes: AtomicU64,
+    /// Capture to sent (the write returned), smoothed, µs.
+    pub latency_us: AtomicU64,
 }
 
-struct Viewer {
-    peer: SocketAddr,
-    slot: Slot<Arc<Packet>>,
-    counters: ViewerCounters,
+/// How a viewer watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `livestream view`, the wire protocol.
+    Native,
+    /// A browser or media player: MJPEG over HTTP.
+    Http,
+    /// The server's own JPEG transcoder (not a viewer; not in the stats).
+    Internal,
+}
+
+pub(crate) struct Viewer {
+    pub(crate) peer: SocketAddr,
+    pub(crate) protocol: Protocol,
+    pub(crate) slot: Slot<Arc<Packet>>,
+    pub(crate) counters: ViewerCounters,
+    connected: Instant,
     /// A handle to unblock a stuck write at shutdown.
-    stream: TcpStream,
+    stream: Option<TcpStream>,
+}
+
+impl Viewer {
+    pub(crate) fn new(peer: SocketAddr, protocol: Protocol, stream: Option<TcpStream>) -> Arc<Viewer> {
+        Arc::new(Viewer {
+            peer,
+            protocol,
+            slot: Slot::default(),
+            counters: ViewerCounters::default(),
+            connected: Instant::now(),
+            stream,
+        })
+    }
+
+    /// Counts one packet written, and how late it was.
+    pub(crate) fn sent(&self, packet: &Packet, bytes: usize) {
+        let c = &self.counters;
+        c.sent.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let late = crate::clock::now_us().saturating_sub(packet.frame.capture_us);
+        let old = c.latency_us.load(Ordering::Relaxed);
+        let smoothed = if old == 0 { late } else { (old * 7 + late) / 8 };
+        c.latency_us.store(smoothed, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> ViewerStats {
+        let c = &self.counters;
+        let sent = c.sent.load(Ordering::Relaxed);
+        let secs = self.connected.elapsed().as_secs_f64();
+        ViewerStats {
+            peer: self.peer,
+            protocol: self.protocol,
+            sent,
+            dropped: c.dropped.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            fps: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
+            latency_ms: c.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            connected_seconds: secs,
+        }
+    }
 }
 
 /// Totals of the capture thread.
@@ -96,49 +156,66 @@ pub struct Timing {
     pub encode_ns: u64,
 }
 
-/// A snapshot of one viewer's counters.
-#[derive(Debug, Clone)]
+/// A snapshot of one viewer's counters (`/stats`).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ViewerStats {
     pub peer: SocketAddr,
+    pub protocol: Protocol,
+    /// Frames written to this viewer.
     pub sent: u64,
+    /// Frames skipped for this viewer because it was still busy with an older one.
     pub dropped: u64,
+    /// Bytes written, framing included.
     pub bytes: u64,
+    /// Frames sent per second since it connected.
+    pub fps: f64,
+    /// Capture to sent, smoothed, ms (measured on the server).
+    pub latency_ms: f64,
+    pub connected_seconds: f64,
 }
 
-/// What capture and the viewers share.
-struct Hub {
+/// A snapshot of the whole server (`/stats`, `/metrics`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerStats {
+    pub name: String,
+    pub source: String,
+    pub codec: String,
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// Nominal frame rate of the source (0 = unpaced).
+    pub fps: f64,
+    /// Frames captured per second, over the last second.
+    pub capture_fps: f64,
+    pub frames_captured: u64,
+    /// Captured frames no encoder was free for.
+    pub encoder_dropped: u64,
+    pub uptime_seconds: f64,
+    pub viewers: Vec<ViewerStats>,
+}
+
+/// A set of viewers fed the same packets.
+#[derive(Default)]
+pub(crate) struct Fanout {
     viewers: Mutex<Vec<Arc<Viewer>>>,
-    max_viewers: usize,
-    handshaking: AtomicUsize,
-    stream: StreamInfo,
-    codec: String,
-    max_payload: u32,
-    name: String,
-    captured: AtomicU64,
-    served: AtomicU64,
-    /// CPU time spent in the source and in the encoder, summed, ns.
-    source_ns: AtomicU64,
-    encode_ns: AtomicU64,
-    /// Frames no encoder was free for, or finished after a newer one.
-    encoder_dropped: AtomicU64,
     /// One past the newest published sequence number (under the viewers lock).
     next_seq: AtomicU64,
-    /// Set when the stream is over: the end message, and whether it is final.
-    end: Mutex<Option<(String, bool)>>,
+    /// Packets not published because a newer one went out first.
+    late: AtomicU64,
 }
 
-impl Hub {
-    fn viewers(&self) -> MutexGuard<'_, Vec<Arc<Viewer>>> {
+impl Fanout {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Arc<Viewer>>> {
         self.viewers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hands `packet` to every viewer, unless a newer frame went out already
     /// (parallel encoders can finish out of order).
     fn publish(&self, packet: &Arc<Packet>) {
-        let viewers = self.viewers();
+        let viewers = self.lock();
         let seq = packet.frame.seq;
         if self.next_seq.load(Ordering::Relaxed) > seq {
-            self.encoder_dropped.fetch_add(1, Ordering::Relaxed);
+            self.late.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.next_seq.store(seq + 1, Ordering::Relaxed);
@@ -149,19 +226,128 @@ impl Hub {
         }
     }
 
+    pub(crate) fn remove(&self, viewer: &Arc<Viewer>) {
+        self.lock().retain(|v| !Arc::ptr_eq(v, viewer));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().iter().all(|v| v.protocol == Protocol::Internal)
+    }
+
+    fn close_all(&self) {
+        for v in self.lock().iter() {
+            v.slot.close();
+        }
+    }
+}
+
+/// What capture, the encoders and the viewers share.
+pub(crate) struct Hub {
+    /// Viewers of the encoded stream: native ones, and HTTP ones when the payload
+    /// is JPEG already.
+    pub(crate) main: Fanout,
+    /// HTTP viewers fed by the JPEG transcoder, when the payload is not JPEG.
+    pub(crate) jpeg: Fanout,
+    /// The encoded payload is a JPEG a browser can show as it is.
+    pub(crate) payload_is_jpeg: bool,
+    pub(crate) max_viewers: usize,
+    /// Viewers admitted and not yet gone, of every kind.
+    watching: AtomicUsize,
+    handshaking: AtomicUsize,
+    pub(crate) stream: StreamInfo,
+    pub(crate) codec: String,
+    max_payload: u32,
+    pub(crate) name: String,
+    source_name: String,
+    started: Instant,
+    captured: AtomicU64,
+    served: AtomicU64,
+    /// CPU time spent in the source and in the encoder, summed, ns.
+    source_ns: AtomicU64,
+    encode_ns: AtomicU64,
+    /// Frames no encoder was free for.
+    encoder_dropped: AtomicU64,
+    /// Capture rate over the last second, f64 bits.
+    capture_fps: AtomicU64,
+    /// Set when the stream is over: the end message, and whether it is final.
+    end: Mutex<Option<(String, bool)>>,
+}
+
+impl Hub {
+    /// Where HTTP viewers get their JPEG frames.
+    pub(crate) fn http_feed(&self) -> &Fanout {
+        if self.payload_is_jpeg {
+            &self.main
+        } else {
+            &self.jpeg
+        }
+    }
+
+    /// Viewers watching now, of every kind.
+    pub(crate) fn watchers(&self) -> usize {
+        self.watching.load(Ordering::Relaxed)
+    }
+
+    /// Adds a viewer to `feed` unless the server is full or the stream is over;
+    /// `Err` says why not. Every admitted viewer must [`Hub::leave`].
+    pub(crate) fn admit(&self, feed: &Fanout, viewer: &Arc<Viewer>) -> Result<(), (Status, String)> {
+        if let Some((end, final_)) = self.end_message() {
+            return Err((if final_ { Status::Ended } else { Status::Busy }, end));
+        }
+        self.watching
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.max_viewers).then_some(n + 1))
+            .map_err(|_| {
+                (
+                    Status::Busy,
+                    format!("the server is busy: {} viewers already watching", self.max_viewers),
+                )
+            })?;
+        feed.lock().push(viewer.clone());
+        self.served.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn leave(&self, feed: &Fanout, viewer: &Arc<Viewer>) {
+        feed.remove(viewer);
+        self.watching.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Ends the stream for every viewer (now and later). `final_`: the source is
     /// done, viewers should not reconnect.
     fn finish(&self, why: &str, final_: bool) {
         let mut end = self.end.lock().unwrap_or_else(|e| e.into_inner());
         end.get_or_insert_with(|| (why.to_string(), final_));
         drop(end);
-        for v in self.viewers().iter() {
-            v.slot.close();
-        }
+        self.main.close_all();
+        self.jpeg.close_all();
     }
 
-    fn end_message(&self) -> Option<(String, bool)> {
+    pub(crate) fn end_message(&self) -> Option<(String, bool)> {
         self.end.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn stats(&self) -> ServerStats {
+        // One lock at a time: never two fan-out locks held together.
+        let mut viewers: Vec<ViewerStats> = Vec::new();
+        for feed in [&self.main, &self.jpeg] {
+            let list = feed.lock();
+            viewers.extend(list.iter().filter(|v| v.protocol != Protocol::Internal).map(|v| v.stats()));
+        }
+        viewers.sort_by_key(|v| v.peer);
+        ServerStats {
+            name: self.name.clone(),
+            source: self.source_name.clone(),
+            codec: self.codec.clone(),
+            format: self.stream.frame.format.name().into(),
+            width: self.stream.frame.width,
+            height: self.stream.frame.height,
+            fps: self.stream.fps,
+            capture_fps: f64::from_bits(self.capture_fps.load(Ordering::Relaxed)),
+            frames_captured: self.captured.load(Ordering::Relaxed),
+            encoder_dropped: self.encoder_dropped.load(Ordering::Relaxed) + self.main.late.load(Ordering::Relaxed),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            viewers,
+        }
     }
 }
 
@@ -171,11 +357,10 @@ pub struct RunningServer {
     hub: Arc<Hub>,
     stop: Arc<AtomicBool>,
     capture: Option<JoinHandle<Result<(), SourceError>>>,
+    transcoder: Option<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<JoinHandle<()>>>>,
-    source_name: String,
 }
 
-/// Opens the configured source, resolving `auto`.
 pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), ServeError> {
     let name = cfg.serve.source.as_str();
     if name != "auto" {
@@ -231,6 +416,13 @@ impl RunningServer {
             .collect::<Result<Vec<_>, _>>()?;
         let stream = source.stream_info();
         let max_payload = codecs[0].max_payload(&stream.frame).min(u32::MAX as usize) as u32;
+        let payload_is_jpeg = codecs[0].payload_is_jpeg(&stream.frame);
+        // The JPEG encoder for browsers, used only while one watches.
+        let transcoder = if payload_is_jpeg {
+            None
+        } else {
+            Some((registry::codec("jpeg")?.new)(&cfg.backend(Kind::Codec, "jpeg"))?)
+        };
 
         let listener = TcpListener::bind(&cfg.serve.listen).map_err(|e| ServeError::Listen {
             addr: cfg.serve.listen.clone(),
@@ -241,46 +433,58 @@ impl RunningServer {
             source: e,
         })?;
         let hub = Arc::new(Hub {
-            viewers: Mutex::new(Vec::new()),
+            main: Fanout::default(),
+            jpeg: Fanout::default(),
+            payload_is_jpeg,
             max_viewers: cfg.serve.max_viewers,
+            watching: AtomicUsize::new(0),
             handshaking: AtomicUsize::new(0),
             stream,
             codec: cfg.serve.codec.clone(),
             max_payload,
             name: cfg.serve.name.clone(),
+            source_name,
+            started: Instant::now(),
             captured: AtomicU64::new(0),
             served: AtomicU64::new(0),
             source_ns: AtomicU64::new(0),
             encode_ns: AtomicU64::new(0),
             encoder_dropped: AtomicU64::new(0),
-            next_seq: AtomicU64::new(0),
+            capture_fps: AtomicU64::new(0),
             end: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
+        let spawn = |name: &str| std::thread::Builder::new().name(name.into());
 
         let capture = {
             let (hub, stop) = (hub.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("capture".into())
+            spawn("capture")
                 .spawn(move || capture_loop(source, codecs, &hub, &stop, limits))
                 .map_err(ServeError::Thread)?
         };
-        let accept = {
-            let (hub, stop) = (hub.clone(), stop.clone());
-            let timeout = cfg.serve.handshake_timeout;
-            std::thread::Builder::new()
-                .name("accept".into())
-                .spawn(move || accept_loop(listener, &hub, &stop, timeout))
-                .map_err(ServeError::Thread)?
-        };
-        Ok(RunningServer {
+        let mut server = RunningServer {
             addr,
-            hub,
-            stop,
+            hub: hub.clone(),
+            stop: stop.clone(),
             capture: Some(capture),
-            accept: Some(accept),
-            source_name,
-        })
+            transcoder: None,
+            accept: None,
+        };
+        if let Some(codec) = transcoder {
+            let (hub, stop) = (hub.clone(), stop.clone());
+            server.transcoder = Some(
+                spawn("http-jpeg")
+                    .spawn(move || transcode_loop(codec, &hub, &stop))
+                    .map_err(ServeError::Thread)?,
+            );
+        }
+        let timeout = cfg.serve.handshake_timeout;
+        server.accept = Some(
+            spawn("accept")
+                .spawn(move || accept_loop(listener, &hub, &stop, timeout))
+                .map_err(ServeError::Thread)?,
+        );
+        Ok(server)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -288,7 +492,7 @@ impl RunningServer {
     }
 
     pub fn source_name(&self) -> &str {
-        &self.source_name
+        &self.hub.source_name
     }
 
     pub fn stream_info(&self) -> StreamInfo {
@@ -308,23 +512,20 @@ impl RunningServer {
     pub fn timing(&self) -> Timing {
         Timing {
             frames: self.hub.captured.load(Ordering::Relaxed),
-            encoder_dropped: self.hub.encoder_dropped.load(Ordering::Relaxed),
+            encoder_dropped: self.hub.encoder_dropped.load(Ordering::Relaxed)
+                + self.hub.main.late.load(Ordering::Relaxed),
             source_ns: self.hub.source_ns.load(Ordering::Relaxed),
             encode_ns: self.hub.encode_ns.load(Ordering::Relaxed),
         }
     }
 
+    /// Everything `/stats` reports.
+    pub fn stats(&self) -> ServerStats {
+        self.hub.stats()
+    }
+
     pub fn viewer_stats(&self) -> Vec<ViewerStats> {
-        self.hub
-            .viewers()
-            .iter()
-            .map(|v| ViewerStats {
-                peer: v.peer,
-                sent: v.counters.sent.load(Ordering::Relaxed),
-                dropped: v.counters.dropped.load(Ordering::Relaxed),
-                bytes: v.counters.bytes.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.hub.stats().viewers
     }
 
     /// Stops capture, says goodbye to every viewer and joins every thread.
@@ -340,18 +541,21 @@ impl RunningServer {
         self.stop.store(true, Ordering::SeqCst);
         let captured = self.capture.take().map(|c| c.join());
         self.hub.finish("the server is shutting down", false);
-        let viewers = self
-            .accept
-            .take()
-            .and_then(|a| a.join().ok())
-            .unwrap_or_default();
+        if let Some(t) = self.transcoder.take() {
+            let _ = t.join();
+        }
+        let viewers = self.accept.take().and_then(|a| a.join().ok()).unwrap_or_default();
         // Viewers get a moment to receive the end packet; a stuck one is cut off.
         let deadline = Instant::now() + GOODBYE_GRACE;
         while Instant::now() < deadline && viewers.iter().any(|v| !v.is_finished()) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        for v in self.hub.viewers().iter() {
-            let _ = v.stream.shutdown(std::net::Shutdown::Both);
+        for feed in [&self.hub.main, &self.hub.jpeg] {
+            for v in feed.lock().iter() {
+                if let Some(s) = &v.stream {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
+            }
         }
         for v in viewers {
             let _ = v.join();
@@ -410,7 +614,7 @@ fn encode_and_publish(codec: &mut dyn FrameCodec, mut packet: Arc<Packet>, hub: 
         match encoded {
             Ok(e) => {
                 p.passthrough = e == Encoded::Passthrough;
-                hub.publish(&packet);
+                hub.main.publish(&packet);
             }
             Err(e) => log::error!("encoding frame {} failed: {e}", p.frame.seq),
         }
@@ -451,6 +655,7 @@ fn capture_loop(
             }
         }
         let mut failures = 0u32;
+        let mut meter = (Instant::now(), 0u64);
         let result = loop {
             if stop.load(Ordering::Relaxed) {
                 break Ok(());
@@ -489,7 +694,12 @@ fn capture_loop(
                     continue;
                 }
             }
-            hub.captured.fetch_add(1, Ordering::Relaxed);
+            let captured = hub.captured.fetch_add(1, Ordering::Relaxed) + 1;
+            if meter.0.elapsed() >= Duration::from_secs(1) {
+                let fps = (captured - meter.1) as f64 / meter.0.elapsed().as_secs_f64();
+                hub.capture_fps.store(fps.to_bits(), Ordering::Relaxed);
+                meter = (Instant::now(), captured);
+            }
             match inline.as_mut() {
                 Some(codec) => encode_and_publish(codec.as_mut(), packet, hub, &pool),
                 None => {
@@ -503,6 +713,55 @@ fn capture_loop(
         work.close();
         result
     })
+}
+
+/// The `http-jpeg` thread: while browsers watch a stream whose payload is not
+/// JPEG, it takes the newest captured frame and encodes it as JPEG for them.
+/// With no browser watching it is not subscribed and costs nothing.
+fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &AtomicBool) {
+    let me = Viewer::new(SocketAddr::from(([0, 0, 0, 0], 0)), Protocol::Internal, None);
+    let pool = PacketPool::default();
+    let mut subscribed = false;
+    while !stop.load(Ordering::Relaxed) {
+        let wanted = !hub.jpeg.is_empty();
+        if wanted != subscribed {
+            if wanted {
+                hub.main.lock().push(me.clone());
+            } else {
+                hub.main.remove(&me);
+                while let Taken::Value(_) = me.slot.take(Duration::ZERO) {}
+            }
+            subscribed = wanted;
+        }
+        let source = match me.slot.take(Duration::from_millis(100)) {
+            Taken::Value(p) => p,
+            Taken::Timeout => continue,
+            Taken::Closed => break,
+        };
+        let mut out = pool.take();
+        let Some(o) = Arc::get_mut(&mut out) else {
+            unreachable!("the pool hands out unshared packets")
+        };
+        o.frame.info = source.frame.info;
+        o.frame.seq = source.frame.seq;
+        o.frame.capture_us = source.frame.capture_us;
+        o.passthrough = false;
+        // The captured frame, not the packet's payload: no decode needed. A JPEG
+        // frame (MJPEG camera) comes back as it is, with tables added if missing.
+        match codec.encode(&source.frame, &mut o.encoded) {
+            Ok(encoded) => {
+                if encoded == Encoded::Passthrough {
+                    o.encoded.clear();
+                    o.encoded.extend_from_slice(&source.frame.data);
+                }
+                hub.jpeg.publish(&out);
+            }
+            Err(e) => log::error!("JPEG for browsers: frame {}: {e}", source.frame.seq),
+        }
+        drop(source);
+        pool.give(out);
+    }
+    hub.main.remove(&me);
 }
 
 fn accept_loop(
@@ -536,7 +795,7 @@ fn accept_loop(
         let (hub2, stop2) = (hub.clone(), stop.clone());
         match std::thread::Builder::new()
             .name(format!("viewer-{peer}"))
-            .spawn(move || serve_viewer(stream, peer, &hub2, &stop2, handshake_timeout))
+            .spawn(move || serve_connection(stream, peer, &hub2, &stop2, handshake_timeout))
         {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -560,15 +819,48 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) -> bool {
     n > 0 && fds.revents & libc::POLLIN != 0
 }
 
-/// Handshake, then sending. Every failure ends this viewer only.
-fn serve_viewer(
-    stream: TcpStream,
-    peer: SocketAddr,
-    hub: &Hub,
-    stop: &AtomicBool,
-    handshake_timeout: Duration,
-) {
-    let viewer = handshake(&stream, peer, hub, handshake_timeout);
+/// What the first bytes of a connection say it is.
+enum Speaks {
+    Native,
+    Http,
+}
+
+/// Waits (until `deadline`) for the first bytes and tells the wire protocol from
+/// HTTP, both served on one port. Anything else goes to the native handshake,
+/// which rejects it with a reason.
+fn sniff(stream: &TcpStream, deadline: Instant) -> Speaks {
+    let mut first = [0u8; 4];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Speaks::Native;
+        }
+        match stream.peek(&mut first) {
+            Ok(n) if n >= 4 || n == 0 => break,
+            Ok(n) if !first[..n].iter().all(u8::is_ascii_uppercase) => break,
+            // A few bytes of a method name so far: wait for more.
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return Speaks::Native,
+        }
+    }
+    let method_like = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    if first != protocol::MAGIC && method_like >= 3 {
+        Speaks::Http
+    } else {
+        Speaks::Native
+    }
+}
+
+/// One connection: native viewer or HTTP client. Every failure ends this
+/// connection only.
+fn serve_connection(stream: TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, handshake_timeout: Duration) {
+    let deadline = Instant::now() + handshake_timeout;
+    let speaks = sniff(&stream, deadline);
+    if let Speaks::Http = speaks {
+        crate::http::serve(stream, peer, hub, stop, deadline, &hub.handshaking);
+        return;
+    }
+    let viewer = handshake(&stream, peer, hub, deadline);
     hub.handshaking.fetch_sub(1, Ordering::Relaxed);
     let viewer = match viewer {
         Ok(Some(v)) => v,
@@ -578,11 +870,20 @@ fn serve_viewer(
             return;
         }
     };
-    let reason = send_loop(&stream, &viewer, hub, stop);
-    hub.viewers().retain(|v| !Arc::ptr_eq(v, &viewer));
+    let reason = send_loop(&stream, &viewer, hub, stop, native_frame, native_end);
+    hub.leave(&hub.main, &viewer);
+    log_departure(&viewer, &reason);
+}
+
+pub(crate) fn log_departure(viewer: &Viewer, reason: &str) {
     let c = &viewer.counters;
     log::info!(
-        "viewer {peer} left: {reason}; sent {} frames ({:.1} MB), dropped {}",
+        "{} viewer {} left: {reason}; sent {} frames ({:.1} MB), dropped {}",
+        match viewer.protocol {
+            Protocol::Http => "HTTP",
+            _ => "native",
+        },
+        viewer.peer,
         c.sent.load(Ordering::Relaxed),
         c.bytes.load(Ordering::Relaxed) as f64 / 1e6,
         c.dropped.load(Ordering::Relaxed)
@@ -594,54 +895,24 @@ fn handshake(
     stream: &TcpStream,
     peer: SocketAddr,
     hub: &Hub,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<Option<Arc<Viewer>>, protocol::ProtocolError> {
     stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(timeout))?;
-    let mut reader = DeadlineReader {
-        stream,
-        deadline: Instant::now() + timeout,
-    };
-    let hello = ClientHello::read(&mut reader)?;
+    stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10))))?;
+    let hello = ClientHello::read(&mut DeadlineReader { stream, deadline })?;
     let mut w = stream;
     if hello.version < protocol::VERSION {
-        let msg = format!(
-            "this server speaks protocol {}, the viewer {}",
-            protocol::VERSION,
-            hello.version
-        );
+        let msg = format!("this server speaks protocol {}, the viewer {}", protocol::VERSION, hello.version);
         ServerHello::refusal(Status::Version, msg.clone()).write(&mut w)?;
         log::warn!("viewer {peer} refused: {msg}");
         return Ok(None);
     }
-    let viewer = {
-        let mut viewers = hub.viewers();
-        if viewers.len() >= hub.max_viewers || hub.end_message().is_some() {
-            drop(viewers);
-            let (status, msg) = match hub.end_message() {
-                Some((end, true)) => (Status::Ended, end),
-                Some((end, false)) => (Status::Busy, end),
-                None => (
-                    Status::Busy,
-                    format!(
-                        "the server is busy: {} viewers already watching",
-                        hub.max_viewers
-                    ),
-                ),
-            };
-            ServerHello::refusal(status, msg.clone()).write(&mut w)?;
-            log::warn!("viewer {peer} refused: {msg}");
-            return Ok(None);
-        }
-        let viewer = Arc::new(Viewer {
-            peer,
-            slot: Slot::default(),
-            counters: ViewerCounters::default(),
-            stream: stream.try_clone()?,
-        });
-        viewers.push(viewer.clone());
-        viewer
-    };
+    let viewer = Viewer::new(peer, Protocol::Native, Some(stream.try_clone()?));
+    if let Err((status, msg)) = hub.admit(&hub.main, &viewer) {
+        ServerHello::refusal(status, msg.clone()).write(&mut w)?;
+        log::warn!("viewer {peer} refused: {msg}");
+        return Ok(None);
+    }
     let hello = ServerHello {
         status: Status::Ok,
         codec: hub.codec.clone(),
@@ -652,52 +923,60 @@ fn handshake(
         message: hub.name.clone(),
     };
     if let Err(e) = hello.write(&mut w) {
-        hub.viewers().retain(|v| !Arc::ptr_eq(v, &viewer));
+        hub.leave(&hub.main, &viewer);
         return Err(e.into());
     }
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    hub.served.fetch_add(1, Ordering::Relaxed);
-    log::info!("viewer {peer} connected ({} watching)", hub.viewers().len());
+    log::info!("viewer {peer} connected ({} watching)", hub.watchers());
     Ok(Some(viewer))
 }
 
-/// Sends packets until the viewer goes away or the stream ends; returns why it stopped.
-fn send_loop(stream: &TcpStream, viewer: &Viewer, hub: &Hub, stop: &AtomicBool) -> String {
+/// Writes one packet in the wire protocol; returns the bytes written.
+fn native_frame(w: &mut &TcpStream, packet: &Packet, dropped_before: bool) -> std::io::Result<usize> {
+    let payload = packet.payload();
+    let header = PacketHeader {
+        kind: protocol::PACKET_FRAME,
+        flags: if dropped_before { protocol::FLAG_DROPPED_BEFORE } else { 0 },
+        len: payload.len() as u32,
+        seq: packet.frame.seq,
+        capture_us: packet.frame.capture_us,
+    };
+    protocol::write_packet(w, &header, payload)?;
+    Ok(payload.len() + protocol::PACKET_HEADER_LEN)
+}
+
+fn native_end(w: &mut &TcpStream, why: &str, final_: bool) {
+    let _ = protocol::write_end(w, why, final_).and_then(|_| w.flush());
+}
+
+/// Sends the newest packet of the viewer's slot, framed by `frame`, until the
+/// viewer goes away or the stream ends (then `end` says goodbye); returns why.
+pub(crate) fn send_loop(
+    stream: &TcpStream,
+    viewer: &Viewer,
+    hub: &Hub,
+    stop: &AtomicBool,
+    mut frame: impl FnMut(&mut &TcpStream, &Packet, bool) -> std::io::Result<usize>,
+    end: impl FnOnce(&mut &TcpStream, &str, bool),
+) -> String {
     let mut w = stream;
     let mut last_seq: Option<u64> = None;
     loop {
         match viewer.slot.take(Duration::from_millis(500)) {
             Taken::Value(packet) => {
-                let payload = packet.payload();
                 let gap = last_seq.is_some_and(|s| packet.frame.seq != s + 1);
-                let header = PacketHeader {
-                    kind: protocol::PACKET_FRAME,
-                    flags: if gap {
-                        protocol::FLAG_DROPPED_BEFORE
-                    } else {
-                        0
-                    },
-                    len: payload.len() as u32,
-                    seq: packet.frame.seq,
-                    capture_us: packet.frame.capture_us,
-                };
-                if let Err(e) = protocol::write_packet(&mut w, &header, payload) {
-                    return format!("write failed: {e}");
+                match frame(&mut w, &packet, gap) {
+                    Ok(bytes) => viewer.sent(&packet, bytes),
+                    Err(e) => return format!("write failed: {e}"),
                 }
                 last_seq = Some(packet.frame.seq);
-                let c = &viewer.counters;
-                c.sent.fetch_add(1, Ordering::Relaxed);
-                c.bytes.fetch_add(
-                    (payload.len() + protocol::PACKET_HEADER_LEN) as u64,
-                    Ordering::Relaxed,
-                );
             }
             Taken::Timeout if !stop.load(Ordering::Relaxed) => {}
             Taken::Timeout | Taken::Closed => {
                 let (why, final_) = hub
                     .end_message()
                     .unwrap_or_else(|| ("the server is shutting down".into(), false));
-                let _ = protocol::write_end(&mut w, &why, final_).and_then(|_| w.flush());
+                end(&mut w, &why, final_);
                 let _ = stream.shutdown(std::net::Shutdown::Write);
                 return why;
             }

@@ -136,6 +136,10 @@ impl FrameCodec for JpegCodec {
             .saturating_add(1 << 16)
     }
 
+    fn payload_is_jpeg(&self, _info: &FrameInfo) -> bool {
+        true
+    }
+
     fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
         FrameInfo::packed(PixelFormat::Rgb24, info.width, info.height).unwrap_or(*info)
     }

@@ -35,6 +35,13 @@ pub trait FrameCodec: Send {
     /// valid. Decoders reject anything larger before reading it.
     fn max_payload(&self, info: &FrameInfo) -> usize;
 
+    /// Whether the payload for frames of `info` is a complete JPEG image, which
+    /// browsers can be sent as it is (MJPEG over HTTP).
+    fn payload_is_jpeg(&self, info: &FrameInfo) -> bool {
+        let _ = info;
+        false
+    }
+
     /// What `decode` turns a frame of `info` into: the same geometry for lossless
     /// codecs, RGB24 for JPEG.
     fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {

@@ -1,0 +1,295 @@
+//! HTTP on the server's port, for browsers, media players and monitoring:
+//!
+//! | path | what |
+//! |------|------|
+//! | `/` | a page with the live picture and the stats, usable on a phone |
+//! | `/stream.mjpg` | the stream as `multipart/x-mixed-replace` MJPEG |
+//! | `/snapshot.jpg` | the newest frame |
+//! | `/stats` | JSON: the stream, capture rate, every viewer's counters |
+//! | `/metrics` | the same in Prometheus text format |
+//!
+//! The request head is parsed by `httparse`, bounded in size (8 KiB) and time (the
+//! handshake timeout, for the whole head). One request per connection. MJPEG
+//! viewers get the same newest-frame-wins slot as native viewers.
+
+use std::fmt::Write as _;
+use std::io::{IoSlice, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{write_all_vectored, DeadlineReader};
+use crate::server::{self, Hub, Packet, Protocol, ServerStats, Viewer};
+use crate::slot::Taken;
+
+/// Largest request head accepted.
+pub const MAX_HEAD: usize = 8 << 10;
+const MAX_HEADERS: usize = 32;
+const BOUNDARY: &str = "livestreamframe";
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+
+const INDEX: &str = include_str!("index.html");
+
+/// A request line we act on.
+struct Request {
+    head_only: bool,
+    path: String,
+}
+
+/// Why a request was not served, as an HTTP status.
+struct Refusal {
+    status: u16,
+    reason: &'static str,
+    detail: String,
+}
+
+fn refusal(status: u16, reason: &'static str, detail: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Reads and parses the request head within `deadline`.
+fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusal> {
+    let mut buf = [0u8; MAX_HEAD];
+    let mut filled = 0;
+    let mut reader = DeadlineReader { stream, deadline };
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buf[filled..]).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                refusal(408, "Request Timeout", "request head not complete in time")
+            }
+            _ => refusal(400, "Bad Request", e.to_string()),
+        })?;
+        if n == 0 {
+            return Err(refusal(400, "Bad Request", "connection closed before the request was complete"));
+        }
+        filled += n;
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = req.method.unwrap_or("");
+                let head_only = match method {
+                    "GET" => false,
+                    "HEAD" => true,
+                    other => return Err(refusal(405, "Method Not Allowed", format!("method {other}"))),
+                };
+                let path = req.path.unwrap_or("/");
+                let path = path.split(['?', '#']).next().unwrap_or("/").to_string();
+                return Ok(Request { head_only, path });
+            }
+            Ok(httparse::Status::Partial) if filled == buf.len() => {
+                return Err(refusal(431, "Request Header Fields Too Large", format!("head over {MAX_HEAD} bytes")))
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(refusal(431, "Request Header Fields Too Large", format!("over {MAX_HEADERS} headers")))
+            }
+            Err(e) => return Err(refusal(400, "Bad Request", e.to_string())),
+        }
+    }
+}
+
+fn respond(
+    mut w: &TcpStream,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let body = if head_only { &[][..] } else { body };
+    write_all_vectored(&mut w, &mut [IoSlice::new(head.as_bytes()), IoSlice::new(body)])?;
+    w.flush()
+}
+
+/// Serves one HTTP connection. `handshaking` is released once the head is read.
+pub(crate) fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: &Hub,
+    stop: &AtomicBool,
+    deadline: Instant,
+    handshaking: &AtomicUsize,
+) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let request = read_request(&stream, deadline);
+    handshaking.fetch_sub(1, Ordering::Relaxed);
+    let request = match request {
+        Ok(r) => r,
+        Err(r) => {
+            log::warn!("HTTP client {peer} rejected: {} {}: {}", r.status, r.reason, r.detail);
+            let _ = respond(&stream, r.status, r.reason, "text/plain", format!("{}\n", r.reason).as_bytes(), false);
+            return;
+        }
+    };
+    let head_only = request.head_only;
+    let result = match request.path.as_str() {
+        "/" | "/index.html" => respond(&stream, 200, "OK", "text/html; charset=utf-8", INDEX.as_bytes(), head_only),
+        "/stats" => {
+            let body = serde_json::to_vec_pretty(&hub.stats()).unwrap_or_default();
+            respond(&stream, 200, "OK", "application/json", &body, head_only)
+        }
+        "/metrics" => respond(
+            &stream,
+            200,
+            "OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(&hub.stats()).as_bytes(),
+            head_only,
+        ),
+        "/snapshot.jpg" => snapshot(&stream, peer, hub, head_only),
+        "/stream.mjpg" => {
+            mjpeg(stream, peer, hub, stop, head_only);
+            return;
+        }
+        other => {
+            log::debug!("HTTP client {peer}: no such path {other}");
+            respond(&stream, 404, "Not Found", "text/plain", b"Not Found\n", head_only)
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("HTTP client {peer}: {e}");
+    }
+}
+
+fn busy(stream: &TcpStream, why: &str, head_only: bool) -> std::io::Result<()> {
+    respond(stream, 503, "Service Unavailable", "text/plain", format!("{why}\n").as_bytes(), head_only)
+}
+
+fn snapshot(stream: &TcpStream, peer: SocketAddr, hub: &Hub, head_only: bool) -> std::io::Result<()> {
+    let viewer = Viewer::new(peer, Protocol::Http, None);
+    let feed = hub.http_feed();
+    if let Err((_, why)) = hub.admit(feed, &viewer) {
+        return busy(stream, &why, head_only);
+    }
+    let packet = viewer.slot.take(SNAPSHOT_WAIT);
+    hub.leave(feed, &viewer);
+    match packet {
+        Taken::Value(p) => respond(stream, 200, "OK", "image/jpeg", p.payload(), head_only),
+        _ => busy(stream, "no frame came in time", head_only),
+    }
+}
+
+fn mjpeg(stream: TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, head_only: bool) {
+    let viewer = Viewer::new(peer, Protocol::Http, stream.try_clone().ok());
+    let feed = hub.http_feed();
+    if let Err((_, why)) = hub.admit(feed, &viewer) {
+        log::warn!("HTTP viewer {peer} refused: {why}");
+        let _ = busy(&stream, &why, head_only);
+        return;
+    }
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\
+         Cache-Control: no-store\r\nPragma: no-cache\r\nConnection: close\r\n\r\n"
+    );
+    if head_only || (&stream).write_all(head.as_bytes()).is_err() {
+        hub.leave(feed, &viewer);
+        return;
+    }
+    log::info!("HTTP viewer {peer} connected ({} watching)", hub.watchers());
+    let reason = server::send_loop(&stream, &viewer, hub, stop, mjpeg_part, |w, _, _| {
+        let _ = w.write_all(format!("--{BOUNDARY}--\r\n").as_bytes());
+    });
+    hub.leave(feed, &viewer);
+    server::log_departure(&viewer, &reason);
+}
+
+/// One part of the multipart stream: headers, the JPEG, and a line end. Written
+/// with one vectored write and no allocation.
+fn mjpeg_part(w: &mut &TcpStream, packet: &Packet, _dropped_before: bool) -> std::io::Result<usize> {
+    let jpeg = packet.payload();
+    let mut head = [0u8; 160];
+    let mut cursor = std::io::Cursor::new(&mut head[..]);
+    write!(
+        cursor,
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Sequence: {}\r\n\r\n",
+        jpeg.len(),
+        packet.frame.seq
+    )?;
+    let n = cursor.position() as usize;
+    write_all_vectored(w, &mut [IoSlice::new(&head[..n]), IoSlice::new(jpeg), IoSlice::new(b"\r\n")])?;
+    Ok(n + jpeg.len() + 2)
+}
+
+/// Prometheus text exposition format, version 0.0.4.
+pub fn metrics(s: &ServerStats) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
+        let _ = writeln!(out, "# HELP livestream_{name} {help}\n# TYPE livestream_{name} {kind}");
+        for l in lines {
+            let _ = writeln!(out, "livestream_{name}{l}");
+        }
+    };
+    metric(
+        "frames_captured_total",
+        "counter",
+        "Frames captured from the source.",
+        vec![format!(" {}", s.frames_captured)],
+    );
+    metric("capture_fps", "gauge", "Frames captured per second over the last second.", vec![format!(" {}", s.capture_fps)]);
+    metric(
+        "encoder_dropped_frames_total",
+        "counter",
+        "Captured frames no encoder was free for.",
+        vec![format!(" {}", s.encoder_dropped)],
+    );
+    metric("uptime_seconds", "gauge", "Seconds since the server started.", vec![format!(" {:.3}", s.uptime_seconds)]);
+    let count = |p: Protocol| s.viewers.iter().filter(|v| v.protocol == p).count();
+    metric(
+        "viewers",
+        "gauge",
+        "Viewers watching now.",
+        vec![
+            format!("{{protocol=\"native\"}} {}", count(Protocol::Native)),
+            format!("{{protocol=\"http\"}} {}", count(Protocol::Http)),
+        ],
+    );
+    let per_viewer = |f: &dyn Fn(&server::ViewerStats) -> String| -> Vec<String> {
+        s.viewers
+            .iter()
+            .map(|v| {
+                let protocol = match v.protocol {
+                    Protocol::Http => "http",
+                    _ => "native",
+                };
+                format!("{{peer=\"{}\",protocol=\"{protocol}\"}} {}", v.peer, f(v))
+            })
+            .collect()
+    };
+    metric(
+        "viewer_frames_sent_total",
+        "counter",
+        "Frames written to each viewer.",
+        per_viewer(&|v| v.sent.to_string()),
+    );
+    metric(
+        "viewer_frames_dropped_total",
+        "counter",
+        "Frames skipped for each viewer because it was still busy with an older one.",
+        per_viewer(&|v| v.dropped.to_string()),
+    );
+    metric(
+        "viewer_sent_bytes_total",
+        "counter",
+        "Bytes written to each viewer, framing included.",
+        per_viewer(&|v| v.bytes.to_string()),
+    );
+    metric(
+        "viewer_send_latency_seconds",
+        "gauge",
+        "Capture to sent for each viewer, smoothed.",
+        per_viewer(&|v| format!("{:.6}", v.latency_ms / 1000.0)),
+    );
+    out
+}
