@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages livestream needs to build with `--features full`
-# and, with `--test`, what its tests drive (ffmpeg). Safe to run again: it
-# installs only what is missing. Needs root (or sudo) for apt-get.
+# Installs what livestream needs from Debian (and, for the browser test, npm) to
+# build with `--features full` and, with `--test`, what its tests drive: ffmpeg,
+# Debian's Chromium driven by playwright-core, and promtool. Safe to run again:
+# it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 build_pkgs=(pkg-config)
-test_pkgs=(ffmpeg)
+test_pkgs=(ffmpeg chromium prometheus nodejs npm)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then
@@ -14,6 +16,10 @@ fi
 
 missing=()
 for p in "${want[@]}"; do
+  # nodejs/npm may come from elsewhere than Debian (as on the development image).
+  if [[ $p == nodejs || $p == npm ]] && command -v "${p/nodejs/node}" >/dev/null; then
+    continue
+  fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -22,4 +28,9 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ "${1:-}" == "--test" && ! -d tests/browser/node_modules/playwright-core ]]; then
+  # playwright-core only: it drives /usr/bin/chromium and downloads no browser.
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

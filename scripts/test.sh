@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Every test on a fresh machine: installs what the tests drive (ffmpeg), then runs
-# the doc tests, the unit tests, the integration tests against the real binary on
-# 127.0.0.1, the allocation test and the worked backend example, with every
-# backend compiled in.
+# Every test on a fresh machine: installs what the tests drive (ffmpeg, Chromium,
+# promtool), then runs the doc tests, the unit tests, the integration tests
+# against the real binary on 127.0.0.1, the allocation test and the worked
+# backend example, with every backend compiled in.
+#
+# One test at a time: several tests check that viewers get every frame at the
+# stream's rate, which a 2-core machine cannot promise while Chromium or ffmpeg
+# of another test takes both cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
-cargo test --features full --doc
-cargo test --features full --all-targets
+cargo test --profile ci --features full --doc
+cargo test --profile ci --features full --all-targets -- --test-threads=1

@@ -95,7 +95,11 @@ fn thread_cpu() -> HashMap<u64, (String, u64)> {
 }
 
 fn is_server_thread(name: &str) -> bool {
-    name == "capture" || name == "accept" || name.starts_with("viewer-") || name.starts_with("encode-") || name == "http-jpeg"
+    name == "capture"
+        || name == "accept"
+        || name.starts_with("viewer-")
+        || name.starts_with("encode-")
+        || name == "http-jpeg"
 }
 
 /// CPU used between two snapshots, split into (server, viewer) threads, in ns.

@@ -431,7 +431,11 @@ impl Config {
             },
             encode_threads: match s.encode_threads {
                 Some(n) if *n.get_ref() > 16 => {
-                    return Err(ConfigError::at(&file, Some(n.span()), "encode-threads must be from 0 (auto) to 16".into()))
+                    return Err(ConfigError::at(
+                        &file,
+                        Some(n.span()),
+                        "encode-threads must be from 0 (auto) to 16".into(),
+                    ))
                 }
                 Some(n) => n.into_inner() as usize,
                 None => 0,

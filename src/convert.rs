@@ -116,7 +116,11 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
 /// Returns `false` for JPEG, which must be decoded instead.
 pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
     let info = frame.info;
-    let (w, h, s) = (info.width as usize, info.height as usize, info.stride as usize);
+    let (w, h, s) = (
+        info.width as usize,
+        info.height as usize,
+        info.stride as usize,
+    );
     if info.format == PixelFormat::Jpeg || frame.data.len() < info.byte_len() {
         return false;
     }
@@ -150,7 +154,11 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
             }
         }
         PixelFormat::Yuyv | PixelFormat::Uyvy => {
-            let (y0, u, y1, v) = if info.format == PixelFormat::Yuyv { (0, 1, 2, 3) } else { (1, 0, 3, 2) };
+            let (y0, u, y1, v) = if info.format == PixelFormat::Yuyv {
+                (0, 1, 2, 3)
+            } else {
+                (1, 0, 3, 2)
+            };
             for (y, o) in rows {
                 let row = &d[y * s..y * s + w * 2];
                 for (o, p) in o.chunks_exact_mut(6).zip(row.chunks_exact(4)) {
@@ -162,7 +170,11 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
         }
         PixelFormat::Nv12 | PixelFormat::I420 => {
             let chroma = &d[s * h..];
-            let cs = if info.format == PixelFormat::I420 { s / 2 } else { s };
+            let cs = if info.format == PixelFormat::I420 {
+                s / 2
+            } else {
+                s
+            };
             let v_plane = cs * (h / 2);
             for (y, o) in rows {
                 let luma = &d[y * s..y * s + w];
@@ -429,9 +441,17 @@ mod tests {
             from_rgb24(&src, w as u32, h as u32, format, &mut f);
             assert!(to_rgb24(&f, &mut back), "{format}");
             assert_eq!(back.len(), src.len());
-            let max = src.iter().zip(&back).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+            let max = src
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .max()
+                .unwrap();
             let bound = match format {
-                PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => 0,
+                PixelFormat::Rgb24
+                | PixelFormat::Bgr24
+                | PixelFormat::Xrgb32
+                | PixelFormat::Rgba32 => 0,
                 PixelFormat::Grey => 255, // colour is gone; checked below
                 _ => 24,
             };
@@ -440,7 +460,10 @@ mod tests {
         // Grey: every channel equals the luma.
         from_rgb24(&src, w as u32, h as u32, PixelFormat::Grey, &mut f);
         to_rgb24(&f, &mut back);
-        assert!(back.chunks_exact(3).zip(&f.data).all(|(p, &g)| p == [g, g, g]));
+        assert!(back
+            .chunks_exact(3)
+            .zip(&f.data)
+            .all(|(p, &g)| p == [g, g, g]));
         // Exact values for one YUYV pair: Y 76 (red) and 150 (green) share U 65, V 138.
         f.reset(FrameInfo::packed(PixelFormat::Yuyv, 2, 1).unwrap());
         f.data.copy_from_slice(&[76, 128, 150, 128]);

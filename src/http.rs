@@ -58,14 +58,19 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
     let mut filled = 0;
     let mut reader = DeadlineReader { stream, deadline };
     loop {
-        let n = std::io::Read::read(&mut reader, &mut buf[filled..]).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                refusal(408, "Request Timeout", "request head not complete in time")
-            }
-            _ => refusal(400, "Bad Request", e.to_string()),
-        })?;
+        let n =
+            std::io::Read::read(&mut reader, &mut buf[filled..]).map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    refusal(408, "Request Timeout", "request head not complete in time")
+                }
+                _ => refusal(400, "Bad Request", e.to_string()),
+            })?;
         if n == 0 {
-            return Err(refusal(400, "Bad Request", "connection closed before the request was complete"));
+            return Err(refusal(
+                400,
+                "Bad Request",
+                "connection closed before the request was complete",
+            ));
         }
         filled += n;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -76,18 +81,32 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
                 let head_only = match method {
                     "GET" => false,
                     "HEAD" => true,
-                    other => return Err(refusal(405, "Method Not Allowed", format!("method {other}"))),
+                    other => {
+                        return Err(refusal(
+                            405,
+                            "Method Not Allowed",
+                            format!("method {other}"),
+                        ))
+                    }
                 };
                 let path = req.path.unwrap_or("/");
                 let path = path.split(['?', '#']).next().unwrap_or("/").to_string();
                 return Ok(Request { head_only, path });
             }
             Ok(httparse::Status::Partial) if filled == buf.len() => {
-                return Err(refusal(431, "Request Header Fields Too Large", format!("head over {MAX_HEAD} bytes")))
+                return Err(refusal(
+                    431,
+                    "Request Header Fields Too Large",
+                    format!("head over {MAX_HEAD} bytes"),
+                ))
             }
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(refusal(431, "Request Header Fields Too Large", format!("over {MAX_HEADERS} headers")))
+                return Err(refusal(
+                    431,
+                    "Request Header Fields Too Large",
+                    format!("over {MAX_HEADERS} headers"),
+                ))
             }
             Err(e) => return Err(refusal(400, "Bad Request", e.to_string())),
         }
@@ -108,7 +127,10 @@ fn respond(
         body.len()
     );
     let body = if head_only { &[][..] } else { body };
-    write_all_vectored(&mut w, &mut [IoSlice::new(head.as_bytes()), IoSlice::new(body)])?;
+    write_all_vectored(
+        &mut w,
+        &mut [IoSlice::new(head.as_bytes()), IoSlice::new(body)],
+    )?;
     w.flush()
 }
 
@@ -128,14 +150,33 @@ pub(crate) fn serve(
     let request = match request {
         Ok(r) => r,
         Err(r) => {
-            log::warn!("HTTP client {peer} rejected: {} {}: {}", r.status, r.reason, r.detail);
-            let _ = respond(&stream, r.status, r.reason, "text/plain", format!("{}\n", r.reason).as_bytes(), false);
+            log::warn!(
+                "HTTP client {peer} rejected: {} {}: {}",
+                r.status,
+                r.reason,
+                r.detail
+            );
+            let _ = respond(
+                &stream,
+                r.status,
+                r.reason,
+                "text/plain",
+                format!("{}\n", r.reason).as_bytes(),
+                false,
+            );
             return;
         }
     };
     let head_only = request.head_only;
     let result = match request.path.as_str() {
-        "/" | "/index.html" => respond(&stream, 200, "OK", "text/html; charset=utf-8", INDEX.as_bytes(), head_only),
+        "/" | "/index.html" => respond(
+            &stream,
+            200,
+            "OK",
+            "text/html; charset=utf-8",
+            INDEX.as_bytes(),
+            head_only,
+        ),
         "/stats" => {
             let body = serde_json::to_vec_pretty(&hub.stats()).unwrap_or_default();
             respond(&stream, 200, "OK", "application/json", &body, head_only)
@@ -155,7 +196,14 @@ pub(crate) fn serve(
         }
         other => {
             log::debug!("HTTP client {peer}: no such path {other}");
-            respond(&stream, 404, "Not Found", "text/plain", b"Not Found\n", head_only)
+            respond(
+                &stream,
+                404,
+                "Not Found",
+                "text/plain",
+                b"Not Found\n",
+                head_only,
+            )
         }
     };
     if let Err(e) = result {
@@ -164,10 +212,22 @@ pub(crate) fn serve(
 }
 
 fn busy(stream: &TcpStream, why: &str, head_only: bool) -> std::io::Result<()> {
-    respond(stream, 503, "Service Unavailable", "text/plain", format!("{why}\n").as_bytes(), head_only)
+    respond(
+        stream,
+        503,
+        "Service Unavailable",
+        "text/plain",
+        format!("{why}\n").as_bytes(),
+        head_only,
+    )
 }
 
-fn snapshot(stream: &TcpStream, peer: SocketAddr, hub: &Hub, head_only: bool) -> std::io::Result<()> {
+fn snapshot(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    hub: &Hub,
+    head_only: bool,
+) -> std::io::Result<()> {
     let viewer = Viewer::new(peer, Protocol::Http, None);
     let feed = hub.http_feed();
     if let Err((_, why)) = hub.admit(feed, &viewer) {
@@ -207,7 +267,11 @@ fn mjpeg(stream: TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, head
 
 /// One part of the multipart stream: headers, the JPEG, and a line end. Written
 /// with one vectored write and no allocation.
-fn mjpeg_part(w: &mut &TcpStream, packet: &Packet, _dropped_before: bool) -> std::io::Result<usize> {
+fn mjpeg_part(
+    w: &mut &TcpStream,
+    packet: &Packet,
+    _dropped_before: bool,
+) -> std::io::Result<usize> {
     let jpeg = packet.payload();
     let mut head = [0u8; 160];
     let mut cursor = std::io::Cursor::new(&mut head[..]);
@@ -218,7 +282,14 @@ fn mjpeg_part(w: &mut &TcpStream, packet: &Packet, _dropped_before: bool) -> std
         packet.frame.seq
     )?;
     let n = cursor.position() as usize;
-    write_all_vectored(w, &mut [IoSlice::new(&head[..n]), IoSlice::new(jpeg), IoSlice::new(b"\r\n")])?;
+    write_all_vectored(
+        w,
+        &mut [
+            IoSlice::new(&head[..n]),
+            IoSlice::new(jpeg),
+            IoSlice::new(b"\r\n"),
+        ],
+    )?;
     Ok(n + jpeg.len() + 2)
 }
 
@@ -226,7 +297,10 @@ fn mjpeg_part(w: &mut &TcpStream, packet: &Packet, _dropped_before: bool) -> std
 pub fn metrics(s: &ServerStats) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
-        let _ = writeln!(out, "# HELP livestream_{name} {help}\n# TYPE livestream_{name} {kind}");
+        let _ = writeln!(
+            out,
+            "# HELP livestream_{name} {help}\n# TYPE livestream_{name} {kind}"
+        );
         for l in lines {
             let _ = writeln!(out, "livestream_{name}{l}");
         }
@@ -237,14 +311,24 @@ pub fn metrics(s: &ServerStats) -> String {
         "Frames captured from the source.",
         vec![format!(" {}", s.frames_captured)],
     );
-    metric("capture_fps", "gauge", "Frames captured per second over the last second.", vec![format!(" {}", s.capture_fps)]);
+    metric(
+        "capture_fps",
+        "gauge",
+        "Frames captured per second over the last second.",
+        vec![format!(" {}", s.capture_fps)],
+    );
     metric(
         "encoder_dropped_frames_total",
         "counter",
         "Captured frames no encoder was free for.",
         vec![format!(" {}", s.encoder_dropped)],
     );
-    metric("uptime_seconds", "gauge", "Seconds since the server started.", vec![format!(" {:.3}", s.uptime_seconds)]);
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        vec![format!(" {:.3}", s.uptime_seconds)],
+    );
     let count = |p: Protocol| s.viewers.iter().filter(|v| v.protocol == p).count();
     metric(
         "viewers",

@@ -107,7 +107,11 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
-    pub(crate) fn new(peer: SocketAddr, protocol: Protocol, stream: Option<TcpStream>) -> Arc<Viewer> {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        protocol: Protocol,
+        stream: Option<TcpStream>,
+    ) -> Arc<Viewer> {
         Arc::new(Viewer {
             peer,
             protocol,
@@ -290,16 +294,25 @@ impl Hub {
 
     /// Adds a viewer to `feed` unless the server is full or the stream is over;
     /// `Err` says why not. Every admitted viewer must [`Hub::leave`].
-    pub(crate) fn admit(&self, feed: &Fanout, viewer: &Arc<Viewer>) -> Result<(), (Status, String)> {
+    pub(crate) fn admit(
+        &self,
+        feed: &Fanout,
+        viewer: &Arc<Viewer>,
+    ) -> Result<(), (Status, String)> {
         if let Some((end, final_)) = self.end_message() {
             return Err((if final_ { Status::Ended } else { Status::Busy }, end));
         }
         self.watching
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.max_viewers).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_viewers).then_some(n + 1)
+            })
             .map_err(|_| {
                 (
                     Status::Busy,
-                    format!("the server is busy: {} viewers already watching", self.max_viewers),
+                    format!(
+                        "the server is busy: {} viewers already watching",
+                        self.max_viewers
+                    ),
                 )
             })?;
         feed.lock().push(viewer.clone());
@@ -331,7 +344,11 @@ impl Hub {
         let mut viewers: Vec<ViewerStats> = Vec::new();
         for feed in [&self.main, &self.jpeg] {
             let list = feed.lock();
-            viewers.extend(list.iter().filter(|v| v.protocol != Protocol::Internal).map(|v| v.stats()));
+            viewers.extend(
+                list.iter()
+                    .filter(|v| v.protocol != Protocol::Internal)
+                    .map(|v| v.stats()),
+            );
         }
         viewers.sort_by_key(|v| v.peer);
         ServerStats {
@@ -344,7 +361,8 @@ impl Hub {
             fps: self.stream.fps,
             capture_fps: f64::from_bits(self.capture_fps.load(Ordering::Relaxed)),
             frames_captured: self.captured.load(Ordering::Relaxed),
-            encoder_dropped: self.encoder_dropped.load(Ordering::Relaxed) + self.main.late.load(Ordering::Relaxed),
+            encoder_dropped: self.encoder_dropped.load(Ordering::Relaxed)
+                + self.main.late.load(Ordering::Relaxed),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             viewers,
         }
@@ -407,7 +425,9 @@ impl RunningServer {
         let (source, source_name) = open_source(cfg)?;
         let codec_backend = registry::codec(&cfg.serve.codec)?;
         let encoders = match cfg.serve.encode_threads {
-            0 if codec_backend.parallel => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            0 if codec_backend.parallel => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+            }
             0 => 1,
             n => n,
         };
@@ -421,7 +441,9 @@ impl RunningServer {
         let transcoder = if payload_is_jpeg {
             None
         } else {
-            Some((registry::codec("jpeg")?.new)(&cfg.backend(Kind::Codec, "jpeg"))?)
+            Some((registry::codec("jpeg")?.new)(
+                &cfg.backend(Kind::Codec, "jpeg"),
+            )?)
         };
 
         let listener = TcpListener::bind(&cfg.serve.listen).map_err(|e| ServeError::Listen {
@@ -544,7 +566,11 @@ impl RunningServer {
         if let Some(t) = self.transcoder.take() {
             let _ = t.join();
         }
-        let viewers = self.accept.take().and_then(|a| a.join().ok()).unwrap_or_default();
+        let viewers = self
+            .accept
+            .take()
+            .and_then(|a| a.join().ok())
+            .unwrap_or_default();
         // Viewers get a moment to receive the end packet; a stuck one is cut off.
         let deadline = Instant::now() + GOODBYE_GRACE;
         while Instant::now() < deadline && viewers.iter().any(|v| !v.is_finished()) {
@@ -598,13 +624,21 @@ impl PacketPool {
     }
 
     fn give(&self, packet: Arc<Packet>) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(packet);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(packet);
     }
 }
 
 /// Encodes a captured packet (which nobody else holds yet), publishes it, and
 /// returns it to the pool.
-fn encode_and_publish(codec: &mut dyn FrameCodec, mut packet: Arc<Packet>, hub: &Hub, pool: &PacketPool) {
+fn encode_and_publish(
+    codec: &mut dyn FrameCodec,
+    mut packet: Arc<Packet>,
+    hub: &Hub,
+    pool: &PacketPool,
+) {
     if let Some(p) = Arc::get_mut(&mut packet) {
         // CPU time, not wall time.
         let t0 = crate::clock::thread_cpu_ns();
@@ -638,14 +672,20 @@ fn capture_loop(
     let work: Slot<Arc<Packet>> = Slot::default();
     std::thread::scope(|scope| {
         let mut codecs = codecs;
-        let mut inline = if codecs.len() == 1 { codecs.pop() } else { None };
+        let mut inline = if codecs.len() == 1 {
+            codecs.pop()
+        } else {
+            None
+        };
         for (i, mut codec) in codecs.into_iter().enumerate() {
             let (work, pool) = (&work, &pool);
             let spawned = std::thread::Builder::new()
                 .name(format!("encode-{i}"))
                 .spawn_scoped(scope, move || loop {
                     match work.take(Duration::from_millis(500)) {
-                        Taken::Value(packet) => encode_and_publish(codec.as_mut(), packet, hub, pool),
+                        Taken::Value(packet) => {
+                            encode_and_publish(codec.as_mut(), packet, hub, pool)
+                        }
                         Taken::Timeout => {}
                         Taken::Closed => break,
                     }
@@ -719,7 +759,11 @@ fn capture_loop(
 /// JPEG, it takes the newest captured frame and encodes it as JPEG for them.
 /// With no browser watching it is not subscribed and costs nothing.
 fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &AtomicBool) {
-    let me = Viewer::new(SocketAddr::from(([0, 0, 0, 0], 0)), Protocol::Internal, None);
+    let me = Viewer::new(
+        SocketAddr::from(([0, 0, 0, 0], 0)),
+        Protocol::Internal,
+        None,
+    );
     let pool = PacketPool::default();
     let mut subscribed = false;
     while !stop.load(Ordering::Relaxed) {
@@ -825,35 +869,49 @@ enum Speaks {
     Http,
 }
 
-/// Waits (until `deadline`) for the first bytes and tells the wire protocol from
-/// HTTP, both served on one port. Anything else goes to the native handshake,
-/// which rejects it with a reason.
+/// Waits (until `deadline`) for the first bytes and tells HTTP (a method name and
+/// a space: `GET `) from the wire protocol, both served on one port. Anything
+/// else goes to the native handshake, which rejects it with a reason.
 fn sniff(stream: &TcpStream, deadline: Instant) -> Speaks {
-    let mut first = [0u8; 4];
+    let mut first = [0u8; 8];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return Speaks::Native;
         }
-        match stream.peek(&mut first) {
-            Ok(n) if n >= 4 || n == 0 => break,
-            Ok(n) if !first[..n].iter().all(u8::is_ascii_uppercase) => break,
-            // A few bytes of a method name so far: wait for more.
-            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+        let n = match stream.peek(&mut first) {
+            Ok(n) => n,
             Err(_) => return Speaks::Native,
+        };
+        let letters = first[..n]
+            .iter()
+            .take_while(|b| b.is_ascii_uppercase())
+            .count();
+        if letters < n {
+            // A method of 3 to 7 letters, then a space.
+            return if (3..=7).contains(&letters) && first[letters] == b' ' {
+                Speaks::Http
+            } else {
+                Speaks::Native
+            };
         }
-    }
-    let method_like = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
-    if first != protocol::MAGIC && method_like >= 3 {
-        Speaks::Http
-    } else {
-        Speaks::Native
+        if n == 0 || n == first.len() || first[..n.min(4)] == protocol::MAGIC[..n.min(4)] {
+            return Speaks::Native;
+        }
+        // Only letters so far: wait for the rest of the method name.
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// One connection: native viewer or HTTP client. Every failure ends this
 /// connection only.
-fn serve_connection(stream: TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, handshake_timeout: Duration) {
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: &Hub,
+    stop: &AtomicBool,
+    handshake_timeout: Duration,
+) {
     let deadline = Instant::now() + handshake_timeout;
     let speaks = sniff(&stream, deadline);
     if let Speaks::Http = speaks {
@@ -898,11 +956,19 @@ fn handshake(
     deadline: Instant,
 ) -> Result<Option<Arc<Viewer>>, protocol::ProtocolError> {
     stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10))))?;
+    stream.set_write_timeout(Some(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10)),
+    ))?;
     let hello = ClientHello::read(&mut DeadlineReader { stream, deadline })?;
     let mut w = stream;
     if hello.version < protocol::VERSION {
-        let msg = format!("this server speaks protocol {}, the viewer {}", protocol::VERSION, hello.version);
+        let msg = format!(
+            "this server speaks protocol {}, the viewer {}",
+            protocol::VERSION,
+            hello.version
+        );
         ServerHello::refusal(Status::Version, msg.clone()).write(&mut w)?;
         log::warn!("viewer {peer} refused: {msg}");
         return Ok(None);
@@ -932,11 +998,19 @@ fn handshake(
 }
 
 /// Writes one packet in the wire protocol; returns the bytes written.
-fn native_frame(w: &mut &TcpStream, packet: &Packet, dropped_before: bool) -> std::io::Result<usize> {
+fn native_frame(
+    w: &mut &TcpStream,
+    packet: &Packet,
+    dropped_before: bool,
+) -> std::io::Result<usize> {
     let payload = packet.payload();
     let header = PacketHeader {
         kind: protocol::PACKET_FRAME,
-        flags: if dropped_before { protocol::FLAG_DROPPED_BEFORE } else { 0 },
+        flags: if dropped_before {
+            protocol::FLAG_DROPPED_BEFORE
+        } else {
+            0
+        },
         len: payload.len() as u32,
         seq: packet.frame.seq,
         capture_us: packet.frame.capture_us,

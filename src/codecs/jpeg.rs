@@ -157,8 +157,10 @@ impl FrameCodec for JpegCodec {
             .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
             .set_max_width(width as usize)
             .set_max_height(height as usize);
-        let mut decoder =
-            zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(&payload[..]), options);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(&payload[..]),
+            options,
+        );
         decoder.decode_headers().map_err(corrupt)?;
         let info = self.decoded_info(&frame.info);
         frame.reset(info);
@@ -174,7 +176,12 @@ mod tests {
 
     /// Peak signal-to-noise ratio of two RGB24 images, in dB.
     fn psnr(a: &[u8], b: &[u8]) -> f64 {
-        let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+        let mse = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
         10.0 * (255.0 * 255.0 / mse).log10()
     }
 
@@ -183,7 +190,11 @@ mod tests {
         // Even size for every format.
         let (w, h) = (img.width & !1, img.height & !1);
         let mut rgb = Vec::new();
-        for row in img.data.chunks_exact(img.width as usize * 3).take(h as usize) {
+        for row in img
+            .data
+            .chunks_exact(img.width as usize * 3)
+            .take(h as usize)
+        {
             rgb.extend_from_slice(&row[..w as usize * 3]);
         }
         let mut f = Frame::empty();
@@ -212,13 +223,21 @@ mod tests {
         let mut codec = JpegCodec::with_quality(80);
         for name in ["astronaut.png", "coffee.png"] {
             let src = photo(name);
-            for format in [PixelFormat::Rgb24, PixelFormat::Nv12, PixelFormat::Yuyv, PixelFormat::Xrgb32] {
+            for format in [
+                PixelFormat::Rgb24,
+                PixelFormat::Nv12,
+                PixelFormat::Yuyv,
+                PixelFormat::Xrgb32,
+            ] {
                 let mut input = Frame::empty();
                 let mut rgb = Vec::new();
                 convert::to_rgb24(&src, &mut rgb);
                 convert::from_rgb24(&rgb, src.info.width, src.info.height, format, &mut input);
                 let (back, len) = round_trip(&mut codec, &input);
-                assert_eq!(back.info, FrameInfo::packed(PixelFormat::Rgb24, src.info.width, src.info.height).unwrap());
+                assert_eq!(
+                    back.info,
+                    FrameInfo::packed(PixelFormat::Rgb24, src.info.width, src.info.height).unwrap()
+                );
                 // Compare with what the input looks like in RGB (subsampled formats
                 // lose some colour before JPEG sees them).
                 let mut want = Vec::new();
@@ -237,11 +256,19 @@ mod tests {
         let mut jpeg_bytes = Vec::new();
         codec.encode(&src, &mut jpeg_bytes).unwrap();
         let mut camera = Frame::empty();
-        camera.info = FrameInfo { format: PixelFormat::Jpeg, width: src.info.width, height: src.info.height, stride: 0 };
+        camera.info = FrameInfo {
+            format: PixelFormat::Jpeg,
+            width: src.info.width,
+            height: src.info.height,
+            stride: 0,
+        };
         camera.data = jpeg_bytes.clone();
         // With tables: the bytes go out untouched.
         let mut out = Vec::new();
-        assert_eq!(codec.encode(&camera, &mut out).unwrap(), Encoded::Passthrough);
+        assert_eq!(
+            codec.encode(&camera, &mut out).unwrap(),
+            Encoded::Passthrough
+        );
         // Without (as UVC cameras send them): tables inserted, and it decodes to the
         // same picture as the original.
         camera.data = jpeg::strip_huffman_tables(&jpeg_bytes).unwrap();
@@ -254,7 +281,10 @@ mod tests {
         let mut b = Frame::empty();
         b.info = camera.info;
         codec.decode(&mut jpeg_bytes.clone(), &mut b).unwrap();
-        assert!(a.data == b.data, "inserted tables decode to the same picture");
+        assert!(
+            a.data == b.data,
+            "inserted tables decode to the same picture"
+        );
     }
 
     #[test]
@@ -283,6 +313,9 @@ mod tests {
         // A valid JPEG of another size than announced is refused.
         frame.info = FrameInfo::packed(PixelFormat::Rgb24, 64, 64).unwrap();
         let err = codec.decode(&mut good.clone(), &mut frame).unwrap_err();
-        assert!(err.to_string().contains("the stream header says 64x64"), "{err}");
+        assert!(
+            err.to_string().contains("the stream header says 64x64"),
+            "{err}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! TCP on 127.0.0.1.
 
 mod cli;
+mod http;
 mod robustness;
 mod stream;
 mod util;

@@ -196,7 +196,12 @@ fn malformed_clients_are_disconnected_with_a_reason() {
         ),
         (
             "wrong magic",
-            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            b"LSTX\x01\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+            "bad magic",
+        ),
+        (
+            "a TLS hello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00".to_vec(),
             "bad magic",
         ),
         ("huge extension length", huge_ext, "over the limit of 4096"),
@@ -210,7 +215,8 @@ fn malformed_clients_are_disconnected_with_a_reason() {
             s.shutdown(Shutdown::Write).unwrap();
         }
         assert_closed_by_server(&mut s, what);
-        server.wait_stderr(logged, 1, Duration::from_secs(5));
+        let times = cases[..=n].iter().filter(|c| c.2 == *logged).count();
+        server.wait_stderr(logged, times, Duration::from_secs(5));
         server.wait_stderr("rejected", n + 1, Duration::from_secs(5));
     }
     // An old protocol version gets a readable refusal.

@@ -1,0 +1,581 @@
+//! Browser viewing and HTTP: real clients (ffmpeg, headless Chromium, promtool)
+//! against the server's port, and hostile HTTP that must harm no one.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use livestream::codecs::FrameCodec;
+use livestream::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
+use livestream::recording;
+
+use crate::stream::{read_recording, which};
+use crate::util::{serve, temp_dir, Proc};
+
+/// A response: status, headers (lowercase names), body.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request` as it is and reads the whole response (the server closes).
+pub fn exchange(addr: &str, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut r = httparse::Response::new(&mut headers);
+    let head_len = match r.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!(
+            "bad response to {:?}: {other:?}: {:?}",
+            String::from_utf8_lossy(request),
+            String::from_utf8_lossy(&raw)
+        ),
+    };
+    Response {
+        status: r.code.unwrap(),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: raw[head_len..].to_vec(),
+    }
+}
+
+pub fn get(addr: &str, path: &str) -> Response {
+    exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Decodes a JPEG into RGB with the project's own decoder, returning its size.
+fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let h = livestream::jpeg::parse_header(bytes).expect("a JPEG");
+    let mut codec = livestream::codecs::jpeg::JpegCodec::with_quality(80);
+    let mut frame = Frame::empty();
+    frame.info = FrameInfo {
+        format: PixelFormat::Jpeg,
+        width: h.width,
+        height: h.height,
+        stride: 0,
+    };
+    codec
+        .decode(&mut bytes.to_vec(), &mut frame)
+        .expect("decodes");
+    (h.width, h.height, frame.data)
+}
+
+#[test]
+fn snapshot_stats_metrics_and_page() {
+    let (mut server, addr) = serve(&["--width", "320", "--height", "240", "--fps", "30"]);
+    let page = get(&addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&page.body).contains("/stream.mjpg"));
+
+    let snap = get(&addr, "/snapshot.jpg");
+    assert_eq!(snap.status, 200);
+    assert_eq!(snap.header("content-type"), Some("image/jpeg"));
+    assert_eq!(
+        snap.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        snap.body.len()
+    );
+    let (w, h, rgb) = decode_jpeg(&snap.body);
+    assert_eq!((w, h, rgb.len()), (320, 240, 320 * 240 * 3));
+
+    let stats = get(&addr, "/stats");
+    assert_eq!(stats.status, 200);
+    assert_eq!(stats.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_slice(&stats.body).expect("valid JSON");
+    for field in [
+        "name",
+        "source",
+        "codec",
+        "format",
+        "width",
+        "height",
+        "fps",
+        "capture_fps",
+        "frames_captured",
+        "encoder_dropped",
+        "uptime_seconds",
+        "viewers",
+    ] {
+        assert!(json.get(field).is_some(), "/stats lacks {field}: {json}");
+    }
+    assert_eq!(json["width"], 320);
+    assert_eq!(json["source"], "test-pattern");
+
+    // Per-viewer fields, with a viewer watching.
+    let mut view = Proc::spawn("view", &["view", &addr, "-q"]);
+    view.wait_stderr("connected to", 1, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let viewer = loop {
+        let json: serde_json::Value = serde_json::from_slice(&get(&addr, "/stats").body).unwrap();
+        if let Some(v) = json["viewers"]
+            .as_array()
+            .and_then(|v| v.first())
+            .filter(|v| v["sent"].as_u64() > Some(5))
+        {
+            break v.clone();
+        }
+        assert!(Instant::now() < deadline, "no viewer in /stats: {json}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for field in [
+        "peer",
+        "protocol",
+        "sent",
+        "dropped",
+        "bytes",
+        "fps",
+        "latency_ms",
+        "connected_seconds",
+    ] {
+        assert!(
+            viewer.get(field).is_some(),
+            "viewer lacks {field}: {viewer}"
+        );
+    }
+    assert_eq!(viewer["protocol"], "native");
+
+    let metrics = get(&addr, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains("livestream_viewer_frames_sent_total{peer="),
+        "{text}"
+    );
+    let promtool =
+        which("promtool").expect("promtool is needed: the README's test command installs it");
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("metrics.txt"), &text).unwrap();
+    let out = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(dir.path().join("metrics.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    view.terminate();
+    server.terminate();
+}
+
+/// ffmpeg reads the MJPEG stream: frames decode without error, and they change.
+#[test]
+fn ffmpeg_reads_the_mjpeg_stream() {
+    let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
+    for codec in ["lz4", "jpeg"] {
+        let (mut server, addr) = serve(&[
+            "--width", "320", "--height", "240", "--fps", "30", "--codec", codec,
+        ]);
+        let out = std::process::Command::new(&ffmpeg)
+            .args(["-v", "error", "-i"])
+            .arg(format!("http://{addr}/stream.mjpg"))
+            .args(["-frames:v", "30", "-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{codec}: ffmpeg: {stderr}"
+        );
+        let hashes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+            .collect();
+        assert_eq!(hashes.len(), 30, "{codec}");
+        let mut distinct = hashes.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(
+            distinct.len() > 20,
+            "{codec}: only {} distinct frames of 30",
+            distinct.len()
+        );
+        server.terminate();
+    }
+}
+
+/// Headless Chromium opens the page: a picture, and it changes.
+#[test]
+fn chromium_shows_a_live_picture() {
+    let node = which("node").expect("node is needed");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/live.mjs");
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
+    );
+    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
+    let evidence = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&evidence).unwrap();
+    let out = std::process::Command::new(node)
+        .arg(&script)
+        .arg(format!("http://{addr}/"))
+        .arg(&evidence)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser check failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["first"]["width"], 640);
+    assert!(
+        result["stats"].as_str().unwrap().contains("fps captured"),
+        "{result}"
+    );
+    assert!(evidence.join("first.png").is_file() && evidence.join("second.png").is_file());
+    server.terminate();
+}
+
+/// Oversized heads, unknown methods and paths, and a client that sends a byte a
+/// second: answered or timed out, while a native and an MJPEG viewer keep going.
+#[test]
+fn bad_http_harms_no_one() {
+    let dir = temp_dir();
+    let (mut server, addr) = serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "30",
+        "--set",
+        "serve.handshake-timeout=1",
+    ]);
+    let rec = dir.path().join("watcher.lsr");
+    let set = format!("sinks.file.path={}", rec.display());
+    let mut watcher = Proc::spawn(
+        "watcher",
+        &[
+            "view", &addr, "--sink", "file", "--set", &set, "--frames", "120", "-q",
+        ],
+    );
+    watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
+    // An MJPEG viewer, read by hand: count parts as they come.
+    let mut mjpeg = TcpStream::connect(&addr).unwrap();
+    mjpeg
+        .write_all(b"GET /stream.mjpg HTTP/1.1\r\n\r\n")
+        .unwrap();
+    mjpeg
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    assert_eq!(exchange(&addr, huge.as_bytes()).status, 431);
+    let many: String = (0..40).map(|i| format!("X-H{i}: 1\r\n")).collect();
+    assert_eq!(
+        exchange(&addr, format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).status,
+        431
+    );
+    assert_eq!(
+        exchange(&addr, b"DELETE /stats HTTP/1.1\r\n\r\n").status,
+        405
+    );
+    assert_eq!(
+        exchange(
+            &addr,
+            b"POST /stream.mjpg HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        )
+        .status,
+        405
+    );
+    assert_eq!(get(&addr, "/etc/passwd").status, 404);
+    assert_eq!(get(&addr, "/../../stats").status, 404);
+    assert_eq!(
+        exchange(&addr, b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n").status,
+        400
+    );
+    assert_eq!(exchange(&addr, b"HEAD / HTTP/1.1\r\n\r\n").body.len(), 0);
+
+    // A byte a second: the whole head must arrive within the 1 s handshake timeout.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    for b in b"GET / HTTP/1.1\r\n\r\n" {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        // The client's pace, not a wait for the server.
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let _ = slow.read_to_end(&mut answer);
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "slow client got {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    server.wait_stderr("408 Request Timeout", 1, Duration::from_secs(5));
+
+    // The MJPEG viewer was fed all along.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = Vec::new();
+    while seen < 10 && Instant::now() < deadline {
+        let n = mjpeg.read(&mut buf).unwrap();
+        assert!(n > 0, "MJPEG stream closed");
+        text.extend_from_slice(&buf[..n]);
+        seen = text
+            .windows(17)
+            .filter(|w| w == b"--livestreamframe")
+            .count();
+    }
+    assert!(seen >= 10, "MJPEG viewer got {seen} parts");
+
+    watcher.expect_success(Duration::from_secs(30));
+    let frames = read_recording(&rec);
+    assert_eq!(frames.len(), 120);
+    assert!(
+        frames.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "native viewer saw gaps"
+    );
+    server.terminate();
+}
+
+/// A JPEG source (an MJPEG camera, here a recording of JPEG frames, some without
+/// Huffman tables as UVC cameras send them): with `raw` the bytes reach the
+/// viewer untouched; with `jpeg` they pass through untouched when complete and
+/// gain the standard tables when not; browsers always get decodable frames.
+#[test]
+fn mjpeg_passes_through_untouched() {
+    let dir = temp_dir();
+    // Real JPEGs of the test pattern.
+    let mut encoder = livestream::codecs::jpeg::JpegCodec::with_quality(85);
+    let capture = livestream::config::CaptureConfig {
+        width: 320,
+        height: 240,
+        fps: 30.0,
+        format: PixelFormat::Rgb24,
+    };
+    let mut pattern =
+        livestream::sources::test_pattern::TestPatternSource::new(&capture, 4).unwrap();
+    let mut jpegs = Vec::new();
+    let mut frame = Frame::empty();
+    for i in 0..12u64 {
+        pattern.frame_at(i, i * 33_333, &mut frame);
+        let mut out = Vec::new();
+        encoder.encode(&frame, &mut out).unwrap();
+        if i % 2 == 1 {
+            out = livestream::jpeg::strip_huffman_tables(&out).unwrap();
+        }
+        jpegs.push(out);
+    }
+    let path = dir.path().join("mjpeg.lsr");
+    let info = StreamInfo {
+        frame: FrameInfo {
+            format: PixelFormat::Jpeg,
+            width: 320,
+            height: 240,
+            stride: 0,
+        },
+        fps: 30.0,
+    };
+    let mut file = std::fs::File::create(&path).unwrap();
+    recording::write_header(&mut file, &info).unwrap();
+    for (i, j) in jpegs.iter().enumerate() {
+        let f = Frame {
+            info: info.frame,
+            seq: i as u64,
+            capture_us: 0,
+            data: j.clone(),
+        };
+        recording::write_record(&mut file, &f).unwrap();
+    }
+    drop(file);
+    let src = format!("sources.file.path={}", path.display());
+
+    // raw: every byte as the camera sent it.
+    let (mut server, addr) = serve(&[
+        "--source",
+        "file",
+        "--set",
+        &src,
+        "--set",
+        "sources.file.loop=true",
+        "--codec",
+        "raw",
+    ]);
+    let rec = dir.path().join("raw.lsr");
+    let set = format!("sinks.file.path={}", rec.display());
+    Proc::spawn(
+        "view raw",
+        &[
+            "view", &addr, "--sink", "file", "--set", &set, "--frames", "24", "-q",
+        ],
+    )
+    .expect_success(Duration::from_secs(20));
+    let got = read_recording(&rec);
+    assert_eq!(got.len(), 24);
+    for f in &got {
+        assert_eq!(f.info.format, PixelFormat::Jpeg);
+        assert!(
+            jpegs.contains(&f.data),
+            "frame {} was changed on the way",
+            f.seq
+        );
+    }
+    // Browsers get tables on every frame.
+    for _ in 0..4 {
+        let snap = get(&addr, "/snapshot.jpg");
+        assert!(livestream::jpeg::parse_header(&snap.body).unwrap().has_dht);
+        assert_eq!(decode_jpeg(&snap.body).0, 320);
+    }
+    server.terminate();
+
+    // jpeg codec: complete frames untouched, incomplete ones completed.
+    let (mut server, addr) = serve(&[
+        "--source",
+        "file",
+        "--set",
+        &src,
+        "--set",
+        "sources.file.loop=true",
+        "--codec",
+        "jpeg",
+    ]);
+    let mut parts = Vec::new();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /stream.mjpg HTTP/1.1\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while parts.len() < 12 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+        parts = split_parts(&raw);
+    }
+    for p in &parts[..12] {
+        match jpegs.iter().position(|j| j == p) {
+            Some(i) => assert_eq!(i % 2, 0, "a frame without tables went out without them"),
+            None => {
+                let stripped = livestream::jpeg::strip_huffman_tables(p).unwrap();
+                let i = jpegs
+                    .iter()
+                    .position(|j| *j == stripped)
+                    .expect("a completed camera frame");
+                assert_eq!(i % 2, 1, "a complete frame was changed");
+                assert!(livestream::jpeg::parse_header(p).unwrap().has_dht);
+            }
+        }
+    }
+    server.terminate();
+}
+
+/// The JPEG parts of a multipart body that are complete so far.
+fn split_parts(raw: &[u8]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while let Some(start) = find(&raw[at..], b"Content-Length: ").map(|i| at + i + 16) {
+        let Some(eol) = find(&raw[start..], b"\r\n").map(|i| start + i) else {
+            break;
+        };
+        let len: usize = std::str::from_utf8(&raw[start..eol])
+            .unwrap()
+            .parse()
+            .unwrap();
+        let Some(body) = find(&raw[eol..], b"\r\n\r\n").map(|i| eol + i + 4) else {
+            break;
+        };
+        if raw.len() < body + len {
+            break;
+        }
+        parts.push(raw[body..body + len].to_vec());
+        at = body + len;
+    }
+    parts
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The jpeg codec end to end: what the viewer shows is close to what was captured.
+#[test]
+fn jpeg_codec_round_trip_is_close() {
+    let dir = temp_dir();
+    let (mut server, addr) = serve(&[
+        "--width", "640", "--height", "480", "--fps", "30", "--codec", "jpeg",
+    ]);
+    let rec = dir.path().join("v.lsr");
+    let set = format!("sinks.file.path={}", rec.display());
+    Proc::spawn(
+        "view",
+        &[
+            "view", &addr, "--sink", "file", "--set", &set, "--frames", "10", "-q",
+        ],
+    )
+    .expect_success(Duration::from_secs(30));
+    server.terminate();
+    let capture = livestream::config::CaptureConfig {
+        width: 640,
+        height: 480,
+        fps: 30.0,
+        format: PixelFormat::Rgb24,
+    };
+    let mut pattern =
+        livestream::sources::test_pattern::TestPatternSource::new(&capture, 4).unwrap();
+    let mut original = Frame::empty();
+    for f in read_recording(&rec) {
+        assert_eq!(
+            f.info,
+            FrameInfo::packed(PixelFormat::Rgb24, 640, 480).unwrap()
+        );
+        // The stamp survives JPEG: its cells are 10 pixels wide.
+        let stamp =
+            livestream::sources::test_pattern::read_stamp(&f).expect("stamp readable after JPEG");
+        assert_eq!(stamp.seq, f.seq);
+        pattern.frame_at(stamp.seq, stamp.capture_us, &mut original);
+        let mse = original
+            .data
+            .iter()
+            .zip(&f.data)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum::<f64>()
+            / f.data.len() as f64;
+        let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+        assert!(psnr > 30.0, "frame {}: PSNR {psnr:.1} dB", f.seq);
+    }
+}
