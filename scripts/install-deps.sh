@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build_pkgs=(pkg-config)
+# cmake and nasm: the turbojpeg feature builds libjpeg-turbo 3 from source.
+build_pkgs=(pkg-config cmake nasm)
 test_pkgs=(ffmpeg chromium prometheus nodejs npm)
 
 want=("${build_pkgs[@]}")

@@ -12,3 +12,5 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 cargo test --profile ci --features full --doc
 cargo test --profile ci --features full --all-targets -- --test-threads=1
+# The default build's own engines (pure-Rust JPEG) have unit tests too.
+cargo test --profile ci --lib -- --test-threads=1

@@ -72,7 +72,7 @@ pub fn get(addr: &str, path: &str) -> Response {
 /// Decodes a JPEG into RGB with the project's own decoder, returning its size.
 fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let h = livestream::jpeg::parse_header(bytes).expect("a JPEG");
-    let mut codec = livestream::codecs::jpeg::JpegCodec::with_quality(80);
+    let mut codec = livestream::codecs::jpeg::JpegCodec::with_quality(80).unwrap();
     let mut frame = Frame::empty();
     frame.info = FrameInfo {
         format: PixelFormat::Jpeg,
@@ -382,7 +382,7 @@ fn bad_http_harms_no_one() {
 fn mjpeg_passes_through_untouched() {
     let dir = temp_dir();
     // Real JPEGs of the test pattern.
-    let mut encoder = livestream::codecs::jpeg::JpegCodec::with_quality(85);
+    let mut encoder = livestream::codecs::jpeg::JpegCodec::with_quality(85).unwrap();
     let capture = livestream::config::CaptureConfig {
         width: 320,
         height: 240,

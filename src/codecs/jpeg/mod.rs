@@ -1,7 +1,8 @@
-//! `jpeg`: baseline JPEG, the codec that fits a WiFi link. Encodes with
-//! `jpeg-encoder` (pure Rust, AVX2 where the CPU has it), decodes to RGB24 with
-//! `zune-jpeg`. Frames that already are JPEG (MJPEG cameras) pass through
-//! untouched, with the standard Huffman tables added when the camera left them out.
+//! `jpeg`: baseline JPEG, the codec that fits a WiFi link. Two engines, one
+//! chosen at build time: libjpeg-turbo 3 (feature `turbojpeg`, `turbo.rs`), or by
+//! default pure Rust, `jpeg-encoder` and `zune-jpeg` (`pure.rs`). Decodes to
+//! RGB24. Frames that already are JPEG (MJPEG cameras) pass through untouched,
+//! with the standard Huffman tables added when the camera left them out.
 
 use serde::Deserialize;
 
@@ -13,24 +14,47 @@ use crate::frame::{Frame, FrameInfo, PixelFormat};
 use crate::jpeg;
 use crate::registry::always;
 
-inventory::submit! {
-    CodecBackend {
-        name: "jpeg",
-        summary: "baseline JPEG (quality 80, 4:2:0), decodes to RGB; MJPEG passes through",
-        probe: always,
-        parallel: true,
-        new,
-    }
+// The one place that picks the engine.
+#[cfg(not(feature = "turbojpeg"))]
+#[path = "pure.rs"]
+mod engine;
+#[cfg(feature = "turbojpeg")]
+#[path = "turbo.rs"]
+mod engine;
+
+/// Which library encodes and decodes in this build.
+pub const ENGINE: &str = engine::NAME;
+
+/// Pixel layouts the engines take as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Rgb,
+    Bgr,
+    Rgba,
+    /// B, G, R, X: livestream's `xrgb32`.
+    Bgrx,
+    Grey,
 }
 
+/// Chroma subsampling of the encoded image.
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-enum Subsampling {
+pub(crate) enum Subsampling {
     #[serde(rename = "4:2:0")]
     S420,
     #[serde(rename = "4:2:2")]
     S422,
     #[serde(rename = "4:4:4")]
     S444,
+}
+
+inventory::submit! {
+    CodecBackend {
+        name: "jpeg",
+        summary: engine::SUMMARY,
+        probe: always,
+        parallel: true,
+        new,
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -58,31 +82,30 @@ fn new(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
             why: format!("{} is not between 1 and 100", opts.quality),
         });
     }
-    Ok(Box::new(JpegCodec::new(opts.quality, opts.subsampling)))
+    JpegCodec::new(opts.quality, opts.subsampling)
+        .map(|c| Box::new(c) as Box<dyn FrameCodec>)
+        .map_err(|why| BackendError::Invalid {
+            what: format!("the {ENGINE} JPEG engine"),
+            why,
+        })
 }
 
 pub struct JpegCodec {
-    quality: u8,
-    sampling: jpeg_encoder::SamplingFactor,
+    engine: engine::Engine,
     /// RGB24 for formats the encoder does not take directly.
     rgb: Vec<u8>,
 }
 
 impl JpegCodec {
-    fn new(quality: u8, subsampling: Subsampling) -> JpegCodec {
-        JpegCodec {
-            quality,
-            sampling: match subsampling {
-                Subsampling::S420 => jpeg_encoder::SamplingFactor::R_4_2_0,
-                Subsampling::S422 => jpeg_encoder::SamplingFactor::R_4_2_2,
-                Subsampling::S444 => jpeg_encoder::SamplingFactor::R_4_4_4,
-            },
+    fn new(quality: u8, subsampling: Subsampling) -> Result<JpegCodec, String> {
+        Ok(JpegCodec {
+            engine: engine::Engine::new(quality, subsampling)?,
             rgb: Vec::new(),
-        }
+        })
     }
 
-    /// A codec with default options (quality 80, 4:2:0), for HTTP transcoding.
-    pub fn with_quality(quality: u8) -> JpegCodec {
+    /// A 4:2:0 codec of the given quality (1-100), for tests and tools.
+    pub fn with_quality(quality: u8) -> Result<JpegCodec, String> {
         JpegCodec::new(quality.clamp(1, 100), Subsampling::S420)
     }
 }
@@ -106,26 +129,20 @@ impl FrameCodec for JpegCodec {
             };
         }
         let packed = info.stride == info.format.min_stride(info.width).unwrap_or(0);
-        let (data, colour): (&[u8], _) = match info.format {
-            PixelFormat::Rgb24 if packed => (&frame.data, jpeg_encoder::ColorType::Rgb),
-            PixelFormat::Bgr24 if packed => (&frame.data, jpeg_encoder::ColorType::Bgr),
-            PixelFormat::Rgba32 if packed => (&frame.data, jpeg_encoder::ColorType::Rgba),
-            PixelFormat::Xrgb32 if packed => (&frame.data, jpeg_encoder::ColorType::Bgra),
-            PixelFormat::Grey if packed => (&frame.data, jpeg_encoder::ColorType::Luma),
+        let (data, layout): (&[u8], _) = match info.format {
+            PixelFormat::Rgb24 if packed => (&frame.data, Layout::Rgb),
+            PixelFormat::Bgr24 if packed => (&frame.data, Layout::Bgr),
+            PixelFormat::Rgba32 if packed => (&frame.data, Layout::Rgba),
+            PixelFormat::Xrgb32 if packed => (&frame.data, Layout::Bgrx),
+            PixelFormat::Grey if packed => (&frame.data, Layout::Grey),
             _ => {
                 convert::to_rgb24(frame, &mut self.rgb);
-                (&self.rgb, jpeg_encoder::ColorType::Rgb)
+                (&self.rgb, Layout::Rgb)
             }
         };
-        out.clear();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut *out, self.quality);
-        encoder.set_sampling_factor(self.sampling);
-        encoder
-            .encode(data, info.width as u16, info.height as u16, colour)
-            .map_err(|e| CodecError::Encode {
-                codec: "jpeg",
-                why: e.to_string(),
-            })?;
+        self.engine
+            .encode(data, info.width, info.height, layout, out)
+            .map_err(|why| CodecError::Encode { codec: "jpeg", why })?;
         Ok(Encoded::Written)
     }
 
@@ -153,19 +170,11 @@ impl FrameCodec for JpegCodec {
                 header.width, header.height
             )));
         }
-        let options = zune_core::options::DecoderOptions::default()
-            .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
-            .set_max_width(width as usize)
-            .set_max_height(height as usize);
-        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-            zune_core::bytestream::ZCursor::new(&payload[..]),
-            options,
-        );
-        decoder.decode_headers().map_err(corrupt)?;
         let info = self.decoded_info(&frame.info);
         frame.reset(info);
-        decoder.decode_into(&mut frame.data).map_err(corrupt)?;
-        Ok(())
+        self.engine
+            .decode(payload, width, height, &mut frame.data)
+            .map_err(corrupt)
     }
 }
 
@@ -220,7 +229,7 @@ mod tests {
     /// 30 dB, where artefacts are hard to see) and 8x smaller than raw at least.
     #[test]
     fn photos_round_trip_close_and_small() {
-        let mut codec = JpegCodec::with_quality(80);
+        let mut codec = JpegCodec::with_quality(80).unwrap();
         for name in ["astronaut.png", "coffee.png"] {
             let src = photo(name);
             for format in [
@@ -251,7 +260,7 @@ mod tests {
 
     #[test]
     fn mjpeg_passes_through_and_gets_tables_when_missing() {
-        let mut codec = JpegCodec::with_quality(80);
+        let mut codec = JpegCodec::with_quality(80).unwrap();
         let src = photo("coffee.png");
         let mut jpeg_bytes = Vec::new();
         codec.encode(&src, &mut jpeg_bytes).unwrap();
@@ -289,7 +298,7 @@ mod tests {
 
     #[test]
     fn hostile_payloads_are_errors() {
-        let mut codec = JpegCodec::with_quality(80);
+        let mut codec = JpegCodec::with_quality(80).unwrap();
         let src = photo("astronaut.png");
         let mut good = Vec::new();
         codec.encode(&src, &mut good).unwrap();
