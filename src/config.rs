@@ -205,6 +205,7 @@ struct RawServe {
     name: Option<Spanned<String>>,
     handshake_timeout: Option<Spanned<f64>>,
     encode_threads: Option<Spanned<u32>>,
+    http: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +239,8 @@ pub struct ServeConfig {
     pub handshake_timeout: std::time::Duration,
     /// Encoder threads; 0 = one for cheap codecs, one per core (up to 4) for JPEG.
     pub encode_threads: usize,
+    /// Answer HTTP (browsers, MJPEG, stats) on the same port.
+    pub http: bool,
 }
 
 /// `[capture]`: what every source is asked for.
@@ -440,6 +443,7 @@ impl Config {
                 Some(n) => n.into_inner() as usize,
                 None => 0,
             },
+            http: s.http.unwrap_or(true),
         };
 
         let c = raw.capture;

@@ -255,6 +255,8 @@ pub(crate) struct Hub {
     /// The encoded payload is a JPEG a browser can show as it is.
     pub(crate) payload_is_jpeg: bool,
     pub(crate) max_viewers: usize,
+    /// HTTP is answered on this port.
+    http: bool,
     /// Viewers admitted and not yet gone, of every kind.
     watching: AtomicUsize,
     handshaking: AtomicUsize,
@@ -438,7 +440,7 @@ impl RunningServer {
         let max_payload = codecs[0].max_payload(&stream.frame).min(u32::MAX as usize) as u32;
         let payload_is_jpeg = codecs[0].payload_is_jpeg(&stream.frame);
         // The JPEG encoder for browsers, used only while one watches.
-        let transcoder = if payload_is_jpeg {
+        let transcoder = if payload_is_jpeg || !cfg.serve.http {
             None
         } else {
             Some((registry::codec("jpeg")?.new)(
@@ -459,6 +461,7 @@ impl RunningServer {
             jpeg: Fanout::default(),
             payload_is_jpeg,
             max_viewers: cfg.serve.max_viewers,
+            http: cfg.serve.http,
             watching: AtomicUsize::new(0),
             handshaking: AtomicUsize::new(0),
             stream,
@@ -864,6 +867,7 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) -> bool {
 }
 
 /// What the first bytes of a connection say it is.
+#[derive(Clone, Copy)]
 enum Speaks {
     Native,
     Http,
@@ -914,7 +918,7 @@ fn serve_connection(
 ) {
     let deadline = Instant::now() + handshake_timeout;
     let speaks = sniff(&stream, deadline);
-    if let Speaks::Http = speaks {
+    if let (Speaks::Http, true) = (speaks, hub.http) {
         crate::http::serve(stream, peer, hub, stop, deadline, &hub.handshaking);
         return;
     }
