@@ -58,7 +58,7 @@ pub struct BenchResult {
     pub server_cpu_ms: f64,
     /// CPU time in the source (generating or capturing) per captured frame.
     pub source_ms: f64,
-    /// CPU time in the encoder per captured frame.
+    /// CPU time in the encoder per encoded frame.
     pub encode_ms: f64,
     pub viewer_cpu_ms: f64,
     pub bytes_per_frame: f64,
@@ -209,7 +209,11 @@ pub fn measure(
             fps: frames as f64 / elapsed,
             server_cpu_ms: per(server_ns as f64 / 1e6),
             source_ms: (timing1.source_ns - timing0.source_ns) as f64 / 1e6 / captured,
-            encode_ms: (timing1.encode_ns - timing0.encode_ns) as f64 / 1e6 / captured,
+            // Per frame encoded: with several encoders, frames none was free for
+            // are captured but never encoded.
+            encode_ms: (timing1.encode_ns - timing0.encode_ns) as f64
+                / 1e6
+                / (captured - (timing1.encoder_dropped - timing0.encoder_dropped) as f64).max(1.0),
             viewer_cpu_ms: per(view_ns as f64 / 1e6),
             bytes_per_frame: per(bytes as f64),
             p50_ms: report.latency.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,

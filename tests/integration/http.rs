@@ -584,14 +584,26 @@ fn jpeg_codec_round_trip_is_close() {
 /// stranger, and native viewers still work.
 #[test]
 fn http_can_be_turned_off() {
-    let (mut server, addr) = serve(&["--width", "64", "--height", "16", "--set", "serve.http=false"]);
+    let (mut server, addr) = serve(&[
+        "--width",
+        "64",
+        "--height",
+        "16",
+        "--set",
+        "serve.http=false",
+    ]);
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
-    assert!(!answer.starts_with(b"HTTP/"), "answered HTTP: {:?}", String::from_utf8_lossy(&answer));
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "answered HTTP: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
     server.wait_stderr("bad magic", 1, Duration::from_secs(5));
-    Proc::spawn("view", &["view", &addr, "--frames", "3", "-q"]).expect_success(Duration::from_secs(20));
+    Proc::spawn("view", &["view", &addr, "--frames", "3", "-q"])
+        .expect_success(Duration::from_secs(20));
     server.terminate();
 }
