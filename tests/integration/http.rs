@@ -607,3 +607,85 @@ fn http_can_be_turned_off() {
         .expect_success(Duration::from_secs(20));
     server.terminate();
 }
+
+/// A browser that stops reading its MJPEG stream holds at most a frame or two on
+/// the server: a native viewer still gets every frame, and a second browser keeps
+/// receiving.
+#[test]
+fn a_stalled_browser_harms_no_one() {
+    let dir = temp_dir();
+    // Photo content, ~100 KB a JPEG: the stalled browser's socket buffers fill in
+    // seconds, and from then on the server drops frames for it.
+    let (mut server, addr) = serve(&[
+        "--source",
+        "synthetic-camera",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--fps",
+        "30",
+    ]);
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"GET /stream.mjpg HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let rec = dir.path().join("native.lsr");
+    let set = format!("sinks.file.path={}", rec.display());
+    let mut native = Proc::spawn(
+        "native",
+        &[
+            "view", &addr, "--sink", "file", "--set", &set, "--frames", "90", "-q",
+        ],
+    );
+    let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
+    let browser = std::process::Command::new(ffmpeg)
+        .args(["-v", "error", "-i"])
+        .arg(format!("http://{addr}/stream.mjpg"))
+        .args(["-frames:v", "60", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        browser.status.success(),
+        "{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    native.expect_success(Duration::from_secs(30));
+    let frames = read_recording(&rec);
+    assert_eq!(frames.len(), 90);
+    assert!(
+        frames.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "native viewer saw gaps"
+    );
+    let rss_mb = server.rss_kib() / 1024;
+    assert!(
+        rss_mb < 120,
+        "server RSS {rss_mb} MB with a stalled browser"
+    );
+    // The stalled browser is still connected, dropping frames for itself only.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats: serde_json::Value = serde_json::from_slice(&get(&addr, "/stats").body).unwrap();
+        let http = stats["viewers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["protocol"] == "http")
+            .cloned();
+        if http.is_some_and(|v| v["dropped"].as_u64() > Some(10)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled browser never dropped a frame: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rss_mb = server.rss_kib() / 1024;
+    assert!(
+        rss_mb < 150,
+        "server RSS {rss_mb} MB with a stalled browser"
+    );
+    drop(stalled);
+    server.terminate();
+}
