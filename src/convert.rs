@@ -111,6 +111,17 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
     }
 }
 
+/// Bytes per pixel and the byte offsets of red and blue (green is always 1) for
+/// the packed RGB formats.
+fn rgb_layout(format: PixelFormat) -> (usize, usize, usize) {
+    match format {
+        PixelFormat::Rgb24 => (3, 0, 2),
+        PixelFormat::Bgr24 => (3, 2, 0),
+        PixelFormat::Xrgb32 => (4, 2, 0),
+        _ => (4, 0, 2),
+    }
+}
+
 /// Converts an uncompressed frame of any format into packed RGB24 (`width * 3`
 /// bytes per row) in `out`, which is resized (no allocation once it has grown).
 /// Returns `false` for JPEG, which must be decoded instead.
@@ -129,12 +140,7 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
     let rows = out.chunks_exact_mut(w * 3).enumerate();
     match info.format {
         PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => {
-            let (bpp, ri, bi) = match info.format {
-                PixelFormat::Rgb24 => (3, 0, 2),
-                PixelFormat::Bgr24 => (3, 2, 0),
-                PixelFormat::Xrgb32 => (4, 2, 0),
-                _ => (4, 0, 2),
-            };
+            let (bpp, ri, bi) = rgb_layout(info.format);
             for (y, o) in rows {
                 let row = &d[y * s..y * s + w * bpp];
                 if info.format == PixelFormat::Rgb24 {
@@ -315,12 +321,7 @@ pub fn to_planar(frame: &Frame, out: &mut Vec<u8>) -> Option<Planar> {
             }
         }
         PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => {
-            let (bpp, ri, bi) = match info.format {
-                PixelFormat::Rgb24 => (3, 0, 2),
-                PixelFormat::Bgr24 => (3, 2, 0),
-                PixelFormat::Xrgb32 => (4, 2, 0),
-                _ => (4, 0, 2),
-            };
+            let (bpp, ri, bi) = rgb_layout(info.format);
             let n = w * h;
             out.resize(n * 3, 0);
             let (ys, uv) = out.split_at_mut(n);

@@ -11,7 +11,7 @@ use livestream::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 use livestream::recording;
 
 use crate::stream::{read_recording, which};
-use crate::util::{serve, temp_dir, Proc};
+use crate::util::{record, serve, temp_dir, Proc};
 
 /// A response: status, headers (lowercase names), body.
 pub struct Response {
@@ -281,13 +281,7 @@ fn bad_http_harms_no_one() {
         "serve.handshake-timeout=1",
     ]);
     let rec = dir.path().join("watcher.lsr");
-    let set = format!("sinks.file.path={}", rec.display());
-    let mut watcher = Proc::spawn(
-        "watcher",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "120", "-q",
-        ],
-    );
+    let mut watcher = record(&addr, &rec, 120);
     watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
     // An MJPEG viewer, read by hand: count parts as they come.
     let mut mjpeg = TcpStream::connect(&addr).unwrap();
@@ -438,14 +432,7 @@ fn mjpeg_passes_through_untouched() {
         "raw",
     ]);
     let rec = dir.path().join("raw.lsr");
-    let set = format!("sinks.file.path={}", rec.display());
-    Proc::spawn(
-        "view raw",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "24", "-q",
-        ],
-    )
-    .expect_success(Duration::from_secs(20));
+    record(&addr, &rec, 24).expect_success(Duration::from_secs(20));
     let got = read_recording(&rec);
     assert_eq!(got.len(), 24);
     for f in &got {
@@ -540,14 +527,7 @@ fn jpeg_codec_round_trip_is_close() {
         "--width", "640", "--height", "480", "--fps", "30", "--codec", "jpeg",
     ]);
     let rec = dir.path().join("v.lsr");
-    let set = format!("sinks.file.path={}", rec.display());
-    Proc::spawn(
-        "view",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "10", "-q",
-        ],
-    )
-    .expect_success(Duration::from_secs(30));
+    record(&addr, &rec, 10).expect_success(Duration::from_secs(30));
     server.terminate();
     let capture = livestream::config::CaptureConfig {
         width: 640,
@@ -631,13 +611,7 @@ fn a_stalled_browser_harms_no_one() {
         .write_all(b"GET /stream.mjpg HTTP/1.1\r\n\r\n")
         .unwrap();
     let rec = dir.path().join("native.lsr");
-    let set = format!("sinks.file.path={}", rec.display());
-    let mut native = Proc::spawn(
-        "native",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "90", "-q",
-        ],
-    );
+    let mut native = record(&addr, &rec, 90);
     let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
     let browser = std::process::Command::new(ffmpeg)
         .args(["-v", "error", "-i"])

@@ -8,7 +8,7 @@ use livestream::frame::{FrameInfo, Limits, PixelFormat};
 use livestream::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
 
 use crate::stream::read_recording;
-use crate::util::{free_port, serve, serve_on, temp_dir, Proc};
+use crate::util::{free_port, record, serve, serve_on, temp_dir, Proc};
 
 /// Connects and completes the handshake as a viewer would, then returns the socket.
 fn handshake(addr: &str) -> (TcpStream, ServerHello) {
@@ -21,25 +21,6 @@ fn handshake(addr: &str) -> (TcpStream, ServerHello) {
     .unwrap();
     let hello = ServerHello::read(&mut s, &Limits::default()).unwrap();
     (s, hello)
-}
-
-/// A viewer that records `frames` frames to a file, to check for gaps afterwards.
-fn recording_viewer(
-    addr: &str,
-    dir: &std::path::Path,
-    name: &str,
-    frames: u32,
-) -> (Proc, std::path::PathBuf) {
-    let path = dir.join(format!("{name}.lsr"));
-    let set = format!("sinks.file.path={}", path.display());
-    let frames = frames.to_string();
-    let p = Proc::spawn(
-        name,
-        &[
-            "view", addr, "--sink", "file", "--set", &set, "--frames", &frames, "-q",
-        ],
-    );
-    (p, path)
 }
 
 fn assert_no_gaps(path: &std::path::Path, expected: usize) {
@@ -95,7 +76,8 @@ fn a_stalled_viewer_harms_no_one() {
         hello.frame,
         FrameInfo::packed(PixelFormat::Rgb24, 1280, 720).unwrap()
     );
-    let (mut good, path) = recording_viewer(&addr, dir.path(), "good", 90);
+    let path = dir.path().join("good.lsr");
+    let mut good = record(&addr, &path, 90);
     good.expect_success(Duration::from_secs(30));
     assert_no_gaps(&path, 90);
     let rss_mb = server.rss_kib() / 1024;
@@ -115,7 +97,8 @@ fn viewers_killed_mid_frame_100_times() {
     let (mut server, addr) = serve(&[
         "--codec", "raw", "--width", "640", "--height", "480", "--fps", "30",
     ]);
-    let (mut watcher, path) = recording_viewer(&addr, dir.path(), "watcher", 120);
+    let path = dir.path().join("watcher.lsr");
+    let mut watcher = record(&addr, &path, 120);
     watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
     for i in 0..100 {
         let (mut s, _) = handshake(&addr);
@@ -134,7 +117,8 @@ fn viewers_killed_mid_frame_100_times() {
     assert_no_gaps(&path, 120);
     assert!(server.is_running(), "server died");
     // Still serving new viewers.
-    let (mut after, path) = recording_viewer(&addr, dir.path(), "after", 10);
+    let path = dir.path().join("after.lsr");
+    let mut after = record(&addr, &path, 10);
     after.expect_success(Duration::from_secs(20));
     assert_no_gaps(&path, 10);
     server.terminate();
@@ -173,7 +157,8 @@ fn malformed_clients_are_disconnected_with_a_reason() {
         "--set",
         "serve.handshake-timeout=0.5",
     ]);
-    let (mut watcher, path) = recording_viewer(&addr, dir.path(), "watcher", 90);
+    let path = dir.path().join("watcher.lsr");
+    let mut watcher = record(&addr, &path, 90);
     watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
 
     let mut huge_ext = b"LSTR\x01\x00\x00\x00".to_vec();

@@ -11,7 +11,7 @@ use livestream::recording::RecordingReader;
 use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
 use livestream::sources::FrameSource;
 
-use crate::util::{free_port, serve, serve_on, temp_dir, Proc};
+use crate::util::{free_port, record, serve, serve_on, temp_dir, Proc};
 
 /// Every frame of a recording, in order.
 pub fn read_recording(path: &Path) -> Vec<Frame> {
@@ -73,16 +73,7 @@ fn pixel_exact(codec: &str, format: PixelFormat) {
         format.name(),
     ]);
     let mut viewers: Vec<Proc> = (0..3)
-        .map(|i| {
-            let path = dir.path().join(format!("v{i}.lsr"));
-            let set = format!("sinks.file.path={}", path.display());
-            Proc::spawn(
-                &format!("view {i}"),
-                &[
-                    "view", &addr, "--sink", "file", "--set", &set, "--frames", "40", "--quiet",
-                ],
-            )
-        })
+        .map(|i| record(&addr, &dir.path().join(format!("v{i}.lsr")), 40))
         .collect();
     for v in &mut viewers {
         v.expect_success(Duration::from_secs(30));
@@ -143,14 +134,7 @@ fn lz4_carries_every_other_format() {
             format.name(),
         ]);
         let path = dir.path().join("v.lsr");
-        let set = format!("sinks.file.path={}", path.display());
-        Proc::spawn(
-            "view",
-            &[
-                "view", &addr, "--sink", "file", "--set", &set, "--frames", "5", "-q",
-            ],
-        )
-        .expect_success(Duration::from_secs(20));
+        record(&addr, &path, 5).expect_success(Duration::from_secs(20));
         let capture = CaptureConfig {
             width: 128,
             height: 64,
@@ -170,14 +154,7 @@ fn file_source_replays_a_recording() {
     let (mut server, addr) = serve(&[
         "--width", "160", "--height", "120", "--fps", "60", "--codec", "raw",
     ]);
-    let set = format!("sinks.file.path={}", original.display());
-    Proc::spawn(
-        "record",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "20", "-q",
-        ],
-    )
-    .expect_success(Duration::from_secs(20));
+    record(&addr, &original, 20).expect_success(Duration::from_secs(20));
     server.terminate();
     let recorded = read_recording(&original);
     assert_eq!(recorded.len(), 20);
@@ -192,14 +169,7 @@ fn file_source_replays_a_recording() {
         "sources.file.loop=true",
     ]);
     let copy = dir.path().join("copy.lsr");
-    let set = format!("sinks.file.path={}", copy.display());
-    Proc::spawn(
-        "view replay",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "30", "-q",
-        ],
-    )
-    .expect_success(Duration::from_secs(20));
+    record(&addr, &copy, 30).expect_success(Duration::from_secs(20));
     replay.terminate();
 
     let replayed = read_recording(&copy);
@@ -243,14 +213,7 @@ fn end_of_a_recording_ends_the_viewer() {
     let dir = temp_dir();
     let rec = dir.path().join("r.lsr");
     let (mut server, addr) = serve(&["--width", "64", "--height", "16", "--fps", "60"]);
-    let set = format!("sinks.file.path={}", rec.display());
-    Proc::spawn(
-        "record",
-        &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "90", "-q",
-        ],
-    )
-    .expect_success(Duration::from_secs(20));
+    record(&addr, &rec, 90).expect_success(Duration::from_secs(20));
     server.terminate();
     // The viewer starts first and waits for the server (reconnecting), so it is
     // watching before the 1.5 s recording is over.
@@ -283,14 +246,7 @@ fn y4m_recordings_play_in_ffmpeg() {
         let (mut server, addr) = serve(&[
             "--width", "160", "--height", "120", "--fps", "60", "--format", format,
         ]);
-        let set = format!("sinks.file.path={}", path.display());
-        Proc::spawn(
-            "view",
-            &[
-                "view", &addr, "--sink", "file", "--set", &set, "--frames", "12", "-q",
-            ],
-        )
-        .expect_success(Duration::from_secs(20));
+        record(&addr, &path, 12).expect_success(Duration::from_secs(20));
         server.terminate();
         let out = std::process::Command::new(&ffmpeg)
             .args(["-v", "error", "-i"])

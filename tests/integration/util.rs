@@ -199,3 +199,26 @@ pub fn temp_dir() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// Starts `livestream view ADDR --sink file` recording `frames` frames to `path`.
+pub fn record(addr: &str, path: &std::path::Path, frames: u32) -> Proc {
+    let set = format!("sinks.file.path={}", path.display());
+    let name = format!(
+        "view recording {}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    Proc::spawn(
+        &name,
+        &[
+            "view",
+            addr,
+            "--sink",
+            "file",
+            "--set",
+            &set,
+            "--frames",
+            &frames.to_string(),
+            "-q",
+        ],
+    )
+}
