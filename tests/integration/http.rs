@@ -663,3 +663,59 @@ fn a_stalled_browser_harms_no_one() {
     drop(stalled);
     server.terminate();
 }
+
+/// CPU time (ns) of the server's `http-jpeg` thread so far.
+fn transcoder_cpu_ns(server: &Proc) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "http-jpeg" {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap();
+            return stat.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("no http-jpeg thread in the server");
+}
+
+/// With a non-JPEG native codec, JPEG for browsers is encoded only while one
+/// watches: the transcoder uses (almost) no CPU before and after.
+#[test]
+fn jpeg_for_browsers_only_while_one_watches() {
+    let (mut server, addr) = serve(&[
+        "--width", "1280", "--height", "720", "--fps", "30", "--codec", "lz4",
+    ]);
+    // Transcoder CPU per frame over 30 frames of the stream, watched or not.
+    let measure = |browser: bool| {
+        let before = transcoder_cpu_ns(&server);
+        if browser {
+            let ffmpeg = which("ffmpeg").expect("ffmpeg is needed");
+            let out = std::process::Command::new(ffmpeg)
+                .args(["-v", "error", "-i"])
+                .arg(format!("http://{addr}/stream.mjpg"))
+                .args(["-frames:v", "30", "-f", "null", "-"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            Proc::spawn("view", &["view", &addr, "--frames", "30", "-q"])
+                .expect_success(Duration::from_secs(20));
+        }
+        (transcoder_cpu_ns(&server) - before) as f64 / 1e6 / 30.0
+    };
+    let idle = measure(false);
+    let busy = measure(true);
+    // Encoding 720p JPEG costs milliseconds a frame; idle polling costs microseconds.
+    assert!(
+        busy > 0.5,
+        "transcoder {busy:.3} ms/frame while a browser watched"
+    );
+    assert!(
+        idle < busy / 20.0,
+        "transcoder {idle:.3} ms/frame with no browser (vs {busy:.3} watching)"
+    );
+    server.terminate();
+}
