@@ -201,6 +201,41 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Converts an uncompressed frame into 32-bit pixels 0x00RRGGBB (what minifb and
+/// X11 windows take) in `out`; `rgb` is scratch for formats that go through RGB24.
+/// Both are reused: no allocation once they have grown. `false` for JPEG.
+pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool {
+    let info = frame.info;
+    let (w, h, s) = (info.width as usize, info.height as usize, info.stride as usize);
+    if info.format == PixelFormat::Jpeg || frame.data.len() < info.byte_len() {
+        return false;
+    }
+    out.resize(w * h, 0);
+    match info.format {
+        PixelFormat::Xrgb32 => {
+            for (y, o) in out.chunks_exact_mut(w).enumerate() {
+                for (o, p) in o.iter_mut().zip(frame.data[y * s..y * s + w * 4].chunks_exact(4)) {
+                    *o = u32::from_le_bytes([p[0], p[1], p[2], 0]);
+                }
+            }
+        }
+        PixelFormat::Rgb24 => {
+            for (y, o) in out.chunks_exact_mut(w).enumerate() {
+                for (o, p) in o.iter_mut().zip(frame.data[y * s..y * s + w * 3].chunks_exact(3)) {
+                    *o = (p[0] as u32) << 16 | (p[1] as u32) << 8 | p[2] as u32;
+                }
+            }
+        }
+        _ => {
+            to_rgb24(frame, rgb);
+            for (o, p) in out.iter_mut().zip(rgb.chunks_exact(3)) {
+                *o = (p[0] as u32) << 16 | (p[1] as u32) << 8 | p[2] as u32;
+            }
+        }
+    }
+    true
+}
+
 /// The luma (0-255) of pixel (x, y) of an uncompressed frame, for reading test
 /// stamps back from any format. `None` outside the frame or for JPEG.
 pub fn luma_at(frame: &Frame, x: u32, y: u32) -> Option<u8> {
@@ -470,6 +505,20 @@ mod tests {
         f.data.copy_from_slice(&[76, 128, 150, 128]);
         to_rgb24(&f, &mut back);
         assert_eq!(back, vec![76, 76, 76, 150, 150, 150]);
+    }
+
+    #[test]
+    fn xrgb_u32_from_every_format() {
+        let src = two_by_two();
+        let (mut f, mut rgb, mut out) = (Frame::empty(), Vec::new(), Vec::new());
+        for format in [PixelFormat::Rgb24, PixelFormat::Bgr24, PixelFormat::Xrgb32, PixelFormat::Rgba32] {
+            from_rgb24(&src, 2, 2, format, &mut f);
+            assert!(to_xrgb_u32(&f, &mut rgb, &mut out));
+            assert_eq!(out, vec![0xFF0000, 0x00FF00, 0x0000FF, 0xFFFFFF], "{format}");
+        }
+        from_rgb24(&src, 2, 2, PixelFormat::Grey, &mut f);
+        to_xrgb_u32(&f, &mut rgb, &mut out);
+        assert_eq!(out, vec![0x4C4C4C, 0x969696, 0x1D1D1D, 0xFFFFFF]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::protocol::{
     self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello,
 };
 use crate::registry::{self, Kind};
-use crate::sinks::{Flow, FrameSink, StreamMeta};
+use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
 use crate::slot::{Slot, Taken};
 use crate::stats::LatencyHistogram;
 
@@ -321,7 +321,11 @@ fn session(
         status.tick(&shared, &info, &hello.codec);
         let mut rx = match shared.slot.take(Duration::from_millis(100)) {
             Taken::Value(rx) => rx,
-            Taken::Timeout => continue,
+            Taken::Timeout => match sink.idle() {
+                Ok(Flow::Continue) => continue,
+                Ok(Flow::Stop) => break Ok(SessionEnd::Done(ViewEnd::SinkClosed)),
+                Err(e) => break Err(ViewError::Sink(e)),
+            },
             Taken::Closed => {
                 let ended = shared
                     .ended
@@ -356,7 +360,7 @@ fn session(
                 why: e.to_string(),
             }));
         }
-        let flow = match sink.present(&frame) {
+        let flow = match sink.present(&frame, &status.live) {
             Ok(flow) => flow,
             Err(e) => break Err(ViewError::Sink(e)),
         };
@@ -424,6 +428,8 @@ struct Status {
     dropped_at: u64,
     dropped_upstream: u64,
     latency: LatencyHistogram,
+    /// The last second's figures, for sinks with an overlay.
+    live: Live,
 }
 
 impl Status {
@@ -436,6 +442,7 @@ impl Status {
             dropped_at: 0,
             dropped_upstream: 0,
             latency: LatencyHistogram::default(),
+            live: Live::default(),
         }
     }
 
@@ -447,6 +454,9 @@ impl Status {
         let secs = elapsed.as_secs_f64();
         let bytes = shared.bytes.load(Ordering::Relaxed);
         let dropped = shared.dropped_here.load(Ordering::Relaxed);
+        self.live.fps = self.frames as f64 / secs;
+        self.live.mbps = (bytes - self.bytes_at) as f64 * 8.0 / secs / 1e6;
+        self.live.dropped = self.dropped_upstream + dropped - self.dropped_at;
         if !self.quiet {
             let ms = |p: f64| {
                 self.latency

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Flow, FrameSink, SinkBackend, StreamMeta};
+use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::config::BackendConfig;
 use crate::convert::{self, Planar};
 use crate::error::{BackendError, SinkError};
@@ -143,7 +143,7 @@ impl FrameSink for FileSink {
         }
     }
 
-    fn present(&mut self, frame: &Frame) -> Result<Flow, SinkError> {
+    fn present(&mut self, frame: &Frame, _live: &Live) -> Result<Flow, SinkError> {
         let written = match self.container {
             Container::Y4m => {
                 let mut planar = std::mem::take(&mut self.planar);

@@ -6,7 +6,12 @@ use crate::frame::{Frame, StreamInfo};
 use crate::registry::Availability;
 
 pub mod file;
+#[cfg(feature = "minifb")]
+pub mod minifb;
 pub mod null;
+#[cfg(feature = "minifb")]
+mod overlay;
+pub mod window;
 
 /// Whether the sink wants more frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,14 +31,36 @@ pub struct StreamMeta {
     pub codec: String,
 }
 
+/// What the viewer knows about the stream right now, for overlays.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Live {
+    /// Frames presented per second, over the last second.
+    pub fps: f64,
+    /// Received megabits per second, over the last second.
+    pub mbps: f64,
+    /// Frames lost over the last second (server and viewer).
+    pub dropped: u64,
+    /// Capture to presented, for the previous frame, ms.
+    pub latency_ms: f64,
+}
+
 /// Takes decoded frames. Call order: `start`, then `present` for each frame, then
 /// `finish`. After a reconnect `start` is called again, maybe with a new geometry.
-pub trait FrameSink: Send {
+///
+/// Not `Send`: a sink stays on the thread that opened it, because windows must
+/// (the viewer presents on its calling thread for that reason).
+pub trait FrameSink {
     /// A stream begins.
     fn start(&mut self, meta: &StreamMeta) -> Result<(), SinkError>;
 
-    /// Shows or stores one frame. Must not keep a reference to it.
-    fn present(&mut self, frame: &Frame) -> Result<Flow, SinkError>;
+    /// Shows or stores one frame. Must not keep a reference to it. `live` is for
+    /// sinks that show figures (a window's overlay).
+    fn present(&mut self, frame: &Frame, live: &Live) -> Result<Flow, SinkError>;
+
+    /// No frame came for a while (about 0.1 s): a window handles its events here.
+    fn idle(&mut self) -> Result<Flow, SinkError> {
+        Ok(Flow::Continue)
+    }
 
     /// The stream ended for good: flush and close.
     fn finish(&mut self) -> Result<(), SinkError>;

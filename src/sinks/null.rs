@@ -1,6 +1,6 @@
 //! `null`: counts frames and throws them away. For tests and benchmarks.
 
-use super::{Flow, FrameSink, SinkBackend, StreamMeta};
+use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::config::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::frame::Frame;
@@ -25,7 +25,7 @@ impl FrameSink for NullSink {
         Ok(())
     }
 
-    fn present(&mut self, _frame: &Frame) -> Result<Flow, SinkError> {
+    fn present(&mut self, _frame: &Frame, _live: &Live) -> Result<Flow, SinkError> {
         self.frames += 1;
         Ok(Flow::Continue)
     }

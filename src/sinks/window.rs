@@ -1,0 +1,50 @@
+//! `window`: the best window sink this build has that works here (sdl2 when it is
+//! compiled in, else minifb).
+
+use super::{FrameSink, SinkBackend};
+use crate::config::BackendConfig;
+use crate::error::BackendError;
+use crate::registry::{self, Availability, Kind};
+
+/// Window sinks, best first.
+const PREFERENCE: [&str; 2] = ["sdl2", "minifb"];
+
+inventory::submit! {
+    SinkBackend {
+        name: "window",
+        summary: "the best window sink here (sdl2, else minifb)",
+        probe,
+        open,
+    }
+}
+
+fn probe() -> Availability {
+    let mut why = "no window sink in this build: rebuild with --features minifb".to_string();
+    for name in PREFERENCE {
+        if let Ok(b) = registry::sink(name) {
+            match (b.probe)() {
+                Availability::Available => return Availability::Available,
+                Availability::Unavailable(w) => why = w,
+            }
+        }
+    }
+    Availability::Unavailable(why)
+}
+
+fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
+    let _ = table;
+    let compiled: Vec<_> = PREFERENCE.iter().filter_map(|n| registry::sink(n).ok()).collect();
+    let Some(backend) = compiled
+        .iter()
+        .find(|b| (b.probe)() == Availability::Available)
+        .or(compiled.last())
+    else {
+        return Err(BackendError::Unsupported {
+            backend: "window",
+            what: "this build (no window sink: rebuild with --features minifb)".into(),
+        });
+    };
+    log::info!("window sink: {}", backend.name);
+    let cfg = crate::config::Config::parse(crate::config::ConfigText::embedded(), &Default::default())?;
+    (backend.open)(&cfg.backend(Kind::Sink, backend.name))
+}
