@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what livestream needs from Debian (and, for the browser test, npm) to
 # build with `--features full` and, with `--test`, what its tests drive: ffmpeg,
-# Debian's Chromium driven by playwright-core, and promtool. Safe to run again:
+# Debian's Chromium driven by playwright-core, promtool, and Xvfb with xdotool. Safe to run again:
 # it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # cmake and nasm: the turbojpeg feature builds libjpeg-turbo 3 from source.
 build_pkgs=(pkg-config cmake nasm)
-test_pkgs=(ffmpeg chromium prometheus nodejs npm)
+# Xvfb + xdotool: the window tests; ffmpeg also grabs their screenshots.
+test_pkgs=(ffmpeg chromium prometheus xvfb xdotool nodejs npm)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

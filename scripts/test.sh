@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test on a fresh machine: installs what the tests drive (ffmpeg, Chromium,
-# promtool), then runs the doc tests, the unit tests, the integration tests
+# promtool, Xvfb, xdotool), then runs the doc tests, the unit tests, the integration tests
 # against the real binary on 127.0.0.1, the allocation test and the worked
 # backend example, with every backend compiled in.
 #

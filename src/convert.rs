@@ -206,7 +206,11 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
 /// Both are reused: no allocation once they have grown. `false` for JPEG.
 pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool {
     let info = frame.info;
-    let (w, h, s) = (info.width as usize, info.height as usize, info.stride as usize);
+    let (w, h, s) = (
+        info.width as usize,
+        info.height as usize,
+        info.stride as usize,
+    );
     if info.format == PixelFormat::Jpeg || frame.data.len() < info.byte_len() {
         return false;
     }
@@ -214,14 +218,20 @@ pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool
     match info.format {
         PixelFormat::Xrgb32 => {
             for (y, o) in out.chunks_exact_mut(w).enumerate() {
-                for (o, p) in o.iter_mut().zip(frame.data[y * s..y * s + w * 4].chunks_exact(4)) {
+                for (o, p) in o
+                    .iter_mut()
+                    .zip(frame.data[y * s..y * s + w * 4].chunks_exact(4))
+                {
                     *o = u32::from_le_bytes([p[0], p[1], p[2], 0]);
                 }
             }
         }
         PixelFormat::Rgb24 => {
             for (y, o) in out.chunks_exact_mut(w).enumerate() {
-                for (o, p) in o.iter_mut().zip(frame.data[y * s..y * s + w * 3].chunks_exact(3)) {
+                for (o, p) in o
+                    .iter_mut()
+                    .zip(frame.data[y * s..y * s + w * 3].chunks_exact(3))
+                {
                     *o = (p[0] as u32) << 16 | (p[1] as u32) << 8 | p[2] as u32;
                 }
             }
@@ -511,10 +521,19 @@ mod tests {
     fn xrgb_u32_from_every_format() {
         let src = two_by_two();
         let (mut f, mut rgb, mut out) = (Frame::empty(), Vec::new(), Vec::new());
-        for format in [PixelFormat::Rgb24, PixelFormat::Bgr24, PixelFormat::Xrgb32, PixelFormat::Rgba32] {
+        for format in [
+            PixelFormat::Rgb24,
+            PixelFormat::Bgr24,
+            PixelFormat::Xrgb32,
+            PixelFormat::Rgba32,
+        ] {
             from_rgb24(&src, 2, 2, format, &mut f);
             assert!(to_xrgb_u32(&f, &mut rgb, &mut out));
-            assert_eq!(out, vec![0xFF0000, 0x00FF00, 0x0000FF, 0xFFFFFF], "{format}");
+            assert_eq!(
+                out,
+                vec![0xFF0000, 0x00FF00, 0x0000FF, 0xFFFFFF],
+                "{format}"
+            );
         }
         from_rgb24(&src, 2, 2, PixelFormat::Grey, &mut f);
         to_xrgb_u32(&f, &mut rgb, &mut out);

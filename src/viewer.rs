@@ -368,6 +368,7 @@ fn session(
             (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
         report.latency.record(latency);
         status.latency.record(latency);
+        status.live.latency_ms = latency as f64 / 1000.0;
         status.frames += 1;
         report.frames += 1;
         if let Some(last) = last_seq {

@@ -74,7 +74,9 @@ impl MinifbSink {
     /// Handles keys and the close button, as of the last window update (call once
     /// per update: a key press is seen by one call only); `Stop` when the user is done.
     fn events(&mut self) -> Flow {
-        let Some(w) = &self.window else { return Flow::Continue };
+        let Some(w) = &self.window else {
+            return Flow::Continue;
+        };
         if !w.is_open() || w.is_key_down(Key::Escape) || w.is_key_down(Key::Q) {
             return Flow::Stop;
         }
@@ -90,7 +92,10 @@ impl MinifbSink {
 
 impl FrameSink for MinifbSink {
     fn start(&mut self, meta: &StreamMeta) -> Result<(), SinkError> {
-        let (w, h) = (meta.info.frame.width as usize, meta.info.frame.height as usize);
+        let (w, h) = (
+            meta.info.frame.width as usize,
+            meta.info.frame.height as usize,
+        );
         self.title = format!("{} — {}", meta.name, meta.address);
         self.codec = meta.codec.clone();
         if self.window.is_some() && self.size == (w, h) {
@@ -134,7 +139,9 @@ impl FrameSink for MinifbSink {
             overlay::draw(&mut self.pixels, w, &lines);
         }
         if let Some(window) = &mut self.window {
-            window.update_with_buffer(&self.pixels, w, h).map_err(window_error)?;
+            window
+                .update_with_buffer(&self.pixels, w, h)
+                .map_err(window_error)?;
         }
         Ok(self.events())
     }

@@ -11,20 +11,23 @@ pub fn draw(buf: &mut [u32], width: usize, lines: &[&str]) {
         return;
     }
     let height = buf.len() / width;
-    let scale = (width / 640).max(1);
+    // 16-pixel letters at 640 wide, growing with the frame.
+    let scale = (width / 320).max(1);
     let (cw, ch) = (8 * scale, 10 * scale);
     let box_w = (lines.iter().map(|l| l.len()).max().unwrap_or(0) * cw + 2 * cw).min(width);
     let box_h = (lines.len() * ch + ch).min(height);
     for row in buf.chunks_exact_mut(width).take(box_h) {
         for px in &mut row[..box_w] {
-            // Darken what is under the box to a third.
-            let p = *px;
-            *px = ((p >> 16 & 0xFF) / 3) << 16 | ((p >> 8 & 0xFF) / 3) << 8 | (p & 0xFF) / 3;
+            // Darken what is under the box to a quarter, every channel at once.
+            *px = (*px >> 2) & 0x3F3F3F;
         }
     }
     for (li, line) in lines.iter().enumerate() {
         for (ci, c) in line.chars().enumerate() {
-            let glyph = BASIC_FONTS.get(c).or_else(|| BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+            let glyph = BASIC_FONTS
+                .get(c)
+                .or_else(|| BASIC_FONTS.get('?'))
+                .unwrap_or([0; 8]);
             let (x0, y0) = (cw + ci * cw, ch / 2 + li * ch);
             for (gy, bits) in glyph.iter().enumerate() {
                 for gx in 0..8 {
@@ -52,9 +55,13 @@ mod tests {
         let mut buf = vec![0x909090; 64 * 24];
         super::draw(&mut buf, 64, &["HI", "\u{1F600}x"]);
         assert!(buf.contains(&0xFFFFFF), "some text");
-        assert!(buf.contains(&0x303030), "a darkened box");
+        assert!(buf.contains(&0x242424), "a darkened box");
         assert_eq!(buf[63], 0x909090, "right of the box untouched");
-        super::draw(&mut buf, 64, &["a very long line that does not fit in 64 pixels at all"]);
+        super::draw(
+            &mut buf,
+            64,
+            &["a very long line that does not fit in 64 pixels at all"],
+        );
         super::draw(&mut [], 0, &["x"]);
     }
 }

@@ -33,7 +33,10 @@ fn probe() -> Availability {
 
 fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
     let _ = table;
-    let compiled: Vec<_> = PREFERENCE.iter().filter_map(|n| registry::sink(n).ok()).collect();
+    let compiled: Vec<_> = PREFERENCE
+        .iter()
+        .filter_map(|n| registry::sink(n).ok())
+        .collect();
     let Some(backend) = compiled
         .iter()
         .find(|b| (b.probe)() == Availability::Available)
@@ -45,6 +48,7 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
         });
     };
     log::info!("window sink: {}", backend.name);
-    let cfg = crate::config::Config::parse(crate::config::ConfigText::embedded(), &Default::default())?;
+    let cfg =
+        crate::config::Config::parse(crate::config::ConfigText::embedded(), &Default::default())?;
     (backend.open)(&cfg.backend(Kind::Sink, backend.name))
 }

@@ -6,3 +6,4 @@ mod http;
 mod robustness;
 mod stream;
 mod util;
+mod window;

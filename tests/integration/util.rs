@@ -32,7 +32,24 @@ impl Proc {
     }
 
     pub fn spawn_in(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> Proc {
+        Proc::spawn_with(name, args, dir, &[])
+    }
+
+    /// With extra environment variables (an empty value clears one).
+    pub fn spawn_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc::spawn_with(name, args, None, env)
+    }
+
+    fn spawn_with(
+        name: &str,
+        args: &[&str],
+        dir: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let mut cmd = Command::new(BIN);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

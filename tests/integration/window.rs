@@ -1,0 +1,325 @@
+//! Window sinks on a real X server (Xvfb): what a person sees, read back with
+//! ffmpeg's x11grab, and keys typed with xdotool.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::stream::which;
+use crate::util::{serve, Proc};
+
+/// A private X server for one test, stopped on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        let xvfb = which("Xvfb").expect("Xvfb is needed: the README's test command installs it");
+        // A display number nobody uses: no lock file and no socket.
+        let n = (90..200)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                    && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            })
+            .expect("a free X display number");
+        let child = Command::new(xvfb)
+            .args([
+                format!(":{n}").as_str(),
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&socket).exists() {
+            assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Xvfb {
+            child,
+            display: format!(":{n}"),
+        }
+    }
+
+    fn xdotool(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The id of the window whose title contains `name`, waiting for it to appear.
+    fn window(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let id = self.xdotool(&["search", "--name", name]);
+            if let Some(id) = id.lines().next().filter(|l| !l.is_empty()) {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "no window named {name}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// (x, y, width, height) of a window.
+    fn geometry(&self, id: &str) -> (usize, usize, usize, usize) {
+        let out = self.xdotool(&["getwindowgeometry", "--shell", id]);
+        let get = |k: &str| -> usize {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {k} in {out}"))
+        };
+        (get("X"), get("Y"), get("WIDTH"), get("HEIGHT"))
+    }
+
+    /// The whole screen as RGB24, 1280x800.
+    fn screenshot(&self, save: &str) -> Vec<u8> {
+        let ffmpeg = which("ffmpeg").expect("ffmpeg is needed");
+        let out = Command::new(&ffmpeg)
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "x11grab",
+                "-video_size",
+                "1280x800",
+                "-i",
+                &self.display,
+            ])
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "x11grab: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout.len(), 1280 * 800 * 3);
+        // Evidence for a person, kept under target/.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("window");
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = Command::new(ffmpeg)
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "x11grab",
+                "-video_size",
+                "1280x800",
+                "-i",
+                &self.display,
+                "-frames:v",
+                "1",
+            ])
+            .arg(dir.join(format!("{save}.png")))
+            .status();
+        out.stdout
+    }
+
+    /// Holds a key for 0.3 s (minifb reads key state once per frame).
+    fn press(&self, id: &str, key: &str) {
+        self.xdotool(&["windowfocus", "--sync", id]);
+        self.xdotool(&["keydown", key, "sleep", "0.3", "keyup", key]);
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pixel(shot: &[u8], x: usize, y: usize) -> [u8; 3] {
+    let i = (y * 1280 + x) * 3;
+    [shot[i], shot[i + 1], shot[i + 2]]
+}
+
+/// The 75% colour bars of the test pattern.
+const BARS: [[u8; 3]; 8] = [
+    [191, 191, 191],
+    [191, 191, 0],
+    [0, 191, 191],
+    [0, 191, 0],
+    [191, 0, 191],
+    [191, 0, 0],
+    [0, 0, 191],
+    [16, 16, 16],
+];
+
+fn is_bar(p: [u8; 3]) -> Option<usize> {
+    BARS.iter().position(|b| {
+        b.iter()
+            .zip(p)
+            .all(|(&a, c)| (a as i32 - c as i32).abs() <= 12)
+    })
+}
+
+/// The bounding box of non-black pixels inside a window: where the picture is.
+fn picture_box(
+    shot: &[u8],
+    (wx, wy, ww, wh): (usize, usize, usize, usize),
+) -> (usize, usize, usize, usize) {
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for y in wy..(wy + wh).min(800) {
+        for x in wx..(wx + ww).min(1280) {
+            if pixel(shot, x, y).iter().any(|&c| c > 40) {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+    }
+    (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
+}
+
+fn view_in(x: &Xvfb, addr: &str, sink: &str) -> Proc {
+    Proc::spawn_env(
+        &format!("view {sink}"),
+        &["view", addr, "--sink", sink, "-q"],
+        &[("DISPLAY", &x.display)],
+    )
+}
+
+/// The window shows the live test pattern, kept at its aspect ratio when resized,
+/// and `h` draws the overlay.
+#[test]
+fn window_shows_the_live_picture() {
+    let x = Xvfb::start();
+    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
+    let mut view = view_in(&x, &addr, "window");
+    let id = x.window("livestream");
+    view.wait_stderr("window sink: minifb", 1, Duration::from_secs(10));
+    let geo = x.geometry(&id);
+    assert_eq!(
+        (geo.2, geo.3),
+        (640, 480),
+        "window opens at the picture's size"
+    );
+    // Wait until frames are on screen: bars in the middle row.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let shot = x.screenshot("first");
+        let row = geo.1 + geo.3 / 2;
+        let bars: std::collections::BTreeSet<usize> = (geo.0..geo.0 + geo.2)
+            .step_by(8)
+            .filter_map(|px| is_bar(pixel(&shot, px, row)))
+            .collect();
+        if bars.len() >= 6 {
+            break shot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no colour bars in the window (saw {bars:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(1)); // "two screenshots a second apart"
+    let second = x.screenshot("second");
+    assert_ne!(first, second, "the picture is not live");
+
+    // Resized to a wide window, the picture keeps 4:3 and is letterboxed.
+    x.xdotool(&["windowsize", &id, "1000", "400"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let geo = x.geometry(&id);
+        let shot = x.screenshot("resized");
+        let (_, _, pw, ph) = picture_box(&shot, geo);
+        let aspect = pw as f64 / ph as f64;
+        if geo.2 == 1000 && (aspect - 4.0 / 3.0).abs() < 0.05 && ph >= 390 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after resize to {geo:?} the picture is {pw}x{ph}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // `h`: the overlay's white text on a dark box in the top-left corner.
+    let before = x.screenshot("before-overlay");
+    x.press(&id, "h");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let geo = x.geometry(&id);
+    loop {
+        let shot = x.screenshot("overlay");
+        let (bx, by, _, _) = picture_box(&before, geo);
+        // The overlay darkens the stamp rows under it; look for white text pixels
+        // inside a dark box below the stamp (the box is 4 lines of 10 px tall).
+        let white_in_box = (by + 8..by + 40)
+            .flat_map(|y| (bx + 8..bx + 200).map(move |x| (x, y)))
+            .filter(|&(px, py)| pixel(&shot, px, py) == [255, 255, 255])
+            .count();
+        if white_in_box > 50 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no overlay text after pressing h"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    view.terminate();
+    server.terminate();
+}
+
+/// `q`, Esc and SIGTERM each end the viewer with status 0.
+#[test]
+fn window_quits_cleanly() {
+    let x = Xvfb::start();
+    let (mut server, addr) = serve(&["--width", "320", "--height", "240", "--fps", "30"]);
+    for key in ["q", "Escape"] {
+        let mut view = view_in(&x, &addr, "minifb");
+        view.wait_stderr("connected to", 1, Duration::from_secs(10));
+        let id = x.window("livestream");
+        x.press(&id, key);
+        view.expect_success(Duration::from_secs(10));
+        assert!(
+            view.stderr().contains("window closed"),
+            "{key}: {}",
+            view.stderr()
+        );
+    }
+    let mut view = view_in(&x, &addr, "minifb");
+    view.wait_stderr("connected to", 1, Duration::from_secs(10));
+    x.window("livestream");
+    view.terminate();
+    server.terminate();
+}
+
+/// No display: a clear error, no panic.
+#[test]
+fn no_display_is_a_clear_error() {
+    let mut view = Proc::spawn_env(
+        "view",
+        &["view", "127.0.0.1:9", "--sink", "window"],
+        &[("DISPLAY", ""), ("WAYLAND_DISPLAY", "")],
+    );
+    let status = view.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", view.stderr());
+    view.assert_no_panic();
+    assert!(
+        view.stderr()
+            .contains("no display found: set DISPLAY, or use --sink null / file"),
+        "{}",
+        view.stderr()
+    );
+    assert!(Command::new(crate::util::BIN)
+        .arg("backends")
+        .env("DISPLAY", "")
+        .output()
+        .unwrap()
+        .stdout
+        .windows(16)
+        .any(|w| w == b"no display found"));
+}
