@@ -64,7 +64,7 @@ fn config_errors_point_at_the_line_and_list_what_is_expected() {
     assert_eq!(code, 2);
     assert!(
         err.contains("--sink: unknown sink `screen`")
-            && err.contains("expected one of: file, null"),
+            && err.contains("expected one of: file, minifb, null, window"),
         "{err}"
     );
     let (code, err) = run_config("", &["view", "127.0.0.1:1", "--sink", "file"]);
