@@ -39,8 +39,8 @@ impl Default for Options {
     }
 }
 
-/// The eight 75% bars of SMPTE/EBU colour bars.
-const BARS: [[u8; 3]; 8] = [
+/// The eight 75% bars of SMPTE/EBU colour bars, RGB, left to right.
+pub const BARS: [[u8; 3]; 8] = [
     [191, 191, 191],
     [191, 191, 0],
     [0, 191, 191],

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use livestream::sources::test_pattern::BARS;
+
 use crate::stream::which;
 use crate::util::{serve, Proc};
 
@@ -83,33 +85,14 @@ impl Xvfb {
         (get("X"), get("Y"), get("WIDTH"), get("HEIGHT"))
     }
 
-    /// The whole screen as RGB24, 1280x800.
+    /// The whole screen as RGB24, 1280x800; the PNG is kept under target/ as
+    /// evidence for a person.
     fn screenshot(&self, save: &str) -> Vec<u8> {
         let ffmpeg = which("ffmpeg").expect("ffmpeg is needed");
-        let out = Command::new(&ffmpeg)
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "x11grab",
-                "-video_size",
-                "1280x800",
-                "-i",
-                &self.display,
-            ])
-            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "x11grab: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.stdout.len(), 1280 * 800 * 3);
-        // Evidence for a person, kept under target/.
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("window");
         std::fs::create_dir_all(&dir).unwrap();
-        let _ = Command::new(ffmpeg)
+        let path = dir.join(format!("{save}.png"));
+        let out = Command::new(ffmpeg)
             .args([
                 "-v",
                 "error",
@@ -118,14 +101,21 @@ impl Xvfb {
                 "x11grab",
                 "-video_size",
                 "1280x800",
-                "-i",
-                &self.display,
-                "-frames:v",
-                "1",
             ])
-            .arg(dir.join(format!("{save}.png")))
-            .status();
-        out.stdout
+            .args(["-i", &self.display, "-frames:v", "1"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "x11grab: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let image =
+            livestream::sources::synthetic_camera::decode_png(&std::fs::read(&path).unwrap())
+                .unwrap();
+        assert_eq!((image.width, image.height), (1280, 800));
+        image.data
     }
 
     /// Holds a key for 0.3 s (minifb reads key state once per frame).
@@ -146,18 +136,6 @@ fn pixel(shot: &[u8], x: usize, y: usize) -> [u8; 3] {
     let i = (y * 1280 + x) * 3;
     [shot[i], shot[i + 1], shot[i + 2]]
 }
-
-/// The 75% colour bars of the test pattern.
-const BARS: [[u8; 3]; 8] = [
-    [191, 191, 191],
-    [191, 191, 0],
-    [0, 191, 191],
-    [0, 191, 0],
-    [191, 0, 191],
-    [191, 0, 0],
-    [0, 0, 191],
-    [16, 16, 16],
-];
 
 fn is_bar(p: [u8; 3]) -> Option<usize> {
     BARS.iter().position(|b| {
