@@ -11,7 +11,6 @@ use clap::Args;
 
 use crate::config::{Config, Overrides};
 use crate::server::{RunningServer, ServeLimits};
-use crate::sinks::null::NullSink;
 use crate::viewer::{self, ViewOptions};
 
 /// Heap allocations made by the process so far. The `livestream` binary counts
@@ -42,6 +41,10 @@ pub struct BenchArgs {
     /// Seconds measured per case (after one second of warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// The viewer's sink: `null`, or a window sink (`window`, `minifb`) to
+    /// measure presenting.
+    #[arg(long, default_value = "null")]
+    sink: String,
     /// Runs of each case; the table shows the median of each column.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
@@ -64,6 +67,9 @@ pub struct BenchResult {
     pub bytes_per_frame: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Time in the sink's `present`, median and 99th percentile.
+    pub present_p50_ms: f64,
+    pub present_p99_ms: f64,
     /// Frames the server skipped for the viewer, and frames the viewer skipped.
     pub dropped_server: u64,
     pub dropped_viewer: u64,
@@ -119,8 +125,10 @@ fn cpu_split(
     (server, view)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     base: &Config,
+    sink: &str,
     codec: &str,
     content: &str,
     (width, height): (u32, u32),
@@ -158,7 +166,9 @@ pub fn measure(
         let view = std::thread::Builder::new()
             .name("bench-view".into())
             .spawn_scoped(scope, || {
-                let mut sink = NullSink::default();
+                let backend = crate::registry::sink(sink).map_err(|e| e.to_string())?;
+                let mut sink =
+                    (backend.open)(&cfg.backend(crate::registry::Kind::Sink, sink)).map_err(|e| e.to_string())?;
                 let opts = ViewOptions {
                     frames: None,
                     duration: Some(warmup + measured + Duration::from_millis(500)),
@@ -166,7 +176,7 @@ pub fn measure(
                     reconnect: false,
                     limits: cfg.view.limits,
                 };
-                viewer::run(&address, &mut sink, &cfg, &opts, &stop)
+                viewer::run(&address, sink.as_mut(), &cfg, &opts, &stop).map_err(|e| e.to_string())
             })
             .map_err(|e| e.to_string())?;
         std::thread::sleep(warmup);
@@ -218,6 +228,8 @@ pub fn measure(
             bytes_per_frame: per(bytes as f64),
             p50_ms: report.latency.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,
             p99_ms: report.latency.percentile(0.99).unwrap_or(f64::NAN) / 1000.0,
+            present_p50_ms: report.present.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,
+            present_p99_ms: report.present.percentile(0.99).unwrap_or(f64::NAN) / 1000.0,
             dropped_server: report.dropped_upstream,
             dropped_viewer: report.dropped_here,
             allocs_per_frame: per((allocs1 - allocs0) as f64),
@@ -243,6 +255,8 @@ fn median(runs: &[BenchResult]) -> BenchResult {
         bytes_per_frame: mid(&|r| r.bytes_per_frame),
         p50_ms: mid(&|r| r.p50_ms),
         p99_ms: mid(&|r| r.p99_ms),
+        present_p50_ms: mid(&|r| r.present_p50_ms),
+        present_p99_ms: mid(&|r| r.present_p99_ms),
         dropped_server: mid(&|r| r.dropped_server as f64) as u64,
         dropped_viewer: mid(&|r| r.dropped_viewer as f64) as u64,
         allocs_per_frame: mid(&|r| r.allocs_per_frame),
@@ -277,9 +291,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
         })
         .collect::<Result<Vec<_>, _>>()?;
     println!(
-        "| codec | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame |"
+        "| codec | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame | present p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for codec in &args.codecs {
         for content in &args.content {
             for &size in &sizes {
@@ -289,12 +303,12 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                     }
                     let runs = (0..args.repeat.max(1))
                         .map(|_| {
-                            measure(base, codec, content, size, fps, &args.format, args.seconds)
+                            measure(base, &args.sink, codec, content, size, fps, &args.format, args.seconds)
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let r = median(&runs);
                     println!(
-                        "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} |",
+                        "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} | {:.2} / {:.2} |",
                         r.codec,
                         r.content,
                         r.size.0,
@@ -310,7 +324,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                         r.p99_ms,
                         r.dropped_server,
                         r.dropped_viewer,
-                        r.allocs_per_frame
+                        r.allocs_per_frame,
+                        r.present_p50_ms,
+                        r.present_p99_ms
                     );
                 }
             }

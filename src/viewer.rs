@@ -86,6 +86,8 @@ pub struct ViewReport {
     pub connections: u32,
     /// Capture to presented, on the server's clock (see `docs/protocol.md`).
     pub latency: LatencyHistogram,
+    /// Time spent in the sink's `present`, µs.
+    pub present: LatencyHistogram,
     pub stream: Option<StreamInfo>,
 }
 
@@ -125,6 +127,7 @@ pub fn run(
         bytes: 0,
         connections: 0,
         latency: LatencyHistogram::default(),
+        present: LatencyHistogram::default(),
         stream: None,
     };
     let mut backoff = BACKOFF_START;
@@ -360,10 +363,12 @@ fn session(
                 why: e.to_string(),
             }));
         }
+        let presenting = Instant::now();
         let flow = match sink.present(&frame, &status.live) {
             Ok(flow) => flow,
             Err(e) => break Err(ViewError::Sink(e)),
         };
+        report.present.record(presenting.elapsed().as_micros() as u64);
         let latency =
             (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
         report.latency.record(latency);
