@@ -167,8 +167,8 @@ pub fn measure(
             .name("bench-view".into())
             .spawn_scoped(scope, || {
                 let backend = crate::registry::sink(sink).map_err(|e| e.to_string())?;
-                let mut sink =
-                    (backend.open)(&cfg.backend(crate::registry::Kind::Sink, sink)).map_err(|e| e.to_string())?;
+                let mut sink = (backend.open)(&cfg.backend(crate::registry::Kind::Sink, sink))
+                    .map_err(|e| e.to_string())?;
                 let opts = ViewOptions {
                     frames: None,
                     duration: Some(warmup + measured + Duration::from_millis(500)),
@@ -303,7 +303,16 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                     }
                     let runs = (0..args.repeat.max(1))
                         .map(|_| {
-                            measure(base, &args.sink, codec, content, size, fps, &args.format, args.seconds)
+                            measure(
+                                base,
+                                &args.sink,
+                                codec,
+                                content,
+                                size,
+                                fps,
+                                &args.format,
+                                args.seconds,
+                            )
                         })
                         .collect::<Result<Vec<_>, _>>()?;
                     let r = median(&runs);

@@ -136,7 +136,7 @@ fn respond(
 
 /// Serves one HTTP connection. `handshaking` is released once the head is read.
 pub(crate) fn serve(
-    stream: TcpStream,
+    stream: &TcpStream,
     peer: SocketAddr,
     hub: &Hub,
     stop: &AtomicBool,
@@ -145,7 +145,7 @@ pub(crate) fn serve(
 ) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let request = read_request(&stream, deadline);
+    let request = read_request(stream, deadline);
     handshaking.fetch_sub(1, Ordering::Relaxed);
     let request = match request {
         Ok(r) => r,
@@ -157,7 +157,7 @@ pub(crate) fn serve(
                 r.detail
             );
             let _ = respond(
-                &stream,
+                stream,
                 r.status,
                 r.reason,
                 "text/plain",
@@ -170,7 +170,7 @@ pub(crate) fn serve(
     let head_only = request.head_only;
     let result = match request.path.as_str() {
         "/" | "/index.html" => respond(
-            &stream,
+            stream,
             200,
             "OK",
             "text/html; charset=utf-8",
@@ -179,17 +179,17 @@ pub(crate) fn serve(
         ),
         "/stats" => {
             let body = serde_json::to_vec_pretty(&hub.stats()).unwrap_or_default();
-            respond(&stream, 200, "OK", "application/json", &body, head_only)
+            respond(stream, 200, "OK", "application/json", &body, head_only)
         }
         "/metrics" => respond(
-            &stream,
+            stream,
             200,
             "OK",
             "text/plain; version=0.0.4; charset=utf-8",
             metrics(&hub.stats()).as_bytes(),
             head_only,
         ),
-        "/snapshot.jpg" => snapshot(&stream, peer, hub, head_only),
+        "/snapshot.jpg" => snapshot(stream, peer, hub, head_only),
         "/stream.mjpg" => {
             mjpeg(stream, peer, hub, stop, head_only);
             return;
@@ -197,7 +197,7 @@ pub(crate) fn serve(
         other => {
             log::debug!("HTTP client {peer}: no such path {other}");
             respond(
-                &stream,
+                stream,
                 404,
                 "Not Found",
                 "text/plain",
@@ -228,7 +228,7 @@ fn snapshot(
     hub: &Hub,
     head_only: bool,
 ) -> std::io::Result<()> {
-    let viewer = Viewer::new(peer, Protocol::Http, None);
+    let viewer = Viewer::new(peer, Protocol::Http);
     let feed = hub.http_feed();
     if let Err((_, why)) = hub.admit(feed, &viewer) {
         return busy(stream, &why, head_only);
@@ -241,24 +241,25 @@ fn snapshot(
     }
 }
 
-fn mjpeg(stream: TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, head_only: bool) {
-    let viewer = Viewer::new(peer, Protocol::Http, stream.try_clone().ok());
+fn mjpeg(stream: &TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, head_only: bool) {
+    let viewer = Viewer::new(peer, Protocol::Http);
     let feed = hub.http_feed();
     if let Err((_, why)) = hub.admit(feed, &viewer) {
         log::warn!("HTTP viewer {peer} refused: {why}");
-        let _ = busy(&stream, &why, head_only);
+        let _ = busy(stream, &why, head_only);
         return;
     }
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\
          Cache-Control: no-store\r\nPragma: no-cache\r\nConnection: close\r\n\r\n"
     );
-    if head_only || (&stream).write_all(head.as_bytes()).is_err() {
+    let mut w = stream;
+    if head_only || w.write_all(head.as_bytes()).is_err() {
         hub.leave(feed, &viewer);
         return;
     }
     log::info!("HTTP viewer {peer} connected ({} watching)", hub.watchers());
-    let reason = server::send_loop(&stream, &viewer, hub, stop, mjpeg_part, |w, _, _| {
+    let reason = server::send_loop(stream, &viewer, hub, stop, mjpeg_part, |w, _, _| {
         let _ = w.write_all(format!("--{BOUNDARY}--\r\n").as_bytes());
     });
     hub.leave(feed, &viewer);

@@ -102,23 +102,16 @@ pub(crate) struct Viewer {
     pub(crate) slot: Slot<Arc<Packet>>,
     pub(crate) counters: ViewerCounters,
     connected: Instant,
-    /// A handle to unblock a stuck write at shutdown.
-    stream: Option<TcpStream>,
 }
 
 impl Viewer {
-    pub(crate) fn new(
-        peer: SocketAddr,
-        protocol: Protocol,
-        stream: Option<TcpStream>,
-    ) -> Arc<Viewer> {
+    pub(crate) fn new(peer: SocketAddr, protocol: Protocol) -> Arc<Viewer> {
         Arc::new(Viewer {
             peer,
             protocol,
             slot: Slot::default(),
             counters: ViewerCounters::default(),
             connected: Instant::now(),
-            stream,
         })
     }
 
@@ -378,7 +371,7 @@ pub struct RunningServer {
     stop: Arc<AtomicBool>,
     capture: Option<JoinHandle<Result<(), SourceError>>>,
     transcoder: Option<JoinHandle<()>>,
-    accept: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+    accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
 pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), ServeError> {
@@ -569,25 +562,22 @@ impl RunningServer {
         if let Some(t) = self.transcoder.take() {
             let _ = t.join();
         }
-        let viewers = self
+        let connections = self
             .accept
             .take()
             .and_then(|a| a.join().ok())
             .unwrap_or_default();
-        // Viewers get a moment to receive the end packet; a stuck one is cut off.
+        // Connections get a moment to send their end packet; any still stuck (a
+        // write to a stalled viewer, a handshake not yet done) is cut off.
         let deadline = Instant::now() + GOODBYE_GRACE;
-        while Instant::now() < deadline && viewers.iter().any(|v| !v.is_finished()) {
+        while Instant::now() < deadline && connections.iter().any(|c| !c.thread.is_finished()) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        for feed in [&self.hub.main, &self.hub.jpeg] {
-            for v in feed.lock().iter() {
-                if let Some(s) = &v.stream {
-                    let _ = s.shutdown(std::net::Shutdown::Both);
-                }
+        for c in connections {
+            if !c.thread.is_finished() {
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
             }
-        }
-        for v in viewers {
-            let _ = v.join();
+            let _ = c.thread.join();
         }
         log::info!(
             "stopped after {} frames; served {} viewers",
@@ -762,11 +752,7 @@ fn capture_loop(
 /// JPEG, it takes the newest captured frame and encodes it as JPEG for them.
 /// With no browser watching it is not subscribed and costs nothing.
 fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &AtomicBool) {
-    let me = Viewer::new(
-        SocketAddr::from(([0, 0, 0, 0], 0)),
-        Protocol::Internal,
-        None,
-    );
+    let me = Viewer::new(SocketAddr::from(([0, 0, 0, 0], 0)), Protocol::Internal);
     let pool = PacketPool::default();
     let mut subscribed = false;
     while !stop.load(Ordering::Relaxed) {
@@ -811,13 +797,19 @@ fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &AtomicBool) 
     hub.main.remove(&me);
 }
 
+/// A connection's thread, and a handle to its socket to cut it off at shutdown.
+struct Connection {
+    thread: JoinHandle<()>,
+    stream: TcpStream,
+}
+
 fn accept_loop(
     listener: TcpListener,
     hub: &Arc<Hub>,
     stop: &Arc<AtomicBool>,
     handshake_timeout: Duration,
-) -> Vec<JoinHandle<()>> {
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+) -> Vec<Connection> {
+    let mut connections: Vec<Connection> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         if !wait_readable(&listener, Duration::from_millis(200)) {
             continue;
@@ -830,28 +822,39 @@ fn accept_loop(
             }
         };
         // Reap viewers that have left.
-        let (done, running): (Vec<_>, Vec<_>) = threads.drain(..).partition(|t| t.is_finished());
-        threads = running;
-        done.into_iter().for_each(|t| drop(t.join()));
+        let (done, running): (Vec<_>, Vec<_>) =
+            connections.drain(..).partition(|c| c.thread.is_finished());
+        connections = running;
+        done.into_iter().for_each(|c| drop(c.thread.join()));
 
         if hub.handshaking.load(Ordering::Relaxed) >= MAX_HANDSHAKING {
             log::debug!("{peer}: closed at once, {MAX_HANDSHAKING} connections are already in their handshake");
             continue;
         }
+        let handle = match stream.try_clone() {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("{peer}: {e}");
+                continue;
+            }
+        };
         hub.handshaking.fetch_add(1, Ordering::Relaxed);
         let (hub2, stop2) = (hub.clone(), stop.clone());
         match std::thread::Builder::new()
             .name(format!("viewer-{peer}"))
             .spawn(move || serve_connection(stream, peer, &hub2, &stop2, handshake_timeout))
         {
-            Ok(t) => threads.push(t),
+            Ok(thread) => connections.push(Connection {
+                thread,
+                stream: handle,
+            }),
             Err(e) => {
                 hub.handshaking.fetch_sub(1, Ordering::Relaxed);
                 log::error!("{peer}: cannot start a thread: {e}");
             }
         }
     }
-    threads
+    connections
 }
 
 /// Waits until the listener has a connection to accept, or the timeout passes.
@@ -916,13 +919,25 @@ fn serve_connection(
     stop: &AtomicBool,
     handshake_timeout: Duration,
 ) {
-    let deadline = Instant::now() + handshake_timeout;
-    let speaks = sniff(&stream, deadline);
+    connection(&stream, peer, hub, stop, Instant::now() + handshake_timeout);
+    // The accept thread holds a second handle to this socket (to cut it off at
+    // shutdown): dropping ours would not close it, so close it explicitly.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+fn connection(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    hub: &Hub,
+    stop: &AtomicBool,
+    deadline: Instant,
+) {
+    let speaks = sniff(stream, deadline);
     if let (Speaks::Http, true) = (speaks, hub.http) {
         crate::http::serve(stream, peer, hub, stop, deadline, &hub.handshaking);
         return;
     }
-    let viewer = handshake(&stream, peer, hub, deadline);
+    let viewer = handshake(stream, peer, hub, deadline);
     hub.handshaking.fetch_sub(1, Ordering::Relaxed);
     let viewer = match viewer {
         Ok(Some(v)) => v,
@@ -932,7 +947,7 @@ fn serve_connection(
             return;
         }
     };
-    let reason = send_loop(&stream, &viewer, hub, stop, native_frame, native_end);
+    let reason = send_loop(stream, &viewer, hub, stop, native_frame, native_end);
     hub.leave(&hub.main, &viewer);
     log_departure(&viewer, &reason);
 }
@@ -977,7 +992,7 @@ fn handshake(
         log::warn!("viewer {peer} refused: {msg}");
         return Ok(None);
     }
-    let viewer = Viewer::new(peer, Protocol::Native, Some(stream.try_clone()?));
+    let viewer = Viewer::new(peer, Protocol::Native);
     if let Err((status, msg)) = hub.admit(&hub.main, &viewer) {
         ServerHello::refusal(status, msg.clone()).write(&mut w)?;
         log::warn!("viewer {peer} refused: {msg}");

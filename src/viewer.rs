@@ -368,7 +368,9 @@ fn session(
             Ok(flow) => flow,
             Err(e) => break Err(ViewError::Sink(e)),
         };
-        report.present.record(presenting.elapsed().as_micros() as u64);
+        report
+            .present
+            .record(presenting.elapsed().as_micros() as u64);
         let latency =
             (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
         report.latency.record(latency);

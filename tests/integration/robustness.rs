@@ -380,3 +380,32 @@ fn good_hello() -> ServerHello {
         message: "evil".into(),
     }
 }
+
+/// SIGTERM while a connection sits in its handshake and another viewer has
+/// stopped reading: the server still exits promptly (it cuts both off after a
+/// 2 s grace), with status 0.
+#[test]
+fn shutdown_does_not_wait_for_stuck_connections() {
+    let (mut server, addr) = serve(&[
+        "--codec",
+        "raw",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--set",
+        "serve.handshake-timeout=60",
+    ]);
+    let _silent = TcpStream::connect(&addr).unwrap();
+    let (_stalled, _) = handshake(&addr);
+    server.wait_stderr("connected (", 1, Duration::from_secs(10));
+    let started = Instant::now();
+    server.signal(libc::SIGTERM);
+    // Far less than the 60 s handshake timeout.
+    server.expect_success(Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
