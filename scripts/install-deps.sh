@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# cmake and nasm: the turbojpeg feature builds libjpeg-turbo 3 from source.
-build_pkgs=(pkg-config cmake nasm)
-# Xvfb + xdotool: the window tests; ffmpeg also grabs their screenshots.
-test_pkgs=(ffmpeg chromium prometheus xvfb xdotool nodejs npm)
+# cmake and nasm: the turbojpeg feature builds libjpeg-turbo 3 from source;
+# libsdl2-dev: the sdl2 window sink.
+build_pkgs=(pkg-config cmake nasm libsdl2-dev)
+# Xvfb, openbox (full screen needs a window manager) and xdotool: the window
+# tests; ffmpeg also grabs their screenshots.
+test_pkgs=(ffmpeg chromium prometheus xvfb openbox xdotool nodejs npm)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -5,6 +5,7 @@
 
 use minifb::{Key, KeyRepeat, ScaleMode, Window, WindowOptions};
 
+use super::window::display_probe;
 use super::{overlay, Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::config::BackendConfig;
 use crate::convert;
@@ -20,18 +21,6 @@ inventory::submit! {
         open: |_: &BackendConfig| -> Result<Box<dyn FrameSink>, BackendError> { open() },
     }
 }
-
-/// A window sink needs a display server to talk to.
-pub fn display_probe() -> Availability {
-    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
-    if set("DISPLAY") || set("WAYLAND_DISPLAY") {
-        Availability::Available
-    } else {
-        Availability::Unavailable(NO_DISPLAY.into())
-    }
-}
-
-pub const NO_DISPLAY: &str = "no display found: set DISPLAY, or use --sink null / file";
 
 fn open() -> Result<Box<dyn FrameSink>, BackendError> {
     if let Availability::Unavailable(why) = display_probe() {

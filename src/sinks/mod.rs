@@ -9,8 +9,10 @@ pub mod file;
 #[cfg(feature = "minifb")]
 pub mod minifb;
 pub mod null;
-#[cfg(feature = "minifb")]
+#[cfg(any(feature = "minifb", feature = "sdl2"))]
 mod overlay;
+#[cfg(feature = "sdl2")]
+pub mod sdl2;
 pub mod window;
 
 /// Whether the sink wants more frames.

@@ -6,6 +6,18 @@ use crate::config::BackendConfig;
 use crate::error::BackendError;
 use crate::registry::{self, Availability, Kind};
 
+/// A window sink needs a display server to talk to.
+pub fn display_probe() -> Availability {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    if set("DISPLAY") || set("WAYLAND_DISPLAY") {
+        Availability::Available
+    } else {
+        Availability::Unavailable(NO_DISPLAY.into())
+    }
+}
+
+pub const NO_DISPLAY: &str = "no display found: set DISPLAY, or use --sink null / file";
+
 /// Window sinks, best first.
 const PREFERENCE: [&str; 2] = ["sdl2", "minifb"];
 
@@ -19,7 +31,8 @@ inventory::submit! {
 }
 
 fn probe() -> Availability {
-    let mut why = "no window sink in this build: rebuild with --features minifb".to_string();
+    let mut why =
+        "no window sink in this build: rebuild with --features minifb or sdl2".to_string();
     for name in PREFERENCE {
         if let Ok(b) = registry::sink(name) {
             match (b.probe)() {

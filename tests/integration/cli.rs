@@ -64,7 +64,11 @@ fn config_errors_point_at_the_line_and_list_what_is_expected() {
     assert_eq!(code, 2);
     assert!(
         err.contains("--sink: unknown sink `screen`")
-            && err.contains("expected one of: file, minifb, null, window"),
+            && err.contains(if cfg!(feature = "sdl2") {
+                "expected one of: file, minifb, null, sdl2, window"
+            } else {
+                "expected one of: file, minifb, null, window"
+            }),
         "{err}"
     );
     let (code, err) = run_config("", &["view", "127.0.0.1:1", "--sink", "file"]);

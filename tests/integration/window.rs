@@ -10,14 +10,16 @@ use livestream::sources::test_pattern::BARS;
 use crate::stream::which;
 use crate::util::{serve, Proc};
 
-/// A private X server for one test, stopped on drop.
+/// A private X server for one test, optionally with a window manager (openbox:
+/// full screen needs one), stopped on drop.
 struct Xvfb {
     child: Child,
+    wm: Option<Child>,
     display: String,
 }
 
 impl Xvfb {
-    fn start() -> Xvfb {
+    fn start(with_wm: bool) -> Xvfb {
         let xvfb = which("Xvfb").expect("Xvfb is needed: the README's test command installs it");
         // A display number nobody uses: no lock file and no socket.
         let n = (90..200)
@@ -45,10 +47,31 @@ impl Xvfb {
             assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Xvfb {
+        let mut x = Xvfb {
             child,
+            wm: None,
             display: format!(":{n}"),
+        };
+        if !with_wm {
+            return x;
         }
+        let openbox =
+            which("openbox").expect("openbox is needed: the README's test command installs it");
+        x.wm = Some(
+            Command::new(openbox)
+                .env("DISPLAY", &x.display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Openbox is up once its own window exists.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while x.xdotool(&["search", "--classname", "openbox"]).is_empty() {
+            assert!(Instant::now() < deadline, "openbox did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        x
     }
 
     fn xdotool(&self, args: &[&str]) -> String {
@@ -120,15 +143,19 @@ impl Xvfb {
 
     /// Holds a key for 0.3 s (minifb reads key state once per frame).
     fn press(&self, id: &str, key: &str) {
-        self.xdotool(&["windowfocus", "--sync", id]);
+        self.xdotool(&["windowactivate", "--sync", id]);
         self.xdotool(&["keydown", key, "sleep", "0.3", "keyup", key]);
     }
 }
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM, not SIGKILL: Xvfb then removes its lock file and socket.
+        for child in self.wm.iter_mut().chain(std::iter::once(&mut self.child)) {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
     }
 }
 
@@ -169,15 +196,46 @@ fn view_in(x: &Xvfb, addr: &str, sink: &str) -> Proc {
     )
 }
 
-/// The window shows the live test pattern, kept at its aspect ratio when resized,
-/// and `h` draws the overlay.
+/// The window sinks of this build.
+fn sinks() -> Vec<&'static str> {
+    let mut sinks = vec!["minifb"];
+    if cfg!(feature = "sdl2") {
+        sinks.push("sdl2");
+    }
+    sinks
+}
+
+/// `window` picks sdl2 when it is compiled in, else minifb.
+#[test]
+fn window_picks_the_best_sink() {
+    let x = Xvfb::start(false);
+    let (mut server, addr) = serve(&["--width", "64", "--height", "16"]);
+    let mut view = view_in(&x, &addr, "window");
+    let best = if cfg!(feature = "sdl2") {
+        "sdl2"
+    } else {
+        "minifb"
+    };
+    view.wait_stderr(&format!("window sink: {best}"), 1, Duration::from_secs(10));
+    x.window("livestream");
+    view.terminate();
+    server.terminate();
+}
+
+/// Each window sink shows the live test pattern, kept at its aspect ratio when
+/// resized, and `h` draws the overlay.
 #[test]
 fn window_shows_the_live_picture() {
-    let x = Xvfb::start();
+    for sink in sinks() {
+        shows_the_live_picture(sink);
+    }
+}
+
+fn shows_the_live_picture(sink: &str) {
+    let x = Xvfb::start(false);
     let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
-    let mut view = view_in(&x, &addr, "window");
+    let mut view = view_in(&x, &addr, sink);
     let id = x.window("livestream");
-    view.wait_stderr("window sink: minifb", 1, Duration::from_secs(10));
     let geo = x.geometry(&id);
     assert_eq!(
         (geo.2, geo.3),
@@ -204,7 +262,7 @@ fn window_shows_the_live_picture() {
     };
     std::thread::sleep(Duration::from_secs(1)); // "two screenshots a second apart"
     let second = x.screenshot("second");
-    assert_ne!(first, second, "the picture is not live");
+    assert_ne!(first, second, "{sink}: the picture is not live");
 
     // Resized to a wide window, the picture keeps 4:3 and is letterboxed.
     x.xdotool(&["windowsize", &id, "1000", "400"]);
@@ -254,10 +312,10 @@ fn window_shows_the_live_picture() {
 /// `q`, Esc and SIGTERM each end the viewer with status 0.
 #[test]
 fn window_quits_cleanly() {
-    let x = Xvfb::start();
+    let x = Xvfb::start(false);
     let (mut server, addr) = serve(&["--width", "320", "--height", "240", "--fps", "30"]);
-    for key in ["q", "Escape"] {
-        let mut view = view_in(&x, &addr, "minifb");
+    for (sink, key) in sinks().into_iter().flat_map(|s| [(s, "q"), (s, "Escape")]) {
+        let mut view = view_in(&x, &addr, sink);
         view.wait_stderr("connected to", 1, Duration::from_secs(10));
         let id = x.window("livestream");
         x.press(&id, key);
@@ -300,4 +358,48 @@ fn no_display_is_a_clear_error() {
         .stdout
         .windows(16)
         .any(|w| w == b"no display found"));
+}
+
+/// sdl2: `f` goes full screen (the picture pillarboxed on the 1280x800 screen)
+/// and back.
+#[cfg(feature = "sdl2")]
+#[test]
+fn sdl2_full_screen_toggles() {
+    let x = Xvfb::start(true);
+    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
+    let mut view = view_in(&x, &addr, "sdl2");
+    let id = x.window("livestream");
+    view.wait_stderr("connected to", 1, Duration::from_secs(10));
+    let windowed = x.geometry(&id);
+    let wait_for_size = |want: (usize, usize), what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let geo = x.geometry(&id);
+            if (geo.2, geo.3) == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: window is {geo:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    x.press(&id, "f");
+    wait_for_size((1280, 800), "full screen");
+    // The picture fills the screen's height at 4:3.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shot = x.screenshot("fullscreen");
+        let (_, _, pw, ph) = picture_box(&shot, (0, 0, 1280, 800));
+        if ph >= 790 && ((pw as f64 / ph as f64) - 4.0 / 3.0).abs() < 0.05 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "full screen picture is {pw}x{ph}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    x.press(&id, "f");
+    wait_for_size((windowed.2, windowed.3), "back to a window");
+    view.terminate();
+    server.terminate();
 }
