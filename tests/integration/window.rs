@@ -403,3 +403,25 @@ fn sdl2_full_screen_toggles() {
     view.terminate();
     server.terminate();
 }
+
+/// Closing the window (the window manager's close: Alt+F4 in openbox sends
+/// WM_DELETE_WINDOW) ends the viewer with status 0, for every window sink.
+#[test]
+fn closing_the_window_ends_the_viewer() {
+    let x = Xvfb::start(true);
+    let (mut server, addr) = serve(&["--width", "320", "--height", "240", "--fps", "30"]);
+    for sink in sinks() {
+        let mut view = view_in(&x, &addr, sink);
+        view.wait_stderr("connected to", 1, Duration::from_secs(10));
+        let id = x.window("livestream");
+        x.xdotool(&["windowactivate", "--sync", &id]);
+        x.xdotool(&["key", "--clearmodifiers", "alt+F4"]);
+        view.expect_success(Duration::from_secs(10));
+        assert!(
+            view.stderr().contains("window closed"),
+            "{sink}: {}",
+            view.stderr()
+        );
+    }
+    server.terminate();
+}
