@@ -590,6 +590,16 @@ impl BackendConfig<'_> {
         Ok(picked.unwrap_or_default())
     }
 
+    /// The table of another backend of the same kind, from the same configuration
+    /// (for a backend that delegates, like `window`).
+    pub fn sibling(&self, name: &str) -> BackendConfig<'_> {
+        BackendConfig {
+            text: self.text,
+            kind: self.kind,
+            name: name.to_string(),
+        }
+    }
+
     /// Points an error at this backend's table (for values checked after parsing).
     pub fn error(&self, message: String) -> ConfigError {
         ConfigError::flag(

@@ -4,7 +4,7 @@
 use super::{FrameSink, SinkBackend};
 use crate::config::BackendConfig;
 use crate::error::BackendError;
-use crate::registry::{self, Availability, Kind};
+use crate::registry::{self, Availability};
 
 /// A window sink needs a display server to talk to.
 pub fn display_probe() -> Availability {
@@ -45,7 +45,6 @@ fn probe() -> Availability {
 }
 
 fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
-    let _ = table;
     let compiled: Vec<_> = PREFERENCE
         .iter()
         .filter_map(|n| registry::sink(n).ok())
@@ -57,11 +56,9 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
     else {
         return Err(BackendError::Unsupported {
             backend: "window",
-            what: "this build (no window sink: rebuild with --features minifb)".into(),
+            what: "this build (no window sink: rebuild with --features minifb or sdl2)".into(),
         });
     };
     log::info!("window sink: {}", backend.name);
-    let cfg =
-        crate::config::Config::parse(crate::config::ConfigText::embedded(), &Default::default())?;
-    (backend.open)(&cfg.backend(Kind::Sink, backend.name))
+    (backend.open)(&table.sibling(backend.name))
 }
