@@ -217,9 +217,10 @@ pub fn report() -> String {
         out.push_str(&format!("{}s:\n", kind.name()));
         for e in entries().into_iter().filter(|e| e.kind == kind) {
             out.push_str(&format!(
-                "  {:<18} {:<28} {}\n",
+                "  {:<18} {}\n  {:<18} {}\n",
                 e.name,
-                (e.probe)().to_string(),
+                (e.probe)(),
+                "",
                 e.summary
             ));
         }

@@ -13,6 +13,26 @@ pub mod null;
 mod overlay;
 #[cfg(feature = "sdl2")]
 pub mod sdl2;
+
+// Window sinks a build can leave out say how to get them back.
+#[cfg(not(feature = "minifb"))]
+inventory::submit! {
+    crate::registry::CompiledOut {
+        kind: crate::registry::Kind::Sink,
+        name: "minifb",
+        feature: "minifb",
+        package: "no package",
+    }
+}
+#[cfg(not(feature = "sdl2"))]
+inventory::submit! {
+    crate::registry::CompiledOut {
+        kind: crate::registry::Kind::Sink,
+        name: "sdl2",
+        feature: "sdl2",
+        package: "libsdl2-dev",
+    }
+}
 pub mod window;
 
 /// Whether the sink wants more frames.
