@@ -41,17 +41,24 @@ impl Xvfb {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let socket = format!("/tmp/.X11-unix/X{n}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&socket).exists() {
-            assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let mut x = Xvfb {
             child,
             wm: None,
             display: format!(":{n}"),
         };
+        // Ready when a client can talk to it (its socket appears earlier).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Command::new("xdotool")
+            .arg("getdisplaygeometry")
+            .env("DISPLAY", &x.display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if !with_wm {
             return x;
         }
@@ -83,15 +90,21 @@ impl Xvfb {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// The id of the window whose title contains `name`, waiting for it to appear.
-    fn window(&self, name: &str) -> String {
+    /// The id of the viewer's window (its title contains "livestream"), waiting
+    /// for it to appear; on failure, says what the viewer printed.
+    fn window(&self, view: &Proc) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let id = self.xdotool(&["search", "--name", name]);
+            let id = self.xdotool(&["search", "--name", "livestream"]);
             if let Some(id) = id.lines().next().filter(|l| !l.is_empty()) {
                 return id.to_string();
             }
-            assert!(Instant::now() < deadline, "no window named {name}");
+            assert!(
+                Instant::now() < deadline,
+                "{}: no window appeared; it printed:\n{}",
+                view.name,
+                view.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -217,7 +230,7 @@ fn window_picks_the_best_sink() {
         "minifb"
     };
     view.wait_stderr(&format!("window sink: {best}"), 1, Duration::from_secs(10));
-    x.window("livestream");
+    x.window(&view);
     view.terminate();
     server.terminate();
 }
@@ -235,7 +248,7 @@ fn shows_the_live_picture(sink: &str) {
     let x = Xvfb::start(false);
     let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
     let mut view = view_in(&x, &addr, sink);
-    let id = x.window("livestream");
+    let id = x.window(&view);
     let geo = x.geometry(&id);
     assert_eq!(
         (geo.2, geo.3),
@@ -317,7 +330,7 @@ fn window_quits_cleanly() {
     for (sink, key) in sinks().into_iter().flat_map(|s| [(s, "q"), (s, "Escape")]) {
         let mut view = view_in(&x, &addr, sink);
         view.wait_stderr("connected to", 1, Duration::from_secs(10));
-        let id = x.window("livestream");
+        let id = x.window(&view);
         x.press(&id, key);
         view.expect_success(Duration::from_secs(10));
         assert!(
@@ -328,7 +341,7 @@ fn window_quits_cleanly() {
     }
     let mut view = view_in(&x, &addr, "minifb");
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
-    x.window("livestream");
+    x.window(&view);
     view.terminate();
     server.terminate();
 }
@@ -368,7 +381,7 @@ fn sdl2_full_screen_toggles() {
     let x = Xvfb::start(true);
     let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
     let mut view = view_in(&x, &addr, "sdl2");
-    let id = x.window("livestream");
+    let id = x.window(&view);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
     let windowed = x.geometry(&id);
     let wait_for_size = |want: (usize, usize), what: &str| {
@@ -413,7 +426,7 @@ fn closing_the_window_ends_the_viewer() {
     for sink in sinks() {
         let mut view = view_in(&x, &addr, sink);
         view.wait_stderr("connected to", 1, Duration::from_secs(10));
-        let id = x.window("livestream");
+        let id = x.window(&view);
         x.xdotool(&["windowactivate", "--sync", &id]);
         x.xdotool(&["key", "--clearmodifiers", "alt+F4"]);
         view.expect_success(Duration::from_secs(10));
