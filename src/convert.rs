@@ -122,19 +122,25 @@ fn rgb_layout(format: PixelFormat) -> (usize, usize, usize) {
     }
 }
 
+/// The geometry of a frame whose bytes can be converted (`info`, width, height,
+/// stride as `usize`), or `None` for JPEG or a buffer shorter than its geometry.
+fn uncompressed(frame: &Frame) -> Option<(FrameInfo, usize, usize, usize)> {
+    let info = frame.info;
+    (info.format != PixelFormat::Jpeg && frame.data.len() >= info.byte_len()).then_some((
+        info,
+        info.width as usize,
+        info.height as usize,
+        info.stride as usize,
+    ))
+}
+
 /// Converts an uncompressed frame of any format into packed RGB24 (`width * 3`
 /// bytes per row) in `out`, which is resized (no allocation once it has grown).
 /// Returns `false` for JPEG, which must be decoded instead.
 pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
-    let info = frame.info;
-    let (w, h, s) = (
-        info.width as usize,
-        info.height as usize,
-        info.stride as usize,
-    );
-    if info.format == PixelFormat::Jpeg || frame.data.len() < info.byte_len() {
+    let Some((info, w, h, s)) = uncompressed(frame) else {
         return false;
-    }
+    };
     out.resize(w * h * 3, 0);
     let d = &frame.data;
     let rows = out.chunks_exact_mut(w * 3).enumerate();
@@ -205,15 +211,9 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
 /// X11 windows take) in `out`; `rgb` is scratch for formats that go through RGB24.
 /// Both are reused: no allocation once they have grown. `false` for JPEG.
 pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool {
-    let info = frame.info;
-    let (w, h, s) = (
-        info.width as usize,
-        info.height as usize,
-        info.stride as usize,
-    );
-    if info.format == PixelFormat::Jpeg || frame.data.len() < info.byte_len() {
+    let Some((info, w, h, s)) = uncompressed(frame) else {
         return false;
-    }
+    };
     out.resize(w * h, 0);
     match info.format {
         PixelFormat::Xrgb32 => {

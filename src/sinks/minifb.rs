@@ -32,7 +32,6 @@ fn open() -> Result<Box<dyn FrameSink>, BackendError> {
     Ok(Box::new(MinifbSink {
         window: None,
         size: (0, 0),
-        title: String::new(),
         codec: String::new(),
         overlay: false,
         pixels: Vec::new(),
@@ -44,7 +43,6 @@ pub struct MinifbSink {
     window: Option<Window>,
     /// The size of the picture in `pixels`.
     size: (usize, usize),
-    title: String,
     codec: String,
     overlay: bool,
     /// The picture as 0x00RRGGBB, reused frame to frame.
@@ -85,7 +83,6 @@ impl FrameSink for MinifbSink {
             meta.info.frame.width as usize,
             meta.info.frame.height as usize,
         );
-        self.title = format!("{} — {}", meta.name, meta.address);
         self.codec = meta.codec.clone();
         if self.window.is_some() && self.size == (w, h) {
             return Ok(());
@@ -93,7 +90,7 @@ impl FrameSink for MinifbSink {
         // Open at the picture's size, at most 1280 wide.
         let scale = (1280.0 / w as f64).min(1.0);
         let mut window = Window::new(
-            &self.title,
+            &format!("{} — {}", meta.name, meta.address),
             ((w as f64 * scale) as usize).max(1),
             ((h as f64 * scale) as usize).max(1),
             WindowOptions {
@@ -119,13 +116,13 @@ impl FrameSink for MinifbSink {
         }
         let (w, h) = (frame.info.width as usize, frame.info.height as usize);
         if self.overlay {
-            let lines = [
-                format!("{:.1} fps  {:.1} ms", live.fps, live.latency_ms),
-                format!("{:.1} Mbit/s  dropped {}", live.mbps, live.dropped),
-                format!("{w}x{h} {}", self.codec),
-            ];
-            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-            overlay::draw(&mut self.pixels, w, &lines);
+            overlay::draw_live(
+                &mut self.pixels,
+                frame.info.width,
+                frame.info.height,
+                &self.codec,
+                live,
+            );
         }
         if let Some(window) = &mut self.window {
             window

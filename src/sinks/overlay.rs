@@ -4,6 +4,19 @@
 
 use font8x8::{UnicodeFonts, BASIC_FONTS};
 
+use super::Live;
+
+/// Draws the `h` overlay of a window sink: fps, latency, bitrate, drops, size and
+/// codec, over a `width` x `height` picture.
+pub fn draw_live(buf: &mut [u32], width: u32, height: u32, codec: &str, live: &Live) {
+    let lines = [
+        format!("{:.1} fps  {:.1} ms", live.fps, live.latency_ms),
+        format!("{:.1} Mbit/s  dropped {}", live.mbps, live.dropped),
+        format!("{width}x{height} {codec}"),
+    ];
+    draw(buf, width as usize, &lines.each_ref().map(String::as_str));
+}
+
 /// Draws `lines` at the top left of a `width`-wide 0x00RRGGBB buffer, white on a
 /// dark box. Characters outside ASCII are drawn as `?`.
 pub fn draw(buf: &mut [u32], width: usize, lines: &[&str]) {

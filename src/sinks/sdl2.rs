@@ -194,13 +194,13 @@ impl FrameSink for Sdl2Sink {
         }
         let w = frame.info.width as usize;
         if self.overlay {
-            let lines = [
-                format!("{:.1} fps  {:.1} ms", live.fps, live.latency_ms),
-                format!("{:.1} Mbit/s  dropped {}", live.mbps, live.dropped),
-                format!("{}x{} {}", frame.info.width, frame.info.height, self.codec),
-            ];
-            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-            overlay::draw(&mut self.pixels, w, &lines);
+            overlay::draw_live(
+                &mut self.pixels,
+                frame.info.width,
+                frame.info.height,
+                &self.codec,
+                live,
+            );
         }
         if let Some(texture) = &mut self.texture {
             // SAFETY: u32 has no padding and every bit pattern is a valid u8; the

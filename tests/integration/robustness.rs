@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use livestream::frame::{FrameInfo, Limits, PixelFormat};
 use livestream::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
 
-use crate::stream::read_recording;
-use crate::util::{free_port, record, serve, serve_on, temp_dir, Proc};
+use crate::util::{assert_no_gaps, free_port, record, serve, serve_on, temp_dir, Proc};
 
 /// Connects and completes the handshake as a viewer would, then returns the socket.
 fn handshake(addr: &str) -> (TcpStream, ServerHello) {
@@ -21,20 +20,6 @@ fn handshake(addr: &str) -> (TcpStream, ServerHello) {
     .unwrap();
     let hello = ServerHello::read(&mut s, &Limits::default()).unwrap();
     (s, hello)
-}
-
-fn assert_no_gaps(path: &std::path::Path, expected: usize) {
-    let frames = read_recording(path);
-    assert_eq!(frames.len(), expected, "{}", path.display());
-    for w in frames.windows(2) {
-        assert_eq!(
-            w[1].seq,
-            w[0].seq + 1,
-            "{}: gap after seq {}",
-            path.display(),
-            w[0].seq
-        );
-    }
 }
 
 /// Waits until the server closes `s`: a read returns end of file or an error.

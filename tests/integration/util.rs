@@ -239,3 +239,19 @@ pub fn record(addr: &str, path: &std::path::Path, frames: u32) -> Proc {
         ],
     )
 }
+
+/// The recording at `path` holds `expected` frames with consecutive sequence
+/// numbers: the viewer got every frame.
+pub fn assert_no_gaps(path: &std::path::Path, expected: usize) {
+    let frames = crate::stream::read_recording(path);
+    assert_eq!(frames.len(), expected, "{}", path.display());
+    for w in frames.windows(2) {
+        assert_eq!(
+            w[1].seq,
+            w[0].seq + 1,
+            "{}: gap after seq {}",
+            path.display(),
+            w[0].seq
+        );
+    }
+}
