@@ -19,7 +19,7 @@ livestream::inventory::submit! {
         name: "gradient",
         summary: "a moving diagonal gradient (the worked example in docs/backends.md)",
         probe: always,
-        camera: false,
+        devices: None,
         open,
     }
 }

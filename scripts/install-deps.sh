@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs what livestream needs from Debian (and, for the browser test, npm) to
 # build with `--features full` and, with `--test`, what its tests drive: ffmpeg,
-# Debian's Chromium driven by playwright-core, promtool, and Xvfb with xdotool. Safe to run again:
+# Debian's Chromium driven by playwright-core, promtool, Xvfb with xdotool, and
+# qemu for the VM with the vivid camera driver. Safe to run again:
 # it installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # cmake and nasm: the turbojpeg feature builds libjpeg-turbo 3 from source;
-# libsdl2-dev: the sdl2 window sink.
-build_pkgs=(pkg-config cmake nasm libsdl2-dev)
+# libsdl2-dev: the sdl2 window sink; libclang-dev: the v4l2 source's kernel
+# bindings are generated with bindgen.
+build_pkgs=(pkg-config cmake nasm libsdl2-dev libclang-dev)
 # Xvfb, openbox (full screen needs a window manager) and xdotool: the window
 # tests; ffmpeg also grabs their screenshots.
-test_pkgs=(ffmpeg chromium prometheus xvfb openbox xdotool nodejs npm)
+# qemu and the rest: tests/vivid/run-vivid-vm.sh boots a kernel with the vivid
+# V4L2 driver (v4l-utils: v4l2-ctl in the guest).
+test_pkgs=(ffmpeg chromium prometheus xvfb openbox xdotool nodejs npm
+  qemu-system-x86 busybox-static kmod cpio v4l-utils zstd xz-utils file)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -43,8 +43,8 @@ enum Command {
     View(ViewArgs),
     /// List every backend in this build and whether it works here.
     Backends,
-    /// List cameras.
-    Devices,
+    /// List cameras: formats, sizes, frame rates, and the settings that select each.
+    Devices(DevicesArgs),
     /// Measure serve → view on loopback for each codec and size.
     Bench(crate::bench::BenchArgs),
 }
@@ -76,6 +76,13 @@ struct ServeArgs {
     /// End the stream after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct DevicesArgs {
+    /// Also list each camera's controls (brightness, exposure, focus, ...) with ranges.
+    #[arg(long)]
+    controls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -205,8 +212,8 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
             print!("{}", registry::report());
             Ok(())
         }
-        Command::Devices => {
-            devices();
+        Command::Devices(a) => {
+            devices(&a);
             Ok(())
         }
         Command::Bench(a) => {
@@ -325,29 +332,133 @@ fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> R
     Ok(())
 }
 
-fn devices() {
-    let cameras: Vec<_> = inventory::iter::<crate::sources::SourceBackend>
+fn devices(args: &DevicesArgs) {
+    let backends: Vec<_> = inventory::iter::<crate::sources::SourceBackend>
         .into_iter()
-        .filter(|b| b.camera)
+        .filter_map(|b| Some((b.name, b.devices?)))
         .collect();
-    let nodes: Vec<String> = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("video"))
-                .map(|n| format!("/dev/{n}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if cameras.is_empty() {
+    for out in registry::compiled_out() {
+        if out.kind == Kind::Source {
+            println!(
+                "camera backend {} is not in this build: rebuild with --features {} (needs {})",
+                out.name, out.feature, out.package
+            );
+        }
+    }
+    let mut found = 0;
+    for (backend, list) in backends {
+        for cam in list(args.controls) {
+            found += 1;
+            print_camera(backend, &cam, args.controls);
+        }
+    }
+    if found == 0 {
+        let nodes: Vec<String> = std::fs::read_dir("/dev")
+            .map(|d| {
+                let mut n: Vec<String> = d
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("video"))
+                    .map(|n| format!("/dev/{n}"))
+                    .collect();
+                n.sort();
+                n
+            })
+            .unwrap_or_default();
+        if nodes.is_empty() {
+            println!("no cameras found (no /dev/video* device)");
+        } else {
+            println!(
+                "no cameras found: {} exist but none captures video here (in use, no permission, \
+                 or metadata nodes)",
+                nodes.join(", ")
+            );
+        }
+        println!("`livestream serve` streams the test pattern when there is no camera");
+    }
+}
+
+fn print_camera(backend: &str, cam: &crate::sources::camera::CameraInfo, controls: bool) {
+    println!(
+        "{}: \"{}\" ({}), backend {backend}",
+        cam.node, cam.name, cam.detail
+    );
+    if let Some(best) = cam.modes.first() {
+        let fps = best
+            .fps
+            .first()
+            .map_or(String::new(), |f| format!(" --fps {}", fmt_fps(*f)));
         println!(
-            "no camera backend in this build: camera sources (v4l2, nokhwa) are not available yet; \
-             `livestream backends` lists what this build has"
+            "  select with: livestream serve --source {backend} --set 'sources.{backend}.device={}' \
+             --format {} --width {} --height {}{fps}",
+            cam.stable_id,
+            best.format,
+            best.width,
+            best.height
+        );
+        println!(
+            "  or in livestream.toml:  [serve] source = \"{backend}\"   [sources.{backend}] device = \"{}\"",
+            cam.stable_id
         );
     }
-    if nodes.is_empty() {
-        println!("no video devices found (/dev/video*)");
+    let mut formats: Vec<crate::frame::PixelFormat> = Vec::new();
+    for m in &cam.modes {
+        if !formats.contains(&m.format) {
+            formats.push(m.format);
+        }
+    }
+    for format in formats {
+        let sizes: Vec<String> = cam
+            .modes
+            .iter()
+            .filter(|m| m.format == format)
+            .map(|m| {
+                let rates: Vec<String> = m.fps.iter().map(|f| fmt_fps(*f)).collect();
+                if rates.is_empty() {
+                    format!("{}x{}", m.width, m.height)
+                } else {
+                    format!("{}x{} @ {}", m.width, m.height, rates.join("/"))
+                }
+            })
+            .collect();
+        println!("  {:<7} {}", format.name(), sizes.join(", "));
+    }
+    if !cam.other_formats.is_empty() {
+        println!(
+            "  also offered, not taken by livestream: {}",
+            cam.other_formats.join(" ")
+        );
+    }
+    if controls {
+        println!("  controls ([sources.{backend}.controls] NAME = VALUE):");
+        for c in &cam.controls {
+            let mut line = format!("    {:<34} {:<6} {}..{}", c.key, c.kind, c.min, c.max);
+            if c.step > 1 {
+                line += &format!(" step {}", c.step);
+            }
+            line += &format!(" default {}", c.default);
+            if let Some(v) = c.current {
+                line += &format!(" now {v}");
+            }
+            if c.read_only {
+                line += " (read-only)";
+            }
+            if c.inactive {
+                line += " (inactive)";
+            }
+            println!("{line}");
+            if !c.menu.is_empty() {
+                let entries: Vec<String> = c.menu.iter().map(|(i, n)| format!("{i}={n}")).collect();
+                println!("      {}", entries.join(", "));
+            }
+        }
+    }
+}
+
+fn fmt_fps(f: f64) -> String {
+    if (f - f.round()).abs() < 0.005 {
+        format!("{}", f.round())
     } else {
-        println!("video devices: {}", nodes.join(", "));
+        format!("{f:.2}")
     }
 }

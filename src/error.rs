@@ -40,6 +40,10 @@ pub enum SourceError {
     /// A finite source (a recording) has no more frames.
     #[error("end of stream")]
     EndOfStream,
+    /// No frame came within this time, which is not (yet) a failure: the caller
+    /// checks whether it should stop and asks again.
+    #[error("no frame within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -386,7 +386,7 @@ pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), Serve
     }
     for backend in inventory::iter::<crate::sources::SourceBackend>
         .into_iter()
-        .filter(|b| b.camera)
+        .filter(|b| b.devices.is_some())
     {
         if (backend.probe)() != Availability::Available {
             continue;
@@ -714,6 +714,10 @@ fn capture_loop(
                 Err(SourceError::EndOfStream) => {
                     hub.finish("the source has ended", true);
                     break Ok(());
+                }
+                Err(SourceError::Timeout(_)) => {
+                    pool.give(packet);
+                    continue;
                 }
                 Err(e) => {
                     pool.give(packet);

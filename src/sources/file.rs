@@ -19,7 +19,7 @@ inventory::submit! {
         name: "file",
         summary: "replays a recording made by the file sink",
         probe: always,
-        camera: false,
+        devices: None,
         open,
     }
 }

@@ -8,9 +8,23 @@ use crate::error::{BackendError, SourceError};
 use crate::frame::{Frame, StreamInfo};
 use crate::registry::Availability;
 
+pub mod camera;
 pub mod file;
 pub mod synthetic_camera;
 pub mod test_pattern;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
+
+// Camera backends a build can leave out say how to get them back.
+#[cfg(not(feature = "v4l2"))]
+inventory::submit! {
+    crate::registry::CompiledOut {
+        kind: crate::registry::Kind::Source,
+        name: "v4l2",
+        feature: "v4l2",
+        package: "libclang-dev",
+    }
+}
 
 /// Produces frames, one at a time, into a buffer the caller owns.
 ///
@@ -37,11 +51,16 @@ pub struct SourceBackend {
     pub name: &'static str,
     pub summary: &'static str,
     pub probe: fn() -> Availability,
-    /// A real camera: tried, in registration order, by `source = "auto"`.
-    pub camera: bool,
     /// Opens the source for the `[capture]` request and its own `[sources.NAME]` table.
     pub open: OpenSource,
+    /// Cameras only: lists the devices this backend can open (with their controls
+    /// when asked), for `livestream devices`. Camera backends are tried, in
+    /// registration order, by `source = "auto"`.
+    pub devices: Option<ListDevices>,
 }
+
+/// Lists a camera backend's devices; `true` asks for their controls too.
+pub type ListDevices = fn(bool) -> Vec<camera::CameraInfo>;
 
 /// Opens a source for the `[capture]` request and its `[sources.NAME]` table.
 pub type OpenSource =

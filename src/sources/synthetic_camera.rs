@@ -19,7 +19,7 @@ inventory::submit! {
         name: "synthetic-camera",
         summary: "pans across a photo with sensor noise and flicker",
         probe: always,
-        camera: false,
+        devices: None,
         open,
     }
 }

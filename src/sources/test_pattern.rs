@@ -21,7 +21,7 @@ inventory::submit! {
         name: "test-pattern",
         summary: "moving colour bars stamped with frame number and capture time",
         probe: always,
-        camera: false,
+        devices: None,
         open,
     }
 }

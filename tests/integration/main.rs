@@ -6,4 +6,6 @@ mod http;
 mod robustness;
 mod stream;
 mod util;
+#[cfg(feature = "v4l2")]
+mod vivid;
 mod window;
