@@ -333,7 +333,7 @@ fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> R
 }
 
 fn devices(args: &DevicesArgs) {
-    let backends: Vec<_> = inventory::iter::<crate::sources::SourceBackend>
+    let backends: Vec<_> = crate::sources::cameras()
         .into_iter()
         .filter_map(|b| Some((b.name, b.devices?)))
         .collect();
@@ -383,22 +383,31 @@ fn print_camera(backend: &str, cam: &crate::sources::camera::CameraInfo, control
         "{}: \"{}\" ({}), backend {backend}",
         cam.node, cam.name, cam.detail
     );
-    if let Some(best) = cam.modes.first() {
+    // Suggest the largest mode of the preferred format that keeps 25 fps or more.
+    let smooth = cam
+        .modes
+        .iter()
+        .filter(|m| cam.modes.first().is_some_and(|f| f.format == m.format))
+        .filter(|m| m.fps.first().is_some_and(|&f| f >= 24.9))
+        .max_by_key(|m| m.width as u64 * m.height as u64);
+    if let Some(best) = smooth.or(cam.modes.first()) {
         let fps = best
             .fps
             .first()
             .map_or(String::new(), |f| format!(" --fps {}", fmt_fps(*f)));
         println!(
-            "  select with: livestream serve --source {backend} --set 'sources.{backend}.device={}' \
+            "  select with: livestream serve --source {backend} --set 'sources.{backend}.{}={}' \
              --format {} --width {} --height {}{fps}",
-            cam.stable_id,
-            best.format,
-            best.width,
-            best.height
+            cam.option, cam.stable_id, best.format, best.width, best.height
         );
+        let value = if cam.stable_id.parse::<u32>().is_ok() {
+            cam.stable_id.clone()
+        } else {
+            format!("{:?}", cam.stable_id)
+        };
         println!(
-            "  or in livestream.toml:  [serve] source = \"{backend}\"   [sources.{backend}] device = \"{}\"",
-            cam.stable_id
+            "  or in livestream.toml:  [serve] source = \"{backend}\"   [sources.{backend}] {} = {value}",
+            cam.option
         );
     }
     let mut formats: Vec<crate::frame::PixelFormat> = Vec::new();

@@ -384,10 +384,7 @@ pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), Serve
         let source = (backend.open)(&cfg.capture, &cfg.backend(Kind::Source, name))?;
         return Ok((source, name.to_string()));
     }
-    for backend in inventory::iter::<crate::sources::SourceBackend>
-        .into_iter()
-        .filter(|b| b.devices.is_some())
-    {
+    for backend in crate::sources::cameras() {
         if (backend.probe)() != Availability::Available {
             continue;
         }

@@ -24,8 +24,10 @@ pub struct CameraInfo {
     pub backend: &'static str,
     /// The device node or index it was found at (`/dev/video0`).
     pub node: String,
-    /// What to write as the backend's `device` option to open this camera again,
-    /// even after it is unplugged and comes back under another node.
+    /// The backend option that selects a camera (`device`, `index`) ...
+    pub option: &'static str,
+    /// ... and its value for this one: it opens this camera again even after it
+    /// is unplugged and comes back under another node, where the backend can.
     pub stable_id: String,
     /// Human name (the driver's card name).
     pub name: String,

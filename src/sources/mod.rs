@@ -10,12 +10,23 @@ use crate::registry::Availability;
 
 pub mod camera;
 pub mod file;
+#[cfg(feature = "nokhwa")]
+pub mod nokhwa;
 pub mod synthetic_camera;
 pub mod test_pattern;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;
 
 // Camera backends a build can leave out say how to get them back.
+#[cfg(not(feature = "nokhwa"))]
+inventory::submit! {
+    crate::registry::CompiledOut {
+        kind: crate::registry::Kind::Source,
+        name: "nokhwa",
+        feature: "nokhwa",
+        package: "libclang-dev",
+    }
+}
 #[cfg(not(feature = "v4l2"))]
 inventory::submit! {
     crate::registry::CompiledOut {
@@ -58,6 +69,21 @@ pub struct SourceBackend {
     /// registration order, by `source = "auto"`.
     pub devices: Option<ListDevices>,
 }
+
+/// Camera backends, in the order `source = "auto"` tries them: the ones named in
+/// [`CAMERA_ORDER`] first, then any other by name.
+pub fn cameras() -> Vec<&'static SourceBackend> {
+    let mut all: Vec<_> = inventory::iter::<SourceBackend>
+        .into_iter()
+        .filter(|b| b.devices.is_some())
+        .collect();
+    let rank = |b: &SourceBackend| CAMERA_ORDER.iter().position(|&n| n == b.name);
+    all.sort_by_key(|b| (rank(b).unwrap_or(usize::MAX), b.name));
+    all
+}
+
+/// The direct V4L2 backend before nokhwa (which wraps V4L2 on Linux).
+pub const CAMERA_ORDER: [&str; 2] = ["v4l2", "nokhwa"];
 
 /// Lists a camera backend's devices; `true` asks for their controls too.
 pub type ListDevices = fn(bool) -> Vec<camera::CameraInfo>;

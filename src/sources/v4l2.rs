@@ -714,6 +714,7 @@ impl Node {
         CameraInfo {
             backend: "v4l2",
             node: self.path.display().to_string(),
+            option: "device",
             stable_id: stable_id(self),
             name: self.card.clone(),
             detail: format!("driver {}, bus {}", self.driver, self.bus),

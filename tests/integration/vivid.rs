@@ -288,12 +288,45 @@ fn v4l2_source_streams_from_the_vivid_driver() {
         watch(&vm, format, width, height, 6);
         assert_eq!(vm.stop(), "0", "{}", vm.log(&log));
         assert!(
-            vm.log(&log)
-                .contains(&format!("v4l2: /dev/video0 \"vivid\"")),
+            vm.log(&log).contains("v4l2: /dev/video0 \"vivid\""),
             "{}",
             vm.log(&log)
         );
     }
+
+    // The settings `devices` prints select the camera.
+    let select = devices
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("select with: livestream serve "))
+        .expect("a `select with` line");
+    assert!(
+        select.contains("--format yuyv --width 640 --height 480 --fps 25"),
+        "{select}"
+    );
+    let log = vm
+        .serve(
+            &format!("{} --codec lz4", select.replace('\'', "")),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    watch(&vm, PixelFormat::Yuyv, 640, 480, 3);
+    vm.stop();
+    assert!(
+        vm.log(&log)
+            .contains("streaming v4l2, 640x480 yuyv at 25 fps"),
+        "{}",
+        vm.log(&log)
+    );
+
+    // The second camera backend, nokhwa, on the same driver.
+    let log = vm
+        .serve(
+            "--source nokhwa --codec lz4 --format yuyv --width 640 --height 480 --fps 25",
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("serve --source nokhwa failed:\n{e}"));
+    watch(&vm, PixelFormat::Yuyv, 640, 480, 4);
+    assert_eq!(vm.stop(), "0", "{}", vm.log(&log));
 
     // source = "auto" finds the camera.
     let log = vm.serve("--codec lz4", Duration::from_secs(120)).unwrap();

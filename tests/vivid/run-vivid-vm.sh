@@ -4,7 +4,7 @@
 #
 # livestream's copy of the recipe in ../shared/tools/vivid-vm (the demo program
 # left out); tests/integration/vivid.rs drives it. Facts about the VM (speeds,
-# vivid's modes) are in that recipe's README and in docs/testing.md.
+# vivid's modes) are in that recipe's README.
 #
 # Usage:
 #   run-vivid-vm.sh [OPTIONS] PROGRAM [ARGS...]    # copy host PROGRAM (+ its shared libs)
