@@ -1214,6 +1214,68 @@ mod tests {
         assert_eq!(z.nearest(33, 31), Some((33, 31)));
     }
 
+    fn options(text: &str) -> Result<Request, String> {
+        let cfg = crate::config::Config::parse(
+            crate::config::ConfigText {
+                origin: "cam.toml".into(),
+                text: text.into(),
+            },
+            &Default::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        request(
+            &cfg.capture,
+            &cfg.backend(crate::registry::Kind::Source, "v4l2"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn options_are_checked_and_errors_point_at_the_value() {
+        let ok = options(
+            "[sources.v4l2]\ndevice = \"name:vivid\"\nformat = \"nv12\"\nbuffers = 6\n\
+             [sources.v4l2.controls]\nbrightness = 140\nexposure_auto = false\n\
+             power_line_frequency = \"50 Hz\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.device.as_deref(), Some("name:vivid"));
+        assert_eq!(ok.format, Some(PixelFormat::Nv12));
+        assert_eq!(ok.buffers, 6);
+        assert_eq!(
+            ok.controls,
+            vec![
+                ("brightness".into(), ControlValue::Int(140)),
+                ("exposure_auto".into(), ControlValue::Bool(false)),
+                (
+                    "power_line_frequency".into(),
+                    ControlValue::Label("50 Hz".into())
+                ),
+            ]
+        );
+        let auto = options("[sources.v4l2]\nformat = \"auto\"\n").unwrap();
+        assert_eq!((auto.format, auto.buffers), (None, DEFAULT_BUFFERS));
+
+        let bad = options("[sources.v4l2]\nbuffers = 99\n").unwrap_err();
+        assert!(
+            bad.contains("cam.toml:2:11") && bad.contains("buffers must be 2 to 32"),
+            "{bad}"
+        );
+        let bad = options("[sources.v4l2]\nformat = \"mjpeg\"\n").unwrap_err();
+        assert!(
+            bad.contains("cam.toml:2:10") && bad.contains("expected one of: auto, rgb24"),
+            "{bad}"
+        );
+        let bad = options("[sources.v4l2]\ntimeout = 0.0\n").unwrap_err();
+        assert!(bad.contains("cam.toml:2:11"), "{bad}");
+        let bad = options("[sources.v4l2]\ndevic = \"/dev/video0\"\n").unwrap_err();
+        assert!(
+            bad.contains("cam.toml:2:1") && bad.contains("unknown field `devic`"),
+            "{bad}"
+        );
+        let bad = options("[sources.v4l2.controls]\nbrightness = [1]\n").unwrap_err();
+        assert!(bad.contains("cam.toml:2:14"), "{bad}");
+    }
+
     #[test]
     fn plain_nodes_are_told_from_stable_names() {
         assert!(is_plain_node("/dev/video0"));
