@@ -76,6 +76,13 @@ struct ServeArgs {
     /// End the stream after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+    /// Also show the stream in a window on this machine (closing it leaves the
+    /// server running).
+    #[arg(long)]
+    preview: bool,
+    /// Also record into DIR (.mjpeg for JPEG streams, else .y4m; see [sinks.record]).
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +174,17 @@ fn seconds(flag: &str, v: Option<f64>) -> Result<Option<Duration>, ConfigError> 
 fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(a) => {
+            let mut local_sinks = Vec::new();
+            let mut sets = cli.sets.clone();
+            if a.preview {
+                local_sinks.push("window".to_string());
+            }
+            if let Some(dir) = &a.record {
+                local_sinks.push("record".to_string());
+                // As a TOML string, whatever the path holds.
+                let dir = toml::Value::String(dir.display().to_string());
+                sets.push(format!("sinks.record.dir={dir}"));
+            }
             let overrides = Overrides {
                 source: a.source,
                 codec: a.codec,
@@ -175,9 +193,10 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
                 height: a.height,
                 fps: a.fps,
                 format: a.format,
+                local_sinks,
                 ..Default::default()
             };
-            let cfg = load(cli.config.as_deref(), &cli.sets, &overrides)?;
+            let cfg = load(cli.config.as_deref(), &sets, &overrides)?;
             let limits = ServeLimits {
                 frames: a.frames,
                 duration: seconds("--duration", a.duration)?,
@@ -224,7 +243,12 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
 }
 
 fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Failure> {
-    let server = RunningServer::start(cfg, limits).map_err(|e| Failure::Run(e.to_string()))?;
+    let server = RunningServer::start(cfg, limits).map_err(|e| match e {
+        crate::server::ServeError::Backend(crate::error::BackendError::Config(c)) => {
+            Failure::Config(c)
+        }
+        e => Failure::Run(e.to_string()),
+    })?;
     let info = server.stream_info();
     let addr = server.local_addr();
     let fps = if info.fps > 0.0 {

@@ -340,6 +340,30 @@ pub fn metrics(s: &ServerStats) -> String {
             format!("{{protocol=\"http\"}} {}", count(Protocol::Http)),
         ],
     );
+    let per_local = |f: &dyn Fn(&crate::local_sinks::LocalSinkStats) -> String| -> Vec<String> {
+        s.local_sinks
+            .iter()
+            .map(|l| format!("{{sink=\"{}\"}} {}", l.name, f(l)))
+            .collect()
+    };
+    metric(
+        "local_sink_frames_total",
+        "counter",
+        "Frames each sink on the server (preview, recording) took.",
+        per_local(&|l| l.presented.to_string()),
+    );
+    metric(
+        "local_sink_frames_dropped_total",
+        "counter",
+        "Frames each sink on the server missed because it was still busy with an older one.",
+        per_local(&|l| l.dropped.to_string()),
+    );
+    metric(
+        "local_sink_running",
+        "gauge",
+        "1 while a sink on the server runs; 0 once it closed or failed.",
+        per_local(&|l| u8::from(l.running).to_string()),
+    );
     let per_viewer = |f: &dyn Fn(&server::ViewerStats) -> String| -> Vec<String> {
         s.viewers
             .iter()

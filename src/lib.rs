@@ -17,6 +17,7 @@ pub mod error;
 pub mod frame;
 pub mod http;
 pub mod jpeg;
+pub mod local_sinks;
 pub mod protocol;
 pub mod recording;
 pub mod registry;

@@ -54,6 +54,8 @@ pub enum ServeError {
     Thread(#[source] std::io::Error),
     #[error("source failed: {0}")]
     Source(#[source] SourceError),
+    #[error("local sink {name}: {why}")]
+    LocalSink { name: String, why: String },
 }
 
 /// One encoded frame, shared by every viewer that sends it. Recycled through a
@@ -94,6 +96,8 @@ pub enum Protocol {
     Http,
     /// The server's own JPEG transcoder (not a viewer; not in the stats).
     Internal,
+    /// A sink on the server itself (in the stats as a local sink).
+    Local,
 }
 
 pub(crate) struct Viewer {
@@ -189,6 +193,8 @@ pub struct ServerStats {
     pub encoder_dropped: u64,
     pub uptime_seconds: f64,
     pub viewers: Vec<ViewerStats>,
+    /// Sinks on the server itself (preview, recording).
+    pub local_sinks: Vec<crate::local_sinks::LocalSinkStats>,
 }
 
 /// A set of viewers fed the same packets.
@@ -270,6 +276,8 @@ pub(crate) struct Hub {
     capture_fps: AtomicU64,
     /// Set when the stream is over: the end message, and whether it is final.
     end: Mutex<Option<(String, bool)>>,
+    /// Sinks on the server itself.
+    pub(crate) locals: Mutex<Vec<Arc<crate::local_sinks::LocalSink>>>,
 }
 
 impl Hub {
@@ -341,7 +349,7 @@ impl Hub {
             let list = feed.lock();
             viewers.extend(
                 list.iter()
-                    .filter(|v| v.protocol != Protocol::Internal)
+                    .filter(|v| !matches!(v.protocol, Protocol::Internal | Protocol::Local))
                     .map(|v| v.stats()),
             );
         }
@@ -360,6 +368,13 @@ impl Hub {
                 + self.main.late.load(Ordering::Relaxed),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             viewers,
+            local_sinks: self
+                .locals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|l| l.stats())
+                .collect(),
         }
     }
 }
@@ -371,6 +386,8 @@ pub struct RunningServer {
     stop: Arc<AtomicBool>,
     capture: Option<JoinHandle<Result<(), SourceError>>>,
     transcoder: Option<JoinHandle<()>>,
+    /// `sink-NAME` threads.
+    locals: Vec<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -467,10 +484,26 @@ impl RunningServer {
             encoder_dropped: AtomicU64::new(0),
             capture_fps: AtomicU64::new(0),
             end: Mutex::new(None),
+            locals: Mutex::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let spawn = |name: &str| std::thread::Builder::new().name(name.into());
 
+        // Local sinks first, so a recording holds every frame from the first.
+        let mut locals = Vec::new();
+        for name in &cfg.serve.sinks {
+            match crate::local_sinks::start(name, cfg, &hub, &stop) {
+                Ok(t) => locals.push(t),
+                Err(e) => {
+                    stop.store(true, Ordering::SeqCst);
+                    hub.finish("the server could not start", true);
+                    for t in locals {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let capture = {
             let (hub, stop) = (hub.clone(), stop.clone());
             spawn("capture")
@@ -483,8 +516,10 @@ impl RunningServer {
             stop: stop.clone(),
             capture: Some(capture),
             transcoder: None,
+            locals,
             accept: None,
         };
+
         if let Some(codec) = transcoder {
             let (hub, stop) = (hub.clone(), stop.clone());
             server.transcoder = Some(
@@ -557,6 +592,9 @@ impl RunningServer {
         let captured = self.capture.take().map(|c| c.join());
         self.hub.finish("the server is shutting down", false);
         if let Some(t) = self.transcoder.take() {
+            let _ = t.join();
+        }
+        for t in self.locals.drain(..) {
             let _ = t.join();
         }
         let connections = self

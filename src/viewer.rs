@@ -266,8 +266,18 @@ fn session(
     let max_payload = codec
         .max_payload(&hello.frame)
         .min(opts.limits.max_frame_bytes);
+    // A sink that stores JPEG (a recording) gets the payload as it came.
+    let keep_jpeg = sink.takes_jpeg() && codec.payload_is_jpeg(&hello.frame);
     let info = StreamInfo {
-        frame: codec.decoded_info(&hello.frame),
+        frame: if keep_jpeg {
+            crate::frame::FrameInfo {
+                format: crate::frame::PixelFormat::Jpeg,
+                stride: 0,
+                ..hello.frame
+            }
+        } else {
+            codec.decoded_info(&hello.frame)
+        },
         fps: hello.fps,
     };
     report.stream = Some(info);
@@ -349,7 +359,20 @@ fn session(
         frame.info = hello.frame;
         frame.seq = rx.header.seq;
         frame.capture_us = rx.header.capture_us;
-        let decoded = codec.decode(&mut rx.payload, &mut frame);
+        let decoded = if keep_jpeg {
+            if rx.payload.starts_with(&[0xFF, 0xD8]) {
+                frame.info = info.frame;
+                std::mem::swap(&mut frame.data, &mut rx.payload);
+                Ok(())
+            } else {
+                Err(crate::error::CodecError::Corrupt {
+                    codec: "jpeg",
+                    why: "the payload does not start with a JPEG marker".into(),
+                })
+            }
+        } else {
+            codec.decode(&mut rx.payload, &mut frame)
+        };
         shared
             .free
             .lock()

@@ -11,6 +11,7 @@ pub mod minifb;
 pub mod null;
 #[cfg(any(feature = "minifb", feature = "sdl2"))]
 mod overlay;
+pub mod record;
 #[cfg(feature = "sdl2")]
 pub mod sdl2;
 
@@ -78,6 +79,12 @@ pub trait FrameSink {
     /// Shows or stores one frame. Must not keep a reference to it. `live` is for
     /// sinks that show figures (a window's overlay).
     fn present(&mut self, frame: &Frame, live: &Live) -> Result<Flow, SinkError>;
+
+    /// True for a sink that would rather have the stream's JPEG, as received, than
+    /// decoded pixels (a recording): it gets JPEG frames when the stream is JPEG.
+    fn takes_jpeg(&self) -> bool {
+        false
+    }
 
     /// No frame came for a while (about 0.1 s): a window handles its events here.
     fn idle(&mut self) -> Result<Flow, SinkError> {

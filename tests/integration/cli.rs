@@ -26,7 +26,8 @@ fn config_errors_point_at_the_line_and_list_what_is_expected() {
             &[
                 "3 | source = \"webcam\"",
                 "  |          ^^^^^^^^",
-                "expected one of: file, synthetic-camera, test-pattern",
+                "expected one of: file, ",
+                "synthetic-camera, test-pattern",
             ],
         ),
         (
@@ -65,9 +66,9 @@ fn config_errors_point_at_the_line_and_list_what_is_expected() {
     assert!(
         err.contains("--sink: unknown sink `screen`")
             && err.contains(if cfg!(feature = "sdl2") {
-                "expected one of: file, minifb, null, sdl2, window"
+                "expected one of: file, minifb, null, record, sdl2, window"
             } else {
-                "expected one of: file, minifb, null, window"
+                "expected one of: file, minifb, null, record, window"
             }),
         "{err}"
     );

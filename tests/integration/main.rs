@@ -3,6 +3,7 @@
 
 mod cli;
 mod http;
+mod record;
 mod robustness;
 mod stream;
 mod util;

@@ -339,7 +339,26 @@ fn viewer_rejects_a_hostile_server() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let mut view = Proc::spawn("view", &["view", &addr, "--no-reconnect", "-q"]);
-        let (mut s, _) = listener.accept().unwrap();
+        // Never a bare accept: a viewer that fails before connecting must not hang
+        // the test.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline && view.is_running(),
+                        "{what}: the viewer did not connect:\n{}",
+                        view.stderr()
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut hello = [0u8; protocol::CLIENT_HELLO_LEN];
         s.read_exact(&mut hello).unwrap();
         behave(&mut s);

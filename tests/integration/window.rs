@@ -438,3 +438,80 @@ fn closing_the_window_ends_the_viewer() {
     }
     server.terminate();
 }
+
+/// `serve --preview`: a live window on the server; closing it leaves the server
+/// streaming to its viewers.
+#[test]
+fn serve_preview_shows_the_live_picture() {
+    let x = Xvfb::start(true);
+    let mut server = Proc::spawn_env(
+        "serve --preview",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--fps",
+            "30",
+            "--preview",
+        ],
+        &[("DISPLAY", &x.display)],
+    );
+    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
+        out.contains("listening on ")
+    });
+    let addr = server
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+        .unwrap();
+    let id = x.window(&server);
+    let geo = x.geometry(&id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let shot = x.screenshot("preview-first");
+        let row = geo.1 + geo.3 / 2;
+        let bars: std::collections::BTreeSet<usize> = (geo.0..geo.0 + geo.2)
+            .step_by(8)
+            .filter_map(|px| is_bar(pixel(&shot, px, row)))
+            .collect();
+        if bars.len() >= 6 {
+            break shot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no colour bars in the preview (saw {bars:?}):\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(1)); // "two screenshots a second apart"
+    assert_ne!(
+        first,
+        x.screenshot("preview-second"),
+        "the preview is not live"
+    );
+
+    // Closing the preview ends the preview only.
+    x.xdotool(&["windowactivate", "--sync", &id]);
+    x.xdotool(&["key", "--clearmodifiers", "alt+F4"]);
+    server.wait_stderr(
+        "local sink window closed; the server goes on",
+        1,
+        Duration::from_secs(10),
+    );
+    let dir = crate::util::temp_dir();
+    let rec = dir.path().join("after.lsr");
+    crate::util::record(&addr, &rec, 30).expect_success(Duration::from_secs(20));
+    crate::util::assert_no_gaps(&rec, 30);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&crate::http::get(&addr, "/stats").body).unwrap();
+    let local = &stats["local_sinks"][0];
+    assert_eq!(local["name"], "window", "{stats}");
+    assert_eq!(local["running"], false, "{stats}");
+    assert!(local["presented"].as_u64().unwrap() > 10, "{stats}");
+    server.terminate();
+}

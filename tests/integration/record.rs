@@ -1,0 +1,369 @@
+//! Sinks on the server: `serve --record DIR` while viewers watch. The recordings
+//! are checked with ffmpeg (they must play) and, for raw streams, frame by frame
+//! through the test pattern's stamps.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use livestream::frame::{Frame, FrameInfo, PixelFormat};
+use livestream::sources::test_pattern::read_stamp;
+
+use crate::http::get;
+use crate::stream::which;
+use crate::util::{assert_no_gaps, record, serve, temp_dir};
+
+/// The recordings in `dir`, oldest name first.
+fn recordings(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "y4m" || e == "mjpeg"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Decodes a whole file with ffmpeg: the number of frames, and ffmpeg's
+/// complaints (empty when it played cleanly).
+fn ffmpeg_frames(path: &Path) -> (usize, String) {
+    let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(["-v", "error", "-nostdin"]);
+    if path.extension().is_some_and(|e| e == "mjpeg") {
+        cmd.args(["-f", "mjpeg"]);
+    }
+    let out = cmd
+        .arg("-i")
+        .arg(path)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The test-pattern frame numbers in a Y4M file, read from each frame's Y plane.
+fn y4m_stamps(path: &Path) -> Vec<u64> {
+    let data = std::fs::read(path).unwrap();
+    let header_end = data.iter().position(|&b| b == b'\n').unwrap();
+    let header = String::from_utf8_lossy(&data[..header_end]).into_owned();
+    let field = |p: char| -> usize {
+        header
+            .split(' ')
+            .find_map(|f| f.strip_prefix(p))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (w, h) = (field('W'), field('H'));
+    assert!(header.contains("C444"), "{header}");
+    let frame_len = w * h * 3;
+    let mut stamps = Vec::new();
+    let mut at = header_end + 1;
+    while at + 6 + frame_len <= data.len() {
+        assert_eq!(&data[at..at + 6], b"FRAME\n");
+        let luma = Frame {
+            info: FrameInfo {
+                format: PixelFormat::Grey,
+                width: w as u32,
+                height: h as u32,
+                stride: w as u32,
+            },
+            seq: 0,
+            capture_us: 0,
+            data: data[at + 6..at + 6 + w * h].to_vec(),
+        };
+        stamps.push(read_stamp(&luma).expect("a stamped test-pattern frame").seq);
+        at += 6 + frame_len;
+    }
+    stamps
+}
+
+fn local_sink(addr: &str) -> serde_json::Value {
+    let stats: serde_json::Value = serde_json::from_slice(&get(addr, "/stats").body).unwrap();
+    stats["local_sinks"][0].clone()
+}
+
+fn wait_presented(addr: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while local_sink(addr)["presented"].as_u64().unwrap_or(0) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the recording did not reach {n} frames: {}",
+            local_sink(addr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn recording_holds_every_frame_while_viewers_watch() {
+    let dir = temp_dir();
+    let rec = dir.path().join("rec");
+    let (mut server, addr) = serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "30",
+        "--frames",
+        "90",
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
+    let a = dir.path().join("a.lsr");
+    let b = dir.path().join("b.lsr");
+    let (mut va, mut vb) = (record(&addr, &a, 40), record(&addr, &b, 40));
+    va.expect_success(Duration::from_secs(20));
+    vb.expect_success(Duration::from_secs(20));
+    assert_no_gaps(&a, 40);
+    assert_no_gaps(&b, 40);
+    server.expect_success(Duration::from_secs(20));
+    let files = recordings(&rec);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let stamps = y4m_stamps(&files[0]);
+    assert_eq!(
+        stamps,
+        (0..90).collect::<Vec<u64>>(),
+        "every captured frame, in order"
+    );
+    let (frames, complaints) = ffmpeg_frames(&files[0]);
+    assert_eq!((frames, complaints.as_str()), (90, ""));
+}
+
+#[test]
+fn kill_9_leaves_a_recording_that_plays() {
+    for codec in ["jpeg", "lz4"] {
+        let dir = temp_dir();
+        let (mut server, addr) = serve(&[
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--fps",
+            "60",
+            "--codec",
+            codec,
+            "--record",
+            dir.path().to_str().unwrap(),
+        ]);
+        wait_presented(&addr, 40);
+        server.signal(libc::SIGKILL);
+        server.wait_exit(Duration::from_secs(5));
+        let files = recordings(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let ext = if codec == "jpeg" { "mjpeg" } else { "y4m" };
+        assert!(files[0].extension().is_some_and(|e| e == ext), "{files:?}");
+        let (frames, complaints) = ffmpeg_frames(&files[0]);
+        assert!(frames >= 40, "{codec}: {frames} frames");
+        assert_eq!(complaints, "", "{codec}: ffmpeg complained");
+    }
+}
+
+/// A tmpfs of 2 MiB mounted for the test: the recording fills it.
+struct TinyDisk(PathBuf);
+
+impl TinyDisk {
+    fn mount(at: &Path) -> TinyDisk {
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=2m",
+                "livestream-test",
+                at.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "mounting a tmpfs needs root (the README's test command runs as root)"
+        );
+        TinyDisk(at.to_path_buf())
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_recording_not_the_stream() {
+    let dir = temp_dir();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let _tmpfs = TinyDisk::mount(&disk);
+    // 320x240 4:4:4 Y4M frames are 230 KB: the disk is full after 9.
+    let (mut server, addr) = serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "30",
+        "--record",
+        disk.to_str().unwrap(),
+    ]);
+    server.wait_stderr(
+        "the disk is full: recording stopped after",
+        1,
+        Duration::from_secs(20),
+    );
+    let local = local_sink(&addr);
+    assert_eq!(local["running"], false, "{local}");
+    assert!(
+        local["failed"].as_str().unwrap().contains("No space left"),
+        "{local}"
+    );
+    // The stream goes on: a viewer gets 60 frames without a gap.
+    let out = dir.path().join("after.lsr");
+    record(&addr, &out, 60).expect_success(Duration::from_secs(20));
+    assert_no_gaps(&out, 60);
+    server.terminate();
+    // What was recorded plays, every frame of it whole.
+    let files = recordings(&disk);
+    assert_eq!(files.len(), 1);
+    let stamps = y4m_stamps(&files[0]);
+    assert!(stamps.len() >= 5, "{stamps:?}");
+    let (frames, complaints) = ffmpeg_frames(&files[0]);
+    assert_eq!((frames, complaints.as_str()), (stamps.len(), ""));
+    let said = server.stderr();
+    assert!(
+        said.contains(&format!("recording stopped after {} frames", stamps.len())),
+        "{said}"
+    );
+}
+
+#[test]
+fn segments_rotate_and_the_oldest_go_under_the_cap() {
+    let dir = temp_dir();
+    // Files that are not this sink's recordings are never touched.
+    std::fs::write(dir.path().join("keep.txt"), b"mine").unwrap();
+    std::fs::write(dir.path().join("holiday.mjpeg"), b"mine too").unwrap();
+    let cap = 400_000u64;
+    let (mut server, _addr) = serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "30",
+        "--codec",
+        "jpeg",
+        "--record",
+        dir.path().to_str().unwrap(),
+        "--set",
+        "sinks.record.segment-seconds=0.5",
+        "--set",
+        &format!("sinks.record.max-total-bytes={cap}"),
+    ]);
+    // Wait until segments have been deleted for the cap.
+    server.wait_stderr(
+        "record: deleted the oldest recording",
+        2,
+        Duration::from_secs(30),
+    );
+    server.terminate();
+    let ours: Vec<PathBuf> = recordings(dir.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("record-")
+        })
+        .collect();
+    let total: u64 = ours.iter().map(|p| p.metadata().unwrap().len()).sum();
+    assert!(ours.len() >= 2, "{ours:?}");
+    assert!(total <= cap, "{total} bytes in {ours:?}");
+    for p in &ours {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        // record-YYYYmmdd-HHMMSS[-N].mjpeg
+        let stem = name
+            .strip_prefix("record-")
+            .unwrap()
+            .strip_suffix(".mjpeg")
+            .unwrap();
+        assert!(stem.len() >= 15 && stem.as_bytes()[8] == b'-', "{name}");
+        let (frames, complaints) = ffmpeg_frames(p);
+        assert!(
+            frames >= 1 && complaints.is_empty(),
+            "{name}: {frames} frames, {complaints}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.path().join("keep.txt")).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read(dir.path().join("holiday.mjpeg")).unwrap(),
+        b"mine too"
+    );
+}
+
+#[test]
+fn record_options_are_checked() {
+    let dir = temp_dir();
+    let out = crate::util::Proc::spawn(
+        "serve",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--record",
+            dir.path().to_str().unwrap(),
+            "--set",
+            "sinks.record.segment-bytes=100",
+        ],
+    );
+    let mut out = out;
+    let status = out.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains("segment-bytes must be 0 (off) or at least 65536"),
+        "{}",
+        out.stderr()
+    );
+}
+
+/// `view --sink record` of a JPEG stream keeps the JPEGs as they came: no decode.
+#[test]
+fn a_viewer_records_jpeg_as_it_came() {
+    let dir = temp_dir();
+    let (mut server, addr) = serve(&[
+        "--width", "320", "--height", "240", "--fps", "30", "--codec", "jpeg",
+    ]);
+    let set = format!(
+        "sinks.record.dir={}",
+        toml::Value::String(dir.path().display().to_string())
+    );
+    let mut view = crate::util::Proc::spawn(
+        "view --sink record",
+        &[
+            "view", &addr, "--sink", "record", "--set", &set, "--frames", "30", "-q",
+        ],
+    );
+    view.expect_success(Duration::from_secs(20));
+    server.terminate();
+    let files = recordings(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].extension().is_some_and(|e| e == "mjpeg"),
+        "{files:?}"
+    );
+    let (frames, complaints) = ffmpeg_frames(&files[0]);
+    assert_eq!((frames, complaints.as_str()), (30, ""));
+}
