@@ -367,3 +367,50 @@ fn a_viewer_records_jpeg_as_it_came() {
     let (frames, complaints) = ffmpeg_frames(&files[0]);
     assert_eq!((frames, complaints.as_str()), (30, ""));
 }
+
+/// With a cap set, a full disk frees the oldest segment and recording goes on.
+#[test]
+fn a_full_disk_under_a_cap_frees_the_oldest_segment() {
+    let dir = temp_dir();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let _tmpfs = TinyDisk::mount(&disk);
+    let (mut server, addr) = serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "60",
+        "--codec",
+        "jpeg",
+        "--record",
+        disk.to_str().unwrap(),
+        "--set",
+        "sinks.record.segment-seconds=0.5",
+        // More than the disk holds: the disk fills before the cap is reached.
+        "--set",
+        "sinks.record.max-total-bytes=100000000",
+    ]);
+    server.wait_stderr(
+        "record: deleted the oldest recording",
+        2,
+        Duration::from_secs(30),
+    );
+    let local = local_sink(&addr);
+    assert_eq!(local["running"], true, "{local}");
+    assert!(
+        !server.stderr().contains("disk is full"),
+        "{}",
+        server.stderr()
+    );
+    server.terminate();
+    for p in recordings(&disk) {
+        let (frames, complaints) = ffmpeg_frames(&p);
+        assert!(
+            frames >= 1 && complaints.is_empty(),
+            "{}: {frames}, {complaints}",
+            p.display()
+        );
+    }
+}
