@@ -129,6 +129,7 @@ mod tests {
             quiet: true,
             reconnect: false,
             limits: cfg.view.limits,
+            latency_log: None,
         };
         let mut sink = NullSink::default();
         let report = viewer::run(

@@ -175,6 +175,7 @@ pub fn measure(
                     quiet: true,
                     reconnect: false,
                     limits: cfg.view.limits,
+                    latency_log: None,
                 };
                 viewer::run(&address, sink.as_mut(), &cfg, &opts, &stop).map_err(|e| e.to_string())
             })

@@ -111,6 +111,9 @@ struct ViewArgs {
     /// Give up when the connection fails instead of reconnecting.
     #[arg(long)]
     no_reconnect: bool,
+    /// Write every frame's latency, stage by stage, to this CSV file.
+    #[arg(long, value_name = "PATH")]
+    latency_log: Option<PathBuf>,
 }
 
 /// Runs the command line; returns the process exit status.
@@ -224,6 +227,7 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
                 quiet: a.quiet,
                 reconnect: cfg.view.reconnect && !a.no_reconnect,
                 limits: cfg.view.limits,
+                latency_log: a.latency_log,
             };
             view(&cfg, &address, &opts, stop)
         }

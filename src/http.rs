@@ -259,9 +259,17 @@ fn mjpeg(stream: &TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, hea
         return;
     }
     log::info!("HTTP viewer {peer} connected ({} watching)", hub.watchers());
-    let reason = server::send_loop(stream, &viewer, hub, stop, mjpeg_part, |w, _, _| {
-        let _ = w.write_all(format!("--{BOUNDARY}--\r\n").as_bytes());
-    });
+    let reason = server::send_loop(
+        stream,
+        &viewer,
+        hub,
+        stop,
+        mjpeg_part,
+        |_| Ok(()),
+        |w, _, _| {
+            let _ = w.write_all(format!("--{BOUNDARY}--\r\n").as_bytes());
+        },
+    );
     hub.leave(feed, &viewer);
     server::log_departure(&viewer, &reason);
 }
@@ -399,6 +407,25 @@ pub fn metrics(s: &ServerStats) -> String {
         "gauge",
         "Capture to sent for each viewer, smoothed.",
         per_viewer(&|v| format!("{:.6}", v.latency_ms / 1000.0)),
+    );
+    // What native viewers measured themselves, capture to presented.
+    let mut reported = Vec::new();
+    for v in &s.viewers {
+        if let Some(r) = v.reported_latency {
+            for (q, ms) in [("p50", r.p50_ms), ("p95", r.p95_ms)] {
+                reported.push(format!(
+                    "{{peer=\"{}\",stat=\"{q}\"}} {:.6}",
+                    v.peer,
+                    ms / 1000.0
+                ));
+            }
+        }
+    }
+    metric(
+        "viewer_reported_latency_seconds",
+        "gauge",
+        "Capture to presented as each native viewer measures it, over its last second.",
+        reported,
     );
     out
 }

@@ -28,9 +28,23 @@ pub const MAX_EXTENSIONS: usize = 4096;
 /// Longest payload of a packet type this version does not know (it is skipped).
 pub const MAX_UNKNOWN_PAYLOAD: usize = 64 << 10;
 
-/// Packet types.
+/// Packet types, server → viewer.
 pub const PACKET_FRAME: u8 = 1;
 pub const PACKET_END: u8 = 2;
+/// When the server encoded and started sending the frame that follows.
+pub const PACKET_TIMING: u8 = 3;
+/// The answer to a ping: when the server received it and when it sent this.
+pub const PACKET_PONG: u8 = 4;
+/// Packet types, viewer → server.
+pub const PACKET_PING: u8 = 16;
+/// The viewer's own latency figures, for the server's stats.
+pub const PACKET_REPORT: u8 = 17;
+/// Longest payload of a viewer → server packet (others are a protocol error).
+pub const MAX_UPSTREAM_PAYLOAD: usize = 64;
+/// Payload lengths of the fixed-size packets.
+pub const TIMING_LEN: usize = 8;
+pub const PONG_LEN: usize = 16;
+pub const REPORT_LEN: usize = 32;
 
 /// Frame packet flag: frames were dropped for this viewer just before this one.
 pub const FLAG_DROPPED_BEFORE: u8 = 1;
@@ -359,6 +373,167 @@ pub enum Packet {
     /// The stream is over: `final_` when the source ended, else the server is
     /// going away and may come back.
     End { message: String, final_: bool },
+    /// Server times of the frame that follows (server clock, µs).
+    Timing {
+        seq: u64,
+        encoded_us: u64,
+        sent_us: u64,
+    },
+    /// The answer to ping `id` sent at `t1` (viewer clock): received at `t2` and
+    /// answered at `t3` (server clock).
+    Pong { id: u64, t1: u64, t2: u64, t3: u64 },
+}
+
+/// What a viewer sends the server after the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// Ping `id`, sent at `t1` on the viewer's clock.
+    Ping {
+        id: u64,
+        t1: u64,
+    },
+    Report(Report),
+}
+
+/// A viewer's latency over its last few seconds, capture to presented, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub last_us: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    /// Frames presented in that time.
+    pub frames: u64,
+}
+
+impl Report {
+    pub fn encode(&self) -> [u8; REPORT_LEN] {
+        let mut b = [0u8; REPORT_LEN];
+        for (i, v) in [self.last_us, self.p50_us, self.p95_us, self.frames]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8; REPORT_LEN]) -> Report {
+        Report {
+            last_us: u64_at(b, 0),
+            p50_us: u64_at(b, 8),
+            p95_us: u64_at(b, 16),
+            frames: u64_at(b, 24),
+        }
+    }
+}
+
+/// Reads a fixed-size payload, checking the announced length first.
+fn fixed<const N: usize>(
+    r: &mut impl Read,
+    len: usize,
+    what: &'static str,
+) -> Result<[u8; N], ProtocolError> {
+    if len != N {
+        return Err(ProtocolError::Invalid {
+            what,
+            why: format!("payload of {len} bytes, expected {N}"),
+        });
+    }
+    let mut b = [0u8; N];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// Reads the next packet a viewer sent after the handshake (server side).
+/// Unknown types up to [`MAX_UPSTREAM_PAYLOAD`] bytes are skipped; anything
+/// longer is a protocol error.
+pub fn read_upstream(r: &mut impl Read) -> Result<Upstream, ProtocolError> {
+    loop {
+        let mut b = [0u8; PACKET_HEADER_LEN];
+        read_first(r, &mut b)?;
+        let h = PacketHeader::decode(&b);
+        let len = h.len as usize;
+        if len > MAX_UPSTREAM_PAYLOAD {
+            return Err(ProtocolError::TooLong {
+                what: "viewer packet",
+                len,
+                max: MAX_UPSTREAM_PAYLOAD,
+            });
+        }
+        match h.kind {
+            PACKET_PING => {
+                fixed::<0>(r, len, "ping")?;
+                return Ok(Upstream::Ping {
+                    id: h.seq,
+                    t1: h.capture_us,
+                });
+            }
+            PACKET_REPORT => {
+                let b = fixed::<REPORT_LEN>(r, len, "report")?;
+                return Ok(Upstream::Report(Report::decode(&b)));
+            }
+            _ => skip(r, len)?,
+        }
+    }
+}
+
+/// Writes a ping (viewer side).
+pub fn write_ping(w: &mut impl Write, id: u64, t1: u64) -> io::Result<()> {
+    let header = PacketHeader {
+        kind: PACKET_PING,
+        flags: 0,
+        len: 0,
+        seq: id,
+        capture_us: t1,
+    };
+    w.write_all(&header.encode())
+}
+
+/// Writes a latency report (viewer side).
+pub fn write_report(w: &mut impl Write, report: &Report) -> io::Result<()> {
+    let header = PacketHeader {
+        kind: PACKET_REPORT,
+        flags: 0,
+        len: REPORT_LEN as u32,
+        seq: 0,
+        capture_us: 0,
+    };
+    write_packet(w, &header, &report.encode())
+}
+
+/// The bytes of a pong (server side): header and payload.
+pub fn pong(id: u64, t1: u64, t2: u64, t3: u64) -> [u8; PACKET_HEADER_LEN + PONG_LEN] {
+    let mut b = [0u8; PACKET_HEADER_LEN + PONG_LEN];
+    b[..PACKET_HEADER_LEN].copy_from_slice(
+        &PacketHeader {
+            kind: PACKET_PONG,
+            flags: 0,
+            len: PONG_LEN as u32,
+            seq: id,
+            capture_us: t1,
+        }
+        .encode(),
+    );
+    b[24..32].copy_from_slice(&t2.to_le_bytes());
+    b[32..40].copy_from_slice(&t3.to_le_bytes());
+    b
+}
+
+/// The bytes of a timing packet (server side), sent just before frame `seq`.
+pub fn timing(seq: u64, encoded_us: u64, sent_us: u64) -> [u8; PACKET_HEADER_LEN + TIMING_LEN] {
+    let mut b = [0u8; PACKET_HEADER_LEN + TIMING_LEN];
+    b[..PACKET_HEADER_LEN].copy_from_slice(
+        &PacketHeader {
+            kind: PACKET_TIMING,
+            flags: 0,
+            len: TIMING_LEN as u32,
+            seq,
+            capture_us: encoded_us,
+        }
+        .encode(),
+    );
+    b[24..32].copy_from_slice(&sent_us.to_le_bytes());
+    b
 }
 
 /// Reads the next packet the viewer understands, skipping (bounded) packets of
@@ -400,6 +575,23 @@ pub fn read_packet(
                 return Ok(Packet::End {
                     message: String::from_utf8_lossy(&text[..len]).into_owned(),
                     final_: h.flags & FLAG_FINAL != 0,
+                });
+            }
+            PACKET_TIMING => {
+                let b = fixed::<TIMING_LEN>(r, len, "timing packet")?;
+                return Ok(Packet::Timing {
+                    seq: h.seq,
+                    encoded_us: h.capture_us,
+                    sent_us: u64_at(&b, 0),
+                });
+            }
+            PACKET_PONG => {
+                let b = fixed::<PONG_LEN>(r, len, "pong")?;
+                return Ok(Packet::Pong {
+                    id: h.seq,
+                    t1: h.capture_us,
+                    t2: u64_at(&b, 0),
+                    t3: u64_at(&b, 8),
                 });
             }
             _ => {
@@ -531,6 +723,108 @@ mod tests {
         assert_eq!(&b[12..16], &640u32.to_le_bytes());
         assert_eq!(&b[24..28], &29970u32.to_le_bytes());
         assert_eq!(&b[48..51], b"lz4");
+
+        // Clock sync and timing packets.
+        let t = timing(5, 0x10, 0x20);
+        assert_eq!(&t[..8], &[3, 0, 0, 0, 8, 0, 0, 0]);
+        assert_eq!(&t[8..16], &5u64.to_le_bytes());
+        assert_eq!(&t[16..24], &0x10u64.to_le_bytes());
+        assert_eq!(&t[24..32], &0x20u64.to_le_bytes());
+        let p = pong(7, 1, 2, 3);
+        assert_eq!(&p[..8], &[4, 0, 0, 0, 16, 0, 0, 0]);
+        assert_eq!(
+            &p[24..40],
+            &[2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let mut b = Vec::new();
+        write_ping(&mut b, 9, 0x55).unwrap();
+        assert_eq!(&b[..8], &[16, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[8..24],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 0x55, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn clock_packets_round_trip_and_are_checked() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&timing(5, 10, 20));
+        b.extend_from_slice(&pong(7, 1, 2, 3));
+        let mut payload = Vec::new();
+        let mut r = &b[..];
+        assert_eq!(
+            read_packet(&mut r, 100, &mut payload).unwrap(),
+            Packet::Timing {
+                seq: 5,
+                encoded_us: 10,
+                sent_us: 20
+            }
+        );
+        assert_eq!(
+            read_packet(&mut r, 100, &mut payload).unwrap(),
+            Packet::Pong {
+                id: 7,
+                t1: 1,
+                t2: 2,
+                t3: 3
+            }
+        );
+        // A timing packet of the wrong size is an error, not a misread.
+        let mut bad = timing(5, 10, 20).to_vec();
+        bad[4] = 9;
+        bad.push(0);
+        assert!(read_packet(&mut &bad[..], 100, &mut payload).is_err());
+
+        let report = Report {
+            last_us: 1,
+            p50_us: 2,
+            p95_us: 3,
+            frames: 4,
+        };
+        let mut up = Vec::new();
+        write_ping(&mut up, 3, 99).unwrap();
+        write_report(&mut up, &report).unwrap();
+        // An unknown small packet is skipped; a long one is refused.
+        write_packet(
+            &mut up,
+            &PacketHeader {
+                kind: 99,
+                flags: 0,
+                len: 8,
+                seq: 0,
+                capture_us: 0,
+            },
+            &[0; 8],
+        )
+        .unwrap();
+        write_ping(&mut up, 4, 100).unwrap();
+        let mut r = &up[..];
+        assert_eq!(
+            read_upstream(&mut r).unwrap(),
+            Upstream::Ping { id: 3, t1: 99 }
+        );
+        assert_eq!(read_upstream(&mut r).unwrap(), Upstream::Report(report));
+        assert_eq!(
+            read_upstream(&mut r).unwrap(),
+            Upstream::Ping { id: 4, t1: 100 }
+        );
+        let mut long = Vec::new();
+        write_packet(
+            &mut long,
+            &PacketHeader {
+                kind: 99,
+                flags: 0,
+                len: 1000,
+                seq: 0,
+                capture_us: 0,
+            },
+            &[0; 1000],
+        )
+        .unwrap();
+        assert!(matches!(
+            read_upstream(&mut &long[..]),
+            Err(ProtocolError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -738,7 +1032,12 @@ mod fuzz {
             capture_us: 2,
         };
         write_packet(&mut packets, &h, &[9; 100]).unwrap();
+        packets.extend_from_slice(&timing(1, 2, 3));
+        packets.extend_from_slice(&pong(1, 2, 3, 4));
         write_end(&mut packets, "done", true).unwrap();
+        let mut upstream = Vec::new();
+        write_ping(&mut upstream, 1, 2).unwrap();
+        write_report(&mut upstream, &Report::default()).unwrap();
         let mut payload = Vec::new();
         for _ in 0..20_000 {
             if let Ok(h) = ServerHello::read(&mut &mutate(&mut rng, &hello)[..], &limits) {
@@ -746,6 +1045,9 @@ mod fuzz {
                 assert!(h.codec.len() <= MAX_CODEC_NAME && h.message.len() <= MAX_MESSAGE);
             }
             let _ = ClientHello::read(&mut &mutate(&mut rng, &client)[..]);
+            let up = mutate(&mut rng, &upstream);
+            let mut r = &up[..];
+            while read_upstream(&mut r).is_ok() {}
             let bytes = mutate(&mut rng, &packets);
             let mut r = &bytes[..];
             while let Ok(p) = read_packet(&mut r, 4096, &mut payload) {

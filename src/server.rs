@@ -64,6 +64,8 @@ pub(crate) struct Packet {
     pub(crate) frame: Frame,
     encoded: Vec<u8>,
     passthrough: bool,
+    /// When the encoder finished with it (server clock, µs).
+    pub(crate) encoded_us: u64,
 }
 
 impl Packet {
@@ -86,6 +88,15 @@ pub struct ViewerCounters {
     pub latency_us: AtomicU64,
 }
 
+/// What a native viewer sent back: pings waiting for their pong, and its last
+/// latency report.
+#[derive(Debug, Default)]
+pub(crate) struct Upstream {
+    /// (id, t1, t2): ping `id` sent at `t1` (viewer clock), read here at `t2`.
+    pings: Mutex<std::collections::VecDeque<(u64, u64, u64)>>,
+    report: Mutex<Option<protocol::Report>>,
+}
+
 /// How a viewer watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +116,7 @@ pub(crate) struct Viewer {
     pub(crate) protocol: Protocol,
     pub(crate) slot: Slot<Arc<Packet>>,
     pub(crate) counters: ViewerCounters,
+    pub(crate) upstream: Upstream,
     connected: Instant,
 }
 
@@ -115,6 +127,7 @@ impl Viewer {
             protocol,
             slot: Slot::default(),
             counters: ViewerCounters::default(),
+            upstream: Upstream::default(),
             connected: Instant::now(),
         })
     }
@@ -142,6 +155,16 @@ impl Viewer {
             bytes: c.bytes.load(Ordering::Relaxed),
             fps: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
             latency_ms: c.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            reported_latency: self
+                .upstream
+                .report
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|r| ReportedLatency {
+                    last_ms: r.last_us as f64 / 1000.0,
+                    p50_ms: r.p50_us as f64 / 1000.0,
+                    p95_ms: r.p95_us as f64 / 1000.0,
+                }),
             connected_seconds: secs,
         }
     }
@@ -172,7 +195,18 @@ pub struct ViewerStats {
     pub fps: f64,
     /// Capture to sent, smoothed, ms (measured on the server).
     pub latency_ms: f64,
+    /// Capture to presented, as the viewer measured it over its last seconds
+    /// (native viewers that report it).
+    pub reported_latency: Option<ReportedLatency>,
     pub connected_seconds: f64,
+}
+
+/// A viewer's own latency figures, capture to presented, ms.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ReportedLatency {
+    pub last_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
 }
 
 /// A snapshot of the whole server (`/stats`, `/metrics`).
@@ -647,6 +681,7 @@ impl PacketPool {
                 frame: Frame::empty(),
                 encoded: Vec::new(),
                 passthrough: false,
+                encoded_us: 0,
             }),
         }
     }
@@ -676,6 +711,7 @@ fn encode_and_publish(
         match encoded {
             Ok(e) => {
                 p.passthrough = e == Encoded::Passthrough;
+                p.encoded_us = crate::clock::now_us();
                 hub.main.publish(&packet);
             }
             Err(e) => log::error!("encoding frame {} failed: {e}", p.frame.seq),
@@ -986,9 +1022,99 @@ fn connection(
             return;
         }
     };
-    let reason = send_loop(stream, &viewer, hub, stop, native_frame, native_end);
+    let reason = std::thread::scope(|scope| {
+        let upstream = std::thread::Builder::new()
+            .name("viewer-rx".into())
+            .spawn_scoped(scope, || upstream_loop(stream, &viewer));
+        if let Err(e) = &upstream {
+            log::warn!("viewer {peer}: no thread for its pings ({e}): clock sync off");
+        }
+        let reason = send_loop(
+            stream,
+            &viewer,
+            hub,
+            stop,
+            |w, packet, gap| native_frame(w, packet, gap, &viewer),
+            |w| native_pongs(w, &viewer),
+            native_end,
+        );
+        // Ends the upstream reader, which the scope then joins.
+        let _ = stream.shutdown(std::net::Shutdown::Read);
+        reason
+    });
     hub.leave(&hub.main, &viewer);
     log_departure(&viewer, &reason);
+}
+
+/// Reads what a native viewer sends after the handshake: pings (answered by the
+/// sender with a pong) and latency reports. A viewer that breaks the protocol is
+/// disconnected.
+fn upstream_loop(stream: &TcpStream, viewer: &Viewer) {
+    let _ = stream.set_read_timeout(None);
+    let mut r = std::io::BufReader::with_capacity(1024, stream);
+    loop {
+        match protocol::read_upstream(&mut r) {
+            Ok(protocol::Upstream::Ping { id, t1 }) => {
+                let t2 = crate::clock::now_us();
+                let mut pings = viewer
+                    .upstream
+                    .pings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if pings.len() >= MAX_PENDING_PINGS {
+                    pings.pop_front();
+                }
+                pings.push_back((id, t1, t2));
+            }
+            Ok(protocol::Upstream::Report(report)) => {
+                *viewer
+                    .upstream
+                    .report
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(report);
+            }
+            Err(protocol::ProtocolError::Closed(_)) | Err(protocol::ProtocolError::Io(_)) => {
+                // The viewer went away, or the sender is done with it.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Err(e) => {
+                log::warn!("viewer {}: {e}; disconnecting it", viewer.peer);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+/// Pings answered per write at most; older ones are dropped (a viewer pings once
+/// a second).
+const MAX_PENDING_PINGS: usize = 4;
+
+/// The pongs for the pings waiting, stamped now, into `buf`; returns the bytes.
+fn pongs(viewer: &Viewer, buf: &mut [u8; MAX_PENDING_PINGS * 40]) -> usize {
+    let mut pings = viewer
+        .upstream
+        .pings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut n = 0;
+    let t3 = crate::clock::now_us();
+    while let Some((id, t1, t2)) = pings.pop_front() {
+        buf[n..n + 40].copy_from_slice(&protocol::pong(id, t1, t2, t3));
+        n += 40;
+    }
+    n
+}
+
+/// Sends the pongs waiting, between frames.
+fn native_pongs(w: &mut &TcpStream, viewer: &Viewer) -> std::io::Result<()> {
+    let mut buf = [0u8; MAX_PENDING_PINGS * 40];
+    let n = pongs(viewer, &mut buf);
+    if n > 0 {
+        w.write_all(&buf[..n])?;
+    }
+    Ok(())
 }
 
 pub(crate) fn log_departure(viewer: &Viewer, reason: &str) {
@@ -1055,12 +1181,17 @@ fn handshake(
     Ok(Some(viewer))
 }
 
-/// Writes one packet in the wire protocol; returns the bytes written.
+/// Writes one frame in the wire protocol, after the pongs waiting and the frame's
+/// timing packet, in one `writev`; returns the bytes written.
 fn native_frame(
     w: &mut &TcpStream,
     packet: &Packet,
     dropped_before: bool,
+    viewer: &Viewer,
 ) -> std::io::Result<usize> {
+    let mut pong_buf = [0u8; MAX_PENDING_PINGS * 40];
+    let pong_len = pongs(viewer, &mut pong_buf);
+    let timing = protocol::timing(packet.frame.seq, packet.encoded_us, crate::clock::now_us());
     let payload = packet.payload();
     let header = PacketHeader {
         kind: protocol::PACKET_FRAME,
@@ -1073,12 +1204,84 @@ fn native_frame(
         seq: packet.frame.seq,
         capture_us: packet.frame.capture_us,
     };
-    protocol::write_packet(w, &header, payload)?;
-    Ok(payload.len() + protocol::PACKET_HEADER_LEN)
+    let head = header.encode();
+    protocol::write_all_vectored(
+        w,
+        &mut [
+            std::io::IoSlice::new(&pong_buf[..pong_len]),
+            std::io::IoSlice::new(&timing),
+            std::io::IoSlice::new(&head),
+            std::io::IoSlice::new(payload),
+        ],
+    )?;
+    Ok(pong_len + timing.len() + head.len() + payload.len())
 }
 
 fn native_end(w: &mut &TcpStream, why: &str, final_: bool) {
     let _ = protocol::write_end(w, why, final_).and_then(|_| w.flush());
+}
+
+/// At most this much written but not yet sent stays in a viewer's socket.
+const NOTSENT_LOWAT: libc::c_int = 128 << 10;
+
+fn set_notsent_lowat(stream: &TcpStream) {
+    let v = NOTSENT_LOWAT;
+    // SAFETY: setsockopt on an open socket with a valid int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("TCP_NOTSENT_LOWAT: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Waits until the socket takes more (its unsent data is under the low-water
+/// mark). Meanwhile a newer frame replaces `packet`, which counts as dropped for
+/// this viewer. Gives up after the write timeout.
+fn wait_writable(
+    stream: &TcpStream,
+    viewer: &Viewer,
+    packet: &mut Arc<Packet>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let mut p = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, 20) };
+        if n > 0 {
+            return Ok(()); // writable, or an error the write will report
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("poll failed: {e}"));
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if started.elapsed() >= WRITE_TIMEOUT {
+            return Err(format!(
+                "write timed out after {} s",
+                WRITE_TIMEOUT.as_secs()
+            ));
+        }
+        if let Taken::Value(newer) = viewer.slot.take(Duration::ZERO) {
+            viewer.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            *packet = newer;
+        }
+    }
 }
 
 /// Sends the newest packet of the viewer's slot, framed by `frame`, until the
@@ -1089,13 +1292,21 @@ pub(crate) fn send_loop(
     hub: &Hub,
     stop: &AtomicBool,
     mut frame: impl FnMut(&mut &TcpStream, &Packet, bool) -> std::io::Result<usize>,
+    mut idle: impl FnMut(&mut &TcpStream) -> std::io::Result<()>,
     end: impl FnOnce(&mut &TcpStream, &str, bool),
 ) -> String {
     let mut w = stream;
     let mut last_seq: Option<u64> = None;
+    // Unsent data in the kernel is latency: let it hold little, so that when the
+    // link is slower than the stream, frames wait in the newest-wins slot (and are
+    // dropped there) instead of queueing in the socket.
+    set_notsent_lowat(stream);
     loop {
-        match viewer.slot.take(Duration::from_millis(500)) {
-            Taken::Value(packet) => {
+        match viewer.slot.take(Duration::from_millis(100)) {
+            Taken::Value(mut packet) => {
+                if let Err(why) = wait_writable(stream, viewer, &mut packet, stop) {
+                    return why;
+                }
                 let gap = last_seq.is_some_and(|s| packet.frame.seq != s + 1);
                 match frame(&mut w, &packet, gap) {
                     Ok(bytes) => viewer.sent(&packet, bytes),
@@ -1103,7 +1314,11 @@ pub(crate) fn send_loop(
                 }
                 last_seq = Some(packet.frame.seq);
             }
-            Taken::Timeout if !stop.load(Ordering::Relaxed) => {}
+            Taken::Timeout if !stop.load(Ordering::Relaxed) => {
+                if let Err(e) = idle(&mut w) {
+                    return format!("write failed: {e}");
+                }
+            }
             Taken::Timeout | Taken::Closed => {
                 let (why, final_) = hub
                     .end_message()

@@ -4,12 +4,20 @@
 //! the calling thread through a one-packet slot; the calling thread decodes and
 //! presents (window sinks need the main thread). A slow sink drops frames here; it
 //! never backs up the network reader.
+//!
+//! Latency: the calling thread pings the server once a second; the reader turns
+//! the pongs into clock-offset samples ([`ClockSync`]). Every frame's stages —
+//! captured, encoded, sent (server clock, from the frame's timing packet),
+//! received, decoded, presented (ours, moved onto the server's clock by the
+//! offset) — go into [`Stages`], the status line, the optional per-frame log, and
+//! a report sent back to the server once a second (`docs/latency.md`).
 
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::clock::ClockSync;
 use crate::codecs::FrameCodec;
 use crate::config::Config;
 use crate::error::{CodecError, SinkError};
@@ -39,6 +47,8 @@ pub struct ViewOptions {
     /// Reconnect with backoff when the connection fails or drops.
     pub reconnect: bool,
     pub limits: Limits,
+    /// Write every frame's stage times here (CSV).
+    pub latency_log: Option<std::path::PathBuf>,
 }
 
 /// Why a viewer ended normally.
@@ -84,17 +94,65 @@ pub struct ViewReport {
     pub dropped_upstream: u64,
     pub bytes: u64,
     pub connections: u32,
-    /// Capture to presented, on the server's clock (see `docs/protocol.md`).
+    /// Capture to presented, on the server's clock (see `docs/latency.md`).
     pub latency: LatencyHistogram,
     /// Time spent in the sink's `present`, µs.
     pub present: LatencyHistogram,
+    /// Each stage of the frames' way, µs.
+    pub stages: Stages,
+    /// The last clock offset (server minus here, µs) and the round trip it was
+    /// measured over.
+    pub clock: Option<(i64, u64)>,
     pub stream: Option<StreamInfo>,
+}
+
+/// Time spent in each stage, µs, for frames whose timing the server sent.
+#[derive(Debug, Default, Clone)]
+pub struct Stages {
+    /// Captured → encoded (server).
+    pub encode: LatencyHistogram,
+    /// Encoded → written to this viewer's socket (server: waiting for the viewer).
+    pub queue: LatencyHistogram,
+    /// Written → received here (the network, and the kernel buffers on the way).
+    pub network: LatencyHistogram,
+    /// Received → decoded (here, including the wait for the decoder).
+    pub decode: LatencyHistogram,
+    /// Decoded → presented (the sink).
+    pub present: LatencyHistogram,
+}
+
+impl Stages {
+    pub fn all(&self) -> [(&'static str, &LatencyHistogram); 5] {
+        [
+            ("encode", &self.encode),
+            ("queue", &self.queue),
+            ("network", &self.network),
+            ("decode", &self.decode),
+            ("present", &self.present),
+        ]
+    }
+
+    fn clear(&mut self) {
+        for h in [
+            &mut self.encode,
+            &mut self.queue,
+            &mut self.network,
+            &mut self.decode,
+            &mut self.present,
+        ] {
+            h.clear();
+        }
+    }
 }
 
 /// A received packet on its way from the reader to the decoder.
 struct Received {
     header: PacketHeader,
     payload: Vec<u8>,
+    /// When the payload was in (our clock, µs).
+    received_us: u64,
+    /// The server's stamps from the frame's timing packet: (encoded, sent).
+    timing: Option<(u64, u64)>,
 }
 
 /// What the reader thread and the decoding thread share.
@@ -107,6 +165,8 @@ struct Shared {
     bytes: AtomicU64,
     /// Why the reader stopped.
     ended: Mutex<Option<Result<(String, bool), ProtocolError>>>,
+    /// The server's clock against ours, from the handshake and the pongs.
+    clock: Mutex<ClockSync>,
 }
 
 /// Connects to `address` and presents frames to `sink` until an end condition.
@@ -128,7 +188,18 @@ pub fn run(
         connections: 0,
         latency: LatencyHistogram::default(),
         present: LatencyHistogram::default(),
+        stages: Stages::default(),
+        clock: None,
         stream: None,
+    };
+    let mut log = match &opts.latency_log {
+        Some(path) => Some(LatencyLog::create(path).map_err(|e| {
+            ViewError::Sink(SinkError::Io {
+                what: format!("creating {}", path.display()),
+                source: e,
+            })
+        })?),
+        None => None,
     };
     let mut backoff = BACKOFF_START;
     let end = loop {
@@ -139,13 +210,13 @@ pub fn run(
             break ViewEnd::Duration;
         }
         let failure = match connect(address, &opts.limits) {
-            Ok((stream, hello, offset)) => {
+            Ok((stream, hello, clock)) => {
                 report.connections += 1;
                 let frames_before = report.frames;
                 let outcome = session(
                     stream,
                     hello,
-                    offset,
+                    clock,
                     address,
                     sink,
                     cfg,
@@ -153,6 +224,7 @@ pub fn run(
                     stop,
                     deadline,
                     &mut report,
+                    log.as_mut(),
                 );
                 if report.frames > frames_before {
                     backoff = BACKOFF_START;
@@ -183,8 +255,40 @@ pub fn run(
         backoff = (backoff * 2).min(BACKOFF_MAX);
     };
     sink.finish()?;
+    if let Some(log) = log.as_mut() {
+        log.flush();
+    }
     report.end = end;
     Ok(report)
+}
+
+/// The per-frame latency log (`view --latency-log`): CSV, times on the server's
+/// clock in µs.
+struct LatencyLog {
+    out: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl LatencyLog {
+    fn create(path: &std::path::Path) -> std::io::Result<LatencyLog> {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(
+            out,
+            "seq,captured_us,encoded_us,sent_us,received_us,decoded_us,presented_us,latency_ms,clock_offset_us,clock_rtt_us"
+        )?;
+        Ok(LatencyLog {
+            out,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn flush(&mut self) {
+        use std::io::Write;
+        if let Err(e) = self.out.flush() {
+            log::warn!("latency log {}: {e}", self.path.display());
+        }
+    }
 }
 
 /// Sleeps for `d`, waking early when `stop` is set or the deadline passes.
@@ -201,8 +305,11 @@ fn sleep_unless(stop: &AtomicBool, deadline: Option<Instant>, d: Duration) {
 }
 
 /// Connects and shakes hands. Returns the stream, the server's hello, and the
-/// server clock minus ours in µs (NTP midpoint estimate from the handshake).
-fn connect(address: &str, limits: &Limits) -> Result<(TcpStream, ServerHello, i64), ProtocolError> {
+/// handshake as a first clock sample (the server stamped its hello once: t2 = t3).
+fn connect(
+    address: &str,
+    limits: &Limits,
+) -> Result<(TcpStream, ServerHello, ClockSync), ProtocolError> {
     let addrs: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| ProtocolError::Invalid {
@@ -235,8 +342,14 @@ fn connect(address: &str, limits: &Limits) -> Result<(TcpStream, ServerHello, i6
         };
         let hello = ServerHello::read(&mut reader, limits)?;
         let received_us = crate::clock::now_us();
-        let offset = hello.server_time_us as i64 - ((sent_us + received_us) / 2) as i64;
-        return Ok((stream, hello, offset));
+        let mut clock = ClockSync::default();
+        clock.add(
+            sent_us,
+            hello.server_time_us,
+            hello.server_time_us,
+            received_us,
+        );
+        return Ok((stream, hello, clock));
     }
     Err(last)
 }
@@ -251,7 +364,7 @@ enum SessionEnd {
 fn session(
     stream: TcpStream,
     hello: ServerHello,
-    offset_us: i64,
+    clock: ClockSync,
     address: &str,
     sink: &mut dyn FrameSink,
     cfg: &Config,
@@ -259,6 +372,7 @@ fn session(
     stop: &AtomicBool,
     deadline: Option<Instant>,
     report: &mut ViewReport,
+    mut log: Option<&mut LatencyLog>,
 ) -> Result<SessionEnd, ViewError> {
     let backend = registry::codec(&hello.codec)
         .map_err(|e| ViewError::UnknownCodec(hello.codec.clone(), e))?;
@@ -302,7 +416,10 @@ fn session(
         5.0
     });
     let _ = stream.set_read_timeout(Some(silence));
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        clock: Mutex::new(clock),
+        ..Shared::default()
+    });
     let reader = {
         let shared = shared.clone();
         let stream = stream.try_clone().map_err(|e| ViewError::Connection {
@@ -321,7 +438,20 @@ fn session(
     let mut frame = Frame::empty();
     let mut status = Status::new(opts.quiet);
     let mut last_seq: Option<u64> = None;
+    // Pings: five quick ones for a good first estimate, then one a second.
+    let mut pings = 0u64;
+    let mut next_ping = Instant::now();
     let result = loop {
+        if Instant::now() >= next_ping {
+            // A failed write shows up in the reader as a broken connection.
+            let _ = protocol::write_ping(&mut &stream, pings, crate::clock::now_us());
+            pings += 1;
+            next_ping += if pings < 5 {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(1)
+            };
+        }
         if stop.load(Ordering::Relaxed) {
             break Ok(SessionEnd::Done(ViewEnd::Stopped));
         }
@@ -331,7 +461,12 @@ fn session(
         if opts.frames.is_some_and(|n| report.frames >= n) {
             break Ok(SessionEnd::Done(ViewEnd::FrameLimit));
         }
-        status.tick(&shared, &info, &hello.codec);
+        if let Some(r) = status.tick(&shared, &info, &hello.codec) {
+            let _ = protocol::write_report(&mut &stream, &r);
+            if let Some(log) = log.as_mut() {
+                log.flush();
+            }
+        }
         let mut rx = match shared.slot.take(Duration::from_millis(100)) {
             Taken::Value(rx) => rx,
             Taken::Timeout => match sink.idle() {
@@ -359,6 +494,8 @@ fn session(
         frame.info = hello.frame;
         frame.seq = rx.header.seq;
         frame.capture_us = rx.header.capture_us;
+        let received_us = rx.received_us;
+        let timing = rx.timing;
         let decoded = if keep_jpeg {
             if rx.payload.starts_with(&[0xFF, 0xD8]) {
                 frame.info = info.frame;
@@ -386,19 +523,59 @@ fn session(
                 why: e.to_string(),
             }));
         }
+        let decoded_us = crate::clock::now_us();
+        let (offset, rtt) = shared
+            .clock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .offset()
+            .unwrap_or((0, 0));
+        status.live.server_clock_us = (decoded_us as i64 + offset).max(0) as u64;
         let presenting = Instant::now();
         let flow = match sink.present(&frame, &status.live) {
             Ok(flow) => flow,
             Err(e) => break Err(ViewError::Sink(e)),
         };
+        let presented_us = crate::clock::now_us();
         report
             .present
             .record(presenting.elapsed().as_micros() as u64);
-        let latency =
-            (crate::clock::now_us() as i64 + offset_us - frame.capture_us as i64).max(0) as u64;
+        // Every stage on the server's clock.
+        let on_server = |t: u64| t as i64 + offset;
+        let captured = frame.capture_us as i64;
+        let span = |a: i64, b: i64| (b - a).max(0) as u64;
+        let latency = span(captured, on_server(presented_us));
         report.latency.record(latency);
         status.latency.record(latency);
         status.live.latency_ms = latency as f64 / 1000.0;
+        let (received, decoded_at, presented) = (
+            on_server(received_us),
+            on_server(decoded_us),
+            on_server(presented_us),
+        );
+        if let Some((encoded, sent)) = timing {
+            let (encoded, sent) = (encoded as i64, sent as i64);
+            for stages in [&mut report.stages, &mut status.stages] {
+                stages.encode.record(span(captured, encoded));
+                stages.queue.record(span(encoded, sent));
+                stages.network.record(span(sent, received));
+                stages.decode.record(span(received, decoded_at));
+                stages.present.record(span(decoded_at, presented));
+            }
+        }
+        report.clock = Some((offset, rtt));
+        if let Some(log) = log.as_mut() {
+            use std::io::Write;
+            let (encoded, sent) = timing.map_or((String::new(), String::new()), |(e, s)| {
+                (e.to_string(), s.to_string())
+            });
+            let _ = writeln!(
+                log.out,
+                "{},{captured},{encoded},{sent},{received},{decoded_at},{presented},{:.3},{offset},{rtt}",
+                frame.seq,
+                latency as f64 / 1000.0
+            );
+        }
         status.frames += 1;
         report.frames += 1;
         if let Some(last) = last_seq {
@@ -420,6 +597,8 @@ fn session(
 
 fn read_loop(stream: TcpStream, max_payload: usize, shared: &Shared) {
     let mut r = std::io::BufReader::with_capacity(64 << 10, &stream);
+    // The timing packet comes just before its frame.
+    let mut timing: Option<(u64, u64, u64)> = None;
     let ended = loop {
         let mut payload = shared
             .free
@@ -429,11 +608,21 @@ fn read_loop(stream: TcpStream, max_payload: usize, shared: &Shared) {
             .unwrap_or_default();
         match protocol::read_packet(&mut r, max_payload, &mut payload) {
             Ok(Packet::Frame(header)) => {
+                let received_us = crate::clock::now_us();
                 shared.bytes.fetch_add(
                     (payload.len() + protocol::PACKET_HEADER_LEN) as u64,
                     Ordering::Relaxed,
                 );
-                if let Some(stale) = shared.slot.put(Received { header, payload }) {
+                let timing = timing
+                    .take()
+                    .filter(|t| t.0 == header.seq)
+                    .map(|(_, e, s)| (e, s));
+                if let Some(stale) = shared.slot.put(Received {
+                    header,
+                    payload,
+                    received_us,
+                    timing,
+                }) {
                     shared.dropped_here.fetch_add(1, Ordering::Relaxed);
                     shared
                         .free
@@ -443,6 +632,31 @@ fn read_loop(stream: TcpStream, max_payload: usize, shared: &Shared) {
                 }
             }
             Ok(Packet::End { message, final_ }) => break Ok((message, final_)),
+            Ok(Packet::Timing {
+                seq,
+                encoded_us,
+                sent_us,
+            }) => {
+                timing = Some((seq, encoded_us, sent_us));
+                shared
+                    .free
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(payload);
+            }
+            Ok(Packet::Pong { t1, t2, t3, .. }) => {
+                let t4 = crate::clock::now_us();
+                shared
+                    .clock
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(t1, t2, t3, t4);
+                shared
+                    .free
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(payload);
+            }
             Err(e) => break Err(e),
         }
     };
@@ -459,6 +673,7 @@ struct Status {
     dropped_at: u64,
     dropped_upstream: u64,
     latency: LatencyHistogram,
+    stages: Stages,
     /// The last second's figures, for sinks with an overlay.
     live: Live,
 }
@@ -473,15 +688,35 @@ impl Status {
             dropped_at: 0,
             dropped_upstream: 0,
             latency: LatencyHistogram::default(),
+            stages: Stages::default(),
             live: Live::default(),
         }
     }
 
-    fn tick(&mut self, shared: &Shared, info: &StreamInfo, codec: &str) {
+    /// Once a second: prints the status line and returns the report for the
+    /// server.
+    fn tick(
+        &mut self,
+        shared: &Shared,
+        info: &StreamInfo,
+        codec: &str,
+    ) -> Option<protocol::Report> {
         let elapsed = self.since.elapsed();
         if elapsed < Duration::from_secs(1) {
-            return;
+            return None;
         }
+        let us = |p: f64| self.latency.percentile(p).unwrap_or(0.0);
+        let report = protocol::Report {
+            last_us: (self.live.latency_ms * 1000.0) as u64,
+            p50_us: us(0.5) as u64,
+            p95_us: us(0.95) as u64,
+            frames: self.frames,
+        };
+        self.live.latency_p50_ms = us(0.5) / 1000.0;
+        self.live.latency_p95_ms = us(0.95) / 1000.0;
+        // The server dropped a quarter of the frames for us: the link cannot carry
+        // the stream, and frames are dropped to keep the picture live.
+        let too_slow = self.dropped_upstream * 3 > self.frames.max(1);
         let secs = elapsed.as_secs_f64();
         let bytes = shared.bytes.load(Ordering::Relaxed);
         let dropped = shared.dropped_here.load(Ordering::Relaxed);
@@ -494,8 +729,22 @@ impl Status {
                     .percentile(p)
                     .map_or("-".into(), |us| format!("{:.1}", us / 1000.0))
             };
+            let stages: Vec<String> = self
+                .stages
+                .all()
+                .iter()
+                .filter_map(|(name, h)| Some(format!("{name} {:.1}", h.percentile(0.5)? / 1000.0)))
+                .collect();
+            let clock = shared
+                .clock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .offset()
+                .map_or(String::new(), |(_, rtt)| {
+                    format!("  clock ±{:.2} ms", rtt as f64 / 2000.0)
+                });
             eprintln!(
-                "{:.1} fps  {:.1} Mbit/s  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {})  {} {}",
+                "{:.1} fps  {:.1} Mbit/s  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {}{}){clock}  {} {}{}",
                 self.frames as f64 / secs,
                 (bytes - self.bytes_at) as f64 * 8.0 / secs / 1e6,
                 self.dropped_upstream + dropped - self.dropped_at,
@@ -504,9 +753,21 @@ impl Status {
                 self.latency.mean_us().map_or("-".into(), |us| format!("{:.1}", us / 1000.0)),
                 ms(0.5),
                 ms(0.95),
+                if stages.is_empty() {
+                    String::new()
+                } else {
+                    format!("; p50 {}", stages.join(", "))
+                },
                 info.frame,
                 codec,
+                if too_slow {
+                    "  LINK TOO SLOW: the server drops frames to keep the picture live"
+                } else {
+                    ""
+                },
             );
+        } else if too_slow {
+            log::warn!("the link is too slow for this stream: the server drops frames to keep the picture live");
         }
         self.since = Instant::now();
         self.frames = 0;
@@ -514,5 +775,7 @@ impl Status {
         self.dropped_at = dropped;
         self.dropped_upstream = 0;
         self.latency.clear();
+        self.stages.clear();
+        Some(report)
     }
 }

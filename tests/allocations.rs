@@ -75,6 +75,7 @@ fn allocations_per_frame(codec: &str, source: &str, format: &str) -> f64 {
                     quiet: true,
                     reconnect: false,
                     limits: cfg.view.limits,
+                    latency_log: None,
                 };
                 viewer::run(&addr, &mut NullSink::default(), &cfg, &opts, &stop).unwrap()
             });

@@ -65,6 +65,13 @@ pub struct Live {
     pub dropped: u64,
     /// Capture to presented, for the previous frame, ms.
     pub latency_ms: f64,
+    /// Capture to presented over the last second: median and 95th percentile, ms.
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    /// The server's clock now, µs (our clock plus the measured offset; 0 when
+    /// unknown): shown so a photo of the screen can check the latency against
+    /// the time the test pattern draws into the picture.
+    pub server_clock_us: u64,
 }
 
 /// Takes decoded frames. Call order: `start`, then `present` for each frame, then

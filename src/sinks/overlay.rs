@@ -10,9 +10,13 @@ use super::Live;
 /// codec, over a `width` x `height` picture.
 pub fn draw_live(buf: &mut [u32], width: u32, height: u32, codec: &str, live: &Live) {
     let lines = [
-        format!("{:.1} fps  {:.1} ms", live.fps, live.latency_ms),
-        format!("{:.1} Mbit/s  dropped {}", live.mbps, live.dropped),
-        format!("{width}x{height} {codec}"),
+        format!("{:.1} fps  {:.1} Mbit/s", live.fps, live.mbps),
+        format!(
+            "latency {:.1} ms (p50 {:.1} p95 {:.1})",
+            live.latency_ms, live.latency_p50_ms, live.latency_p95_ms
+        ),
+        format!("dropped {}  {width}x{height} {codec}", live.dropped),
+        format!("server clock {:.3} s", live.server_clock_us as f64 / 1e6),
     ];
     draw(buf, width as usize, &lines.each_ref().map(String::as_str));
 }
