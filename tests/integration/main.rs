@@ -3,6 +3,7 @@
 
 mod cli;
 mod http;
+mod latency;
 mod record;
 mod robustness;
 mod stream;

@@ -40,13 +40,27 @@ impl Proc {
         Proc::spawn_with(name, args, None, env)
     }
 
+    /// Another program (which runs the binary: `unshare`, `ip netns exec`).
+    pub fn spawn_program(program: &str, name: &str, args: &[&str]) -> Proc {
+        Proc::spawn_cmd(Command::new(program), name, args, None, &[])
+    }
+
     fn spawn_with(
         name: &str,
         args: &[&str],
         dir: Option<&std::path::Path>,
         env: &[(&str, &str)],
     ) -> Proc {
-        let mut cmd = Command::new(BIN);
+        Proc::spawn_cmd(Command::new(BIN), name, args, dir, env)
+    }
+
+    fn spawn_cmd(
+        mut cmd: Command,
+        name: &str,
+        args: &[&str],
+        dir: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
