@@ -1,8 +1,9 @@
 //! The yuvutils-rs calls behind `convert`'s frame-sized conversions.
 //!
 //! yuvutils-rs (0.8.3) picks SSE4.1, AVX2 or NEON at run time, checks every plane's
-//! size before it reads or writes, and allocates nothing on these paths. Its ways
-//! shape this file:
+//! size before it reads or writes, and allocates nothing on the paths used here
+//! (its 4-to-4 channel shuffles allocate a table per call, so RGBA → BGRX is a
+//! loop here). Its ways shape this file:
 //! - packed 4:2:2 must be exactly `2 * width` bytes a row and NV12's chroma plane
 //!   exactly `width`, whatever stride is passed: frames with padded rows go one row
 //!   (NV12: two rows) per call;
@@ -125,19 +126,29 @@ fn decode_rows(
     match info.format {
         PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => {
             let shuffle = match (info.format, rgb) {
-                (PixelFormat::Rgb24, true) | (PixelFormat::Xrgb32, false) => {
+                (PixelFormat::Rgb24, true) => {
                     let n = out_stride as usize;
                     for (o, l) in out.chunks_exact_mut(n).zip(lines.chunks_exact(s)) {
                         o.copy_from_slice(&l[..n]);
                     }
                     return Ok(());
                 }
+                (PixelFormat::Xrgb32, false) => {
+                    map_words(lines, s, out, |v| v);
+                    return Ok(());
+                }
+                // yuvutils-rs's 4-to-4 shuffles allocate a table per call.
+                (PixelFormat::Rgba32, false) => {
+                    map_words(lines, s, out, |v| {
+                        (v & 0xFF00_FF00) | (v & 0xFF) << 16 | (v >> 16) & 0xFF
+                    });
+                    return Ok(());
+                }
                 (PixelFormat::Rgb24, false) => yuv::rgb_to_bgra,
                 (PixelFormat::Bgr24, true) => yuv::bgr_to_rgb,
                 (PixelFormat::Bgr24, false) => yuv::bgr_to_bgra,
                 (PixelFormat::Xrgb32, true) => yuv::bgra_to_rgb,
-                (PixelFormat::Rgba32, true) => yuv::rgba_to_rgb,
-                _ => yuv::rgba_to_bgra,
+                _ => yuv::rgba_to_rgb,
             };
             shuffle(lines, s as u32, out, out_stride, width, height)
         }
@@ -212,6 +223,30 @@ fn decode_rows(
             f(&nv12, out, out_stride, RANGE, MATRIX, MODE)
         }
         PixelFormat::Jpeg => unreachable!("JPEG frames are decoded by a codec"),
+    }
+}
+
+/// Maps the 32-bit little-endian pixels of `lines` (rows `stride` bytes apart)
+/// through `f` into the packed rows of `out`: as words, which the compiler
+/// vectorises, when both sides are 4-byte aligned (as `Vec<u32>` outputs and
+/// allocator-made frame buffers with a stride of whole pixels are), else a byte
+/// loop.
+fn map_words(lines: &[u8], stride: usize, out: &mut [u8], f: impl Fn(u32) -> u32) {
+    let n = out.len() / (lines.len() / stride);
+    for (o, l) in out.chunks_exact_mut(n).zip(lines.chunks_exact(stride)) {
+        let l = &l[..n];
+        match (
+            bytemuck::try_cast_slice::<u8, u32>(l),
+            bytemuck::try_cast_slice_mut::<u8, u32>(o),
+        ) {
+            (Ok(l), Ok(o)) => o.iter_mut().zip(l).for_each(|(o, &v)| *o = f(v)),
+            _ => {
+                for (o, p) in o.chunks_exact_mut(4).zip(l.chunks_exact(4)) {
+                    let v = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                    o.copy_from_slice(&f(v).to_le_bytes());
+                }
+            }
+        }
     }
 }
 
