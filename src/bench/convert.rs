@@ -143,7 +143,7 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<Vec<ConvertResult>, String> {
     println!(
-        "| size | format | conversion | plain loop ms | yuvutils-rs ms | speed-up | allocs/call |"
+        "| size | format | conversion | plain loop ms | convert ms | speed-up | allocs/call |"
     );
     println!("|---|---|---|---:|---:|---:|---:|");
     let mut results = Vec::new();

@@ -13,10 +13,11 @@
 //!   scratch on the stack, a strip of rows at a time;
 //! - two of its conversions are wrong on AVX2 and are not used (the
 //!   `every_width_matches_the_reference` test finds both): RGB → grey
-//!   (`rgb_to_yuv400`) writes zeros for 8 pixels of a row whose width leaves 24 to
-//!   31 pixels after its 32-pixel blocks (upstream issue #97, fixed only under the
-//!   crate's new name, `yuv`), and YUYV/UYVY → planar 4:2:2 (`yuyv422_to_yuv422`)
-//!   garbles the end of most rows. `convert` runs the reference for those two.
+//!   (`rgb_to_yuv400`) gets up to 16 pixels near the end of a row wrong, mostly
+//!   zero, whenever the width modulo 32 is 0 or above 8 (1920 included; upstream
+//!   issue #97, fixed only under the crate's new name, `yuv`), and YUYV/UYVY →
+//!   planar 4:2:2 (`yuyv422_to_yuv422`) garbles the end of most rows. `convert`
+//!   runs the reference for those two.
 
 use std::ops::Range;
 
@@ -62,7 +63,8 @@ impl From<YuvError> for Declined {
 pub(super) enum Packed {
     /// R, G, B.
     Rgb24,
-    /// B, G, R, 255: the little-endian word 0xFFRRGGBB.
+    /// B, G, R, A: the little-endian word 0xAARRGGBB, where A is 255 or the
+    /// source's X or alpha byte (the window path clears it).
     Bgra,
 }
 
