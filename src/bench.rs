@@ -2,6 +2,7 @@
 //! size and content, unpaced and paced. Reports fps, CPU per frame on each side
 //! (from the kernel's per-thread run time), bytes per frame, latency from capture
 //! to presented at the sink, and heap allocations per frame in steady state.
+//! `livestream bench --convert` measures pixel conversion alone ([`convert`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +13,8 @@ use clap::Args;
 use crate::config::{Config, Overrides};
 use crate::server::{RunningServer, ServeLimits};
 use crate::viewer::{self, ViewOptions};
+
+pub mod convert;
 
 /// Heap allocations made by the process so far. The `livestream` binary counts
 /// them with a wrapping global allocator; elsewhere this stays 0.
@@ -45,9 +48,15 @@ pub struct BenchArgs {
     /// measure presenting.
     #[arg(long, default_value = "null")]
     sink: String,
-    /// Runs of each case; the table shows the median of each column.
-    #[arg(long, default_value_t = 1)]
-    repeat: usize,
+    /// Runs of each case; the table shows the median of each column
+    /// [default: 1; 25 with --convert].
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Measure pixel conversion instead: one frame of photo content per size (from
+    /// --sizes), converted to and from every format by the plain loops and by
+    /// yuvutils-rs.
+    #[arg(long)]
+    convert: bool,
 }
 
 /// One measured case.
@@ -281,6 +290,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
         .iter()
         .map(|s| parse_size(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.convert {
+        return convert::run(base, &sizes, args.repeat.unwrap_or(25), stop).map(|_| ());
+    }
     let paces = args
         .pace
         .iter()
@@ -302,7 +314,7 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                     if stop.load(Ordering::Relaxed) {
                         return Ok(());
                     }
-                    let runs = (0..args.repeat.max(1))
+                    let runs = (0..args.repeat.unwrap_or(1).max(1))
                         .map(|_| {
                             measure(
                                 base,

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use livestream::config::{Config, ConfigText, Overrides};
+use livestream::convert;
+use livestream::frame::{Frame, PixelFormat};
 use livestream::server::{RunningServer, ServeLimits};
 use livestream::sinks::null::NullSink;
 use livestream::viewer::{self, ViewOptions};
@@ -93,6 +95,41 @@ fn allocations_per_frame(codec: &str, source: &str, format: &str) -> f64 {
     per_frame
 }
 
+/// Allocations made by every `convert` function on every uncompressed format, with
+/// its buffers grown by a first call.
+fn conversion_allocations() -> Vec<String> {
+    let (w, h) = (1920u32, 1080u32);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 97 % 256) as u8).collect();
+    let mut found = Vec::new();
+    for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_compressed()) {
+        let (mut src, mut dst) = (Frame::empty(), Frame::empty());
+        let (mut bytes, mut pixels, mut planar) = (Vec::new(), Vec::new(), Vec::new());
+        convert::from_rgb24(&rgb, w, h, format, &mut src);
+        let mut count = |name: &str, call: &mut dyn FnMut()| {
+            call();
+            let a0 = ALLOCATIONS.load(Ordering::SeqCst);
+            call();
+            let n = ALLOCATIONS.load(Ordering::SeqCst) - a0;
+            if n > 0 {
+                found.push(format!("{format} {name}: {n} allocations"));
+            }
+        };
+        count("from_rgb24", &mut || {
+            convert::from_rgb24(&rgb, w, h, format, &mut dst)
+        });
+        count("to_rgb24", &mut || {
+            assert!(convert::to_rgb24(&src, &mut bytes))
+        });
+        count("to_xrgb_u32", &mut || {
+            assert!(convert::to_xrgb_u32(&src, &mut Vec::new(), &mut pixels))
+        });
+        count("to_planar", &mut || {
+            assert!(convert::to_planar(&src, &mut planar).is_some())
+        });
+    }
+    found
+}
+
 /// One test, so nothing else in this binary allocates while it measures.
 #[test]
 fn steady_state_allocates_nothing_per_frame() {
@@ -115,4 +152,7 @@ fn steady_state_allocates_nothing_per_frame() {
     let n = allocations_per_frame("lz4", "test-pattern", "rgb24");
     eprintln!("lz4/test-pattern/rgb24: {n:.3} allocations per frame");
     assert!(n < 1.05, "lz4: {n:.3} allocations per frame");
+    // Pixel conversion (yuvutils-rs inside) on its own, at 1080p.
+    let found = conversion_allocations();
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }

@@ -203,13 +203,8 @@ impl FrameSink for Sdl2Sink {
             );
         }
         if let Some(texture) = &mut self.texture {
-            // SAFETY: u32 has no padding and every bit pattern is a valid u8; the
-            // slice covers exactly the same memory.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(self.pixels.as_ptr().cast::<u8>(), self.pixels.len() * 4)
-            };
             texture
-                .update(None, bytes, w * 4)
+                .update(None, bytemuck::cast_slice(&self.pixels), w * 4)
                 .map_err(|e| sdl_error("texture update", e))?;
         }
         self.draw()?;
