@@ -26,4 +26,5 @@ pub mod sinks;
 pub mod slot;
 pub mod sources;
 pub mod stats;
+pub mod text;
 pub mod viewer;

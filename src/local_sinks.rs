@@ -78,15 +78,24 @@ pub(crate) fn start(
         std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
-                let sink = match (backend.open)(&cfg.backend(Kind::Sink, &state.name)) {
+                let mut sink = match (backend.open)(&cfg.backend(Kind::Sink, &state.name)) {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = opened.send(Err(e));
                         return;
                     }
                 };
+                // Started and subscribed before the server goes on to start
+                // capture: a recording holds the very first frame.
+                let jpeg = match begin(sink.as_mut(), &hub, &state) {
+                    Ok(jpeg) => jpeg,
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
                 let _ = opened.send(Ok(()));
-                feed(sink, &hub, &stop, &state);
+                feed(sink, jpeg, &hub, &stop, &state);
             })
             .map_err(ServeError::Thread)?
     };
@@ -113,10 +122,9 @@ pub(crate) fn start(
     })
 }
 
-/// The sink thread: newest packet → sink, until the server stops or the sink ends.
-fn feed(mut sink: Box<dyn FrameSink>, hub: &Hub, stop: &AtomicBool, state: &LocalSink) {
-    let name = &state.name;
-    // A recording keeps the JPEG the viewers get, as it is; others take pixels.
+/// What a local sink is given: the stream's JPEG as the viewers get it (a
+/// recording, when the stream is JPEG) or the captured pixels.
+fn stream_for(sink: &dyn FrameSink, hub: &Hub) -> (bool, crate::frame::StreamInfo) {
     let jpeg = sink.takes_jpeg() && hub.payload_is_jpeg;
     let mut info = hub.stream;
     if jpeg {
@@ -126,22 +134,39 @@ fn feed(mut sink: Box<dyn FrameSink>, hub: &Hub, stop: &AtomicBool, state: &Loca
             ..info.frame
         };
     }
-    let meta = StreamMeta {
+    (jpeg, info)
+}
+
+/// Starts the sink on the stream and subscribes it to the capture; returns
+/// whether it takes the JPEG payload.
+fn begin(
+    sink: &mut dyn FrameSink,
+    hub: &Hub,
+    state: &LocalSink,
+) -> Result<bool, crate::error::BackendError> {
+    let (jpeg, info) = stream_for(sink, hub);
+    sink.start(&StreamMeta {
         info,
         name: hub.name.clone(),
         address: "this machine".into(),
         codec: hub.codec.clone(),
-    };
+    })
+    .map_err(|e| crate::error::BackendError::Invalid {
+        what: format!("local sink {}", state.name),
+        why: e.to_string(),
+    })?;
+    hub.main.lock().push(state.viewer.clone());
+    Ok(jpeg)
+}
+
+/// The sink thread: newest packet → sink, until the server stops or the sink ends.
+fn feed(mut sink: Box<dyn FrameSink>, jpeg: bool, hub: &Hub, stop: &AtomicBool, state: &LocalSink) {
+    let name = &state.name;
+    let (_, info) = stream_for(sink.as_ref(), hub);
     let fail = |why: String| {
         log::error!("local sink {name} stopped: {why}; viewers go on");
         *state.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     };
-    if let Err(e) = sink.start(&meta) {
-        fail(e.to_string());
-        state.running.store(false, Ordering::Relaxed);
-        return;
-    }
-    hub.main.lock().push(state.viewer.clone());
     let mut scratch = Frame::empty();
     let mut live = Live::default();
     let mut meter = (Instant::now(), 0u64, 0u64);

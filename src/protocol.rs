@@ -558,6 +558,12 @@ pub fn read_packet(
                         max: max_payload,
                     });
                 }
+                // Grown to exactly what the frame needs (no doubling past the
+                // limit); a buffer already big enough is reused as it is.
+                if payload.capacity() < len {
+                    payload.clear();
+                    payload.reserve_exact(len);
+                }
                 payload.resize(len, 0);
                 r.read_exact(payload)?;
                 return Ok(Packet::Frame(h));

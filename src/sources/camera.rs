@@ -7,8 +7,6 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use font8x8::{UnicodeFonts, BASIC_FONTS};
-
 use super::FrameSource;
 use crate::error::{BackendError, SourceError};
 use crate::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
@@ -131,27 +129,9 @@ pub fn no_signal_frame(info: FrameInfo) -> Result<Frame, BackendError> {
     let mut rgb = vec![40u8; w * h * 3];
     let text = "NO SIGNAL";
     let scale = (w / (text.len() * 8 * 2)).clamp(1, 16);
-    let (tw, th) = (text.len() * 8 * scale, 8 * scale);
-    let (x0, y0) = (w.saturating_sub(tw) / 2, h.saturating_sub(th) / 2);
-    for (ci, c) in text.chars().enumerate() {
-        let glyph = BASIC_FONTS.get(c).unwrap_or([0; 8]);
-        for (gy, bits) in glyph.iter().enumerate() {
-            for gx in 0..8 {
-                if bits >> gx & 1 == 0 {
-                    continue;
-                }
-                for dy in 0..scale {
-                    let y = y0 + gy * scale + dy;
-                    for dx in 0..scale {
-                        let x = x0 + (ci * 8 + gx) * scale + dx;
-                        if x < w && y < h {
-                            rgb[(y * w + x) * 3..][..3].fill(220);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let (tw, th) = crate::text::size(text, scale);
+    let at = (w.saturating_sub(tw) / 2, h.saturating_sub(th) / 2);
+    crate::text::draw_rgb(&mut rgb, w, at, scale, [220; 3], text);
     let mut frame = Frame::empty();
     if info.format == PixelFormat::Jpeg {
         let mut out = Vec::new();

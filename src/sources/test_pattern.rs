@@ -31,11 +31,16 @@ inventory::submit! {
 struct Options {
     /// Pixels the bars move per frame.
     speed: u32,
+    /// Draw the capture time (server clock, seconds) in large digits.
+    timecode: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { speed: 4 }
+        Options {
+            speed: 4,
+            timecode: false,
+        }
     }
 }
 
@@ -69,6 +74,7 @@ pub struct TestPatternSource {
     ramp_row: Vec<u8>,
     /// The rendered RGB picture when the output format is not RGB24.
     rgb: Vec<u8>,
+    timecode: bool,
 }
 
 fn open(
@@ -76,7 +82,9 @@ fn open(
     table: &BackendConfig,
 ) -> Result<Box<dyn FrameSource>, BackendError> {
     let opts: Options = table.parse()?;
-    Ok(Box::new(TestPatternSource::new(capture, opts.speed)?))
+    Ok(Box::new(
+        TestPatternSource::new(capture, opts.speed)?.with_timecode(opts.timecode),
+    ))
 }
 
 impl TestPatternSource {
@@ -114,7 +122,18 @@ impl TestPatternSource {
             bar_row,
             ramp_row,
             rgb: Vec::new(),
+            timecode: false,
         })
+    }
+
+    /// Also draws each frame's capture time, the server's clock in seconds with
+    /// milliseconds, in digits a phone photo of the screen can read (a tenth of
+    /// the picture's height), white on black, in the middle of the bars. With a
+    /// window overlay showing the server's clock now (`h`), the photo shows the
+    /// latency (`docs/latency.md`).
+    pub fn with_timecode(mut self, on: bool) -> TestPatternSource {
+        self.timecode = on;
+        self
     }
 
     fn render(&self, seq: u64, capture_us: u64, rgb: &mut [u8]) {
@@ -140,6 +159,24 @@ impl TestPatternSource {
             } else {
                 row.copy_from_slice(&self.ramp_row);
             }
+        }
+        if self.timecode {
+            let text = format!("{:.3}", capture_us as f64 / 1e6);
+            let scale = (h / 80).max(1);
+            let (tw, th) = crate::text::size(&text, scale);
+            let at = (
+                w.saturating_sub(tw) / 2,
+                (stamp_h + ramp_start).saturating_sub(th) / 2,
+            );
+            let margin = scale * 2;
+            crate::text::fill_rgb(
+                rgb,
+                w,
+                (at.0.saturating_sub(margin), at.1.saturating_sub(margin)),
+                (tw + 2 * margin, th + 2 * margin),
+                [0; 3],
+            );
+            crate::text::draw_rgb(rgb, w, at, scale, [255; 3], &text);
         }
     }
 }
