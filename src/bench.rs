@@ -75,7 +75,11 @@ pub struct BenchResult {
     pub viewer_cpu_ms: f64,
     pub bytes_per_frame: f64,
     pub p50_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
+    /// Latency by stage (encode, queue, network, decode, present): p50, p95,
+    /// p99 in ms.
+    pub stages: Vec<(&'static str, [f64; 3])>,
     /// Time in the sink's `present`, median and 99th percentile.
     pub present_p50_ms: f64,
     pub present_p99_ms: f64,
@@ -237,7 +241,17 @@ pub fn measure(
             viewer_cpu_ms: per(view_ns as f64 / 1e6),
             bytes_per_frame: per(bytes as f64),
             p50_ms: report.latency.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,
+            p95_ms: report.latency.percentile(0.95).unwrap_or(f64::NAN) / 1000.0,
             p99_ms: report.latency.percentile(0.99).unwrap_or(f64::NAN) / 1000.0,
+            stages: report
+                .stages
+                .all()
+                .iter()
+                .map(|(name, h)| {
+                    let ms = |p: f64| h.percentile(p).unwrap_or(f64::NAN) / 1000.0;
+                    (*name, [ms(0.5), ms(0.95), ms(0.99)])
+                })
+                .collect(),
             present_p50_ms: report.present.percentile(0.5).unwrap_or(f64::NAN) / 1000.0,
             present_p99_ms: report.present.percentile(0.99).unwrap_or(f64::NAN) / 1000.0,
             dropped_server: report.dropped_upstream,
@@ -264,7 +278,19 @@ fn median(runs: &[BenchResult]) -> BenchResult {
         viewer_cpu_ms: mid(&|r| r.viewer_cpu_ms),
         bytes_per_frame: mid(&|r| r.bytes_per_frame),
         p50_ms: mid(&|r| r.p50_ms),
+        p95_ms: mid(&|r| r.p95_ms),
         p99_ms: mid(&|r| r.p99_ms),
+        stages: runs[0]
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                (
+                    *name,
+                    [0, 1, 2].map(|q| mid(&|r: &BenchResult| r.stages[i].1[q])),
+                )
+            })
+            .collect(),
         present_p50_ms: mid(&|r| r.present_p50_ms),
         present_p99_ms: mid(&|r| r.present_p99_ms),
         dropped_server: mid(&|r| r.dropped_server as f64) as u64,
@@ -307,6 +333,7 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
         "| codec | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame | present p50 / p99 ms |"
     );
     println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut done = Vec::new();
     for codec in &args.codecs {
         for content in &args.content {
             for &size in &sizes {
@@ -350,9 +377,39 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                         r.present_p50_ms,
                         r.present_p99_ms
                     );
+                    done.push((fps, r));
                 }
             }
         }
+    }
+    // Where the time goes: each stage's p50 / p95 / p99 (docs/latency.md).
+    println!();
+    println!(
+        "| codec | content | size | pace | total p50 / p95 / p99 ms | encode | queue | network | decode | present |"
+    );
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for (fps, r) in done {
+        let stages: Vec<String> = r
+            .stages
+            .iter()
+            .map(|(_, [a, b, c])| format!("{a:.2} / {b:.2} / {c:.2}"))
+            .collect();
+        println!(
+            "| {} | {} | {}x{} | {} | {:.2} / {:.2} / {:.2} | {} |",
+            r.codec,
+            r.content,
+            r.size.0,
+            r.size.1,
+            if fps > 0.0 {
+                format!("{fps}")
+            } else {
+                "unpaced".into()
+            },
+            r.p50_ms,
+            r.p95_ms,
+            r.p99_ms,
+            stages.join(" | ")
+        );
     }
     Ok(())
 }
