@@ -41,6 +41,8 @@ enum Command {
     Serve(ServeArgs),
     /// Watch a stream.
     View(ViewArgs),
+    /// List the servers announcing themselves on the local network (mDNS).
+    List(ListArgs),
     /// List every backend in this build and whether it works here.
     Backends,
     /// List cameras: formats, sizes, frame rates, and the settings that select each.
@@ -86,6 +88,13 @@ struct ServeArgs {
 }
 
 #[derive(Args, Debug)]
+struct ListArgs {
+    /// Seconds to listen for answers.
+    #[arg(long, default_value_t = 3.0)]
+    wait: f64,
+}
+
+#[derive(Args, Debug)]
 struct DevicesArgs {
     /// Also list each camera's controls (brightness, exposure, focus, ...) with ranges.
     #[arg(long)]
@@ -94,7 +103,8 @@ struct DevicesArgs {
 
 #[derive(Args, Debug)]
 struct ViewArgs {
-    /// Server address, HOST:PORT (default: [view] address).
+    /// Server address, HOST:PORT, or a stream's name to look for on the network
+    /// (default: [view] address; without one, the server found on the network).
     address: Option<String>,
     /// Sink backend.
     #[arg(long)]
@@ -212,15 +222,7 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
                 ..Default::default()
             };
             let cfg = load(cli.config.as_deref(), &cli.sets, &overrides)?;
-            let address = a
-                .address
-                .or_else(|| cfg.view.address.clone())
-                .ok_or_else(|| {
-                    ConfigError::flag(
-                        "view",
-                        "no address: give HOST:PORT or set [view] address".into(),
-                    )
-                })?;
+            let address = resolve_server(a.address.or_else(|| cfg.view.address.clone()))?;
             let opts = ViewOptions {
                 frames: a.frames,
                 duration: seconds("--duration", a.duration)?,
@@ -230,6 +232,30 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
                 latency_log: a.latency_log,
             };
             view(&cfg, &address, &opts, stop)
+        }
+        Command::List(a) => {
+            let wait = seconds("--wait", Some(a.wait))?.unwrap_or(Duration::from_secs(3));
+            let found =
+                crate::discovery::browse(wait, None).map_err(|e| Failure::Run(e.to_string()))?;
+            if found.is_empty() {
+                println!(
+                    "no livestream server found on the network (mDNS, {:.1} s)",
+                    wait.as_secs_f64()
+                );
+            }
+            for f in &found {
+                let addrs: Vec<String> = f.addrs.iter().map(|a| a.to_string()).collect();
+                let field = |k: &str| f.txt.get(k).map_or("?", String::as_str);
+                println!(
+                    "{}  {}  codec {}, {}, pairing {}",
+                    f.name,
+                    addrs.join(" "),
+                    field("codec"),
+                    field("size"),
+                    field("pairing")
+                );
+            }
+            Ok(())
         }
         Command::Backends => {
             print!("{}", registry::report());
@@ -358,6 +384,74 @@ fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> R
         ms(0.99)
     );
     Ok(())
+}
+
+/// Where `view` connects: HOST:PORT as given, or a server found on the network
+/// by name, or the only one found, or the one the user picks.
+fn resolve_server(target: Option<String>) -> Result<String, Failure> {
+    if let Some(t) = &target {
+        if t.contains(':') {
+            return Ok(t.clone());
+        }
+    }
+    let wait = Duration::from_secs(3);
+    let found = crate::discovery::browse(wait, target.is_none().then_some(2))
+        .map_err(|e| Failure::Run(format!("looking for servers: {e}")))?;
+    let listing = |found: &[crate::discovery::Found]| -> String {
+        found
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let at = f.address().map_or("?".into(), |a| a.to_string());
+                format!("  {}. {} at {at}", i + 1, f.name)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let pick = |f: &crate::discovery::Found| -> Result<String, Failure> {
+        let at = f
+            .address()
+            .ok_or_else(|| Failure::Run(format!("{} announced no address", f.name)))?;
+        log::info!("found \"{}\" at {at}", f.name);
+        Ok(at.to_string())
+    };
+    match target {
+        Some(name) => match found.iter().find(|f| f.name.eq_ignore_ascii_case(&name)) {
+            Some(f) => pick(f),
+            None if found.is_empty() => Err(Failure::Run(format!(
+                "no server named \"{name}\" found on the network (mDNS, 3 s), and none other"
+            ))),
+            None => Err(Failure::Run(format!(
+                "no server named \"{name}\" found on the network; found:\n{}",
+                listing(&found)
+            ))),
+        },
+        None => match found.len() {
+            0 => Err(Failure::Run(
+                "no livestream server found on the network (mDNS, 3 s): give HOST:PORT, \
+                 or set [view] address"
+                    .into(),
+            )),
+            1 => pick(&found[0]),
+            _ => {
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    return Err(Failure::Run(format!(
+                        "several servers found; give a name or HOST:PORT:\n{}",
+                        listing(&found)
+                    )));
+                }
+                eprintln!("several servers found:\n{}", listing(&found));
+                eprint!("which one (1-{})? ", found.len());
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                match line.trim().parse::<usize>() {
+                    Ok(n) if (1..=found.len()).contains(&n) => pick(&found[n - 1]),
+                    _ => Err(Failure::Run(format!("no such choice: {:?}", line.trim()))),
+                }
+            }
+        },
+    }
 }
 
 fn devices(args: &DevicesArgs) {

@@ -207,6 +207,7 @@ struct RawServe {
     encode_threads: Option<Spanned<u32>>,
     http: Option<bool>,
     sinks: Option<Vec<Spanned<String>>>,
+    discovery: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +246,8 @@ pub struct ServeConfig {
     /// Sinks fed on the server itself from the same capture (a preview window,
     /// a recording), each with its own newest-wins slot.
     pub sinks: Vec<String>,
+    /// Announce the server with mDNS/DNS-SD (not when listening on loopback).
+    pub discovery: bool,
 }
 
 /// `[capture]`: what every source is asked for.
@@ -450,6 +453,7 @@ impl Config {
                 None => 0,
             },
             http: s.http.unwrap_or(true),
+            discovery: s.discovery.unwrap_or(true),
             sinks: {
                 let mut names = Vec::new();
                 for name in s.sinks.unwrap_or_default() {

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod codecs;
 pub mod config;
 pub mod convert;
+pub mod discovery;
 pub mod error;
 pub mod frame;
 pub mod http;

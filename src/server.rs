@@ -422,6 +422,8 @@ pub struct RunningServer {
     transcoder: Option<JoinHandle<()>>,
     /// `sink-NAME` threads.
     locals: Vec<JoinHandle<()>>,
+    /// The mDNS announcement, while it lasts.
+    advertiser: Option<crate::discovery::Advertiser>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -551,8 +553,22 @@ impl RunningServer {
             capture: Some(capture),
             transcoder: None,
             locals,
+            advertiser: None,
             accept: None,
         };
+        if cfg.serve.discovery {
+            let what = crate::discovery::Announcement {
+                name: cfg.serve.name.clone(),
+                codec: cfg.serve.codec.clone(),
+                size: format!("{}x{}", stream.frame.width, stream.frame.height),
+                pairing: "none".into(),
+            };
+            match crate::discovery::Advertiser::start(addr, &what) {
+                Ok(a) => server.advertiser = a,
+                // A convenience: the server works without it.
+                Err(e) => log::warn!("not announced on the network: {e}"),
+            }
+        }
 
         if let Some(codec) = transcoder {
             let (hub, stop) = (hub.clone(), stop.clone());
@@ -623,6 +639,8 @@ impl RunningServer {
             return Ok(());
         }
         self.stop.store(true, Ordering::SeqCst);
+        // Gone from viewers' lists first.
+        self.advertiser = None;
         let captured = self.capture.take().map(|c| c.join());
         self.hub.finish("the server is shutting down", false);
         if let Some(t) = self.transcoder.take() {

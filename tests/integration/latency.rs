@@ -6,11 +6,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{serve, temp_dir, Proc, BIN};
+use crate::util::{serve, temp_dir, NetnsPair, Proc, BIN};
 
 /// One frame's line of a latency log.
 #[derive(Debug, Clone, Copy)]
@@ -202,59 +201,9 @@ fn a_20_ms_delay_adds_20_ms() {
     );
 }
 
-/// Two network namespaces joined by a veth pair; the server's side limited by tbf.
-struct SlowLink {
-    server_ns: String,
-    viewer_ns: String,
-}
-
-impl SlowLink {
-    fn new(rate: &str) -> SlowLink {
-        let id = std::process::id() % 100_000;
-        let link = SlowLink {
-            server_ns: format!("ls-srv-{id}"),
-            viewer_ns: format!("ls-view-{id}"),
-        };
-        let (a, b) = (format!("lsa{id}"), format!("lsb{id}"));
-        let run = |args: &[&str]| {
-            let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{args:?}: {} (network namespaces need root and iproute2; the README's test command has both)",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let (s, v) = (link.server_ns.as_str(), link.viewer_ns.as_str());
-        run(&["ip", "netns", "add", s]);
-        run(&["ip", "netns", "add", v]);
-        run(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        run(&["ip", "link", "set", &a, "netns", s]);
-        run(&["ip", "link", "set", &b, "netns", v]);
-        run(&["ip", "-n", s, "addr", "add", "10.231.0.1/24", "dev", &a]);
-        run(&["ip", "-n", v, "addr", "add", "10.231.0.2/24", "dev", &b]);
-        for (ns, dev) in [(s, &a), (v, &b)] {
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        run(&[
-            "ip", "netns", "exec", s, "tc", "qdisc", "add", "dev", &a, "root", "tbf", "rate", rate,
-            "burst", "32kb", "latency", "50ms",
-        ]);
-        link
-    }
-}
-
-impl Drop for SlowLink {
-    fn drop(&mut self) {
-        for ns in [&self.server_ns, &self.viewer_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 #[test]
 fn a_link_too_slow_drops_frames_instead_of_queueing_them() {
-    let link = SlowLink::new("8mbit");
+    let link = NetnsPair::new(Some("8mbit"));
     // 320x240 rgb24 at 30 fps is 55 Mbit/s: seven times what the link carries.
     let mut server = Proc::spawn_program(
         "ip",

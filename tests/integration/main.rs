@@ -2,6 +2,7 @@
 //! TCP on 127.0.0.1.
 
 mod cli;
+mod discovery;
 mod http;
 mod latency;
 mod record;

@@ -269,3 +269,59 @@ pub fn assert_no_gaps(path: &std::path::Path, expected: usize) {
         );
     }
 }
+
+/// Two network namespaces joined by a veth pair, 10.231.0.1 (the server's) and
+/// 10.231.0.2 (the viewer's); the server's side optionally limited by tbf.
+/// Deleted on drop. Tests that touch a network beyond loopback use these only.
+pub struct NetnsPair {
+    pub server_ns: String,
+    pub viewer_ns: String,
+}
+
+impl NetnsPair {
+    pub fn new(rate: Option<&str>) -> NetnsPair {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let id = format!("{}{n}", std::process::id() % 100_000);
+        let link = NetnsPair {
+            server_ns: format!("ls-srv-{id}"),
+            viewer_ns: format!("ls-view-{id}"),
+        };
+        let (a, b) = (format!("lsa{id}"), format!("lsb{id}"));
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {} (network namespaces need root and iproute2; the README's test command has both)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (s, v) = (link.server_ns.as_str(), link.viewer_ns.as_str());
+        run(&["ip", "netns", "add", s]);
+        run(&["ip", "netns", "add", v]);
+        run(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        run(&["ip", "link", "set", &a, "netns", s]);
+        run(&["ip", "link", "set", &b, "netns", v]);
+        run(&["ip", "-n", s, "addr", "add", "10.231.0.1/24", "dev", &a]);
+        run(&["ip", "-n", v, "addr", "add", "10.231.0.2/24", "dev", &b]);
+        for (ns, dev) in [(s, &a), (v, &b)] {
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        if let Some(rate) = rate {
+            run(&[
+                "ip", "netns", "exec", s, "tc", "qdisc", "add", "dev", &a, "root", "tbf", "rate",
+                rate, "burst", "32kb", "latency", "50ms",
+            ]);
+        }
+        link
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.server_ns, &self.viewer_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}

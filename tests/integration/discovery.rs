@@ -1,0 +1,112 @@
+//! Finding a server on the network: `serve` in one network namespace announces
+//! itself (mDNS); `list` and `view` with no address, in another namespace joined
+//! by a veth pair, find it. Multicast never leaves the test's own namespaces.
+
+use std::time::Duration;
+
+use crate::util::{NetnsPair, Proc, BIN};
+
+fn in_ns(ns: &str, name: &str, args: &[&str]) -> Proc {
+    let mut all = vec!["netns", "exec", ns, BIN];
+    all.extend_from_slice(args);
+    Proc::spawn_program("ip", name, &all)
+}
+
+#[test]
+fn list_and_view_find_the_server_by_itself() {
+    let net = NetnsPair::new(None);
+    let mut server = in_ns(
+        &net.server_ns,
+        "serve",
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:7878",
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--set",
+            "serve.name=\"garden cam\"",
+        ],
+    );
+    server.wait_stderr("announced as \"garden cam\"", 1, Duration::from_secs(15));
+
+    let mut list = in_ns(&net.viewer_ns, "list", &["list", "--wait", "5"]);
+    list.expect_success(Duration::from_secs(20));
+    assert!(
+        list.stdout()
+            .contains("garden cam  10.231.0.1:7878  codec lz4, 320x240, pairing none"),
+        "list printed:\n{}\n{}",
+        list.stdout(),
+        list.stderr()
+    );
+
+    // No address: the only server found.
+    let mut view = in_ns(&net.viewer_ns, "view", &["view", "--frames", "10", "-q"]);
+    view.expect_success(Duration::from_secs(20));
+    assert!(
+        view.stderr()
+            .contains("found \"garden cam\" at 10.231.0.1:7878"),
+        "{}",
+        view.stderr()
+    );
+    // By name.
+    let mut view = in_ns(
+        &net.viewer_ns,
+        "view",
+        &["view", "Garden Cam", "--frames", "5", "-q"],
+    );
+    view.expect_success(Duration::from_secs(20));
+    // A name nobody has: says what there is.
+    let mut view = in_ns(
+        &net.viewer_ns,
+        "view",
+        &["view", "kitchen", "--frames", "5", "-q"],
+    );
+    let status = view.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        view.stderr()
+            .contains("no server named \"kitchen\" found on the network; found:")
+            && view.stderr().contains("1. garden cam at 10.231.0.1:7878"),
+        "{}",
+        view.stderr()
+    );
+    server.terminate();
+
+    // Gone: its goodbye removes it from the list.
+    let mut list = in_ns(&net.viewer_ns, "list", &["list", "--wait", "3"]);
+    list.expect_success(Duration::from_secs(20));
+    assert!(
+        list.stdout().contains("no livestream server found"),
+        "{}",
+        list.stdout()
+    );
+}
+
+#[test]
+fn a_loopback_server_is_not_announced() {
+    let net = NetnsPair::new(None);
+    let mut server = in_ns(
+        &net.server_ns,
+        "serve",
+        &["serve", "--listen", "127.0.0.1:7878"],
+    );
+    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
+        out.contains("listening on")
+    });
+    let mut list = in_ns(&net.viewer_ns, "list", &["list", "--wait", "3"]);
+    list.expect_success(Duration::from_secs(20));
+    assert!(
+        list.stdout().contains("no livestream server found"),
+        "{}",
+        list.stdout()
+    );
+    assert!(
+        !server.stderr().contains("announced as"),
+        "{}",
+        server.stderr()
+    );
+    server.terminate();
+}
