@@ -558,11 +558,12 @@ pub fn read_packet(
                         max: max_payload,
                     });
                 }
-                // Grown to exactly what the frame needs (no doubling past the
-                // limit); a buffer already big enough is reused as it is.
+                // Grown by doubling, as a Vec does, but never past the limit; a
+                // buffer already big enough is reused as it is.
                 if payload.capacity() < len {
+                    let target = len.max(payload.capacity() * 2).min(max_payload);
                     payload.clear();
-                    payload.reserve_exact(len);
+                    payload.reserve_exact(target);
                 }
                 payload.resize(len, 0);
                 r.read_exact(payload)?;
