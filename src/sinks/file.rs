@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::config::BackendConfig;
-use crate::convert::{self, Planar};
+use crate::convert;
 use crate::error::{BackendError, SinkError};
 use crate::frame::{Frame, StreamInfo};
 use crate::recording;
@@ -90,30 +90,13 @@ impl FileSink {
     }
 
     fn y4m_header(&mut self, info: &StreamInfo) -> Result<(), SinkError> {
-        let colour = match Planar::for_format(info.frame.format) {
-            Some(Planar::Yuv420) => "420jpeg",
-            Some(Planar::Yuv422) => "422",
-            Some(Planar::Yuv444) => "444",
-            Some(Planar::Mono) => "mono",
-            None => {
-                return Err(SinkError::Unsupported {
-                    sink: "file",
-                    what: format!(
-                        "{} frames as Y4M (record them in the native format)",
-                        info.frame.format
-                    ),
-                })
-            }
-        };
-        let fps_milli = if info.fps > 0.0 {
-            (info.fps * 1000.0).round() as u64
-        } else {
-            30_000
-        };
-        let header = format!(
-            "YUV4MPEG2 W{} H{} F{}:1000 Ip A1:1 C{} XCOLORRANGE=FULL\n",
-            info.frame.width, info.frame.height, fps_milli, colour
-        );
+        let header = super::record::y4m_header(info).map_err(|_| SinkError::Unsupported {
+            sink: "file",
+            what: format!(
+                "{} frames as Y4M (record them in the native format)",
+                info.frame.format
+            ),
+        })?;
         self.out
             .write_all(header.as_bytes())
             .map_err(|e| self.io(e))

@@ -88,6 +88,21 @@ impl fmt::Display for ControlKind {
     }
 }
 
+/// The `timeout` option of a camera backend: seconds without a frame before the
+/// camera counts as lost (default 3, 0.1 to 600).
+pub fn timeout_option(
+    table: &crate::config::BackendConfig,
+    value: &Option<toml::Spanned<f64>>,
+) -> Result<Duration, BackendError> {
+    match value {
+        None => Ok(Duration::from_secs(3)),
+        Some(t) if (0.1..=600.0).contains(t.get_ref()) => Ok(Duration::from_secs_f64(*t.get_ref())),
+        Some(t) => Err(table
+            .error_at(t.span(), "timeout must be 0.1 to 600 seconds".into())
+            .into()),
+    }
+}
+
 /// The config name of a control, as `v4l2-ctl` spells it: lower case, every run of
 /// other characters one `_`. "White Balance Temperature, Auto" →
 /// `white_balance_temperature_auto`.

@@ -134,15 +134,7 @@ fn request(capture: &CaptureConfig, table: &BackendConfig) -> Result<Request, Ba
                 .into())
         }
     };
-    let timeout = match &opts.timeout {
-        None => Duration::from_secs(3),
-        Some(t) if (0.1..=600.0).contains(t.get_ref()) => Duration::from_secs_f64(*t.get_ref()),
-        Some(t) => {
-            return Err(table
-                .error_at(t.span(), "timeout must be 0.1 to 600 seconds".into())
-                .into())
-        }
-    };
+    let timeout = super::camera::timeout_option(table, &opts.timeout)?;
     Ok(Request {
         device: opts.device.map(Spanned::into_inner),
         format,

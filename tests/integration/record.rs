@@ -171,11 +171,15 @@ fn kill_9_leaves_a_recording_that_plays() {
     }
 }
 
-/// A tmpfs of 2 MiB mounted for the test: the recording fills it.
-struct TinyDisk(PathBuf);
+/// A tmpfs of 2 MiB mounted for the test in a folder of its own: the recording
+/// fills it. Unmounted on drop (before the folder goes).
+struct TinyDisk(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl TinyDisk {
-    fn mount(at: &Path) -> TinyDisk {
+    fn mount() -> TinyDisk {
+        let dir = temp_dir();
+        let at = dir.path().join("disk");
+        std::fs::create_dir(&at).unwrap();
         let ok = Command::new("mount")
             .args([
                 "-t",
@@ -192,7 +196,11 @@ impl TinyDisk {
             ok,
             "mounting a tmpfs needs root (the README's test command runs as root)"
         );
-        TinyDisk(at.to_path_buf())
+        TinyDisk(at, dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
     }
 }
 
@@ -204,10 +212,8 @@ impl Drop for TinyDisk {
 
 #[test]
 fn a_full_disk_stops_the_recording_not_the_stream() {
-    let dir = temp_dir();
-    let disk = dir.path().join("disk");
-    std::fs::create_dir(&disk).unwrap();
-    let _tmpfs = TinyDisk::mount(&disk);
+    let tmpfs = TinyDisk::mount();
+    let disk = tmpfs.path();
     // 320x240 4:4:4 Y4M frames are 230 KB: the disk is full after 9.
     let (mut server, addr) = serve(&[
         "--width",
@@ -231,12 +237,13 @@ fn a_full_disk_stops_the_recording_not_the_stream() {
         "{local}"
     );
     // The stream goes on: a viewer gets 60 frames without a gap.
-    let out = dir.path().join("after.lsr");
+    let elsewhere = temp_dir();
+    let out = elsewhere.path().join("after.lsr");
     record(&addr, &out, 60).expect_success(Duration::from_secs(20));
     assert_no_gaps(&out, 60);
     server.terminate();
     // What was recorded plays, every frame of it whole.
-    let files = recordings(&disk);
+    let files = recordings(disk);
     assert_eq!(files.len(), 1);
     let stamps = y4m_stamps(&files[0]);
     assert!(stamps.len() >= 5, "{stamps:?}");
@@ -371,10 +378,8 @@ fn a_viewer_records_jpeg_as_it_came() {
 /// With a cap set, a full disk frees the oldest segment and recording goes on.
 #[test]
 fn a_full_disk_under_a_cap_frees_the_oldest_segment() {
-    let dir = temp_dir();
-    let disk = dir.path().join("disk");
-    std::fs::create_dir(&disk).unwrap();
-    let _tmpfs = TinyDisk::mount(&disk);
+    let tmpfs = TinyDisk::mount();
+    let disk = tmpfs.path();
     let (mut server, addr) = serve(&[
         "--width",
         "320",
@@ -405,7 +410,7 @@ fn a_full_disk_under_a_cap_frees_the_oldest_segment() {
         server.stderr()
     );
     server.terminate();
-    for p in recordings(&disk) {
+    for p in recordings(disk) {
         let (frames, complaints) = ffmpeg_frames(&p);
         assert!(
             frames >= 1 && complaints.is_empty(),

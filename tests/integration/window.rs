@@ -64,20 +64,36 @@ impl Xvfb {
         }
         let openbox =
             which("openbox").expect("openbox is needed: the README's test command installs it");
-        x.wm = Some(
-            Command::new(openbox)
-                .env("DISPLAY", &x.display)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        // Openbox is up once its own window exists.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while x.xdotool(&["search", "--classname", "openbox"]).is_empty() {
-            assert!(Instant::now() < deadline, "openbox did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        let log =
+            std::env::temp_dir().join(format!("livestream-openbox-{}.log", std::process::id()));
+        // Openbox is up once its own window exists. Seen once under load: it
+        // never got there; it is started again if it died, and its output is
+        // kept for the failure message.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        'start: for attempt in 1.. {
+            x.wm = Some(
+                Command::new(&openbox)
+                    .env("DISPLAY", &x.display)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap(),
+            );
+            while x.xdotool(&["search", "--classname", "openbox"]).is_empty() {
+                let exited = x.wm.as_mut().unwrap().try_wait().unwrap();
+                assert!(
+                    Instant::now() < deadline,
+                    "openbox did not start (attempt {attempt}, exit {exited:?}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                if exited.is_some() {
+                    continue 'start;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            break;
         }
+        let _ = std::fs::remove_file(&log);
         x
     }
 
@@ -201,6 +217,30 @@ fn picture_box(
     (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
 }
 
+/// Waits until the window at `geo` shows the test pattern's colour bars across its
+/// middle row (frames are on screen); returns that screenshot.
+fn wait_for_bars(x: &Xvfb, geo: (usize, usize, usize, usize), name: &str, shows: &Proc) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shot = x.screenshot(name);
+        let row = geo.1 + geo.3 / 2;
+        let bars: std::collections::BTreeSet<usize> = (geo.0..geo.0 + geo.2)
+            .step_by(8)
+            .filter_map(|px| is_bar(pixel(&shot, px, row)))
+            .collect();
+        if bars.len() >= 6 {
+            return shot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no colour bars in the window (saw {bars:?}); {} printed:\n{}",
+            shows.name,
+            shows.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn view_in(x: &Xvfb, addr: &str, sink: &str) -> Proc {
     Proc::spawn_env(
         &format!("view {sink}"),
@@ -255,24 +295,7 @@ fn shows_the_live_picture(sink: &str) {
         (640, 480),
         "window opens at the picture's size"
     );
-    // Wait until frames are on screen: bars in the middle row.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        let shot = x.screenshot("first");
-        let row = geo.1 + geo.3 / 2;
-        let bars: std::collections::BTreeSet<usize> = (geo.0..geo.0 + geo.2)
-            .step_by(8)
-            .filter_map(|px| is_bar(pixel(&shot, px, row)))
-            .collect();
-        if bars.len() >= 6 {
-            break shot;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no colour bars in the window (saw {bars:?})"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let first = wait_for_bars(&x, geo, "first", &view);
     std::thread::sleep(Duration::from_secs(1)); // "two screenshots a second apart"
     let second = x.screenshot("second");
     assert_ne!(first, second, "{sink}: the picture is not live");
@@ -470,24 +493,7 @@ fn serve_preview_shows_the_live_picture() {
         .unwrap();
     let id = x.window(&server);
     let geo = x.geometry(&id);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let first = loop {
-        let shot = x.screenshot("preview-first");
-        let row = geo.1 + geo.3 / 2;
-        let bars: std::collections::BTreeSet<usize> = (geo.0..geo.0 + geo.2)
-            .step_by(8)
-            .filter_map(|px| is_bar(pixel(&shot, px, row)))
-            .collect();
-        if bars.len() >= 6 {
-            break shot;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no colour bars in the preview (saw {bars:?}):\n{}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let first = wait_for_bars(&x, geo, "preview-first", &server);
     std::thread::sleep(Duration::from_secs(1)); // "two screenshots a second apart"
     assert_ne!(
         first,
