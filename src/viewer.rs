@@ -446,11 +446,13 @@ fn session(
             // A failed write shows up in the reader as a broken connection.
             let _ = protocol::write_ping(&mut &stream, pings, crate::clock::now_us());
             pings += 1;
-            next_ping += if pings < 5 {
-                Duration::from_millis(100)
-            } else {
-                Duration::from_secs(1)
-            };
+            // From now, not from when it was due: a stall sends one ping, not a burst.
+            next_ping = Instant::now()
+                + if pings < 5 {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_secs(1)
+                };
         }
         if stop.load(Ordering::Relaxed) {
             break Ok(SessionEnd::Done(ViewEnd::Stopped));
