@@ -208,6 +208,7 @@ struct RawServe {
     http: Option<bool>,
     sinks: Option<Vec<Spanned<String>>>,
     discovery: Option<bool>,
+    connections_per_second: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,6 +238,9 @@ pub struct ServeConfig {
     pub source: String,
     pub codec: String,
     pub max_viewers: usize,
+    /// New connections a second from one address (twice that in a burst);
+    /// loopback is not limited.
+    pub connections_per_second: f64,
     pub name: String,
     pub handshake_timeout: std::time::Duration,
     /// Encoder threads; 0 = one for cheap codecs, one per core (up to 4) for JPEG.
@@ -418,6 +422,17 @@ impl Config {
                 "--codec",
                 "lz4",
             )?,
+            connections_per_second: match s.connections_per_second {
+                Some(v) if !(0.1..=10_000.0).contains(v.get_ref()) => {
+                    return Err(ConfigError::at(
+                        &file,
+                        Some(v.span()),
+                        "connections-per-second must be between 0.1 and 10000".into(),
+                    ))
+                }
+                Some(v) => v.into_inner(),
+                None => 10.0,
+            },
             max_viewers: match s.max_viewers {
                 Some(v) if *v.get_ref() == 0 => {
                     return Err(ConfigError::at(

@@ -579,9 +579,10 @@ impl RunningServer {
             );
         }
         let timeout = cfg.serve.handshake_timeout;
+        let rate = cfg.serve.connections_per_second;
         server.accept = Some(
             spawn("accept")
-                .spawn(move || accept_loop(listener, &hub, &stop, timeout))
+                .spawn(move || accept_loop(listener, &hub, &stop, timeout, rate))
                 .map_err(ServeError::Thread)?,
         );
         Ok(server)
@@ -896,14 +897,90 @@ struct Connection {
     stream: TcpStream,
 }
 
+/// New connections allowed per address: a token bucket each, refilled at `rate`
+/// a second up to twice that. Bounded: idle addresses are forgotten, and at most
+/// [`RATE_TABLE`] are tracked (the idlest go first).
+struct RateLimit {
+    rate: f64,
+    buckets: std::collections::HashMap<std::net::IpAddr, (f64, Instant, u64)>,
+    last_report: Instant,
+}
+
+const RATE_TABLE: usize = 4096;
+
+impl RateLimit {
+    fn new(rate: f64) -> RateLimit {
+        RateLimit {
+            rate,
+            buckets: std::collections::HashMap::new(),
+            last_report: Instant::now(),
+        }
+    }
+
+    /// Whether a connection from `ip` may go on.
+    fn allow(&mut self, ip: std::net::IpAddr) -> bool {
+        if ip.is_loopback() {
+            return true;
+        }
+        let now = Instant::now();
+        if self.buckets.len() >= RATE_TABLE && !self.buckets.contains_key(&ip) {
+            // Forget addresses whose bucket has refilled, or failing that the idlest.
+            let burst = self.rate * 2.0;
+            let rate = self.rate;
+            self.buckets
+                .retain(|_, (tokens, at, _)| *tokens + at.elapsed().as_secs_f64() * rate < burst);
+            if self.buckets.len() >= RATE_TABLE {
+                if let Some(idlest) = self
+                    .buckets
+                    .iter()
+                    .min_by_key(|(_, (_, at, _))| *at)
+                    .map(|(k, _)| *k)
+                {
+                    self.buckets.remove(&idlest);
+                }
+            }
+        }
+        let burst = self.rate * 2.0;
+        let (tokens, at, refused) = self.buckets.entry(ip).or_insert((burst, now, 0));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return true;
+        }
+        *refused += 1;
+        false
+    }
+
+    /// Once a second: which addresses were refused, and how often.
+    fn report(&mut self) {
+        if self.last_report.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_report = Instant::now();
+        for (ip, (_, _, refused)) in self.buckets.iter_mut() {
+            if *refused > 0 {
+                log::warn!(
+                    "refused {refused} connections from {ip}: over {} a second",
+                    self.rate
+                );
+                *refused = 0;
+            }
+        }
+    }
+}
+
 fn accept_loop(
     listener: TcpListener,
     hub: &Arc<Hub>,
     stop: &Arc<AtomicBool>,
     handshake_timeout: Duration,
+    rate: f64,
 ) -> Vec<Connection> {
     let mut connections: Vec<Connection> = Vec::new();
+    let mut limit = RateLimit::new(rate);
     while !stop.load(Ordering::Relaxed) {
+        limit.report();
         if !wait_readable(&listener, Duration::from_millis(200)) {
             continue;
         }
@@ -914,6 +991,9 @@ fn accept_loop(
                 continue;
             }
         };
+        if !limit.allow(peer.ip()) {
+            continue; // dropped: closed at once
+        }
         // Reap viewers that have left.
         let (done, running): (Vec<_>, Vec<_>) =
             connections.drain(..).partition(|c| c.thread.is_finished());
@@ -1346,5 +1426,35 @@ pub(crate) fn send_loop(
                 return why;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate_per_address() {
+        let mut l = RateLimit::new(10.0);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let allowed = (0..100).filter(|_| l.allow(a)).count();
+        assert_eq!(allowed, 20, "a burst of twice the rate");
+        assert!(l.allow(b), "other addresses are not affected");
+        std::thread::sleep(Duration::from_millis(300));
+        let later = (0..100).filter(|_| l.allow(a)).count();
+        assert!(
+            (2..=4).contains(&later),
+            "{later} after 0.3 s at 10 a second"
+        );
+        let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert!((0..1000).all(|_| l.allow(lo)), "loopback is not limited");
+        // The table stays bounded whatever the number of addresses.
+        for i in 0..(RATE_TABLE as u32 + 100) {
+            l.allow(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                0x0b00_0000 + i,
+            )));
+        }
+        assert!(l.buckets.len() <= RATE_TABLE);
     }
 }

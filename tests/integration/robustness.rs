@@ -413,3 +413,91 @@ fn shutdown_does_not_wait_for_stuck_connections() {
         started.elapsed()
     );
 }
+
+/// Hundreds of connections from one machine in a few seconds (from the test's own
+/// network namespace) while a viewer there watches: the flood is cut down to the
+/// per-address rate, the viewer keeps every frame at full rate.
+#[test]
+fn a_connection_flood_does_not_disturb_a_viewer() {
+    let net = crate::util::NetnsPair::new(None);
+    let mut server = Proc::spawn_program(
+        "ip",
+        "serve (server namespace)",
+        &[
+            "netns",
+            "exec",
+            &net.server_ns,
+            crate::util::BIN,
+            "serve",
+            "--listen",
+            "10.231.0.1:7878",
+            "--width",
+            "320",
+            "--height",
+            "240",
+            "--fps",
+            "30",
+        ],
+    );
+    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
+        out.contains("listening on")
+    });
+    let dir = temp_dir();
+    let log = dir.path().join("flooded.csv");
+    let mut view = Proc::spawn_program(
+        "ip",
+        "view (viewer namespace)",
+        &[
+            "netns",
+            "exec",
+            &net.viewer_ns,
+            crate::util::BIN,
+            "view",
+            "10.231.0.1:7878",
+            "--frames",
+            "150",
+            "-q",
+            "--latency-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    view.wait_stderr("connected to", 1, Duration::from_secs(10));
+    // Three waves of 300 connections from the viewer's address, held open a second.
+    let flood = "for wave in 1 2 3; do for i in $(seq 300); do \
+                 exec {fd}<>/dev/tcp/10.231.0.1/7878 2>/dev/null || true; done; sleep 1; \
+                 for fd in $(ls /proc/$$/fd); do [ $fd -gt 2 ] && eval \"exec $fd>&-\"; done; done";
+    let mut flooder = Proc::spawn_program(
+        "ip",
+        "flood",
+        &["netns", "exec", &net.viewer_ns, "bash", "-c", flood],
+    );
+    flooder.wait_exit(Duration::from_secs(60));
+    view.expect_success(Duration::from_secs(30));
+    server.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<(u64, i64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[6].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 150);
+    for w in rows.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1, "a frame was dropped during the flood");
+    }
+    let seconds = (rows[149].1 - rows[0].1) as f64 / 1e6;
+    assert!(
+        seconds < 149.0 / 30.0 + 0.5,
+        "150 frames took {seconds:.2} s: not full rate"
+    );
+    let said = server.stderr();
+    for line in said.lines().filter(|l| l.contains("refused")) {
+        eprintln!("{line}");
+    }
+    assert!(
+        said.contains("connections from 10.231.0.2: over 10 a second"),
+        "the flood was not limited:\n{said}"
+    );
+}
