@@ -1052,6 +1052,29 @@ impl Camera {
     }
 }
 
+/// How many bytes of a dequeued buffer make the frame, or `None` for a frame to
+/// skip: flagged by the driver, shorter than its geometry, or (MJPEG) not a whole
+/// JPEG (no start marker, or cut before its end marker, as USB cameras do when
+/// they lose data; padding after the end marker is left out).
+fn usable_len(info: FrameInfo, mapped: &[u8], bytesused: usize, flags: u32) -> Option<usize> {
+    if flags & sys::V4L2_BUF_FLAG_ERROR != 0 {
+        return None;
+    }
+    if info.format == PixelFormat::Jpeg {
+        let data = &mapped[..bytesused.min(mapped.len())];
+        let end = data.len() - data.iter().rev().take_while(|&&b| b == 0).count();
+        let whole = end >= 4 && data[..2] == [0xFF, 0xD8] && data[end - 2..end] == [0xFF, 0xD9];
+        return whole.then_some(end);
+    }
+    // Some drivers leave `bytesused` unset for raw formats.
+    let used = if bytesused == 0 {
+        mapped.len()
+    } else {
+        bytesused.min(mapped.len())
+    };
+    (used >= info.byte_len()).then_some(info.byte_len())
+}
+
 impl FrameSource for Camera {
     fn stream_info(&self) -> StreamInfo {
         self.info
@@ -1087,22 +1110,8 @@ impl FrameSource for Camera {
             // SAFETY: the driver has handed this buffer to us (dequeued) until it
             // is queued again below; the mapping is `len` bytes long.
             let bytes = unsafe { std::slice::from_raw_parts(map.ptr, map.len) };
-            let used = match b.bytesused as usize {
-                0 => map.len, // some drivers leave it unset for raw formats
-                n => n.min(map.len),
-            };
-            let ok = b.flags & sys::V4L2_BUF_FLAG_ERROR == 0
-                && if info.format == PixelFormat::Jpeg {
-                    used >= 4 && bytes[..2] == [0xFF, 0xD8]
-                } else {
-                    used >= info.byte_len()
-                };
-            if ok {
-                let n = if info.format == PixelFormat::Jpeg {
-                    used
-                } else {
-                    info.byte_len()
-                };
+            let usable = usable_len(info, bytes, b.bytesused as usize, b.flags);
+            if let Some(n) = usable {
                 frame.info = info;
                 frame.data.clear();
                 frame.data.extend_from_slice(&bytes[..n]);
@@ -1111,14 +1120,14 @@ impl FrameSource for Camera {
                 self.broken += 1;
                 if self.broken.is_power_of_two() {
                     log::warn!(
-                        "{}: {} broken frames skipped (flagged by the driver, or short)",
+                        "{}: {} broken frames skipped (flagged by the driver, short, or not a whole JPEG)",
                         self.node.path.display(),
                         self.broken
                     );
                 }
             }
             self.requeue(b).map_err(|e| self.lost("VIDIOC_QBUF", e))?;
-            if ok {
+            if usable.is_some() {
                 self.last_frame = Instant::now();
                 return Ok(());
             }
@@ -1167,6 +1176,38 @@ mod tests {
             fourcc_text(u32::from_le_bytes([b'Y', 0, 0xFF, b' '])),
             "Y???"
         );
+    }
+
+    #[test]
+    fn only_whole_frames_are_taken() {
+        let raw = FrameInfo::packed(PixelFormat::Yuyv, 4, 2).unwrap();
+        let buf = [7u8; 32];
+        assert_eq!(usable_len(raw, &buf, 16, 0), Some(16));
+        assert_eq!(usable_len(raw, &buf, 0, 0), Some(16), "bytesused unset");
+        assert_eq!(usable_len(raw, &buf, 15, 0), None, "short");
+        assert_eq!(
+            usable_len(raw, &buf[..10], 16, 0),
+            None,
+            "mapping too small"
+        );
+        assert_eq!(usable_len(raw, &buf, 16, sys::V4L2_BUF_FLAG_ERROR), None);
+        let jpeg = FrameInfo {
+            format: PixelFormat::Jpeg,
+            width: 4,
+            height: 2,
+            stride: 0,
+        };
+        let mut j = vec![0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9, 0, 0, 0];
+        assert_eq!(
+            usable_len(jpeg, &j, 10, 0),
+            Some(7),
+            "padding after EOI left out"
+        );
+        assert_eq!(usable_len(jpeg, &j, 5, 0), None, "cut before EOI");
+        assert_eq!(usable_len(jpeg, &j, 0, 0), None, "empty");
+        j[0] = 0;
+        assert_eq!(usable_len(jpeg, &j, 10, 0), None, "no SOI");
+        assert_eq!(usable_len(jpeg, &[0xFF, 0xD9], 2, 0), None);
     }
 
     #[test]
