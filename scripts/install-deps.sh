@@ -15,8 +15,11 @@ build_pkgs=(pkg-config cmake nasm libsdl2-dev libclang-dev)
 # tests; ffmpeg also grabs their screenshots.
 # qemu and the rest: tests/vivid/run-vivid-vm.sh boots a kernel with the vivid
 # V4L2 driver (v4l-utils: v4l2-ctl in the guest).
+# iproute2 (ip, tc): the tests' network namespaces (discovery, a slow link, a
+# connection flood); util-linux: unshare --time (clocks that disagree).
 test_pkgs=(ffmpeg chromium prometheus xvfb openbox xdotool nodejs npm
-  qemu-system-x86 busybox-static kmod cpio v4l-utils zstd xz-utils file)
+  qemu-system-x86 busybox-static kmod cpio v4l-utils zstd xz-utils file
+  iproute2 util-linux)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--test" ]]; then
