@@ -133,6 +133,13 @@ fn stream_for(sink: &dyn FrameSink, hub: &Hub) -> (bool, crate::frame::StreamInf
             stride: 0,
             ..info.frame
         };
+    } else if info.frame.format == PixelFormat::Jpeg && !sink.accepts_jpeg() {
+        // An MJPEG camera's frames, decoded for a sink that needs pixels.
+        if let Ok(info_rgb) =
+            FrameInfo::packed(PixelFormat::Rgb24, info.frame.width, info.frame.height)
+        {
+            info.frame = info_rgb;
+        }
     }
     (jpeg, info)
 }
@@ -168,11 +175,25 @@ fn feed(mut sink: Box<dyn FrameSink>, jpeg: bool, hub: &Hub, stop: &AtomicBool, 
         *state.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     };
     let mut scratch = Frame::empty();
+    let mut to_pixels = if hub.stream.frame.format == PixelFormat::Jpeg && !sink.accepts_jpeg() {
+        match crate::codecs::jpeg::JpegToPixels::new() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                fail(e.to_string());
+                state.running.store(false, Ordering::Relaxed);
+                hub.main.remove(&state.viewer);
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut live = Live::default();
     let mut meter = (Instant::now(), 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         let flow = match state.viewer.slot.take(Duration::from_millis(100)) {
             Taken::Value(packet) => {
+                let mut decoded = Ok(());
                 let frame = if jpeg && packet.frame.info.format != PixelFormat::Jpeg {
                     scratch.info = info.frame;
                     scratch.seq = packet.frame.seq;
@@ -180,9 +201,22 @@ fn feed(mut sink: Box<dyn FrameSink>, jpeg: bool, hub: &Hub, stop: &AtomicBool, 
                     scratch.data.clear();
                     scratch.data.extend_from_slice(packet.payload());
                     &scratch
+                } else if let Some(p) = to_pixels.as_mut() {
+                    scratch.info = packet.frame.info;
+                    scratch.seq = packet.frame.seq;
+                    scratch.capture_us = packet.frame.capture_us;
+                    scratch.data.clear();
+                    scratch.data.extend_from_slice(&packet.frame.data);
+                    decoded = p.decode(&mut scratch);
+                    &scratch
                 } else {
                     &packet.frame
                 };
+                if let Err(e) = decoded {
+                    // One bad camera frame: skipped, the preview goes on.
+                    log::debug!("local sink {name}: frame {}: {e}", packet.frame.seq);
+                    continue;
+                }
                 live.latency_ms =
                     crate::clock::now_us().saturating_sub(frame.capture_us) as f64 / 1000.0;
                 let presented = sink.present(frame, &live);

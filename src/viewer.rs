@@ -382,6 +382,14 @@ fn session(
         .min(opts.limits.max_frame_bytes);
     // A sink that stores JPEG (a recording) gets the payload as it came.
     let keep_jpeg = sink.takes_jpeg() && codec.payload_is_jpeg(&hello.frame);
+    // JPEG frames that a codec kept as they were (an MJPEG camera over `lz4` or
+    // `raw`) become pixels for a sink that needs them.
+    let mut to_pixels = match codec.decoded_info(&hello.frame).format {
+        crate::frame::PixelFormat::Jpeg if !sink.accepts_jpeg() => {
+            Some(crate::codecs::jpeg::JpegToPixels::new()?)
+        }
+        _ => None,
+    };
     let info = StreamInfo {
         frame: if keep_jpeg {
             crate::frame::FrameInfo {
@@ -390,7 +398,10 @@ fn session(
                 ..hello.frame
             }
         } else {
-            codec.decoded_info(&hello.frame)
+            let decoded = codec.decoded_info(&hello.frame);
+            to_pixels
+                .as_ref()
+                .map_or(decoded, |p| p.decoded_info(&decoded))
         },
         fps: hello.fps,
     };
@@ -517,6 +528,15 @@ fn session(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(rx.payload);
+        // A camera's JPEG that does not decode is one bad picture, not a broken
+        // server: skipped.
+        if let (Ok(()), Some(p)) = (&decoded, to_pixels.as_mut()) {
+            if let Err(e) = p.decode(&mut frame) {
+                log::debug!("{address}: frame {}: {e}; skipped", rx.header.seq);
+                shared.dropped_here.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
         if let Err(e) = decoded {
             // A server that sends undecodable frames is broken: drop the connection.
             log::error!("{address}: frame {}: {e}", rx.header.seq);

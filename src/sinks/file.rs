@@ -104,6 +104,11 @@ impl FileSink {
 }
 
 impl FrameSink for FileSink {
+    /// livestream's own format keeps JPEG frames as they are; Y4M needs pixels.
+    fn accepts_jpeg(&self) -> bool {
+        self.container == Container::Native
+    }
+
     fn start(&mut self, meta: &StreamMeta) -> Result<(), SinkError> {
         match self.stream {
             Some(s) if s.frame == meta.info.frame => Ok(()),

@@ -93,6 +93,13 @@ pub trait FrameSink {
         false
     }
 
+    /// True for a sink that can take JPEG frames as they are (a camera's MJPEG
+    /// carried by `raw` or `lz4`): it stores or ignores them. Others (windows,
+    /// Y4M) are given the frames decoded to RGB24.
+    fn accepts_jpeg(&self) -> bool {
+        self.takes_jpeg()
+    }
+
     /// No frame came for a while (about 0.1 s): a window handles its events here.
     fn idle(&mut self) -> Result<Flow, SinkError> {
         Ok(Flow::Continue)

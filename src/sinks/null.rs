@@ -21,6 +21,11 @@ pub struct NullSink {
 }
 
 impl FrameSink for NullSink {
+    /// Counting needs no pixels: JPEG frames are not decoded for it.
+    fn accepts_jpeg(&self) -> bool {
+        true
+    }
+
     fn start(&mut self, _meta: &StreamMeta) -> Result<(), SinkError> {
         Ok(())
     }

@@ -484,6 +484,52 @@ fn mjpeg_passes_through_untouched() {
         }
     }
     server.terminate();
+
+    // lz4 (the default codec) carries the camera's JPEGs as they are; a sink that
+    // needs pixels (Y4M here, a window alike) gets them decoded, tables or not.
+    let (mut server, addr) = serve(&[
+        "--source",
+        "file",
+        "--set",
+        &src,
+        "--set",
+        "sources.file.loop=true",
+        "--codec",
+        "lz4",
+    ]);
+    let y4m = dir.path().join("camera.y4m");
+    let set = format!("sinks.file.path={}", y4m.display());
+    let mut view = crate::util::Proc::spawn(
+        "view to y4m",
+        &[
+            "view", &addr, "--sink", "file", "--set", &set, "--frames", "12", "-q",
+        ],
+    );
+    view.expect_success(Duration::from_secs(20));
+    server.terminate();
+    let bytes = std::fs::read(&y4m).unwrap();
+    assert!(
+        bytes.starts_with(b"YUV4MPEG2 W320 H240 "),
+        "{:?}",
+        &bytes[..40.min(bytes.len())]
+    );
+    let ffmpeg = crate::stream::which("ffmpeg").unwrap();
+    let out = std::process::Command::new(ffmpeg)
+        .args(["-v", "error", "-i"])
+        .arg(&y4m)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    assert_eq!(frames, 12);
 }
 
 /// The JPEG parts of a multipart body that are complete so far.

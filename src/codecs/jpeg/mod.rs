@@ -178,6 +178,36 @@ impl FrameCodec for JpegCodec {
     }
 }
 
+/// Turns JPEG frames (from an MJPEG camera, carried by a codec that keeps them
+/// as they are) into RGB24 for a sink that needs pixels: a window, a Y4M file.
+pub struct JpegToPixels {
+    codec: JpegCodec,
+    scratch: Vec<u8>,
+}
+
+impl JpegToPixels {
+    pub fn new() -> Result<JpegToPixels, BackendError> {
+        Ok(JpegToPixels {
+            codec: JpegCodec::with_quality(80).map_err(|why| BackendError::Invalid {
+                what: format!("the {ENGINE} JPEG engine"),
+                why,
+            })?,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// What a JPEG frame of `info`'s size becomes.
+    pub fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
+        self.codec.decoded_info(info)
+    }
+
+    /// Decodes `frame` (JPEG) in place into RGB24, reusing buffers.
+    pub fn decode(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
+        std::mem::swap(&mut self.scratch, &mut frame.data);
+        self.codec.decode(&mut self.scratch, frame)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
