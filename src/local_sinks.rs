@@ -202,12 +202,7 @@ fn feed(mut sink: Box<dyn FrameSink>, jpeg: bool, hub: &Hub, stop: &AtomicBool, 
                     scratch.data.extend_from_slice(packet.payload());
                     &scratch
                 } else if let Some(p) = to_pixels.as_mut() {
-                    scratch.info = packet.frame.info;
-                    scratch.seq = packet.frame.seq;
-                    scratch.capture_us = packet.frame.capture_us;
-                    scratch.data.clear();
-                    scratch.data.extend_from_slice(&packet.frame.data);
-                    decoded = p.decode(&mut scratch);
+                    decoded = p.decode_into(&packet.frame, &mut scratch);
                     &scratch
                 } else {
                     &packet.frame

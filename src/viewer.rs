@@ -283,6 +283,35 @@ impl LatencyLog {
         })
     }
 
+    /// One frame's line, written without allocating (stages the server did not
+    /// time are left empty).
+    fn row(
+        &mut self,
+        seq: u64,
+        [captured, received, decoded, presented]: [i64; 4],
+        timing: Option<(u64, u64)>,
+        latency_us: u64,
+        (offset, rtt): (i64, u64),
+    ) {
+        use std::io::Write;
+        let out = &mut self.out;
+        let written = write!(out, "{seq},{captured},")
+            .and_then(|()| match timing {
+                Some((encoded, sent)) => write!(out, "{encoded},{sent},"),
+                None => write!(out, ",,"),
+            })
+            .and_then(|()| {
+                writeln!(
+                    out,
+                    "{received},{decoded},{presented},{:.3},{offset},{rtt}",
+                    latency_us as f64 / 1000.0
+                )
+            });
+        if let Err(e) = written {
+            log::warn!("latency log {}: {e}", self.path.display());
+        }
+    }
+
     fn flush(&mut self) {
         use std::io::Write;
         if let Err(e) = self.out.flush() {
@@ -587,15 +616,12 @@ fn session(
         }
         report.clock = Some((offset, rtt));
         if let Some(log) = log.as_mut() {
-            use std::io::Write;
-            let (encoded, sent) = timing.map_or((String::new(), String::new()), |(e, s)| {
-                (e.to_string(), s.to_string())
-            });
-            let _ = writeln!(
-                log.out,
-                "{},{captured},{encoded},{sent},{received},{decoded_at},{presented},{:.3},{offset},{rtt}",
+            log.row(
                 frame.seq,
-                latency as f64 / 1000.0
+                [captured, received, decoded_at, presented],
+                timing,
+                latency,
+                (offset, rtt),
             );
         }
         status.frames += 1;

@@ -11,7 +11,6 @@ use crate::config::BackendConfig;
 use crate::convert;
 use crate::error::{BackendError, SinkError};
 use crate::frame::Frame;
-use crate::registry::Availability;
 
 inventory::submit! {
     SinkBackend {
@@ -23,12 +22,7 @@ inventory::submit! {
 }
 
 fn open() -> Result<Box<dyn FrameSink>, BackendError> {
-    if let Availability::Unavailable(why) = display_probe() {
-        return Err(BackendError::Invalid {
-            what: "the minifb window".into(),
-            why,
-        });
-    }
+    super::window::require_display("minifb")?;
     Ok(Box::new(MinifbSink {
         window: None,
         size: (0, 0),

@@ -15,7 +15,6 @@ use crate::config::BackendConfig;
 use crate::convert;
 use crate::error::{BackendError, SinkError};
 use crate::frame::Frame;
-use crate::registry::Availability;
 
 inventory::submit! {
     SinkBackend {
@@ -27,12 +26,7 @@ inventory::submit! {
 }
 
 fn open() -> Result<Box<dyn FrameSink>, BackendError> {
-    if let Availability::Unavailable(why) = display_probe() {
-        return Err(BackendError::Invalid {
-            what: "the sdl2 window".into(),
-            why,
-        });
-    }
+    super::window::require_display("sdl2")?;
     let invalid = |why: String| BackendError::Invalid {
         what: "SDL".into(),
         why,

@@ -16,6 +16,17 @@ pub fn display_probe() -> Availability {
     }
 }
 
+/// For a window sink's constructor: a clear error when there is no display.
+pub fn require_display(sink: &str) -> Result<(), crate::error::BackendError> {
+    match display_probe() {
+        Availability::Available => Ok(()),
+        Availability::Unavailable(why) => Err(crate::error::BackendError::Invalid {
+            what: format!("the {sink} window"),
+            why,
+        }),
+    }
+}
+
 pub const NO_DISPLAY: &str = "no display found: set DISPLAY, or use --sink null / file";
 
 /// Window sinks, best first.

@@ -162,6 +162,13 @@ impl FrameCodec for JpegCodec {
     }
 
     fn decode(&mut self, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError> {
+        self.decode_slice(payload, frame)
+    }
+}
+
+impl JpegCodec {
+    /// Decodes `payload` into `frame` (RGB24), whose info gives the size to expect.
+    fn decode_slice(&mut self, payload: &[u8], frame: &mut Frame) -> Result<(), CodecError> {
         let (width, height) = (frame.info.width, frame.info.height);
         let header = jpeg::parse_header(payload).map_err(corrupt)?;
         if (header.width, header.height) != (width, height) {
@@ -204,7 +211,15 @@ impl JpegToPixels {
     /// Decodes `frame` (JPEG) in place into RGB24, reusing buffers.
     pub fn decode(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
         std::mem::swap(&mut self.scratch, &mut frame.data);
-        self.codec.decode(&mut self.scratch, frame)
+        self.codec.decode_slice(&self.scratch, frame)
+    }
+
+    /// Decodes the JPEG frame `jpeg` into `out` (RGB24), reading it where it is.
+    pub fn decode_into(&mut self, jpeg: &Frame, out: &mut Frame) -> Result<(), CodecError> {
+        out.info = jpeg.info;
+        out.seq = jpeg.seq;
+        out.capture_us = jpeg.capture_us;
+        self.codec.decode_slice(&jpeg.data, out)
     }
 }
 
