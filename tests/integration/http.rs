@@ -11,7 +11,7 @@ use livestream::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 use livestream::recording;
 
 use crate::stream::{read_recording, which};
-use crate::util::{assert_no_gaps, record, serve, temp_dir, Proc};
+use crate::util::{assert_no_gaps, record, serve, serve_small, temp_dir, Proc};
 
 /// A response: status, headers (lowercase names), body.
 pub struct Response {
@@ -88,7 +88,7 @@ fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 
 #[test]
 fn snapshot_stats_metrics_and_page() {
-    let (mut server, addr) = serve(&["--width", "320", "--height", "240", "--fps", "30"]);
+    let (mut server, addr) = serve_small(&[]);
     let page = get(&addr, "/");
     assert_eq!(page.status, 200);
     assert!(page
@@ -197,9 +197,7 @@ fn snapshot_stats_metrics_and_page() {
 fn ffmpeg_reads_the_mjpeg_stream() {
     let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
     for codec in ["lz4", "jpeg"] {
-        let (mut server, addr) = serve(&[
-            "--width", "320", "--height", "240", "--fps", "30", "--codec", codec,
-        ]);
+        let (mut server, addr) = serve_small(&["--codec", codec]);
         let out = std::process::Command::new(&ffmpeg)
             .args(["-v", "error", "-i"])
             .arg(format!("http://{addr}/stream.mjpg"))
@@ -270,16 +268,7 @@ fn chromium_shows_a_live_picture() {
 #[test]
 fn bad_http_harms_no_one() {
     let dir = temp_dir();
-    let (mut server, addr) = serve(&[
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "30",
-        "--set",
-        "serve.handshake-timeout=1",
-    ]);
+    let (mut server, addr) = serve_small(&["--set", "serve.handshake-timeout=1"]);
     let rec = dir.path().join("watcher.lsr");
     let mut watcher = record(&addr, &rec, 120);
     watcher.wait_stderr("connected to", 1, Duration::from_secs(10));

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{serve, temp_dir, NetnsPair, Proc, BIN};
+use crate::util::{serve, serve_small, temp_dir, NetnsPair, Proc, BIN};
 
 /// One frame's line of a latency log.
 #[derive(Debug, Clone, Copy)]
@@ -171,7 +171,7 @@ fn delaying_relay(to: String, delay: Duration) -> String {
 
 #[test]
 fn a_20_ms_delay_adds_20_ms() {
-    let (mut server, addr) = serve(&["--width", "320", "--height", "240", "--fps", "30"]);
+    let (mut server, addr) = serve_small(&[]);
     let relay = delaying_relay(addr.clone(), Duration::from_millis(20));
     let dir = temp_dir();
     let (direct_log, relayed_log) = (

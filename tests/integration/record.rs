@@ -11,7 +11,7 @@ use livestream::sources::test_pattern::read_stamp;
 
 use crate::http::get;
 use crate::stream::which;
-use crate::util::{assert_no_gaps, record, serve, temp_dir};
+use crate::util::{assert_no_gaps, record, serve, serve_small, temp_dir};
 
 /// The recordings in `dir`, oldest name first.
 fn recordings(dir: &Path) -> Vec<PathBuf> {
@@ -110,18 +110,7 @@ fn wait_presented(addr: &str, n: u64) {
 fn recording_holds_every_frame_while_viewers_watch() {
     let dir = temp_dir();
     let rec = dir.path().join("rec");
-    let (mut server, addr) = serve(&[
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "30",
-        "--frames",
-        "90",
-        "--record",
-        rec.to_str().unwrap(),
-    ]);
+    let (mut server, addr) = serve_small(&["--frames", "90", "--record", rec.to_str().unwrap()]);
     let a = dir.path().join("a.lsr");
     let b = dir.path().join("b.lsr");
     let (mut va, mut vb) = (record(&addr, &a, 40), record(&addr, &b, 40));
@@ -215,16 +204,7 @@ fn a_full_disk_stops_the_recording_not_the_stream() {
     let tmpfs = TinyDisk::mount();
     let disk = tmpfs.path();
     // 320x240 4:4:4 Y4M frames are 230 KB: the disk is full after 9.
-    let (mut server, addr) = serve(&[
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "30",
-        "--record",
-        disk.to_str().unwrap(),
-    ]);
+    let (mut server, addr) = serve_small(&["--record", disk.to_str().unwrap()]);
     server.wait_stderr(
         "the disk is full: recording stopped after",
         1,
@@ -263,13 +243,7 @@ fn segments_rotate_and_the_oldest_go_under_the_cap() {
     std::fs::write(dir.path().join("keep.txt"), b"mine").unwrap();
     std::fs::write(dir.path().join("holiday.mjpeg"), b"mine too").unwrap();
     let cap = 400_000u64;
-    let (mut server, _addr) = serve(&[
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "30",
+    let (mut server, _addr) = serve_small(&[
         "--codec",
         "jpeg",
         "--record",
@@ -350,9 +324,7 @@ fn record_options_are_checked() {
 #[test]
 fn a_viewer_records_jpeg_as_it_came() {
     let dir = temp_dir();
-    let (mut server, addr) = serve(&[
-        "--width", "320", "--height", "240", "--fps", "30", "--codec", "jpeg",
-    ]);
+    let (mut server, addr) = serve_small(&["--codec", "jpeg"]);
     let set = format!(
         "sinks.record.dir={}",
         toml::Value::String(dir.path().display().to_string())

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use livestream::frame::{FrameInfo, Limits, PixelFormat};
 use livestream::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
 
-use crate::util::{assert_no_gaps, free_port, record, serve, serve_on, temp_dir, Proc};
+use crate::util::{
+    assert_no_gaps, free_port, record, serve, serve_on, serve_small, temp_dir, Proc,
+};
 
 /// Connects and completes the handshake as a viewer would, then returns the socket.
 fn handshake(addr: &str) -> (TcpStream, ServerHello) {
@@ -132,16 +134,7 @@ fn socket_with_linger_zero(s: TcpStream) -> TcpStream {
 #[test]
 fn malformed_clients_are_disconnected_with_a_reason() {
     let dir = temp_dir();
-    let (mut server, addr) = serve(&[
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "30",
-        "--set",
-        "serve.handshake-timeout=0.5",
-    ]);
+    let (mut server, addr) = serve_small(&["--set", "serve.handshake-timeout=0.5"]);
     let path = dir.path().join("watcher.lsr");
     let mut watcher = record(&addr, &path, 90);
     watcher.wait_stderr("connected to", 1, Duration::from_secs(10));

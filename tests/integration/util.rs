@@ -200,6 +200,14 @@ pub fn serve(args: &[&str]) -> (Proc, String) {
     serve_on("127.0.0.1:0", args)
 }
 
+/// `serve` of a small test pattern, 320x240 at 30 fps, with `more` arguments:
+/// what most tests need.
+pub fn serve_small(more: &[&str]) -> (Proc, String) {
+    let mut args = vec!["--width", "320", "--height", "240", "--fps", "30"];
+    args.extend_from_slice(more);
+    serve(&args)
+}
+
 pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
     let mut all = vec!["serve", "--listen", listen];
     all.extend_from_slice(args);
