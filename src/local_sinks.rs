@@ -87,15 +87,15 @@ pub(crate) fn start(
                 };
                 // Started and subscribed before the server goes on to start
                 // capture: a recording holds the very first frame.
-                let jpeg = match begin(sink.as_mut(), &hub, &state) {
-                    Ok(jpeg) => jpeg,
+                let given = match begin(sink.as_mut(), &hub, &state) {
+                    Ok(given) => given,
                     Err(e) => {
                         let _ = opened.send(Err(e));
                         return;
                     }
                 };
                 let _ = opened.send(Ok(()));
-                feed(sink, jpeg, &hub, &stop, &state);
+                feed(sink, given, &hub, &stop, &state);
             })
             .map_err(ServeError::Thread)?
     };
@@ -144,13 +144,13 @@ fn stream_for(sink: &dyn FrameSink, hub: &Hub) -> (bool, crate::frame::StreamInf
     (jpeg, info)
 }
 
-/// Starts the sink on the stream and subscribes it to the capture; returns
-/// whether it takes the JPEG payload.
+/// Starts the sink on the stream and subscribes it to the capture; returns what
+/// it is given (see [`stream_for`]).
 fn begin(
     sink: &mut dyn FrameSink,
     hub: &Hub,
     state: &LocalSink,
-) -> Result<bool, crate::error::BackendError> {
+) -> Result<(bool, crate::frame::StreamInfo), crate::error::BackendError> {
     let (jpeg, info) = stream_for(sink, hub);
     sink.start(&StreamMeta {
         info,
@@ -163,13 +163,18 @@ fn begin(
         why: e.to_string(),
     })?;
     hub.main.lock().push(state.viewer.clone());
-    Ok(jpeg)
+    Ok((jpeg, info))
 }
 
 /// The sink thread: newest packet → sink, until the server stops or the sink ends.
-fn feed(mut sink: Box<dyn FrameSink>, jpeg: bool, hub: &Hub, stop: &AtomicBool, state: &LocalSink) {
+fn feed(
+    mut sink: Box<dyn FrameSink>,
+    (jpeg, info): (bool, crate::frame::StreamInfo),
+    hub: &Hub,
+    stop: &AtomicBool,
+    state: &LocalSink,
+) {
     let name = &state.name;
-    let (_, info) = stream_for(sink.as_ref(), hub);
     let fail = |why: String| {
         log::error!("local sink {name} stopped: {why}; viewers go on");
         *state.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
