@@ -64,6 +64,8 @@ pub enum Status {
     Ended = 3,
     /// Refused for another reason, given in the message.
     Refused = 4,
+    /// This server needs pairing and encryption, and the viewer spoke plaintext.
+    Unauthorized = 5,
 }
 
 impl Status {
@@ -74,6 +76,7 @@ impl Status {
             Status::Version,
             Status::Ended,
             Status::Refused,
+            Status::Unauthorized,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -105,6 +108,8 @@ pub enum ProtocolError {
     Timeout,
     #[error("the connection closed {0}")]
     Closed(&'static str),
+    #[error(transparent)]
+    Secure(#[from] crate::secure::SecureError),
     #[error(transparent)]
     Io(io::Error),
 }

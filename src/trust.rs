@@ -1,0 +1,422 @@
+//! Keys and trust, kept as small text files in the user's config directory
+//! (`$XDG_CONFIG_HOME/livestream`, else `~/.config/livestream`):
+//!
+//! - `server.key`, `viewer.key`: this machine's X25519 key pairs (mode 0600);
+//! - `paired-viewers`: on a server, the viewers that paired with it;
+//! - `known-servers`: on a viewer, the servers it paired with (trust on first use).
+//!
+//! Files are read as untrusted input: size-capped, checked line by line, and
+//! errors name the file and line.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// X25519 keys are 32 bytes.
+pub const KEY_LEN: usize = 32;
+pub type PublicKey = [u8; KEY_LEN];
+
+/// Longest trust file read (a line is about 150 bytes: that is thousands of peers).
+const MAX_FILE: u64 = 1 << 20;
+/// Longest peer name kept.
+pub const MAX_NAME: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("no config directory for keys: set XDG_CONFIG_HOME or HOME")]
+    NoConfigDir,
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}:{line}: {why}", path.display())]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> TrustError + '_ {
+    move |source| TrustError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The directory keys and pins live in by default.
+pub fn default_dir() -> Result<PathBuf, TrustError> {
+    dirs::config_dir()
+        .map(|d| d.join("livestream"))
+        .ok_or(TrustError::NoConfigDir)
+}
+
+/// A short, stable name for a key to show people and compare by eye: the first 8
+/// bytes of its SHA-256, as four groups of hex digits.
+pub fn fingerprint(key: &PublicKey) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    let h = hex(&d.as_ref()[..8]);
+    format!("{}-{}-{}-{}", &h[..4], &h[4..8], &h[8..12], &h[12..])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn parse_key(s: &str) -> Option<PublicKey> {
+    if s.len() != 2 * KEY_LEN || !s.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; KEY_LEN];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+/// A name from the network or a file, made safe to print and store: no control
+/// characters, one line, at most [`MAX_NAME`] characters.
+pub fn clean_name(raw: &[u8]) -> String {
+    let s: String = String::from_utf8_lossy(raw)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_NAME)
+        .collect();
+    let s = s.trim();
+    if s.is_empty() {
+        "(unnamed)".into()
+    } else {
+        s.into()
+    }
+}
+
+/// Reads a trust file, refusing one too large to be ours.
+fn read_capped(path: &Path) -> Result<Option<String>, TrustError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let len = file.metadata().map_err(io_error(path))?.len();
+    if len > MAX_FILE {
+        return Err(TrustError::Malformed {
+            path: path.into(),
+            line: 0,
+            why: format!("{len} bytes, over the limit of {MAX_FILE}: not a livestream file"),
+        });
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(file, MAX_FILE), &mut text).map_err(|e| {
+        TrustError::Malformed {
+            path: path.into(),
+            line: 0,
+            why: format!("not text: {e}"),
+        }
+    })?;
+    Ok(Some(text))
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so a crash
+/// never leaves half a file; the file is readable by its owner only.
+fn write_atomic(path: &Path, text: &str) -> Result<(), TrustError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = open_private(&tmp, true).map_err(io_error(&tmp))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+fn open_private(path: &Path, truncate: bool) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)
+}
+
+/// This machine's static key pair for the Noise handshakes.
+#[derive(Clone)]
+pub struct KeyPair {
+    pub private: [u8; KEY_LEN],
+    pub public: PublicKey,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPair({})", fingerprint(&self.public))
+    }
+}
+
+impl KeyPair {
+    /// A new random key pair.
+    pub fn generate() -> KeyPair {
+        let kp = snow::Builder::new(crate::secure::params(
+            crate::secure::Cipher::ChaChaPoly,
+            false,
+        ))
+        .generate_keypair()
+        .expect("X25519 key generation from the system's random source");
+        KeyPair {
+            private: kp.private.try_into().expect("32-byte X25519 key"),
+            public: kp.public.try_into().expect("32-byte X25519 key"),
+        }
+    }
+
+    /// Reads the key pair at `path`, or creates one there the first time.
+    pub fn load_or_create(path: &Path) -> Result<(KeyPair, bool), TrustError> {
+        if let Some(text) = read_capped(path)? {
+            return KeyPair::parse(path, &text).map(|k| (k, false));
+        }
+        let kp = KeyPair::generate();
+        write_atomic(
+            path,
+            &format!(
+                "# livestream key pair: keep it secret (anyone with it can pose as this machine)\n\
+                 private {}\npublic {}\n",
+                hex(&kp.private),
+                hex(&kp.public)
+            ),
+        )?;
+        Ok((kp, true))
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<KeyPair, TrustError> {
+        let (mut private, mut public) = (None, None);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: String| TrustError::Malformed {
+                path: path.into(),
+                line: i + 1,
+                why,
+            };
+            let (field, value) = line
+                .split_once(' ')
+                .ok_or_else(|| bad("expected `private HEX` or `public HEX`".into()))?;
+            let key = parse_key(value.trim())
+                .ok_or_else(|| bad(format!("{field}: expected 64 hex digits")))?;
+            match field {
+                "private" => private = Some(key),
+                "public" => public = Some(key),
+                other => return Err(bad(format!("unknown field {other:?}"))),
+            }
+        }
+        match (private, public) {
+            (Some(private), Some(public)) => Ok(KeyPair { private, public }),
+            _ => Err(TrustError::Malformed {
+                path: path.into(),
+                line: 0,
+                why: "needs a `private` and a `public` line; delete the file to make a new key \
+                      (paired peers will then need to pair again)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// One trusted peer: its key, where it was last seen, and its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub key: PublicKey,
+    pub address: String,
+    pub name: String,
+}
+
+/// A file of trusted peers: one per line, `KEY ADDRESS NAME`.
+#[derive(Debug)]
+pub struct PeerList {
+    path: PathBuf,
+    pub peers: Vec<Peer>,
+}
+
+impl PeerList {
+    pub fn load(path: &Path) -> Result<PeerList, TrustError> {
+        let mut peers = Vec::new();
+        for (i, line) in read_capped(path)?.unwrap_or_default().lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| TrustError::Malformed {
+                path: path.into(),
+                line: i + 1,
+                why: why.into(),
+            };
+            let mut parts = line.splitn(3, ' ');
+            let key = parts
+                .next()
+                .and_then(parse_key)
+                .ok_or_else(|| bad("expected a key of 64 hex digits first"))?;
+            let address = parts
+                .next()
+                .ok_or_else(|| bad("expected `KEY ADDRESS NAME`"))?;
+            let name = parts.next().unwrap_or("");
+            peers.push(Peer {
+                key,
+                address: address.into(),
+                name: clean_name(name.as_bytes()),
+            });
+        }
+        Ok(PeerList {
+            path: path.into(),
+            peers,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn find_key(&self, key: &PublicKey) -> Option<&Peer> {
+        self.peers.iter().find(|p| &p.key == key)
+    }
+
+    /// Adds `peer`, replacing entries for the same key, and (when `replace_place`)
+    /// entries with the same name or address: a re-paired server whose key
+    /// changed has one entry, not two.
+    pub fn add(&mut self, peer: Peer, replace_place: bool) -> Result<(), TrustError> {
+        self.peers.retain(|p| {
+            p.key != peer.key
+                && !(replace_place && (p.name == peer.name || p.address == peer.address))
+        });
+        self.peers.push(peer);
+        let mut text =
+            String::from("# livestream: trusted peers (KEY ADDRESS NAME), one per line\n");
+        for p in &self.peers {
+            let address: String = p
+                .address
+                .chars()
+                .map(|c| if c.is_whitespace() { '_' } else { c })
+                .collect();
+            text.push_str(&format!("{} {} {}\n", hex(&p.key), address, p.name));
+        }
+        write_atomic(&self.path, &text)
+    }
+}
+
+/// A pairing code: 8 random digits, shown as `1234-5678`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PairingCode(String);
+
+impl PairingCode {
+    pub fn generate() -> PairingCode {
+        let mut n = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
+            .expect("the system's random source");
+        // 64 random bits modulo 10^8: the bias is under 10^-11.
+        PairingCode(format!("{:08}", u64::from_le_bytes(n) % 100_000_000))
+    }
+
+    /// Reads a code as a person types it: digits, with any dashes or spaces.
+    pub fn parse(s: &str) -> Result<PairingCode, String> {
+        let digits: String = s.chars().filter(|c| *c != '-' && *c != ' ').collect();
+        if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "pairing code {s:?}: expected 8 digits like 1234-5678 (the code `livestream serve` printed)"
+            ));
+        }
+        Ok(PairingCode(digits))
+    }
+
+    pub fn digits(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for PairingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", &self.0[..4], &self.0[4..])
+    }
+}
+
+impl fmt::Debug for PairingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PairingCode(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_round_trip_and_bad_ones_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/server.key");
+        let (a, created) = KeyPair::load_or_create(&path).unwrap();
+        assert!(created);
+        let (b, created) = KeyPair::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!((a.private, a.public), (b.private, b.public));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "key readable by others: {mode:o}");
+
+        std::fs::write(&path, "private 12\npublic zz\n").unwrap();
+        let e = KeyPair::load_or_create(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("server.key:1: private: expected 64 hex digits"),
+            "{e}"
+        );
+        std::fs::write(&path, vec![b'#'; MAX_FILE as usize + 1]).unwrap();
+        let e = KeyPair::load_or_create(&path).unwrap_err().to_string();
+        assert!(e.contains("over the limit"), "{e}");
+    }
+
+    #[test]
+    fn peer_lists_replace_by_key_and_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known-servers");
+        let mut l = PeerList::load(&path).unwrap();
+        assert!(l.peers.is_empty());
+        let p = |k: u8, addr: &str, name: &str| Peer {
+            key: [k; 32],
+            address: addr.into(),
+            name: name.into(),
+        };
+        l.add(p(1, "10.0.0.1:7878", "kitchen cam"), true).unwrap();
+        l.add(p(2, "10.0.0.2:7878", "porch"), true).unwrap();
+        // The kitchen camera was reset: a new key for the same name replaces it.
+        l.add(p(3, "10.0.0.9:7878", "kitchen cam"), true).unwrap();
+        let l = PeerList::load(&path).unwrap();
+        assert_eq!(
+            l.peers,
+            vec![
+                p(2, "10.0.0.2:7878", "porch"),
+                p(3, "10.0.0.9:7878", "kitchen cam")
+            ]
+        );
+
+        std::fs::write(&path, "# c\n\nnothex 1.2.3.4:5 x\n").unwrap();
+        let e = PeerList::load(&path).unwrap_err().to_string();
+        assert!(e.contains("known-servers:3: expected a key"), "{e}");
+    }
+
+    #[test]
+    fn codes_and_names() {
+        let c = PairingCode::generate();
+        assert_eq!(c.to_string().len(), 9);
+        assert_eq!(PairingCode::parse(&c.to_string()).unwrap(), c);
+        assert_eq!(
+            PairingCode::parse("1234 5678").unwrap().to_string(),
+            "1234-5678"
+        );
+        assert!(PairingCode::parse("1234-567").is_err());
+        assert!(PairingCode::parse("1234-567x").is_err());
+        assert_eq!(clean_name(b"cam\n\x1b[31mred"), "cam  [31mred");
+        assert_eq!(clean_name(b"  "), "(unnamed)");
+        assert_eq!(clean_name(&[b'a'; 200]).len(), MAX_NAME);
+        let fp = fingerprint(&[7; 32]);
+        assert_eq!(fp.len(), 19);
+        assert_ne!(fp, fingerprint(&[8; 32]));
+    }
+}
