@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Pacing: unpaced (as fast as possible) and/or a frame rate such as 30.
     #[arg(long, value_delimiter = ',', default_value = "unpaced,30")]
     pace: Vec<String>,
+    /// Native connection: `pair` (paired and encrypted, the default of `serve`)
+    /// and/or `none` (plaintext).
+    #[arg(long, value_delimiter = ',', default_value = "pair")]
+    auth: Vec<String>,
     /// Pixel format of the source.
     #[arg(long, default_value = "rgb24")]
     format: String,
@@ -63,6 +67,7 @@ pub struct BenchArgs {
 #[derive(Debug, Clone)]
 pub struct BenchResult {
     pub codec: String,
+    pub auth: String,
     pub content: String,
     pub size: (u32, u32),
     pub fps_target: f64,
@@ -121,6 +126,15 @@ fn is_server_thread(name: &str) -> bool {
         || name == "http-jpeg"
 }
 
+/// A bench case's key directory, removed when the case is done.
+struct KeyDir(std::path::PathBuf);
+
+impl Drop for KeyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// CPU used between two snapshots, split into (server, viewer) threads, in ns.
 fn cpu_split(
     before: &HashMap<u64, (String, u64)>,
@@ -143,6 +157,7 @@ pub fn measure(
     base: &Config,
     sink: &str,
     codec: &str,
+    auth: &str,
     content: &str,
     (width, height): (u32, u32),
     fps: f64,
@@ -168,8 +183,32 @@ pub fn measure(
         format: Some(format.into()),
         ..Default::default()
     };
-    let cfg = Config::parse(base.text.clone(), &overrides).map_err(|e| e.to_string())?;
+    let mut cfg = Config::parse(base.text.clone(), &overrides).map_err(|e| e.to_string())?;
+    // Keys for this case only, paired at once: the user's own are not touched.
+    let keys = match auth {
+        "pair" => {
+            static CASE: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "livestream-bench-{}-{}",
+                std::process::id(),
+                CASE.fetch_add(1, Ordering::Relaxed)
+            ));
+            cfg.serve.auth = crate::config::Auth::Pair;
+            cfg.view.auth = crate::config::Auth::Pair;
+            cfg.serve.key_dir = Some(dir.join("server"));
+            cfg.view.key_dir = Some(dir.join("viewer"));
+            Some(KeyDir(dir))
+        }
+        "none" => {
+            cfg.serve.auth = crate::config::Auth::None;
+            cfg.view.auth = crate::config::Auth::None;
+            None
+        }
+        other => return Err(format!("unknown auth `{other}`: expected pair or none")),
+    };
     let server = RunningServer::start(&cfg, ServeLimits::default()).map_err(|e| e.to_string())?;
+    cfg.view.pair = server.auth().map(|a| a.code());
+    let _keys = keys;
     let address = server.local_addr().to_string();
     let stop = AtomicBool::new(false);
     let warmup = Duration::from_secs(1);
@@ -227,6 +266,7 @@ pub fn measure(
         };
         Ok(BenchResult {
             codec: codec.into(),
+            auth: auth.into(),
             content: content.into(),
             size: (width, height),
             fps_target: fps,
@@ -330,35 +370,38 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
         })
         .collect::<Result<Vec<_>, _>>()?;
     println!(
-        "| codec | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame | present p50 / p99 ms |"
+        "| codec | auth | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame | present p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut done = Vec::new();
     for codec in &args.codecs {
-        for content in &args.content {
-            for &size in &sizes {
-                for &fps in &paces {
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                    let runs = (0..args.repeat.unwrap_or(1).max(1))
-                        .map(|_| {
-                            measure(
-                                base,
-                                &args.sink,
-                                codec,
-                                content,
-                                size,
-                                fps,
-                                &args.format,
-                                args.seconds,
-                            )
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let r = median(&runs);
-                    println!(
-                        "| {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} | {:.2} / {:.2} |",
+        for auth in &args.auth {
+            for content in &args.content {
+                for &size in &sizes {
+                    for &fps in &paces {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let runs = (0..args.repeat.unwrap_or(1).max(1))
+                            .map(|_| {
+                                measure(
+                                    base,
+                                    &args.sink,
+                                    codec,
+                                    auth,
+                                    content,
+                                    size,
+                                    fps,
+                                    &args.format,
+                                    args.seconds,
+                                )
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let r = median(&runs);
+                        println!(
+                        "| {} | {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} | {:.2} / {:.2} |",
                         r.codec,
+                        r.auth,
                         r.content,
                         r.size.0,
                         r.size.1,
@@ -377,7 +420,8 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
                         r.present_p50_ms,
                         r.present_p99_ms
                     );
-                    done.push((fps, r));
+                        done.push((fps, r));
+                    }
                 }
             }
         }
@@ -385,9 +429,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
     // Where the time goes: each stage's p50 / p95 / p99 (docs/latency.md).
     println!();
     println!(
-        "| codec | content | size | pace | total p50 / p95 / p99 ms | encode | queue | network | decode | present |"
+        "| codec | auth | content | size | pace | total p50 / p95 / p99 ms | encode | queue | network | decode | present |"
     );
-    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|");
     for (fps, r) in done {
         let stages: Vec<String> = r
             .stages
@@ -395,8 +439,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
             .map(|(_, [a, b, c])| format!("{a:.2} / {b:.2} / {c:.2}"))
             .collect();
         println!(
-            "| {} | {} | {}x{} | {} | {:.2} / {:.2} / {:.2} | {} |",
+            "| {} | {} | {} | {}x{} | {} | {:.2} / {:.2} / {:.2} | {} |",
             r.codec,
+            r.auth,
             r.content,
             r.size.0,
             r.size.1,

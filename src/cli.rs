@@ -124,6 +124,10 @@ struct ViewArgs {
     /// Write every frame's latency, stage by stage, to this CSV file.
     #[arg(long, value_name = "PATH")]
     latency_log: Option<PathBuf>,
+    /// Pair with the server using the code `livestream serve` printed (once:
+    /// later connections need no code).
+    #[arg(long, value_name = "CODE")]
+    pair: Option<String>,
 }
 
 /// Runs the command line; returns the process exit status.
@@ -219,6 +223,7 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
         Command::View(a) => {
             let overrides = Overrides {
                 sink: a.sink,
+                pair: a.pair,
                 ..Default::default()
             };
             let cfg = load(cli.config.as_deref(), &cli.sets, &overrides)?;
@@ -231,7 +236,7 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
                 limits: cfg.view.limits,
                 latency_log: a.latency_log,
             };
-            view(&cfg, &address, &opts, stop)
+            view(cfg, &address, &opts, stop)
         }
         Command::List(a) => {
             let wait = seconds("--wait", Some(a.wait))?.unwrap_or(Duration::from_secs(3));
@@ -247,12 +252,15 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
                 let addrs: Vec<String> = f.addrs.iter().map(|a| a.to_string()).collect();
                 let field = |k: &str| f.txt.get(k).map_or("?", String::as_str);
                 println!(
-                    "{}  {}  codec {}, {}, pairing {}",
+                    "{}  {}  codec {}, {}, pairing {}{}",
                     f.name,
                     addrs.join(" "),
                     field("codec"),
                     field("size"),
-                    field("pairing")
+                    field("pairing"),
+                    f.txt
+                        .get("key")
+                        .map_or(String::new(), |k| format!(", key {k}"))
                 );
             }
             Ok(())
@@ -295,10 +303,29 @@ fn serve(cfg: &Config, limits: ServeLimits, stop: &AtomicBool) -> Result<(), Fai
         fps,
         cfg.serve.codec
     );
+    let token = server
+        .auth()
+        .map_or(String::new(), |a| format!("?token={}", a.http_token()));
     for ip in view_addresses(addr) {
         let at = SocketAddr::new(ip, addr.port());
         let _ = writeln!(out, "  watch with: livestream view {at}");
-        let _ = writeln!(out, "  or open:    http://{at}/");
+        let _ = writeln!(out, "  or open:    http://{at}/{token}");
+    }
+    match server.auth() {
+        Some(auth) => {
+            let _ = writeln!(
+                out,
+                "pairing code: {}  (a new viewer pairs once: livestream view ADDRESS --pair {})\n\
+                 server key: {}  ({} viewers paired)",
+                auth.code(),
+                auth.code(),
+                auth.fingerprint(),
+                auth.paired_count()
+            );
+        }
+        None => log::warn!(
+            "auth = \"none\": no pairing and no encryption; anyone on the network can watch this stream"
+        ),
     }
     let _ = out.flush();
     drop(out);
@@ -351,15 +378,46 @@ fn view_addresses(addr: SocketAddr) -> Vec<IpAddr> {
     ips
 }
 
-fn view(cfg: &Config, address: &str, opts: &ViewOptions, stop: &AtomicBool) -> Result<(), Failure> {
+fn view(
+    mut cfg: Config,
+    address: &str,
+    opts: &ViewOptions,
+    stop: &AtomicBool,
+) -> Result<(), Failure> {
     let backend = registry::sink(&cfg.view.sink).map_err(|e| Failure::Run(e.to_string()))?;
     let mut sink =
         (backend.open)(&cfg.backend(Kind::Sink, &cfg.view.sink)).map_err(|e| match e {
             crate::error::BackendError::Config(c) => Failure::Config(c),
             e => Failure::Run(format!("sink {}: {e}", cfg.view.sink)),
         })?;
-    let report = viewer::run(address, sink.as_mut(), cfg, opts, stop)
-        .map_err(|e| Failure::Run(e.to_string()))?;
+    let report = loop {
+        match viewer::run(address, sink.as_mut(), &cfg, opts, stop) {
+            Ok(report) => break report,
+            // Not paired yet, and a person at the terminal: ask for the code.
+            Err(viewer::ViewError::Connection {
+                source:
+                    crate::protocol::ProtocolError::Secure(
+                        e @ crate::secure::SecureError::NotPaired { .. },
+                    ),
+                ..
+            }) if cfg.view.pair.is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
+            {
+                eprintln!("{e}");
+                eprint!("pairing code (from the `livestream serve` output, empty to give up): ");
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                if line.trim().is_empty() {
+                    return Err(Failure::Run("not paired".into()));
+                }
+                cfg.view.pair = Some(
+                    crate::trust::PairingCode::parse(line.trim())
+                        .map_err(|e| Failure::Config(ConfigError::flag("the pairing code", e)))?,
+                );
+            }
+            Err(e) => return Err(Failure::Run(e.to_string())),
+        }
+    };
     let why = match &report.end {
         ViewEnd::FrameLimit => "frame limit reached".to_string(),
         ViewEnd::Duration => "duration reached".into(),
@@ -434,8 +492,7 @@ fn resolve_server(target: Option<String>) -> Result<String, Failure> {
             )),
             1 => pick(&found[0]),
             _ => {
-                use std::io::IsTerminal;
-                if !std::io::stdin().is_terminal() {
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                     return Err(Failure::Run(format!(
                         "several servers found; give a name or HOST:PORT:\n{}",
                         listing(&found)

@@ -209,6 +209,8 @@ struct RawServe {
     sinks: Option<Vec<Spanned<String>>>,
     discovery: Option<bool>,
     connections_per_second: Option<Spanned<f64>>,
+    auth: Option<Spanned<String>>,
+    key_dir: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,6 +229,9 @@ struct RawView {
     sink: Option<Spanned<String>>,
     max_frame_bytes: Option<Spanned<u64>>,
     reconnect: Option<bool>,
+    auth: Option<Spanned<String>>,
+    key_dir: Option<String>,
+    pair: Option<Spanned<String>>,
 }
 
 // ---- resolved -------------------------------------------------------------------
@@ -252,6 +257,33 @@ pub struct ServeConfig {
     pub sinks: Vec<String>,
     /// Announce the server with mDNS/DNS-SD (not when listening on loopback).
     pub discovery: bool,
+    pub auth: Auth,
+    /// Where the keys and pins live; `None`: the user's config directory.
+    pub key_dir: Option<std::path::PathBuf>,
+}
+
+/// Whether native viewers must pair and the stream is encrypted (`auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Pairing and encryption: the default.
+    Pair,
+    /// Plaintext and open to anyone on the network.
+    None,
+}
+
+fn parse_auth(file: &ConfigText, v: Option<Spanned<String>>) -> Result<Auth, ConfigError> {
+    match v {
+        None => Ok(Auth::Pair),
+        Some(v) => match v.get_ref().as_str() {
+            "pair" => Ok(Auth::Pair),
+            "none" => Ok(Auth::None),
+            other => Err(ConfigError::at(
+                file,
+                Some(v.span()),
+                format!("auth {other:?}: expected \"pair\" (the default) or \"none\""),
+            )),
+        },
+    }
 }
 
 /// `[capture]`: what every source is asked for.
@@ -271,6 +303,10 @@ pub struct ViewConfig {
     pub sink: String,
     pub limits: Limits,
     pub reconnect: bool,
+    pub auth: Auth,
+    pub key_dir: Option<std::path::PathBuf>,
+    /// A pairing code to pair with (`--pair` or `pair`).
+    pub pair: Option<crate::trust::PairingCode>,
 }
 
 /// The whole configuration, validated.
@@ -295,6 +331,8 @@ pub struct Overrides {
     pub height: Option<u32>,
     pub fps: Option<f64>,
     pub format: Option<String>,
+    /// `view --pair CODE`.
+    pub pair: Option<String>,
 }
 
 fn toml_error(file: &ConfigText, e: toml::de::Error) -> ConfigError {
@@ -469,6 +507,8 @@ impl Config {
             },
             http: s.http.unwrap_or(true),
             discovery: s.discovery.unwrap_or(true),
+            auth: parse_auth(&file, s.auth)?,
+            key_dir: s.key_dir.map(Into::into),
             sinks: {
                 let mut names = Vec::new();
                 for name in s.sinks.unwrap_or_default() {
@@ -590,6 +630,19 @@ impl Config {
                 ..Limits::default()
             },
             reconnect: v.reconnect.unwrap_or(true),
+            auth: parse_auth(&file, v.auth)?,
+            key_dir: v.key_dir.map(Into::into),
+            pair: match (&overrides.pair, v.pair) {
+                (Some(code), _) => Some(
+                    crate::trust::PairingCode::parse(code)
+                        .map_err(|e| ConfigError::flag("--pair", e))?,
+                ),
+                (None, Some(code)) => Some(
+                    crate::trust::PairingCode::parse(code.get_ref())
+                        .map_err(|e| ConfigError::at(&file, Some(code.span()), e))?,
+                ),
+                (None, None) => None,
+            },
         };
 
         Ok(Config {

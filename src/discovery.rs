@@ -32,8 +32,10 @@ pub struct Announcement {
     pub codec: String,
     /// `WIDTHxHEIGHT`.
     pub size: String,
-    /// Whether a viewer must be paired first (`none` until pairing lands).
+    /// Whether a viewer must be paired first: `required` or `none`.
     pub pairing: String,
+    /// The server key's fingerprint, with pairing (for a person to compare).
+    pub key: Option<String>,
 }
 
 /// A server announcing itself.
@@ -78,12 +80,15 @@ impl Advertiser {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "livestream".into());
         let instance = instance_name(&what.name);
-        let props = [
+        let mut props = vec![
             ("name", what.name.as_str()),
             ("codec", what.codec.as_str()),
             ("size", what.size.as_str()),
             ("pairing", what.pairing.as_str()),
         ];
+        if let Some(key) = &what.key {
+            props.push(("key", key.as_str()));
+        }
         let info = ServiceInfo::new(
             SERVICE,
             &instance,

@@ -8,6 +8,11 @@
 //! | `/stats` | JSON: the stream, capture rate, every viewer's counters |
 //! | `/metrics` | the same in Prometheus text format |
 //!
+//! With pairing (`auth = "pair"`, the default) every path needs the server's
+//! token: `?token=TOKEN` in the URL (the page then sets a cookie for its own
+//! requests), `Authorization: Bearer TOKEN`, or basic auth with the token as the
+//! password. Without it: 401, and not one frame byte.
+//!
 //! The request head is parsed by `httparse`, bounded in size (8 KiB) and time (the
 //! handshake timeout, for the whole head). One request per connection. MJPEG
 //! viewers get the same newest-frame-wins slot as native viewers.
@@ -35,6 +40,54 @@ const INDEX: &str = include_str!("index.html");
 struct Request {
     head_only: bool,
     path: String,
+    /// The token as given, and whether it came in the URL.
+    token: Option<(String, bool)>,
+}
+
+const COOKIE: &str = "livestream_token";
+
+/// The token a request carries: in the URL, an `Authorization` header (bearer, or
+/// basic with the token as the password), or the page's cookie.
+fn request_token(target: &str, headers: &[httparse::Header<'_>]) -> Option<(String, bool)> {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    if let Some(t) = query.split('&').find_map(|kv| kv.strip_prefix("token=")) {
+        return Some((t.to_string(), true));
+    }
+    for h in headers {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("authorization") {
+            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some((rest.trim().to_string(), false));
+            }
+            if scheme.eq_ignore_ascii_case("basic") {
+                use base64::Engine as _;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .ok()?;
+                let text = String::from_utf8(decoded).ok()?;
+                let (_user, password) = text.split_once(':')?;
+                return Some((password.to_string(), false));
+            }
+        } else if h.name.eq_ignore_ascii_case("cookie") {
+            let found = value.split(';').find_map(|c| {
+                c.trim()
+                    .strip_prefix(COOKIE)
+                    .and_then(|v| v.strip_prefix('='))
+            });
+            if let Some(t) = found {
+                return Some((t.to_string(), false));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `given` is the server's token, in constant time.
+fn token_matches(given: &str, token: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// Why a request was not served, as an HTTP status.
@@ -89,9 +142,14 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
                         ))
                     }
                 };
-                let path = req.path.unwrap_or("/");
-                let path = path.split(['?', '#']).next().unwrap_or("/").to_string();
-                return Ok(Request { head_only, path });
+                let target = req.path.unwrap_or("/");
+                let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
+                let token = request_token(target, req.headers);
+                return Ok(Request {
+                    head_only,
+                    path,
+                    token,
+                });
             }
             Ok(httparse::Status::Partial) if filled == buf.len() => {
                 return Err(refusal(
@@ -114,16 +172,29 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
 }
 
 fn respond(
-    mut w: &TcpStream,
+    w: &TcpStream,
     status: u16,
     reason: &str,
     content_type: &str,
     body: &[u8],
     head_only: bool,
 ) -> std::io::Result<()> {
+    respond_with(w, status, reason, content_type, "", body, head_only)
+}
+
+/// [`respond`] with more header lines (each ending in CRLF).
+fn respond_with(
+    mut w: &TcpStream,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+         Cache-Control: no-store\r\nConnection: close\r\n{extra}\r\n",
         body.len()
     );
     let body = if head_only { &[][..] } else { body };
@@ -168,12 +239,46 @@ pub(crate) fn serve(
         }
     };
     let head_only = request.head_only;
+    let mut cookie = String::new();
+    if let Some(auth) = &hub.auth {
+        let token = auth.http_token();
+        match &request.token {
+            Some((given, in_url)) if token_matches(given, &token) => {
+                if *in_url {
+                    // The page's own requests (the picture, the stats) carry it.
+                    cookie = format!(
+                        "Set-Cookie: {COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict\r\n"
+                    );
+                }
+            }
+            given => {
+                log::warn!(
+                    "HTTP client {peer} refused: {} token for {}",
+                    if given.is_some() { "wrong" } else { "no" },
+                    request.path
+                );
+                let _ = respond_with(
+                    stream,
+                    401,
+                    "Unauthorized",
+                    "text/plain; charset=utf-8",
+                    "WWW-Authenticate: Basic realm=\"livestream\", charset=\"UTF-8\"\r\n",
+                    b"401 Unauthorized: this stream needs the token that `livestream serve` printed.\n\
+                      Open the URL it printed (it ends in ?token=...), or give the token as the\n\
+                      password (any user name), or as `Authorization: Bearer TOKEN`.\n",
+                    head_only,
+                );
+                return;
+            }
+        }
+    }
     let result = match request.path.as_str() {
-        "/" | "/index.html" => respond(
+        "/" | "/index.html" => respond_with(
             stream,
             200,
             "OK",
             "text/html; charset=utf-8",
+            &cookie,
             INDEX.as_bytes(),
             head_only,
         ),
@@ -260,6 +365,7 @@ fn mjpeg(stream: &TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, hea
     }
     log::info!("HTTP viewer {peer} connected ({} watching)", hub.watchers());
     let reason = server::send_loop(
+        stream,
         stream,
         &viewer,
         hub,

@@ -987,6 +987,12 @@ mod tests {
     use std::net::TcpListener;
     use std::time::Duration;
 
+    /// What each side of one handshake got.
+    type Shake = (
+        Result<(Connected, TcpStream)>,
+        Result<Option<(Accepted, TcpStream)>>,
+    );
+
     /// A server and a viewer, each with its own key directory, over loopback.
     struct Pair {
         server: Arc<ServerAuth>,
@@ -1008,13 +1014,7 @@ mod tests {
         }
 
         /// One handshake; returns the viewer's and the server's results.
-        fn shake(
-            &self,
-            viewer: &mut ViewerAuth,
-        ) -> (
-            Result<(Connected, TcpStream)>,
-            Result<Option<(Accepted, TcpStream)>>,
-        ) {
+        fn shake(&self, viewer: &mut ViewerAuth) -> Shake {
             let addr = self.listener.local_addr().unwrap();
             let server = self.server.clone();
             let listener = self.listener.try_clone().unwrap();
@@ -1056,8 +1056,10 @@ mod tests {
         // Records: a large write arrives whole, in order, both ways.
         let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
         let mut tx = SealWriter::new(&ss, accepted.transport.clone(), 1);
-        tx.write_vectored(&[IoSlice::new(b"head"), IoSlice::new(&big)])
+        let n = tx
+            .write_vectored(&[IoSlice::new(b"head"), IoSlice::new(&big)])
             .unwrap();
+        assert_eq!(n, 4 + big.len(), "all of it, or the records would tear");
         let mut rx = OpenReader::new(&vs, connected.transport.clone(), 1);
         let mut got = vec![0u8; 4 + big.len()];
         rx.read_exact(&mut got).unwrap();

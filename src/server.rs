@@ -12,7 +12,7 @@
 //! A viewer's slot holds one packet: a viewer that cannot keep up loses frames
 //! for itself only, and capture never waits for anyone.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +26,7 @@ use crate::error::{BackendError, SourceError};
 use crate::frame::{Frame, StreamInfo};
 use crate::protocol::{self, ClientHello, DeadlineReader, PacketHeader, ServerHello, Status};
 use crate::registry::{self, Availability, Kind};
+use crate::secure::{OpenReader, Rx, SealWriter, Tx};
 use crate::slot::{Slot, Taken};
 use crate::sources::FrameSource;
 
@@ -56,6 +57,8 @@ pub enum ServeError {
     Source(#[source] SourceError),
     #[error("local sink {name}: {why}")]
     LocalSink { name: String, why: String },
+    #[error(transparent)]
+    Secure(#[from] crate::secure::SecureError),
 }
 
 /// One encoded frame, shared by every viewer that sends it. Recycled through a
@@ -312,6 +315,8 @@ pub(crate) struct Hub {
     end: Mutex<Option<(String, bool)>>,
     /// Sinks on the server itself.
     pub(crate) locals: Mutex<Vec<Arc<crate::local_sinks::LocalSink>>>,
+    /// Pairing and encryption; `None` with `auth = "none"`.
+    pub(crate) auth: Option<Arc<crate::secure::ServerAuth>>,
 }
 
 impl Hub {
@@ -491,6 +496,21 @@ impl RunningServer {
             )?)
         };
 
+        let auth = match cfg.serve.auth {
+            crate::config::Auth::Pair => {
+                let dir = match &cfg.serve.key_dir {
+                    Some(d) => d.clone(),
+                    None => {
+                        crate::trust::default_dir().map_err(crate::secure::SecureError::from)?
+                    }
+                };
+                Some(Arc::new(crate::secure::ServerAuth::open(
+                    &dir,
+                    &cfg.serve.name,
+                )?))
+            }
+            crate::config::Auth::None => None,
+        };
         let listener = TcpListener::bind(&cfg.serve.listen).map_err(|e| ServeError::Listen {
             addr: cfg.serve.listen.clone(),
             source: e,
@@ -521,6 +541,7 @@ impl RunningServer {
             capture_fps: AtomicU64::new(0),
             end: Mutex::new(None),
             locals: Mutex::default(),
+            auth,
         });
         let stop = Arc::new(AtomicBool::new(false));
         let spawn = |name: &str| std::thread::Builder::new().name(name.into());
@@ -561,7 +582,11 @@ impl RunningServer {
                 name: cfg.serve.name.clone(),
                 codec: cfg.serve.codec.clone(),
                 size: format!("{}x{}", stream.frame.width, stream.frame.height),
-                pairing: "none".into(),
+                pairing: match &hub.auth {
+                    Some(_) => "required".into(),
+                    None => "none".into(),
+                },
+                key: hub.auth.as_ref().map(|a| a.fingerprint()),
             };
             match crate::discovery::Advertiser::start(addr, &what) {
                 Ok(a) => server.advertiser = a,
@@ -621,6 +646,11 @@ impl RunningServer {
     }
 
     /// Everything `/stats` reports.
+    /// Pairing and encryption, unless `auth = "none"`.
+    pub fn auth(&self) -> Option<&crate::secure::ServerAuth> {
+        self.hub.auth.as_deref()
+    }
+
     pub fn stats(&self) -> ServerStats {
         self.hub.stats()
     }
@@ -1046,6 +1076,8 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) -> bool {
 #[derive(Clone, Copy)]
 enum Speaks {
     Native,
+    /// A framed secure hello (a length, then `LSEC`).
+    Secure,
     Http,
 }
 
@@ -1067,6 +1099,15 @@ fn sniff(stream: &TcpStream, deadline: Instant) -> Speaks {
             .iter()
             .take_while(|b| b.is_ascii_uppercase())
             .count();
+        if n >= 6 && first[2..6] == crate::secure::MAGIC {
+            return Speaks::Secure;
+        }
+        // A secure hello starts with its length; wait for the magic after it.
+        if n > 0 && n < 6 && (n < 2 || first[2..n] == crate::secure::MAGIC[..n - 2]) && letters == 0
+        {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         if letters < n {
             // A method of 3 to 7 letters, then a space.
             return if (3..=7).contains(&letters) && first[letters] == b' ' {
@@ -1110,9 +1151,73 @@ fn connection(
         crate::http::serve(stream, peer, hub, stop, deadline, &hub.handshaking);
         return;
     }
-    let viewer = handshake(stream, peer, hub, deadline);
+    let prepared = stream.set_nodelay(true).and_then(|_| {
+        stream.set_write_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(10)),
+        ))
+    });
+    if let Err(e) = prepared {
+        log::debug!("viewer {peer}: {e}");
+        return hub_done_handshaking(hub);
+    }
+    let secured = match (speaks, &hub.auth) {
+        (Speaks::Secure, Some(auth)) => match auth.accept(stream, peer, deadline) {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => return hub_done_handshaking(hub),
+            Err(e) => {
+                log::warn!("viewer {peer} rejected in the secure handshake: {e}");
+                return hub_done_handshaking(hub);
+            }
+        },
+        (Speaks::Secure, None) => {
+            if let Err(e) = crate::secure::ServerAuth::refuse_plaintext_only(stream, deadline) {
+                log::debug!("viewer {peer}: {e}");
+            }
+            log::warn!(
+                "viewer {peer} refused: it wants encryption, and this server has auth = \"none\""
+            );
+            return hub_done_handshaking(hub);
+        }
+        (_, Some(_)) => {
+            refuse_plaintext(stream, peer, deadline);
+            return hub_done_handshaking(hub);
+        }
+        (_, None) => None,
+    };
+    let (mut tx, rx) = match &secured {
+        Some(a) => (
+            Tx::Sealed(SealWriter::new(stream, a.transport.clone(), 1)),
+            Some(OpenReader::new(
+                DeadlineReader { stream, deadline },
+                a.transport.clone(),
+                0,
+            )),
+        ),
+        None => (Tx::Plain(stream), None),
+    };
+    let viewer = match rx {
+        Some(mut rx) => handshake(&mut rx, &mut tx, stream, peer, hub)
+            .map(|v| v.map(|v| (v, Rx::Opened(rx.with_inner(stream))))),
+        None => handshake(
+            &mut DeadlineReader { stream, deadline },
+            &mut tx,
+            stream,
+            peer,
+            hub,
+        )
+        .map(|v| {
+            v.map(|v| {
+                (
+                    v,
+                    Rx::Plain(std::io::BufReader::with_capacity(1024, stream)),
+                )
+            })
+        }),
+    };
     hub.handshaking.fetch_sub(1, Ordering::Relaxed);
-    let viewer = match viewer {
+    let (viewer, rx) = match viewer {
         Ok(Some(v)) => v,
         Ok(None) => return,
         Err(e) => {
@@ -1120,15 +1225,23 @@ fn connection(
             return;
         }
     };
+    if let Some(a) = &secured {
+        log::info!(
+            "viewer {peer} is \"{}\" (key {}), encrypted",
+            a.viewer_name,
+            crate::trust::fingerprint(&a.viewer_key)
+        );
+    }
     let reason = std::thread::scope(|scope| {
         let upstream = std::thread::Builder::new()
             .name("viewer-rx".into())
-            .spawn_scoped(scope, || upstream_loop(stream, &viewer));
+            .spawn_scoped(scope, || upstream_loop(stream, rx, &viewer));
         if let Err(e) = &upstream {
             log::warn!("viewer {peer}: no thread for its pings ({e}): clock sync off");
         }
         let reason = send_loop(
             stream,
+            tx,
             &viewer,
             hub,
             stop,
@@ -1144,12 +1257,30 @@ fn connection(
     log_departure(&viewer, &reason);
 }
 
+fn hub_done_handshaking(hub: &Hub) {
+    hub.handshaking.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A plaintext viewer at a server with pairing: told why, in its own protocol.
+fn refuse_plaintext(stream: &TcpStream, peer: SocketAddr, deadline: Instant) {
+    let msg = "this server requires pairing and encryption: connect with `livestream view ADDRESS \
+               --pair CODE` (the code serve printed), not with auth = \"none\"";
+    let result = ClientHello::read(&mut DeadlineReader { stream, deadline }).and_then(|_| {
+        Ok(ServerHello::refusal(Status::Unauthorized, msg.into()).write(&mut &*stream)?)
+    });
+    match result {
+        Ok(()) => log::warn!(
+            "viewer {peer} refused: it speaks plaintext, and this server requires pairing"
+        ),
+        Err(e) => log::warn!("viewer {peer} rejected: {e}"),
+    }
+}
+
 /// Reads what a native viewer sends after the handshake: pings (answered by the
 /// sender with a pong) and latency reports. A viewer that breaks the protocol is
 /// disconnected.
-fn upstream_loop(stream: &TcpStream, viewer: &Viewer) {
+fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Viewer) {
     let _ = stream.set_read_timeout(None);
-    let mut r = std::io::BufReader::with_capacity(1024, stream);
     loop {
         match protocol::read_upstream(&mut r) {
             Ok(protocol::Upstream::Ping { id, t1 }) => {
@@ -1206,7 +1337,7 @@ fn pongs(viewer: &Viewer, buf: &mut [u8; MAX_PENDING_PINGS * 40]) -> usize {
 }
 
 /// Sends the pongs waiting, between frames.
-fn native_pongs(w: &mut &TcpStream, viewer: &Viewer) -> std::io::Result<()> {
+fn native_pongs(w: &mut impl Write, viewer: &Viewer) -> std::io::Result<()> {
     let mut buf = [0u8; MAX_PENDING_PINGS * 40];
     let n = pongs(viewer, &mut buf);
     if n > 0 {
@@ -1232,32 +1363,26 @@ pub(crate) fn log_departure(viewer: &Viewer, reason: &str) {
 
 /// Returns the registered viewer, `None` when it was refused politely.
 fn handshake(
+    r: &mut impl Read,
+    w: &mut impl Write,
     stream: &TcpStream,
     peer: SocketAddr,
     hub: &Hub,
-    deadline: Instant,
 ) -> Result<Option<Arc<Viewer>>, protocol::ProtocolError> {
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(10)),
-    ))?;
-    let hello = ClientHello::read(&mut DeadlineReader { stream, deadline })?;
-    let mut w = stream;
+    let hello = ClientHello::read(r)?;
     if hello.version < protocol::VERSION {
         let msg = format!(
             "this server speaks protocol {}, the viewer {}",
             protocol::VERSION,
             hello.version
         );
-        ServerHello::refusal(Status::Version, msg.clone()).write(&mut w)?;
+        ServerHello::refusal(Status::Version, msg.clone()).write(w)?;
         log::warn!("viewer {peer} refused: {msg}");
         return Ok(None);
     }
     let viewer = Viewer::new(peer, Protocol::Native);
     if let Err((status, msg)) = hub.admit(&hub.main, &viewer) {
-        ServerHello::refusal(status, msg.clone()).write(&mut w)?;
+        ServerHello::refusal(status, msg.clone()).write(w)?;
         log::warn!("viewer {peer} refused: {msg}");
         return Ok(None);
     }
@@ -1270,7 +1395,7 @@ fn handshake(
         server_time_us: crate::clock::now_us(),
         message: hub.name.clone(),
     };
-    if let Err(e) = hello.write(&mut w) {
+    if let Err(e) = hello.write(w) {
         hub.leave(&hub.main, &viewer);
         return Err(e.into());
     }
@@ -1282,7 +1407,7 @@ fn handshake(
 /// Writes one frame in the wire protocol, after the pongs waiting and the frame's
 /// timing packet, in one `writev`; returns the bytes written.
 fn native_frame(
-    w: &mut &TcpStream,
+    w: &mut impl Write,
     packet: &Packet,
     dropped_before: bool,
     viewer: &Viewer,
@@ -1315,7 +1440,7 @@ fn native_frame(
     Ok(pong_len + timing.len() + head.len() + payload.len())
 }
 
-fn native_end(w: &mut &TcpStream, why: &str, final_: bool) {
+fn native_end(w: &mut impl Write, why: &str, final_: bool) {
     let _ = protocol::write_end(w, why, final_).and_then(|_| w.flush());
 }
 
@@ -1384,16 +1509,17 @@ fn wait_writable(
 
 /// Sends the newest packet of the viewer's slot, framed by `frame`, until the
 /// viewer goes away or the stream ends (then `end` says goodbye); returns why.
-pub(crate) fn send_loop(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_loop<W>(
     stream: &TcpStream,
+    mut w: W,
     viewer: &Viewer,
     hub: &Hub,
     stop: &AtomicBool,
-    mut frame: impl FnMut(&mut &TcpStream, &Packet, bool) -> std::io::Result<usize>,
-    mut idle: impl FnMut(&mut &TcpStream) -> std::io::Result<()>,
-    end: impl FnOnce(&mut &TcpStream, &str, bool),
+    mut frame: impl FnMut(&mut W, &Packet, bool) -> std::io::Result<usize>,
+    mut idle: impl FnMut(&mut W) -> std::io::Result<()>,
+    end: impl FnOnce(&mut W, &str, bool),
 ) -> String {
-    let mut w = stream;
     let mut last_seq: Option<u64> = None;
     // Unsent data in the kernel is latency: let it hold little, so that when the
     // link is slower than the stream, frames wait in the newest-wins slot (and are

@@ -26,6 +26,7 @@ use crate::protocol::{
     self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello,
 };
 use crate::registry::{self, Kind};
+use crate::secure::{OpenReader, Rx, SealWriter, Tx, ViewerAuth};
 use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
 use crate::slot::{Slot, Taken};
 use crate::stats::LatencyHistogram;
@@ -201,6 +202,28 @@ pub fn run(
         })?),
         None => None,
     };
+    let mut auth = match cfg.view.auth {
+        crate::config::Auth::Pair => {
+            let dir = match &cfg.view.key_dir {
+                Some(d) => Ok(d.clone()),
+                None => crate::trust::default_dir(),
+            };
+            Some(
+                dir.map_err(crate::secure::SecureError::from)
+                    .and_then(|dir| ViewerAuth::open(&dir, cfg.view.pair.clone()))
+                    .map_err(|e| ViewError::Connection {
+                        address: address.to_string(),
+                        source: e.into(),
+                    })?,
+            )
+        }
+        crate::config::Auth::None => {
+            log::warn!(
+                "auth = \"none\": this viewer connects without encryption or pairing; anyone on the network can see the stream"
+            );
+            None
+        }
+    };
     let mut backoff = BACKOFF_START;
     let end = loop {
         if stop.load(Ordering::Relaxed) {
@@ -209,12 +232,12 @@ pub fn run(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break ViewEnd::Duration;
         }
-        let failure = match connect(address, &opts.limits) {
-            Ok((stream, hello, clock)) => {
+        let failure = match connect(address, &opts.limits, auth.as_mut()) {
+            Ok((link, hello, clock)) => {
                 report.connections += 1;
                 let frames_before = report.frames;
                 let outcome = session(
-                    stream,
+                    link,
                     hello,
                     clock,
                     address,
@@ -240,7 +263,13 @@ pub fn run(
             }) => break ViewEnd::StreamEnded(message),
             Err(e) => e,
         };
-        if !opts.reconnect {
+        // Pairing and key problems need a person: retrying cannot help.
+        let final_ = match &failure {
+            ProtocolError::Secure(e) => e.is_final(),
+            ProtocolError::Refused { status, .. } => *status == protocol::Status::Unauthorized,
+            _ => false,
+        };
+        if !opts.reconnect || final_ {
             sink.finish()?;
             return Err(ViewError::Connection {
                 address: address.to_string(),
@@ -333,12 +362,22 @@ fn sleep_unless(stop: &AtomicBool, deadline: Option<Instant>, d: Duration) {
     }
 }
 
-/// Connects and shakes hands. Returns the stream, the server's hello, and the
-/// handshake as a first clock sample (the server stamped its hello once: t2 = t3).
+/// A connection past its handshake: the socket, and its two halves (sealed
+/// with pairing, plaintext with `auth = "none"`).
+struct Link {
+    stream: TcpStream,
+    tx: Tx<TcpStream>,
+    rx: Rx<TcpStream>,
+}
+
+/// Connects and shakes hands (the secure handshake first, with `auth`). Returns
+/// the link, the server's hello, and the handshake as a first clock sample (the
+/// server stamped its hello once: t2 = t3).
 fn connect(
     address: &str,
     limits: &Limits,
-) -> Result<(TcpStream, ServerHello, ClockSync), ProtocolError> {
+    mut auth: Option<&mut ViewerAuth>,
+) -> Result<(Link, ServerHello, ClockSync), ProtocolError> {
     let addrs: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| ProtocolError::Invalid {
@@ -360,16 +399,50 @@ fn connect(
         };
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        let sent_us = crate::clock::now_us();
-        ClientHello {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let client_hello = ClientHello {
             version: protocol::VERSION,
-        }
-        .write(&mut &stream)?;
-        let mut reader = DeadlineReader {
-            stream: &stream,
-            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
         };
-        let hello = ServerHello::read(&mut reader, limits)?;
+        let (hello, sent_us, tx, rx) = match auth.as_deref_mut() {
+            Some(auth) => {
+                let secured = auth.connect(&stream, address, deadline)?;
+                let mut tx = Tx::Sealed(SealWriter::new(
+                    stream.try_clone()?,
+                    secured.transport.clone(),
+                    0,
+                ));
+                let sent_us = crate::clock::now_us();
+                client_hello.write(&mut tx)?;
+                let mut reader = OpenReader::new(
+                    DeadlineReader {
+                        stream: &stream,
+                        deadline,
+                    },
+                    secured.transport.clone(),
+                    1,
+                );
+                let hello = ServerHello::read(&mut reader, limits)?;
+                auth.confirm(&secured, address);
+                let rx = Rx::Opened(reader.with_inner(stream.try_clone()?));
+                (hello, sent_us, tx, rx)
+            }
+            None => {
+                let sent_us = crate::clock::now_us();
+                client_hello.write(&mut &stream)?;
+                let hello = ServerHello::read(
+                    &mut DeadlineReader {
+                        stream: &stream,
+                        deadline,
+                    },
+                    limits,
+                )?;
+                let rx = Rx::Plain(std::io::BufReader::with_capacity(
+                    64 << 10,
+                    stream.try_clone()?,
+                ));
+                (hello, sent_us, Tx::Plain(stream.try_clone()?), rx)
+            }
+        };
         let received_us = crate::clock::now_us();
         let mut clock = ClockSync::default();
         clock.add(
@@ -378,7 +451,7 @@ fn connect(
             hello.server_time_us,
             received_us,
         );
-        return Ok((stream, hello, clock));
+        return Ok((Link { stream, tx, rx }, hello, clock));
     }
     Err(last)
 }
@@ -391,7 +464,7 @@ enum SessionEnd {
 
 #[allow(clippy::too_many_arguments)]
 fn session(
-    stream: TcpStream,
+    link: Link,
     hello: ServerHello,
     clock: ClockSync,
     address: &str,
@@ -455,6 +528,11 @@ fn session(
     } else {
         5.0
     });
+    let Link {
+        stream,
+        mut tx,
+        rx: net_rx,
+    } = link;
     let _ = stream.set_read_timeout(Some(silence));
     let shared = Arc::new(Shared {
         clock: Mutex::new(clock),
@@ -462,13 +540,9 @@ fn session(
     });
     let reader = {
         let shared = shared.clone();
-        let stream = stream.try_clone().map_err(|e| ViewError::Connection {
-            address: address.to_string(),
-            source: e.into(),
-        })?;
         std::thread::Builder::new()
             .name("net-reader".into())
-            .spawn(move || read_loop(stream, max_payload, &shared))
+            .spawn(move || read_loop(net_rx, max_payload, &shared))
             .map_err(|e| ViewError::Connection {
                 address: address.to_string(),
                 source: e.into(),
@@ -484,7 +558,7 @@ fn session(
     let result = loop {
         if Instant::now() >= next_ping {
             // A failed write shows up in the reader as a broken connection.
-            let _ = protocol::write_ping(&mut &stream, pings, crate::clock::now_us());
+            let _ = protocol::write_ping(&mut tx, pings, crate::clock::now_us());
             pings += 1;
             // From now, not from when it was due: a stall sends one ping, not a burst.
             next_ping = Instant::now()
@@ -504,7 +578,7 @@ fn session(
             break Ok(SessionEnd::Done(ViewEnd::FrameLimit));
         }
         if let Some(r) = status.tick(&shared, &info, &hello.codec) {
-            let _ = protocol::write_report(&mut &stream, &r);
+            let _ = protocol::write_report(&mut tx, &r);
             if let Some(log) = log.as_mut() {
                 log.flush();
             }
@@ -643,8 +717,7 @@ fn session(
     result
 }
 
-fn read_loop(stream: TcpStream, max_payload: usize, shared: &Shared) {
-    let mut r = std::io::BufReader::with_capacity(64 << 10, &stream);
+fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, shared: &Shared) {
     // The timing packet comes just before its frame.
     let mut timing: Option<(u64, u64, u64)> = None;
     let ended = loop {

@@ -28,22 +28,39 @@ fn list_and_view_find_the_server_by_itself() {
             "240",
             "--set",
             "serve.name=\"garden cam\"",
+            // Pairing, as by default: the TXT record says so, with the key.
+            "--set",
+            "serve.auth=\"pair\"",
         ],
     );
     server.wait_stderr("announced as \"garden cam\"", 1, Duration::from_secs(15));
+    server.wait_for("the pairing code", Duration::from_secs(15), |out, _| {
+        out.contains("server key: ")
+    });
+    let out = server.stdout();
+    let field = |label: &str| {
+        let at = out.find(label).unwrap() + label.len();
+        out[at..].split_whitespace().next().unwrap().to_string()
+    };
+    let (code, key) = (field("pairing code: "), field("server key: "));
 
     let mut list = in_ns(&net.viewer_ns, "list", &["list", "--wait", "5"]);
     list.expect_success(Duration::from_secs(20));
     assert!(
-        list.stdout()
-            .contains("garden cam  10.231.0.1:7878  codec lz4, 320x240, pairing none"),
+        list.stdout().contains(&format!(
+            "garden cam  10.231.0.1:7878  codec lz4, 320x240, pairing required, key {key}"
+        )),
         "list printed:\n{}\n{}",
         list.stdout(),
         list.stderr()
     );
 
-    // No address: the only server found.
-    let mut view = in_ns(&net.viewer_ns, "view", &["view", "--frames", "10", "-q"]);
+    // No address: the only server found; paired with the code.
+    let mut view = in_ns(
+        &net.viewer_ns,
+        "view",
+        &["view", "--frames", "10", "-q", "--pair", &code],
+    );
     view.expect_success(Duration::from_secs(20));
     assert!(
         view.stderr()
@@ -51,11 +68,19 @@ fn list_and_view_find_the_server_by_itself() {
         "{}",
         view.stderr()
     );
-    // By name.
+    // By name, paired now: no code.
     let mut view = in_ns(
         &net.viewer_ns,
         "view",
-        &["view", "Garden Cam", "--frames", "5", "-q"],
+        &[
+            "view",
+            "Garden Cam",
+            "--frames",
+            "5",
+            "-q",
+            "--set",
+            "view.auth=\"pair\"",
+        ],
     );
     view.expect_success(Duration::from_secs(20));
     // A name nobody has: says what there is.

@@ -64,7 +64,11 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.args(args)
+        // Keys and pins go to the test's own directory, never the user's.
+        if !env.iter().any(|(k, _)| *k == "XDG_CONFIG_HOME") {
+            cmd.env("XDG_CONFIG_HOME", keys_dir());
+        }
+        cmd.args(plaintext_unless_secure(args))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -224,6 +228,31 @@ pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
 }
 
 /// A port that was free a moment ago.
+/// Tests of other features run without pairing (`auth = "none"`), so that any
+/// two processes can talk; `secure.rs` tests pairing and encryption, and asks
+/// for them with `--pair` or by setting `auth` itself.
+fn plaintext_unless_secure(args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let secure = args
+        .iter()
+        .any(|a| *a == "--pair" || a.starts_with("serve.auth") || a.starts_with("view.auth"));
+    if let Some(i) = args.iter().position(|a| *a == "serve" || *a == "view") {
+        if !secure {
+            let key = format!("{}.auth=\"none\"", args[i]);
+            out.splice(i + 1..i + 1, ["--set".to_string(), key]);
+        }
+    }
+    out
+}
+
+/// A directory for keys shared by the processes of this test run.
+fn keys_dir() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .to_path_buf()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
