@@ -74,6 +74,15 @@ pub enum Cipher {
     AesGcm,
 }
 
+impl std::fmt::Display for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cipher::ChaChaPoly => "ChaCha20-Poly1305",
+            Cipher::AesGcm => "AES-256-GCM",
+        })
+    }
+}
+
 impl Cipher {
     fn name(self) -> &'static str {
         match self {
@@ -223,6 +232,7 @@ struct Pairing {
 /// A viewer past the handshake.
 pub struct Accepted {
     pub transport: Arc<StatelessTransportState>,
+    pub cipher: Cipher,
     pub viewer_key: PublicKey,
     pub viewer_name: String,
 }
@@ -425,6 +435,7 @@ impl ServerAuth {
         }
         Ok(Some(Accepted {
             transport: Arc::new(transport),
+            cipher,
             viewer_key,
             viewer_name,
         }))

@@ -1227,9 +1227,10 @@ fn connection(
     };
     if let Some(a) = &secured {
         log::info!(
-            "viewer {peer} is \"{}\" (key {}), encrypted",
+            "viewer {peer} is \"{}\" (key {}), encrypted with {}",
             a.viewer_name,
-            crate::trust::fingerprint(&a.viewer_key)
+            crate::trust::fingerprint(&a.viewer_key),
+            a.cipher
         );
     }
     let reason = std::thread::scope(|scope| {
@@ -1301,6 +1302,12 @@ fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Viewer) {
                     .report
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = Some(report);
+            }
+            // A sealed record that does not open: altered or replayed in transit.
+            Err(protocol::ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                log::warn!("viewer {}: {e}; disconnecting it", viewer.peer);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
             }
             Err(protocol::ProtocolError::Closed(_)) | Err(protocol::ProtocolError::Io(_)) => {
                 // The viewer went away, or the sender is done with it.

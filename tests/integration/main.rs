@@ -7,6 +7,7 @@ mod http;
 mod latency;
 mod record;
 mod robustness;
+mod secure;
 mod stream;
 mod util;
 #[cfg(feature = "v4l2")]

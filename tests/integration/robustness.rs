@@ -430,11 +430,12 @@ fn a_connection_flood_does_not_disturb_a_viewer() {
             "240",
             "--fps",
             "30",
+            // As by default: the flood meets the secure handshake.
+            "--set",
+            "serve.auth=\"pair\"",
         ],
     );
-    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-        out.contains("listening on")
-    });
+    let code = crate::util::pairing_code(&server);
     let dir = temp_dir();
     let log = dir.path().join("flooded.csv");
     let mut view = Proc::spawn_program(
@@ -452,6 +453,8 @@ fn a_connection_flood_does_not_disturb_a_viewer() {
             "-q",
             "--latency-log",
             log.to_str().unwrap(),
+            "--pair",
+            &code,
         ],
     );
     view.wait_stderr("connected to", 1, Duration::from_secs(10));

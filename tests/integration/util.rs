@@ -212,6 +212,16 @@ pub fn serve_small(more: &[&str]) -> (Proc, String) {
     serve(&args)
 }
 
+/// The pairing code a secure `serve` printed.
+pub fn pairing_code(server: &Proc) -> String {
+    server.wait_for("the pairing code", Duration::from_secs(15), |out, _| {
+        out.contains("pairing code: ")
+    });
+    let out = server.stdout();
+    let at = out.find("pairing code: ").unwrap() + "pairing code: ".len();
+    out[at..].split_whitespace().next().unwrap().to_string()
+}
+
 pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
     let mut all = vec!["serve", "--listen", listen];
     all.extend_from_slice(args);
@@ -227,7 +237,6 @@ pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
     (p, addr)
 }
 
-/// A port that was free a moment ago.
 /// Tests of other features run without pairing (`auth = "none"`), so that any
 /// two processes can talk; `secure.rs` tests pairing and encryption, and asks
 /// for them with `--pair` or by setting `auth` itself.
@@ -253,6 +262,7 @@ fn keys_dir() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
