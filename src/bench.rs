@@ -15,6 +15,7 @@ use crate::server::{RunningServer, ServeLimits};
 use crate::viewer::{self, ViewOptions};
 
 pub mod convert;
+pub mod seal;
 
 /// Heap allocations made by the process so far. The `livestream` binary counts
 /// them with a wrapping global allocator; elsewhere this stays 0.
@@ -61,6 +62,10 @@ pub struct BenchArgs {
     /// yuvutils-rs.
     #[arg(long)]
     convert: bool,
+    /// Measure encryption instead: one photo frame per size (from --sizes), raw
+    /// and as JPEG, sealed into records and opened again, with each cipher.
+    #[arg(long)]
+    seal: bool,
 }
 
 /// One measured case.
@@ -356,6 +361,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Str
         .iter()
         .map(|s| parse_size(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.seal {
+        return seal::run(base, &sizes, args.repeat.unwrap_or(25), stop);
+    }
     if args.convert {
         return convert::run(base, &sizes, args.repeat.unwrap_or(25), stop).map(|_| ());
     }

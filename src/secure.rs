@@ -639,14 +639,12 @@ impl ViewerAuth {
         if self.known.find_key(key).is_some() {
             return Ok(());
         }
-        let host = |a: &str| {
-            a.rsplit_once(':')
-                .map_or(a.to_string(), |(h, _)| h.to_string())
-        };
-        let same_place =
-            self.known.peers.iter().find(|p| {
-                p.name == name || p.address == address || host(&p.address) == host(address)
-            });
+        // Another key for a name or an address paired before: changed, not new.
+        let same_place = self
+            .known
+            .peers
+            .iter()
+            .find(|p| p.name == name || p.address == address);
         Err(match same_place {
             Some(old) => SecureError::KeyChanged {
                 address: address.into(),

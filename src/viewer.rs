@@ -406,6 +406,9 @@ fn connect(
         let (hello, sent_us, tx, rx) = match auth.as_deref_mut() {
             Some(auth) => {
                 let secured = auth.connect(&stream, address, deadline)?;
+                // The server proved its key (its verdict opened): remember it now,
+                // even if it turns out to be busy.
+                auth.confirm(&secured, address);
                 let mut tx = Tx::Sealed(SealWriter::new(
                     stream.try_clone()?,
                     secured.transport.clone(),
@@ -422,7 +425,6 @@ fn connect(
                     1,
                 );
                 let hello = ServerHello::read(&mut reader, limits)?;
-                auth.confirm(&secured, address);
                 let rx = Rx::Opened(reader.with_inner(stream.try_clone()?));
                 (hello, sent_us, tx, rx)
             }

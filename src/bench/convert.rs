@@ -77,7 +77,7 @@ const CONVERSIONS: [(&str, Run, Run); 4] = [
 ];
 
 /// One `synthetic-camera` frame in RGB24 at `size`, as `serve` would capture it.
-fn photo(base: &Config, (width, height): (u32, u32)) -> Result<Frame, String> {
+pub(crate) fn photo(base: &Config, (width, height): (u32, u32)) -> Result<Frame, String> {
     let name = "synthetic-camera";
     let overrides = Overrides {
         source: Some(name.into()),

@@ -421,8 +421,9 @@ fn captured_traffic_carries_no_plaintext() {
             .and_then(|s| s.rsplit(' ').next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no byte count in:\n{said}"));
+        // (The viewer prints MB with one decimal.)
         assert!(
-            captured.len() as f64 >= mb * 1e6,
+            captured.len() as f64 >= (mb - 0.05) * 1e6,
             "captured {} bytes of {mb} MB",
             captured.len()
         );

@@ -242,9 +242,13 @@ pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
 /// for them with `--pair` or by setting `auth` itself.
 fn plaintext_unless_secure(args: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let secure = args
-        .iter()
-        .any(|a| *a == "--pair" || a.starts_with("serve.auth") || a.starts_with("view.auth"));
+    // A test's own config file (`--config`) says what it wants.
+    let secure = args.iter().any(|a| {
+        *a == "--pair"
+            || *a == "--config"
+            || a.starts_with("serve.auth")
+            || a.starts_with("view.auth")
+    });
     if let Some(i) = args.iter().position(|a| *a == "serve" || *a == "view") {
         if !secure {
             let key = format!("{}.auth=\"none\"", args[i]);

@@ -1,0 +1,118 @@
+//! `livestream bench --seal`: what encryption costs per frame, alone: one
+//! `synthetic-camera` frame per size, raw (RGB24) and as the `jpeg` codec's
+//! payload, sealed into records by [`SealWriter`] and opened by [`OpenReader`]
+//! into a payload buffer, as `serve` and `view` do, for each cipher. In memory: no
+//! socket, so this is the cipher's cost and the copies around it.
+
+use std::io::{IoSlice, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use snow::StatelessTransportState;
+
+use crate::config::Config;
+use crate::registry::{self, Kind};
+use crate::secure::{params, Cipher, OpenReader, SealWriter};
+
+/// A Noise XX handshake in memory: the two sides' transport states.
+fn transports(
+    cipher: Cipher,
+) -> Result<(StatelessTransportState, StatelessTransportState), String> {
+    let e = |e: snow::Error| e.to_string();
+    let keys = |_| snow::Builder::new(params(cipher, false)).generate_keypair();
+    let (a, b) = (keys(0).map_err(e)?, keys(1).map_err(e)?);
+    let mut i = snow::Builder::new(params(cipher, false))
+        .local_private_key(&a.private)
+        .and_then(|b| b.build_initiator())
+        .map_err(e)?;
+    let mut r = snow::Builder::new(params(cipher, false))
+        .local_private_key(&b.private)
+        .and_then(|b| b.build_responder())
+        .map_err(e)?;
+    let (mut m, mut p) = ([0u8; 1024], [0u8; 1024]);
+    let n = i.write_message(&[], &mut m).map_err(e)?;
+    r.read_message(&m[..n], &mut p).map_err(e)?;
+    let n = r.write_message(&[], &mut m).map_err(e)?;
+    i.read_message(&m[..n], &mut p).map_err(e)?;
+    let n = i.write_message(&[], &mut m).map_err(e)?;
+    r.read_message(&m[..n], &mut p).map_err(e)?;
+    Ok((
+        i.into_stateless_transport_mode().map_err(e)?,
+        r.into_stateless_transport_mode().map_err(e)?,
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seals and opens `payload` `runs` times; medians in ms: (seal, open).
+fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), String> {
+    let (tx, rx) = transports(cipher)?;
+    let (tx, rx) = (Arc::new(tx), Arc::new(rx));
+    let mut wire = Vec::with_capacity(payload.len() + payload.len() / 1000 + 4096);
+    let mut out = vec![0u8; payload.len()];
+    let header = [0u8; 24];
+    let (mut seal, mut open) = (Vec::new(), Vec::new());
+    for run in 0..runs as u64 + 1 {
+        wire.clear();
+        let t = Instant::now();
+        let mut w = SealWriter::new(&mut wire, tx.clone(), run);
+        w.write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)])
+            .map_err(|e| e.to_string())?;
+        let sealed = t.elapsed();
+        let t = Instant::now();
+        let mut r = OpenReader::new(&wire[..], rx.clone(), run);
+        let mut head = [0u8; 24];
+        r.read_exact(&mut head)
+            .and_then(|_| r.read_exact(&mut out))
+            .map_err(|e| e.to_string())?;
+        let opened = t.elapsed();
+        if out != payload {
+            return Err("opened records differ from what was sealed".into());
+        }
+        // The first run grows buffers and warms caches.
+        if run > 0 {
+            seal.push(sealed.as_secs_f64() * 1e3);
+            open.push(opened.as_secs_f64() * 1e3);
+        }
+    }
+    Ok((median(seal), median(open)))
+}
+
+pub fn run(
+    base: &Config,
+    sizes: &[(u32, u32)],
+    runs: usize,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    println!("| payload | size | bytes | cipher | seal ms | open ms | seal + open ms |");
+    println!("|---|---|---:|---|---:|---:|---:|");
+    for &size in sizes {
+        let frame = super::convert::photo(base, size)?;
+        let backend = registry::codec("jpeg").map_err(|e| e.headline())?;
+        let mut jpeg =
+            (backend.new)(&base.backend(Kind::Codec, "jpeg")).map_err(|e| e.to_string())?;
+        let mut encoded = Vec::new();
+        jpeg.encode(&frame, &mut encoded)
+            .map_err(|e| e.to_string())?;
+        for (what, payload) in [("raw rgb24", &frame.data[..]), ("jpeg", &encoded[..])] {
+            for cipher in [Cipher::AesGcm, Cipher::ChaChaPoly] {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let (s, o) = measure(cipher, payload, runs)?;
+                println!(
+                    "| {what} | {}x{} | {} | {cipher} | {s:.3} | {o:.3} | {:.3} |",
+                    size.0,
+                    size.1,
+                    payload.len(),
+                    s + o
+                );
+            }
+        }
+    }
+    Ok(())
+}
