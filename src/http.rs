@@ -535,3 +535,47 @@ pub fn metrics(s: &ServerStats) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_of(target: &str, headers: &[(&str, &str)]) -> Option<(String, bool)> {
+        let headers: Vec<httparse::Header<'_>> = headers
+            .iter()
+            .map(|(name, value)| httparse::Header {
+                name,
+                value: value.as_bytes(),
+            })
+            .collect();
+        request_token(target, &headers)
+    }
+
+    #[test]
+    fn the_token_is_found_wherever_it_is_given() {
+        let t = |s: &str| Some((s.to_string(), false));
+        assert_eq!(token_of("/?token=abc", &[]), Some(("abc".into(), true)));
+        assert_eq!(
+            token_of("/s?x=1&token=abc#f", &[]),
+            Some(("abc".into(), true))
+        );
+        assert_eq!(token_of("/", &[("Authorization", "Bearer abc")]), t("abc"));
+        // "user:abc" in base64.
+        assert_eq!(
+            token_of("/", &[("authorization", "Basic dXNlcjphYmM=")]),
+            t("abc")
+        );
+        assert_eq!(
+            token_of("/", &[("Cookie", "a=1; livestream_token=abc")]),
+            t("abc")
+        );
+        assert_eq!(token_of("/", &[("Cookie", "livestream_tokenx=abc")]), None);
+        assert_eq!(token_of("/", &[("Authorization", "Basic !!!")]), None);
+        assert_eq!(token_of("/", &[("Authorization", "Basic dXNlcg==")]), None);
+        assert_eq!(token_of("/?tokens=abc", &[]), None);
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc"));
+        assert!(!token_matches("ab", "abc"));
+        assert!(!token_matches("", "abc"));
+    }
+}

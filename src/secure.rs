@@ -1152,6 +1152,59 @@ mod tests {
         assert!(matches!(s, Ok(None)));
     }
 
+    /// Random and mutated handshakes, both ways: refused, never a panic, never
+    /// stuck past the deadline.
+    #[test]
+    fn garbage_handshakes_are_refused_both_ways() {
+        let p = Pair::new();
+        let addr = p.listener.local_addr().unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut good = vec![8u8, 0];
+        good.extend_from_slice(&MAGIC);
+        good.extend_from_slice(&[VERSION, MODE_PAIRING, 0, 0]);
+        for round in 0..60 {
+            let mut bytes = good.clone();
+            bytes.extend((0..rng.usize(0..80)).map(|_| rng.u8(..)));
+            if round % 2 == 0 {
+                let i = rng.usize(..bytes.len());
+                bytes[i] = rng.u8(..);
+            }
+            let server = p.server.clone();
+            let listener = p.listener.try_clone().unwrap();
+            let t = std::thread::spawn(move || {
+                let (s, peer) = listener.accept().unwrap();
+                let deadline = Instant::now() + Duration::from_millis(300);
+                server.accept(&s, peer, deadline).map(|a| a.is_some())
+            });
+            let mut s = TcpStream::connect(addr).unwrap();
+            let _ = s.write_all(&bytes);
+            let result = t.join().expect("the server side panicked");
+            assert!(!matches!(result, Ok(true)), "round {round}: admitted");
+        }
+        // A fake server answering random frames to a viewer.
+        let viewer = ViewerAuth::open(&p.viewer_dir, Some(p.server.code())).unwrap();
+        for round in 0..60 {
+            let mut answer = vec![0u8; rng.usize(0..200)];
+            rng.fill(&mut answer);
+            if round % 3 == 0 && answer.len() > 8 {
+                let len = (answer.len() - 2) as u16;
+                answer[..2].copy_from_slice(&len.to_le_bytes());
+                answer[2..6].copy_from_slice(&MAGIC);
+                answer[6] = VERSION;
+            }
+            let listener = p.listener.try_clone().unwrap();
+            let t = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let _ = s.write_all(&answer);
+                std::thread::sleep(Duration::from_millis(20));
+            });
+            let s = TcpStream::connect(addr).unwrap();
+            let deadline = Instant::now() + Duration::from_millis(300);
+            assert!(viewer.connect(&s, &addr.to_string(), deadline).is_err());
+            t.join().unwrap();
+        }
+    }
+
     #[test]
     fn altered_and_replayed_records_fail() {
         let p = Pair::new();
