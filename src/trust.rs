@@ -121,14 +121,22 @@ fn read_capped(path: &Path) -> Result<Option<String>, TrustError> {
 /// Writes `text` to `path` through a temporary file and a rename, so a crash
 /// never leaves half a file; the file is readable by its owner only.
 fn write_atomic(path: &Path, text: &str) -> Result<(), TrustError> {
+    let tmp = write_temporary(path, text)?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// Writes `text` beside `path` under a name no other writer uses; returns it.
+fn write_temporary(path: &Path, text: &str) -> Result<PathBuf, TrustError> {
+    static UNIQUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let tmp = path.with_extension("tmp");
+    let n = UNIQUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     let mut f = open_private(&tmp, true).map_err(io_error(&tmp))?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path))
+    Ok(tmp)
 }
 
 fn open_private(path: &Path, truncate: bool) -> io::Result<std::fs::File> {
@@ -175,7 +183,7 @@ impl KeyPair {
             return KeyPair::parse(path, &text).map(|k| (k, false));
         }
         let kp = KeyPair::generate();
-        write_atomic(
+        let tmp = write_temporary(
             path,
             &format!(
                 "# livestream key pair: keep it secret (anyone with it can pose as this machine)\n\
@@ -184,7 +192,17 @@ impl KeyPair {
                 hex(&kp.public)
             ),
         )?;
-        Ok((kp, true))
+        // Never replace a key: when another process made one first, use that.
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok((kp, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let text = read_capped(path)?.unwrap_or_default();
+                KeyPair::parse(path, &text).map(|k| (k, false))
+            }
+            Err(e) => Err(io_error(path)(e)),
+        }
     }
 
     fn parse(path: &Path, text: &str) -> Result<KeyPair, TrustError> {

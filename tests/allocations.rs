@@ -64,13 +64,21 @@ fn allocations_per_frame(codec: &str, source: &str, format: &str) -> f64 {
         format: Some(format.into()),
         ..Default::default()
     };
-    let cfg = Config::parse(ConfigText::embedded(), &overrides).unwrap();
+    // The default: paired and encrypted, with keys in the test's own directory.
+    let keys = tempfile::tempdir().unwrap();
+    let mut cfg = Config::parse(ConfigText::embedded(), &overrides).unwrap();
+    assert_eq!(cfg.serve.auth, livestream::config::Auth::Pair);
+    cfg.serve.key_dir = Some(keys.path().join("server"));
     let server = RunningServer::start(&cfg, ServeLimits::default()).unwrap();
+    cfg.view.pair = Some(server.auth().unwrap().code());
     let addr = server.local_addr().to_string();
     let stop = AtomicBool::new(false);
     let per_frame = std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
+        for i in 0..2 {
+            let mut cfg = cfg.clone();
+            cfg.view.key_dir = Some(keys.path().join(format!("viewer-{i}")));
+            let (addr, stop) = (&addr, &stop);
+            s.spawn(move || {
                 let opts = ViewOptions {
                     frames: None,
                     duration: None,
@@ -79,7 +87,7 @@ fn allocations_per_frame(codec: &str, source: &str, format: &str) -> f64 {
                     limits: cfg.view.limits,
                     latency_log: None,
                 };
-                viewer::run(&addr, &mut NullSink::default(), &cfg, &opts, &stop).unwrap()
+                viewer::run(addr, &mut NullSink::default(), &cfg, &opts, stop).unwrap()
             });
         }
         // Warm up: connections made, pools and buffers grown.
