@@ -206,12 +206,53 @@ fn read_frame<'b>(r: &mut impl Read, buf: &'b mut [u8; MAX_HANDSHAKE_FRAME]) -> 
     Ok(&buf[..len])
 }
 
+/// The Noise handshake for one side: pairing (with the PSK) or not, bound to the
+/// two plaintext messages before it by the prologue.
+fn noise(
+    keys: &KeyPair,
+    cipher: Cipher,
+    psk: Option<&[u8; 32]>,
+    [hello, reply]: [&[u8]; 2],
+    initiator: bool,
+) -> Result<snow::HandshakeState> {
+    let prologue = [PROLOGUE, hello, reply].concat();
+    let builder = snow::Builder::new(params(cipher, psk.is_some()))
+        .local_private_key(&keys.private)
+        .and_then(|b| b.prologue(&prologue));
+    let builder = match psk {
+        Some(psk) => builder.and_then(|b| b.psk(3, psk)),
+        None => builder,
+    };
+    builder
+        .and_then(|b| {
+            if initiator {
+                b.build_initiator()
+            } else {
+                b.build_responder()
+            }
+        })
+        .map_err(handshake_error("setting up"))
+}
+
 fn spake_key(state: Spake2<Ed25519Group>, theirs: &[u8]) -> Result<[u8; 32]> {
     let key = state
         .finish(theirs)
         .map_err(|e| invalid(format!("pairing message: {e:?}")))?;
     key.try_into()
         .map_err(|_| invalid("pairing key is not 32 bytes".into()))
+}
+
+/// This machine's `server.key` or `viewer.key` in `dir`, made the first time.
+fn load_key(dir: &std::path::Path, role: &str) -> std::result::Result<KeyPair, SecureError> {
+    let (keys, created) = KeyPair::load_or_create(&dir.join(format!("{role}.key")))?;
+    if created {
+        log::info!(
+            "created this {role}'s key {} in {}",
+            fingerprint(&keys.public),
+            dir.display()
+        );
+    }
+    Ok(keys)
 }
 
 // ---- server ---------------------------------------------------------------------
@@ -240,14 +281,7 @@ pub struct Accepted {
 impl ServerAuth {
     /// Loads (or creates) the server's key and paired list from `dir`.
     pub fn open(dir: &std::path::Path, name: &str) -> std::result::Result<ServerAuth, SecureError> {
-        let (keys, created) = KeyPair::load_or_create(&dir.join("server.key"))?;
-        if created {
-            log::info!(
-                "created this server's key {} in {}",
-                fingerprint(&keys.public),
-                dir.display()
-            );
-        }
+        let keys = load_key(dir, "server")?;
         let paired = PeerList::load(&dir.join("paired-viewers"))?;
         Ok(ServerAuth {
             keys,
@@ -349,17 +383,7 @@ impl ServerAuth {
             None
         };
         write_frame(&mut w, &reply)?;
-        let prologue = [PROLOGUE, &hello, &reply].concat();
-        let builder = snow::Builder::new(params(cipher, pairing))
-            .local_private_key(&self.keys.private)
-            .and_then(|b| b.prologue(&prologue));
-        let builder = match &psk {
-            Some(psk) => builder.and_then(|b| b.psk(3, psk)),
-            None => builder,
-        };
-        let mut noise = builder
-            .and_then(|b| b.build_responder())
-            .map_err(handshake_error("setting up"))?;
+        let mut noise = noise(&self.keys, cipher, psk.as_ref(), [&hello, &reply], false)?;
         let mut out = [0u8; MAX_HANDSHAKE_FRAME];
         let msg = read_frame(&mut r, &mut buf)?;
         noise
@@ -497,14 +521,7 @@ impl ViewerAuth {
         dir: &std::path::Path,
         code: Option<PairingCode>,
     ) -> std::result::Result<ViewerAuth, SecureError> {
-        let (keys, created) = KeyPair::load_or_create(&dir.join("viewer.key"))?;
-        if created {
-            log::info!(
-                "created this viewer's key {} in {}",
-                fingerprint(&keys.public),
-                dir.display()
-            );
-        }
+        let keys = load_key(dir, "viewer")?;
         let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| clean_name(h.trim().as_bytes()))
             .unwrap_or_else(|_| "viewer".into());
@@ -569,17 +586,7 @@ impl ViewerAuth {
             Some(_) => return Err(invalid("no pairing message in the reply".into())),
             None => None,
         };
-        let prologue = [PROLOGUE, &hello, &reply].concat();
-        let builder = snow::Builder::new(params(cipher, pairing))
-            .local_private_key(&self.keys.private)
-            .and_then(|b| b.prologue(&prologue));
-        let builder = match &psk {
-            Some(psk) => builder.and_then(|b| b.psk(3, psk)),
-            None => builder,
-        };
-        let mut noise = builder
-            .and_then(|b| b.build_initiator())
-            .map_err(handshake_error("setting up"))?;
+        let mut noise = noise(&self.keys, cipher, psk.as_ref(), [&hello, &reply], true)?;
         let mut out = [0u8; MAX_HANDSHAKE_FRAME];
         let n = noise
             .write_message(&[], &mut out)

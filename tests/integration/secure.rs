@@ -71,6 +71,44 @@ fn frames_seen(said: &str) -> u64 {
         .unwrap_or_else(|| panic!("no frame count in:\n{said}"))
 }
 
+/// A paired viewer watching for a while, to show what happens around it does
+/// not disturb it.
+struct Watcher {
+    view: Proc,
+    started: Instant,
+    seconds: u64,
+}
+
+impl Watcher {
+    fn start(keys: &std::path::Path, addr: &str, code: &str, seconds: u64) -> Watcher {
+        let duration = seconds.to_string();
+        let view = view(keys, addr, &["--pair", code, "--duration", &duration, "-q"]);
+        view.wait_stderr("connected to", 1, Duration::from_secs(10));
+        Watcher {
+            view,
+            started: Instant::now(),
+            seconds,
+        }
+    }
+
+    /// Never reconnected, and saw the stream at full rate (30 fps, give or take
+    /// a second).
+    fn finish(mut self) {
+        self.view.expect_success(Duration::from_secs(20));
+        let said = self.view.stderr();
+        let seconds = self
+            .started
+            .elapsed()
+            .as_secs_f64()
+            .min(self.seconds as f64);
+        assert!(!said.contains("reconnecting"), "{said}");
+        assert!(
+            frames_seen(&said) as f64 >= 30.0 * (seconds - 1.0),
+            "the watcher fell behind: {said}"
+        );
+    }
+}
+
 fn wrong_code(right: &str) -> &'static str {
     if right == "1111-1111" {
         "2222-2222"
@@ -86,14 +124,11 @@ fn pairing_refusals_leave_a_watching_viewer_alone() {
     let (server_keys, watcher_keys, other_keys) = (temp_dir(), temp_dir(), temp_dir());
     let (mut server, addr, code) = serve_secure(server_keys.path(), "127.0.0.1:0", &[]);
 
-    let mut watcher = view(
-        watcher_keys.path(),
-        &addr,
-        &["--pair", &code, "--duration", "8", "-q"],
-    );
-    watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
-    let started = Instant::now();
-    assert!(watcher.stderr().contains("paired with \"livestream on"));
+    let watcher = Watcher::start(watcher_keys.path(), &addr, &code, 8);
+    assert!(watcher
+        .view
+        .stderr()
+        .contains("paired with \"livestream on"));
 
     let other = other_keys.path();
     let said = refused(other, &addr, &["--frames", "5", "-q"]);
@@ -129,14 +164,7 @@ fn pairing_refusals_leave_a_watching_viewer_alone() {
     v.expect_success(Duration::from_secs(20));
     assert_eq!(frames_seen(&v.stderr()), 10);
 
-    watcher.expect_success(Duration::from_secs(20));
-    let said = watcher.stderr();
-    let seconds = started.elapsed().as_secs_f64().min(8.0);
-    assert!(!said.contains("reconnecting"), "{said}");
-    assert!(
-        frames_seen(&said) as f64 >= 30.0 * (seconds - 1.0),
-        "the watcher fell behind: {said}"
-    );
+    watcher.finish();
     let log = server.stderr();
     assert!(log.contains("wrong pairing code (1 of 5)"), "{log}");
     assert_eq!(log.matches("paired with viewer").count(), 2, "{log}");
@@ -225,13 +253,7 @@ fn relay(server: &str, meddle: Meddle) -> SocketAddr {
 fn altered_or_replayed_records_end_only_that_connection() {
     let (server_keys, viewer_keys, direct_keys) = (temp_dir(), temp_dir(), temp_dir());
     let (mut server, addr, code) = serve_secure(server_keys.path(), "127.0.0.1:0", &[]);
-    let mut direct = view(
-        direct_keys.path(),
-        &addr,
-        &["--pair", &code, "--duration", "12", "-q"],
-    );
-    direct.wait_stderr("connected to", 1, Duration::from_secs(10));
-    let started = Instant::now();
+    let direct = Watcher::start(direct_keys.path(), &addr, &code, 12);
     // Pair the meddled-with viewer directly first: the relay's address is new to
     // it, the key it pinned is not.
     let mut v = view(
@@ -260,14 +282,7 @@ fn altered_or_replayed_records_end_only_that_connection() {
     );
     server.wait_stderr("failed authentication", 1, Duration::from_secs(10));
 
-    direct.expect_success(Duration::from_secs(20));
-    let said = direct.stderr();
-    let seconds = started.elapsed().as_secs_f64().min(12.0);
-    assert!(!said.contains("reconnecting"), "{said}");
-    assert!(
-        frames_seen(&said) as f64 >= 30.0 * (seconds - 1.0),
-        "{said}"
-    );
+    direct.finish();
     server.terminate();
 }
 
@@ -289,30 +304,12 @@ fn capture(ns: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u8>> 
         assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
         // Room for bursts: a drop would hide what the test looks for.
         let room: libc::c_int = 256 << 20;
-        // SAFETY: a valid int for SO_RCVBUFFORCE (the test runs as root).
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&room as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        setsockopt(fd, libc::SO_RCVBUFFORCE, &room);
         let tv = libc::timeval {
             tv_sec: 0,
             tv_usec: 100_000,
         };
-        // SAFETY: a valid timeval for SO_RCVTIMEO.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
+        setsockopt(fd, libc::SO_RCVTIMEO, &tv);
         let mut all = Vec::new();
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) && all.len() < 256 << 20 {
@@ -326,6 +323,21 @@ fn capture(ns: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u8>> 
         unsafe { libc::close(fd) };
         all
     })
+}
+
+/// Sets a `SOL_SOCKET` option.
+fn setsockopt<T>(fd: libc::c_int, option: libc::c_int, value: &T) {
+    // SAFETY: `value` is a valid T for the option, for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
 }
 
 /// Test-pattern rows: 48 bytes repeating with period 3 (one pixel's RGB), of
