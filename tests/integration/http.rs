@@ -238,12 +238,33 @@ fn chromium_shows_a_live_picture() {
             .is_dir(),
         "playwright-core is missing: the README's test command runs npm ci in tests/browser"
     );
-    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
+    // As by default: pairing on, so the page opens from the URL serve printed,
+    // with its token, and the page's own requests carry the cookie it set.
+    let (mut server, _) = serve(&[
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        "--set",
+        "serve.auth=\"pair\"",
+    ]);
+    let url = server
+        .stdout()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("or open:")
+                .map(|u| u.trim().to_string())
+        })
+        .unwrap();
+    assert!(url.contains("/?token="), "{url}");
     let evidence = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&evidence).unwrap();
     let out = std::process::Command::new(node)
         .arg(&script)
-        .arg(format!("http://{addr}/"))
+        .arg(&url)
         .arg(&evidence)
         .output()
         .unwrap();
