@@ -29,10 +29,9 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use snow::StatelessTransportState;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use crate::protocol::DeadlineReader;
@@ -272,7 +271,7 @@ struct Pairing {
 
 /// A viewer past the handshake.
 pub struct Accepted {
-    pub transport: Arc<StatelessTransportState>,
+    pub keys: Keys,
     pub cipher: Cipher,
     pub viewer_key: PublicKey,
     pub viewer_name: String,
@@ -410,9 +409,7 @@ impl ServerAuth {
             .get_remote_static()
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| invalid("no static key from the viewer".into()))?;
-        let transport = noise
-            .into_stateless_transport_mode()
-            .map_err(handshake_error("finishing"))?;
+        let keys = Keys::split(&mut noise, cipher, false)?;
         let fp = fingerprint(&viewer_key);
         let welcome = {
             let mut paired = self.paired.lock().unwrap_or_else(|e| e.into_inner());
@@ -449,16 +446,18 @@ impl ServerAuth {
             );
         }
         let mut record = [0u8; MAX_HANDSHAKE_FRAME];
-        let n = transport
-            .write_message(0, &verdict, &mut record)
-            .map_err(handshake_error("verdict"))?;
+        record[..verdict.len()].copy_from_slice(&verdict);
+        let n = keys
+            .sealer()
+            .seal(0, &mut record, verdict.len())
+            .map_err(other)?;
         write_frame(&mut w, &record[..n])?;
         if !welcome {
             log::warn!("viewer {peer} (\"{viewer_name}\", key {fp}) refused: not paired");
             return Ok(None);
         }
         Ok(Some(Accepted {
-            transport: Arc::new(transport),
+            keys,
             cipher,
             viewer_key,
             viewer_name,
@@ -511,7 +510,7 @@ pub struct ViewerAuth {
 
 /// A server past the handshake, not yet pinned: see [`ViewerAuth::confirm`].
 pub struct Connected {
-    pub transport: Arc<StatelessTransportState>,
+    pub keys: Keys,
     pub server_key: PublicKey,
     pub server_name: String,
 }
@@ -609,9 +608,7 @@ impl ViewerAuth {
             .write_message(name, &mut out)
             .map_err(handshake_error("third message"))?;
         write_frame(&mut w, &out[..n])?;
-        let transport = noise
-            .into_stateless_transport_mode()
-            .map_err(handshake_error("finishing"))?;
+        let keys = Keys::split(&mut noise, cipher, true)?;
         let verdict = read_frame(&mut r, &mut buf)?;
         if verdict.is_empty() {
             let why = clean_name(read_frame(&mut r, &mut buf)?);
@@ -625,9 +622,12 @@ impl ViewerAuth {
             }
             .into());
         }
-        let n = transport
-            .read_message(0, verdict, &mut out)
-            .map_err(handshake_error("verdict"))?;
+        let n = verdict.len();
+        out[..n].copy_from_slice(verdict);
+        let n = keys
+            .opener()
+            .open(0, &mut out[..n])
+            .map_err(|_| SecureError::Handshake("the verdict did not open".into()))?;
         match out[..n].split_first() {
             Some((&VERDICT_WELCOME, _)) => {}
             Some((&VERDICT_NOT_PAIRED, why)) => {
@@ -636,7 +636,7 @@ impl ViewerAuth {
             _ => return Err(invalid("unknown verdict".into())),
         }
         Ok(Connected {
-            transport: Arc::new(transport),
+            keys,
             server_key,
             server_name,
         })
@@ -704,16 +704,135 @@ fn clean_why(raw: &[u8]) -> String {
 
 // ---- records --------------------------------------------------------------------
 
+/// The two transport keys of a finished handshake, one per direction.
+pub struct Keys {
+    send: [u8; 32],
+    recv: [u8; 32],
+    cipher: Cipher,
+}
+
+impl Keys {
+    /// Takes the keys from a finished handshake. The records are sealed by ring
+    /// directly rather than by snow's transport: snow opens only into a second
+    /// buffer, and the viewer opens a record in place where it was read (one copy
+    /// of each frame less). They are Noise transport messages all the same (a unit
+    /// test opens ours with snow's transport and the other way round).
+    pub(crate) fn split(
+        noise: &mut snow::HandshakeState,
+        cipher: Cipher,
+        initiator: bool,
+    ) -> Result<Keys> {
+        if !noise.is_handshake_finished() {
+            return Err(SecureError::Handshake("not finished".into()).into());
+        }
+        let (i_to_r, r_to_i) = noise.dangerously_get_raw_split();
+        let (send, recv) = if initiator {
+            (i_to_r, r_to_i)
+        } else {
+            (r_to_i, i_to_r)
+        };
+        Ok(Keys { send, recv, cipher })
+    }
+
+    pub fn sealer(&self) -> Aead {
+        Aead::new(self.cipher, &self.send)
+    }
+
+    pub fn opener(&self) -> Aead {
+        Aead::new(self.cipher, &self.recv)
+    }
+}
+
+/// Two finished Noise XX handshake states (initiator, responder), made in
+/// memory with new keys: for benchmarks and tests of the records.
+pub fn handshake_in_memory(
+    cipher: Cipher,
+) -> std::result::Result<(snow::HandshakeState, snow::HandshakeState), snow::Error> {
+    let builder = || snow::Builder::new(params(cipher, false));
+    let (a, b) = (builder().generate_keypair()?, builder().generate_keypair()?);
+    let mut i = builder().local_private_key(&a.private)?.build_initiator()?;
+    let mut r = builder().local_private_key(&b.private)?.build_responder()?;
+    let (mut m, mut p) = ([0u8; 1024], [0u8; 1024]);
+    let n = i.write_message(&[], &mut m)?;
+    r.read_message(&m[..n], &mut p)?;
+    let n = r.write_message(&[], &mut m)?;
+    i.read_message(&m[..n], &mut p)?;
+    let n = i.write_message(&[], &mut m)?;
+    r.read_message(&m[..n], &mut p)?;
+    Ok((i, r))
+}
+
+/// One direction's cipher, as a Noise CipherState with the counter kept by the
+/// caller: nonce = 4 zero bytes and the counter (big-endian for AESGCM,
+/// little-endian for ChaChaPoly), no associated data, the tag after the text.
+pub struct Aead {
+    /// Boxed: ring's key schedule is large, and `Tx`/`Rx` hold it by value.
+    key: Box<ring::aead::LessSafeKey>,
+    cipher: Cipher,
+}
+
+impl Aead {
+    fn new(cipher: Cipher, key: &[u8; 32]) -> Aead {
+        let algorithm = match cipher {
+            Cipher::AesGcm => &ring::aead::AES_256_GCM,
+            Cipher::ChaChaPoly => &ring::aead::CHACHA20_POLY1305,
+        };
+        Aead {
+            key: Box::new(ring::aead::LessSafeKey::new(
+                ring::aead::UnboundKey::new(algorithm, key).expect("a 32-byte key"),
+            )),
+            cipher,
+        }
+    }
+
+    fn nonce(&self, n: u64) -> ring::aead::Nonce {
+        let mut b = [0u8; 12];
+        b[4..].copy_from_slice(&match self.cipher {
+            Cipher::AesGcm => n.to_be_bytes(),
+            Cipher::ChaChaPoly => n.to_le_bytes(),
+        });
+        ring::aead::Nonce::assume_unique_for_key(b)
+    }
+
+    /// Seals `buf[..len]` in place and puts the tag after it; returns the
+    /// record's length. `buf` must have room for the tag.
+    pub fn seal(&self, nonce: u64, buf: &mut [u8], len: usize) -> io::Result<usize> {
+        if buf.len() < len + TAG_LEN || len > MAX_PLAINTEXT {
+            return Err(other("no room for a record"));
+        }
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                self.nonce(nonce),
+                ring::aead::Aad::empty(),
+                &mut buf[..len],
+            )
+            .map_err(|_| other("sealing failed"))?;
+        buf[len..len + TAG_LEN].copy_from_slice(tag.as_ref());
+        Ok(len + TAG_LEN)
+    }
+
+    /// Opens a record in place; returns the plaintext's length (at the start of
+    /// `record`).
+    pub fn open(&self, nonce: u64, record: &mut [u8]) -> io::Result<usize> {
+        self.key
+            .open_in_place(self.nonce(nonce), ring::aead::Aad::empty(), record)
+            .map(|plain| plain.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, AUTH_FAILED))
+    }
+}
+
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
 /// Writes plaintext as sealed records. Small pieces are gathered into one record;
-/// large ones are sealed straight from the caller's buffer (one copy, which the
-/// cipher makes into the output). Nothing is allocated after `new`.
+/// large ones are copied from the caller's buffer into the output and sealed
+/// there (the one copy: the caller's frame is shared by every viewer). Nothing is
+/// allocated after `new`.
 pub struct SealWriter<W: Write> {
     inner: W,
-    transport: Arc<StatelessTransportState>,
+    aead: Aead,
     nonce: u64,
     /// Plaintext gathered for the next record.
     stage: Box<[u8]>,
@@ -728,10 +847,10 @@ const OUT_RECORDS: usize = 4;
 
 impl<W: Write> SealWriter<W> {
     /// `nonce`: the next transport nonce this side sends with.
-    pub fn new(inner: W, transport: Arc<StatelessTransportState>, nonce: u64) -> SealWriter<W> {
+    pub fn new(inner: W, aead: Aead, nonce: u64) -> SealWriter<W> {
         SealWriter {
             inner,
-            transport,
+            aead,
             nonce,
             stage: vec![0; MAX_PLAINTEXT].into_boxed_slice(),
             staged: 0,
@@ -741,7 +860,7 @@ impl<W: Write> SealWriter<W> {
     }
 
     fn seal(
-        transport: &StatelessTransportState,
+        aead: &Aead,
         nonce: &mut u64,
         out: &mut [u8],
         filled: &mut usize,
@@ -753,9 +872,8 @@ impl<W: Write> SealWriter<W> {
             *filled = 0;
         }
         let at = *filled + 2;
-        let n = transport
-            .write_message(*nonce, plain, &mut out[at..])
-            .map_err(other)?;
+        out[at..at + plain.len()].copy_from_slice(plain);
+        let n = aead.seal(*nonce, &mut out[at..], plain.len())?;
         out[*filled..at].copy_from_slice(&(n as u16).to_le_bytes());
         *nonce = nonce
             .checked_add(1)
@@ -767,7 +885,7 @@ impl<W: Write> SealWriter<W> {
     fn seal_stage(&mut self) -> io::Result<()> {
         if self.staged > 0 {
             Self::seal(
-                &self.transport,
+                &self.aead,
                 &mut self.nonce,
                 &mut self.out,
                 &mut self.filled,
@@ -799,7 +917,7 @@ impl<W: Write> Write for SealWriter<W> {
                 if self.staged == 0 && data.len() >= MAX_PLAINTEXT {
                     let (record, rest) = data.split_at(MAX_PLAINTEXT);
                     Self::seal(
-                        &self.transport,
+                        &self.aead,
                         &mut self.nonce,
                         &mut self.out,
                         &mut self.filled,
@@ -832,18 +950,22 @@ impl<W: Write> Write for SealWriter<W> {
 /// Reads sealed records and gives their plaintext. A record that fails
 /// authentication (altered, replayed, reordered, or sealed with another key) is
 /// an `InvalidData` error, and the connection is over.
+///
+/// A read with room for a whole record (a frame's payload) gets the record read
+/// from `inner` straight into its buffer and opened there in place: no copy
+/// besides the kernel's. Smaller reads go through `input`.
 pub struct OpenReader<R: Read> {
     inner: R,
-    transport: Arc<StatelessTransportState>,
+    aead: Aead,
     nonce: u64,
-    /// Bytes read from `inner`, not yet opened: `input[start..end]`.
+    /// Bytes read from `inner`, not yet used: `input[start..end]`.
     input: Box<[u8]>,
     start: usize,
     end: usize,
-    /// Plaintext of the last record, for reads smaller than a record.
-    plain: Box<[u8]>,
+    /// The plaintext of a record opened in `input`, not yet read:
+    /// `input[plain_at..plain_end]` (then `start` is past that record).
     plain_at: usize,
-    plain_len: usize,
+    plain_end: usize,
 }
 
 /// The message for a record that does not open.
@@ -852,17 +974,16 @@ pub const AUTH_FAILED: &str =
 
 impl<R: Read> OpenReader<R> {
     /// `nonce`: the next transport nonce the peer sends with.
-    pub fn new(inner: R, transport: Arc<StatelessTransportState>, nonce: u64) -> OpenReader<R> {
+    pub fn new(inner: R, aead: Aead, nonce: u64) -> OpenReader<R> {
         OpenReader {
             inner,
-            transport,
+            aead,
             nonce,
             input: vec![0; 2 * (2 + MAX_RECORD)].into_boxed_slice(),
             start: 0,
             end: 0,
-            plain: vec![0; MAX_RECORD].into_boxed_slice(),
             plain_at: 0,
-            plain_len: 0,
+            plain_end: 0,
         }
     }
 
@@ -871,26 +992,33 @@ impl<R: Read> OpenReader<R> {
     pub fn with_inner<R2: Read>(self, inner: R2) -> OpenReader<R2> {
         OpenReader {
             inner,
-            transport: self.transport,
+            aead: self.aead,
             nonce: self.nonce,
             input: self.input,
             start: self.start,
             end: self.end,
-            plain: self.plain,
             plain_at: self.plain_at,
-            plain_len: self.plain_len,
+            plain_end: self.plain_end,
         }
     }
 
-    /// Makes `input[start..end]` hold at least `need` bytes; false at a clean end.
-    fn fill(&mut self, need: usize) -> io::Result<bool> {
+    /// Makes `input[start..end]` hold at least `need` bytes, reading at most
+    /// `need` more when `exact` (so that what follows can go straight to the
+    /// caller); false at a clean end.
+    fn fill(&mut self, need: usize, exact: bool) -> io::Result<bool> {
         if self.start + need > self.input.len() {
+            // Nothing before `start` is in use: the plaintext was read out.
             self.input.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         while self.end - self.start < need {
-            let n = match self.inner.read(&mut self.input[self.end..]) {
+            let limit = if exact {
+                self.start + need
+            } else {
+                self.input.len()
+            };
+            let n = match self.inner.read(&mut self.input[self.end..limit]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -905,6 +1033,12 @@ impl<R: Read> OpenReader<R> {
         }
         Ok(true)
     }
+
+    fn next_nonce(&mut self) -> u64 {
+        let n = self.nonce;
+        self.nonce += 1;
+        n
+    }
 }
 
 impl<R: Read> Read for OpenReader<R> {
@@ -913,13 +1047,14 @@ impl<R: Read> Read for OpenReader<R> {
             return Ok(0);
         }
         loop {
-            if self.plain_at < self.plain_len {
-                let n = (self.plain_len - self.plain_at).min(buf.len());
-                buf[..n].copy_from_slice(&self.plain[self.plain_at..self.plain_at + n]);
+            if self.plain_at < self.plain_end {
+                let n = (self.plain_end - self.plain_at).min(buf.len());
+                buf[..n].copy_from_slice(&self.input[self.plain_at..self.plain_at + n]);
                 self.plain_at += n;
                 return Ok(n);
             }
-            if !self.fill(2)? {
+            let direct = buf.len() >= MAX_RECORD;
+            if !self.fill(2, direct && self.start == self.end)? {
                 return Ok(0);
             }
             let len =
@@ -930,29 +1065,44 @@ impl<R: Read> Read for OpenReader<R> {
                     format!("a record of {len} bytes, shorter than its tag"),
                 ));
             }
-            self.fill(2 + len)?;
-            let record = &self.input[self.start + 2..self.start + 2 + len];
-            // Straight into the caller's buffer when it has room for the record
-            // (the cipher opens it there in place), else through `plain`.
-            let opened = if buf.len() >= len {
-                self.transport.read_message(self.nonce, record, buf)
-            } else {
-                self.transport
-                    .read_message(self.nonce, record, &mut self.plain)
-            };
-            let n = opened.map_err(|_| io::Error::new(io::ErrorKind::InvalidData, AUTH_FAILED))?;
-            self.start += 2 + len;
-            self.nonce += 1;
             if buf.len() >= len {
+                // What of the record is here already, then the rest from the
+                // socket, into the caller's buffer; opened there.
+                let have = (self.end - self.start - 2).min(len);
+                buf[..have].copy_from_slice(&self.input[self.start + 2..self.start + 2 + have]);
+                self.start += 2 + have;
+                if self.start == self.end {
+                    (self.start, self.end) = (0, 0);
+                }
+                read_all(&mut self.inner, &mut buf[have..len])?;
+                let nonce = self.next_nonce();
+                let n = self.aead.open(nonce, &mut buf[..len])?;
                 if n > 0 {
                     return Ok(n);
                 }
             } else {
-                self.plain_at = 0;
-                self.plain_len = n;
+                self.fill(2 + len, false)?;
+                let at = self.start + 2;
+                let nonce = self.next_nonce();
+                let n = self.aead.open(nonce, &mut self.input[at..at + len])?;
+                self.start = at + len;
+                (self.plain_at, self.plain_end) = (at, at + n);
             }
         }
     }
+}
+
+/// `read_exact`, with an end of stream in the middle reported as such.
+fn read_all(r: &mut impl Read, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match r.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The sending half of a native connection: plaintext (`auth = "none"`) or sealed.
@@ -1001,6 +1151,7 @@ impl<R: Read> Read for Rx<R> {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+    use std::sync::Arc;
     use std::time::Duration;
 
     /// What each side of one handshake got.
@@ -1071,19 +1222,19 @@ mod tests {
 
         // Records: a large write arrives whole, in order, both ways.
         let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-        let mut tx = SealWriter::new(&ss, accepted.transport.clone(), 1);
+        let mut tx = SealWriter::new(&ss, accepted.keys.sealer(), 1);
         let n = tx
             .write_vectored(&[IoSlice::new(b"head"), IoSlice::new(&big)])
             .unwrap();
         assert_eq!(n, 4 + big.len(), "all of it, or the records would tear");
-        let mut rx = OpenReader::new(&vs, connected.transport.clone(), 1);
+        let mut rx = OpenReader::new(&vs, connected.keys.opener(), 1);
         let mut got = vec![0u8; 4 + big.len()];
         rx.read_exact(&mut got).unwrap();
         assert_eq!(&got[..4], b"head");
         assert!(got[4..] == big[..]);
-        let mut up = SealWriter::new(&vs, connected.transport.clone(), 0);
+        let mut up = SealWriter::new(&vs, connected.keys.sealer(), 0);
         up.write_all(b"ping").unwrap();
-        let mut down = OpenReader::new(&ss, accepted.transport.clone(), 0);
+        let mut down = OpenReader::new(&ss, accepted.keys.opener(), 0);
         let mut b = [0u8; 4];
         down.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"ping");
@@ -1212,6 +1363,84 @@ mod tests {
         }
     }
 
+    /// Our records are Noise transport messages: snow's own transport opens what
+    /// we seal and the other way round, with both ciphers.
+    #[test]
+    fn records_are_noise_transport_messages() {
+        for cipher in [Cipher::AesGcm, Cipher::ChaChaPoly] {
+            let (mut i, mut r) = handshake_in_memory(cipher).unwrap();
+            let ours = Keys::split(&mut i, cipher, true).unwrap();
+            let theirs = Keys::split(&mut r, cipher, false).unwrap();
+            let snow_i = i.into_stateless_transport_mode().unwrap();
+            let snow_r = r.into_stateless_transport_mode().unwrap();
+            for nonce in [0u64, 1, 300, 1 << 40] {
+                let text = format!("frame {nonce}");
+                let mut buf = [0u8; 256];
+                buf[..text.len()].copy_from_slice(text.as_bytes());
+                let n = ours.sealer().seal(nonce, &mut buf, text.len()).unwrap();
+                let mut plain = [0u8; 256];
+                let m = snow_r.read_message(nonce, &buf[..n], &mut plain).unwrap();
+                assert_eq!(&plain[..m], text.as_bytes(), "{cipher} seal → snow");
+
+                let n = snow_r
+                    .write_message(nonce, text.as_bytes(), &mut buf)
+                    .unwrap();
+                let m = ours.opener().open(nonce, &mut buf[..n]).unwrap();
+                assert_eq!(&buf[..m], text.as_bytes(), "{cipher} snow → open");
+                assert!(theirs.opener().open(nonce + 1, &mut buf[..n]).is_err());
+                let _ = &snow_i;
+            }
+        }
+    }
+
+    /// Reads of every size, small (through the input buffer) and large (opened
+    /// in place in the caller's buffer), in any mix, give back exactly what was
+    /// written, whatever the inner reader hands over at a time.
+    #[test]
+    fn records_open_whatever_the_read_sizes() {
+        let (mut i, mut r) = handshake_in_memory(Cipher::AesGcm).unwrap();
+        let (tx, rx) = (
+            Keys::split(&mut i, Cipher::AesGcm, true).unwrap(),
+            Keys::split(&mut r, Cipher::AesGcm, false).unwrap(),
+        );
+        let mut rng = fastrand::Rng::with_seed(5);
+        let sent: Vec<u8> = (0..1_500_000).map(|_| rng.u8(..)).collect();
+        let mut wire = Vec::new();
+        let mut w = SealWriter::new(&mut wire, tx.sealer(), 0);
+        let mut at = 0;
+        while at < sent.len() {
+            let n = rng.usize(0..300_000).min(sent.len() - at);
+            w.write_all(&sent[at..at + n]).unwrap();
+            at += n;
+        }
+        /// Hands over at most a random number of bytes per read.
+        struct Trickle<'a>(&'a [u8], fastrand::Rng);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.1.usize(1..=200_000).min(buf.len()).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = OpenReader::new(Trickle(&wire, fastrand::Rng::with_seed(9)), rx.opener(), 0);
+        let mut got = vec![0u8; sent.len()];
+        let mut at = 0;
+        while at < got.len() {
+            let want = [1, 24, 1000, 65_535, 65_536, 70_000, 400_000][rng.usize(..7)];
+            let end = (at + want).min(got.len());
+            r.read_exact(&mut got[at..end]).unwrap();
+            at = end;
+        }
+        assert!(got == sent);
+        let mut rest = [0u8; 8];
+        assert_eq!(
+            r.read(&mut rest).unwrap(),
+            0,
+            "a clean end after the last record"
+        );
+    }
+
     #[test]
     fn altered_and_replayed_records_fail() {
         let p = Pair::new();
@@ -1220,12 +1449,12 @@ mod tests {
         let (c, _) = v.unwrap();
         let (a, _) = s.unwrap().unwrap();
         let mut wire = Vec::new();
-        let mut tx = SealWriter::new(&mut wire, a.transport.clone(), 1);
+        let mut tx = SealWriter::new(&mut wire, a.keys.sealer(), 1);
         tx.write_all(b"first").unwrap();
         tx.write_all(b"second").unwrap();
         let first_len = 2 + 5 + TAG_LEN;
         let read = |bytes: &[u8]| {
-            let mut rx = OpenReader::new(bytes, c.transport.clone(), 1);
+            let mut rx = OpenReader::new(bytes, c.keys.opener(), 1);
             let mut out = Vec::new();
             rx.read_to_end(&mut out).map(|_| out)
         };

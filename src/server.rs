@@ -1188,10 +1188,10 @@ fn connection(
     };
     let (mut tx, rx) = match &secured {
         Some(a) => (
-            Tx::Sealed(SealWriter::new(stream, a.transport.clone(), 1)),
+            Tx::Sealed(SealWriter::new(stream, a.keys.sealer(), 1)),
             Some(OpenReader::new(
                 DeadlineReader { stream, deadline },
-                a.transport.clone(),
+                a.keys.opener(),
                 0,
             )),
         ),

@@ -411,7 +411,7 @@ fn connect(
                 auth.confirm(&secured, address);
                 let mut tx = Tx::Sealed(SealWriter::new(
                     stream.try_clone()?,
-                    secured.transport.clone(),
+                    secured.keys.sealer(),
                     0,
                 ));
                 let sent_us = crate::clock::now_us();
@@ -421,7 +421,7 @@ fn connect(
                         stream: &stream,
                         deadline,
                     },
-                    secured.transport.clone(),
+                    secured.keys.opener(),
                     1,
                 );
                 let hello = ServerHello::read(&mut reader, limits)?;

@@ -6,40 +6,19 @@
 
 use std::io::{IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
-
-use snow::StatelessTransportState;
 
 use crate::config::Config;
 use crate::registry::{self, Kind};
-use crate::secure::{params, Cipher, OpenReader, SealWriter};
+use crate::secure::{Cipher, Keys, OpenReader, SealWriter};
 
-/// A Noise XX handshake in memory: the two sides' transport states.
-fn transports(
-    cipher: Cipher,
-) -> Result<(StatelessTransportState, StatelessTransportState), String> {
-    let e = |e: snow::Error| e.to_string();
-    let keys = |_| snow::Builder::new(params(cipher, false)).generate_keypair();
-    let (a, b) = (keys(0).map_err(e)?, keys(1).map_err(e)?);
-    let mut i = snow::Builder::new(params(cipher, false))
-        .local_private_key(&a.private)
-        .and_then(|b| b.build_initiator())
-        .map_err(e)?;
-    let mut r = snow::Builder::new(params(cipher, false))
-        .local_private_key(&b.private)
-        .and_then(|b| b.build_responder())
-        .map_err(e)?;
-    let (mut m, mut p) = ([0u8; 1024], [0u8; 1024]);
-    let n = i.write_message(&[], &mut m).map_err(e)?;
-    r.read_message(&m[..n], &mut p).map_err(e)?;
-    let n = r.write_message(&[], &mut m).map_err(e)?;
-    i.read_message(&m[..n], &mut p).map_err(e)?;
-    let n = i.write_message(&[], &mut m).map_err(e)?;
-    r.read_message(&m[..n], &mut p).map_err(e)?;
+/// A Noise XX handshake in memory: the two sides' transport keys.
+fn keys(cipher: Cipher) -> Result<(Keys, Keys), String> {
+    let (mut i, mut r) = crate::secure::handshake_in_memory(cipher).map_err(|e| e.to_string())?;
+    let e = |e: crate::protocol::ProtocolError| e.to_string();
     Ok((
-        i.into_stateless_transport_mode().map_err(e)?,
-        r.into_stateless_transport_mode().map_err(e)?,
+        Keys::split(&mut i, cipher, true).map_err(e)?,
+        Keys::split(&mut r, cipher, false).map_err(e)?,
     ))
 }
 
@@ -50,8 +29,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Seals and opens `payload` `runs` times; medians in ms: (seal, open).
 fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), String> {
-    let (tx, rx) = transports(cipher)?;
-    let (tx, rx) = (Arc::new(tx), Arc::new(rx));
+    let (tx, rx) = keys(cipher)?;
     let mut wire = Vec::with_capacity(payload.len() + payload.len() / 1000 + 4096);
     let mut out = vec![0u8; payload.len()];
     let header = [0u8; 24];
@@ -59,12 +37,12 @@ fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), St
     for run in 0..runs as u64 + 1 {
         wire.clear();
         let t = Instant::now();
-        let mut w = SealWriter::new(&mut wire, tx.clone(), run);
+        let mut w = SealWriter::new(&mut wire, tx.sealer(), run);
         w.write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)])
             .map_err(|e| e.to_string())?;
         let sealed = t.elapsed();
         let t = Instant::now();
-        let mut r = OpenReader::new(&wire[..], rx.clone(), run);
+        let mut r = OpenReader::new(&wire[..], rx.opener(), run);
         let mut head = [0u8; 24];
         r.read_exact(&mut head)
             .and_then(|_| r.read_exact(&mut out))
