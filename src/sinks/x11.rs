@@ -282,7 +282,9 @@ fn setup_error<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-/// Connects to `$DISPLAY`.
+/// Connects to `$DISPLAY`. An X server with no client left resets itself (the
+/// probe's connection closing is enough), and drops a connection that arrives
+/// meanwhile before its setup: that one is tried again, for up to a second.
 fn connect() -> Result<(RustConnection, usize), BackendError> {
     if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         return Err(BackendError::Invalid {
@@ -290,7 +292,21 @@ fn connect() -> Result<(RustConnection, usize), BackendError> {
             why: no_x_display(),
         });
     }
-    RustConnection::connect(None).map_err(setup_error("connecting to the X display"))
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match RustConnection::connect(None) {
+            Err(x11rb::errors::ConnectError::IoError(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                ) && Instant::now() < deadline =>
+            {
+                log::debug!("x11: the X server dropped the connection at setup ({e}); again");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.map_err(setup_error("connecting to the X display")),
+        }
+    }
 }
 
 /// Why there is no X display: no display at all, or only Wayland.
@@ -394,7 +410,14 @@ impl Display {
                 why: other.to_string(),
             },
         })?;
-        let shm = want_shm && shm_usable(&conn);
+        let shm = if want_shm {
+            shm_usable(&conn)
+        } else {
+            log::info!(
+                "x11: no shared memory (sinks.x11.shm = false): pictures go in the X connection"
+            );
+            false
+        };
         Ok(Display {
             conn,
             root,
@@ -742,12 +765,19 @@ impl X11Sink {
                     | EventMask::KEY_PRESS
                     | EventMask::KEY_RELEASE,
             );
+        // Centred on the screen (where a window manager, if any, does not place
+        // it itself), so under the pointer on a fresh X server.
+        let (sw, sh) = self.x.screen_size;
+        let (x, y) = (
+            i16_of((sw as i32 - w as i32).max(0) / 2),
+            i16_of((sh as i32 - h as i32).max(0) / 2),
+        );
         conn.create_window(
             self.x.depth,
             id,
             self.x.root,
-            0,
-            0,
+            x,
+            y,
             w,
             h,
             0,
