@@ -753,6 +753,28 @@ pub struct X11Sink {
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl X11Sink {
+    /// Shared segments when the server offered MIT-SHM and takes the first one (a
+    /// screenful); else, said once, the X connection.
+    fn new_store(&mut self) -> Store {
+        if !self.x.shm {
+            return Store::Plain(Vec::new());
+        }
+        let (sw, sh) = self.x.screen_size;
+        match Segment::new(&self.x.conn, (sw as usize * sh as usize * 4).max(4)) {
+            Ok(first) => Store::Shm {
+                segments: [Some(first), None],
+                next: 0,
+            },
+            Err(e) => {
+                self.x.shm = false;
+                log::warn!(
+                    "x11: no shared memory ({e}); pictures go in the X connection, which costs more"
+                );
+                Store::Plain(Vec::new())
+            }
+        }
+    }
+
     fn open_window(&mut self, meta: &StreamMeta) -> Result<(), SinkError> {
         let conn = &self.x.conn;
         let (w, h) = opening_size(meta.info.frame.width, meta.info.frame.height);
@@ -1087,14 +1109,7 @@ impl FrameSink for X11Sink {
     fn start(&mut self, meta: &StreamMeta) -> Result<(), SinkError> {
         self.codec = meta.codec.clone();
         if self.window.is_none() {
-            self.store = if self.x.shm {
-                Store::Shm {
-                    segments: [None, None],
-                    next: 0,
-                }
-            } else {
-                Store::Plain(Vec::new())
-            };
+            self.store = self.new_store();
             self.open_window(meta)?;
         } else {
             self.set_title(meta)?;
@@ -1158,8 +1173,6 @@ impl FrameSink for X11Sink {
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        // Segments go first: the server may still read them (pending), and
-        // detaching makes it let go of them whatever it is doing.
         if let Store::Shm { segments, .. } = &mut self.store {
             for s in segments.iter_mut().filter_map(Option::take) {
                 s.detach(&self.x.conn);
@@ -1171,10 +1184,9 @@ impl FrameSink for X11Sink {
         }
         self.shown = None;
         self.placed = None;
-        // The server must have stopped reading our memory before it is unmapped
-        // (Segment's drop): a round trip makes sure the detaches were processed.
-        let _ = self.x.conn.get_input_focus().map(|c| c.reply());
-        Ok(())
+        // The server maps a segment itself: unmapping ours (Segment's drop) never
+        // takes memory from under it.
+        self.x.flush()
     }
 }
 
