@@ -195,7 +195,7 @@ fn opening_size(w: u32, h: u32) -> (u16, u16) {
 }
 
 /// Whether the sink can write pixels for a visual as native-endian 0x00RRGGBB
-/// words: a TrueColor (or DirectColor) visual of depth 24 or 32 with 8-bit
+/// words: a TrueColor visual of depth 24 or 32 with 8-bit
 /// channels at the usual masks, stored in 32 bits per pixel, in this machine's
 /// byte order. `Err` says what the display has instead.
 fn check_visual(
@@ -215,7 +215,8 @@ fn check_visual(
             "the screen's depth is {depth} bits (24 or 32 wanted)"
         ));
     }
-    if class != VisualClass::TRUE_COLOR && class != VisualClass::DIRECT_COLOR {
+    // DirectColor goes through a colormap that need not be the identity.
+    if class != VisualClass::TRUE_COLOR {
         return Err(format!(
             "the screen's visual is {class:?} (TrueColor wanted)"
         ));
@@ -1329,6 +1330,10 @@ mod tests {
         refused(
             check_visual(24, Some(32), VisualClass::PSEUDO_COLOR, masks, lsb),
             "PSEUDO_COLOR",
+        );
+        refused(
+            check_visual(24, Some(32), VisualClass::DIRECT_COLOR, masks, lsb),
+            "DIRECT_COLOR",
         );
         refused(
             check_visual(24, Some(32), tc, (0xff, 0xff00, 0xff0000), lsb),
