@@ -49,7 +49,7 @@ pub struct BenchArgs {
     /// Seconds measured per case (after one second of warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// The viewer's sink: `null`, or a window sink (`window`, `minifb`) to
+    /// The viewer's sink: `null`, or a window sink (`window`, `x11`, `minifb`, `sdl2`) to
     /// measure presenting.
     #[arg(long, default_value = "null")]
     sink: String,

@@ -152,19 +152,33 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
 /// plain fallback (big-endian targets). Both are reused: no allocation once they
 /// have grown. `false` for JPEG and for a buffer shorter than its geometry.
 pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool {
+    let Some((_, w, h, _)) = uncompressed(frame) else {
+        return false;
+    };
+    out.resize(w * h, 0);
+    to_xrgb_u32_into(frame, rgb, out)
+}
+
+/// [`to_xrgb_u32`] into memory the caller sized: `out` holds exactly `width *
+/// height` words, packed (a window's shared-memory image, say, so the picture is
+/// converted where the display server reads it, without a copy). `false` for JPEG,
+/// a buffer shorter than its geometry, and an `out` of another length.
+pub fn to_xrgb_u32_into(frame: &Frame, rgb: &mut Vec<u8>, out: &mut [u32]) -> bool {
     let Some((info, w, h, _)) = uncompressed(frame) else {
         return false;
     };
+    if out.len() != w * h {
+        return false;
+    }
     // B, G, R, A bytes are the word 0xAARRGGBB on little-endian targets only.
     if cfg!(target_endian = "big") {
-        return reference::to_xrgb_u32(frame, rgb, out);
+        return reference::to_xrgb_u32_into(frame, rgb, out);
     }
-    out.resize(w * h, 0);
     // yuvutils-rs writes alpha 255; clear it while the strip is still in cache.
     let clear_alpha = |strip: &mut [u32]| strip.iter_mut().for_each(|p| *p &= 0x00FF_FFFF);
     if let Err(why) = simd::decode(frame, out, Packed::Bgra, clear_alpha) {
         declined(info, why);
-        return reference::to_xrgb_u32(frame, rgb, out);
+        return reference::to_xrgb_u32_into(frame, rgb, out);
     }
     true
 }

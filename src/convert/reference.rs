@@ -156,10 +156,22 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
 /// [`crate::convert::to_xrgb_u32`] in plain loops: formats other than RGB24 and
 /// XRGB32 go through RGB24 in `rgb`.
 pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool {
-    let Some((info, w, h, s)) = uncompressed(frame) else {
+    let Some((_, w, h, _)) = uncompressed(frame) else {
         return false;
     };
     out.resize(w * h, 0);
+    to_xrgb_u32_into(frame, rgb, out)
+}
+
+/// [`crate::convert::to_xrgb_u32_into`] in plain loops: `out` holds exactly
+/// `width * height` words.
+pub fn to_xrgb_u32_into(frame: &Frame, rgb: &mut Vec<u8>, out: &mut [u32]) -> bool {
+    let Some((info, w, h, s)) = uncompressed(frame) else {
+        return false;
+    };
+    if out.len() != w * h {
+        return false;
+    }
     match info.format {
         PixelFormat::Xrgb32 => {
             for (y, o) in out.chunks_exact_mut(w).enumerate() {

@@ -155,6 +155,40 @@ fn xrgb_u32_from_every_format() {
 }
 
 #[test]
+fn xrgb_u32_into_a_caller_sized_slice() {
+    let (mut rgb, mut whole) = (Vec::new(), Vec::new());
+    for format in uncompressed_formats() {
+        let (w, h) = bar_sizes(format)[0];
+        let f = bars_frame(format, w, h, 2);
+        assert!(to_xrgb_u32(&f, &mut rgb, &mut whole), "{format}");
+        // Stale contents are overwritten, every word.
+        let mut into = vec![0xDEAD_BEEF; (w * h) as usize];
+        assert!(to_xrgb_u32_into(&f, &mut rgb, &mut into), "{format}");
+        assert_eq!(into, whole, "{format}: same words as to_xrgb_u32");
+        let mut plain = vec![0xDEAD_BEEF; (w * h) as usize];
+        assert!(reference::to_xrgb_u32_into(&f, &mut rgb, &mut plain));
+        assert!(
+            into.iter().zip(&plain).all(|(a, b)| a
+                .to_le_bytes()
+                .iter()
+                .zip(b.to_le_bytes())
+                .all(|(x, y)| x.abs_diff(y) <= TOLERANCE)),
+            "{format}: the fast path within TOLERANCE of the plain loops"
+        );
+        // A slice of any other length is refused and left alone.
+        for len in [(w * h) as usize - 1, (w * h) as usize + 1] {
+            let mut wrong = vec![7; len];
+            assert!(
+                !to_xrgb_u32_into(&f, &mut rgb, &mut wrong),
+                "{format} {len}"
+            );
+            assert!(!reference::to_xrgb_u32_into(&f, &mut rgb, &mut wrong));
+            assert!(wrong.iter().all(|&p| p == 7), "{format}: untouched");
+        }
+    }
+}
+
+#[test]
 fn planar_layouts_deinterleave() {
     let mut f = Frame::empty();
     f.reset(FrameInfo::packed(PixelFormat::Yuyv, 2, 1).unwrap());

@@ -9,11 +9,13 @@ pub mod file;
 #[cfg(feature = "minifb")]
 pub mod minifb;
 pub mod null;
-#[cfg(any(feature = "minifb", feature = "sdl2"))]
+#[cfg(any(feature = "minifb", feature = "sdl2", feature = "x11"))]
 mod overlay;
 pub mod record;
 #[cfg(feature = "sdl2")]
 pub mod sdl2;
+#[cfg(feature = "x11")]
+pub mod x11;
 
 // Window sinks a build can leave out say how to get them back.
 #[cfg(not(feature = "minifb"))]
@@ -22,6 +24,15 @@ inventory::submit! {
         kind: crate::registry::Kind::Sink,
         name: "minifb",
         feature: "minifb",
+        package: "no package",
+    }
+}
+#[cfg(not(feature = "x11"))]
+inventory::submit! {
+    crate::registry::CompiledOut {
+        kind: crate::registry::Kind::Sink,
+        name: "x11",
+        feature: "x11",
         package: "no package",
     }
 }

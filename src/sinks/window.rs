@@ -1,5 +1,6 @@
-//! `window`: the best window sink this build has that works here (sdl2 when it is
-//! compiled in, else minifb).
+//! `window`: the best window sink this build has that works here: x11 when an X
+//! server answers (it hands pictures over in shared memory, the cheapest way
+//! under X), else minifb (which also speaks Wayland), else sdl2.
 
 use super::{FrameSink, SinkBackend};
 use crate::config::BackendConfig;
@@ -29,13 +30,14 @@ pub fn require_display(sink: &str) -> Result<(), crate::error::BackendError> {
 
 pub const NO_DISPLAY: &str = "no display found: set DISPLAY, or use --sink null / file";
 
-/// Window sinks, best first.
-const PREFERENCE: [&str; 2] = ["sdl2", "minifb"];
+/// Window sinks, best first. sdl2 comes last: without a GPU its software renderer
+/// takes about 10 ms a 1080p frame (docs/benchmarks.md).
+const PREFERENCE: [&str; 3] = ["x11", "minifb", "sdl2"];
 
 inventory::submit! {
     SinkBackend {
         name: "window",
-        summary: "the best window sink here (sdl2, else minifb)",
+        summary: "the best window sink here (x11, else minifb, else sdl2)",
         probe,
         open,
     }
@@ -43,7 +45,7 @@ inventory::submit! {
 
 fn probe() -> Availability {
     let mut why =
-        "no window sink in this build: rebuild with --features minifb or sdl2".to_string();
+        "no window sink in this build: rebuild with --features x11, minifb or sdl2".to_string();
     for name in PREFERENCE {
         if let Ok(b) = registry::sink(name) {
             match (b.probe)() {
@@ -67,7 +69,7 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
     else {
         return Err(BackendError::Unsupported {
             backend: "window",
-            what: "this build (no window sink: rebuild with --features minifb or sdl2)".into(),
+            what: "this build (no window sink: rebuild with --features x11, minifb or sdl2)".into(),
         });
     };
     log::info!("window sink: {}", backend.name);

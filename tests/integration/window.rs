@@ -260,9 +260,16 @@ fn wait_for_bars(x: &Xvfb, geo: (usize, usize, usize, usize), name: &str, shows:
 }
 
 fn view_in(x: &Xvfb, addr: &str, sink: &str) -> Proc {
+    view_with(x, addr, sink, &[])
+}
+
+/// `view --sink SINK` on the test's display, with more arguments.
+fn view_with(x: &Xvfb, addr: &str, sink: &str, more: &[&str]) -> Proc {
+    let mut args = vec!["view", addr, "--sink", sink, "-q"];
+    args.extend_from_slice(more);
     Proc::spawn_env(
-        &format!("view {sink}"),
-        &["view", addr, "--sink", sink, "-q"],
+        &format!("view {sink} {}", more.join(" ")),
+        &args,
         &[("DISPLAY", &x.display)],
     )
 }
@@ -270,22 +277,28 @@ fn view_in(x: &Xvfb, addr: &str, sink: &str) -> Proc {
 /// The window sinks of this build.
 fn sinks() -> Vec<&'static str> {
     let mut sinks = vec!["minifb"];
+    if cfg!(feature = "x11") {
+        sinks.push("x11");
+    }
     if cfg!(feature = "sdl2") {
         sinks.push("sdl2");
     }
     sinks
 }
 
-/// `window` picks sdl2 when it is compiled in, else minifb.
+/// `window` picks x11 when it is compiled in (an X server is there), else
+/// minifb, else sdl2.
 #[test]
 fn window_picks_the_best_sink() {
     let x = Xvfb::start(false);
     let (mut server, addr) = serve(&["--width", "64", "--height", "16"]);
     let mut view = view_in(&x, &addr, "window");
-    let best = if cfg!(feature = "sdl2") {
-        "sdl2"
-    } else {
+    let best = if cfg!(feature = "x11") {
+        "x11"
+    } else if cfg!(feature = "minifb") {
         "minifb"
+    } else {
+        "sdl2"
     };
     view.wait_stderr(&format!("window sink: {best}"), 1, Duration::from_secs(10));
     x.window(&view);
@@ -298,14 +311,29 @@ fn window_picks_the_best_sink() {
 #[test]
 fn window_shows_the_live_picture() {
     for sink in sinks() {
-        shows_the_live_picture(sink);
+        shows_the_live_picture(sink, &[]);
     }
 }
 
-fn shows_the_live_picture(sink: &str) {
+/// x11 without shared memory (what it does for a display across the network):
+/// the same picture, sent in PutImage requests, and it says so once.
+#[cfg(feature = "x11")]
+#[test]
+fn x11_without_shared_memory_shows_the_live_picture() {
+    let view = shows_the_live_picture("x11", &["--set", "sinks.x11.shm=false"]);
+    assert_eq!(
+        view.stderr().matches("no shared memory").count(),
+        1,
+        "{}",
+        view.stderr()
+    );
+}
+
+/// Checks a window sink's picture; returns the viewer (ended).
+fn shows_the_live_picture(sink: &str, more: &[&str]) -> Proc {
     let x = Xvfb::start(false);
     let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
-    let mut view = view_in(&x, &addr, sink);
+    let mut view = view_with(&x, &addr, sink, more);
     let id = x.window(&view);
     let geo = x.geometry(&id);
     assert_eq!(
@@ -324,14 +352,17 @@ fn shows_the_live_picture(sink: &str) {
     loop {
         let geo = x.geometry(&id);
         let shot = x.screenshot("resized");
-        let (_, _, pw, ph) = picture_box(&shot, geo);
+        let (px, _, pw, ph) = picture_box(&shot, geo);
         let aspect = pw as f64 / ph as f64;
-        if geo.2 == 1000 && (aspect - 4.0 / 3.0).abs() < 0.05 && ph >= 390 {
+        // Centred between black bars: the box of what is not black would take in
+        // anything left of an earlier picture.
+        let centred = (px - geo.0).abs_diff((geo.2 - pw) / 2) <= 3;
+        if geo.2 == 1000 && (aspect - 4.0 / 3.0).abs() < 0.05 && ph >= 390 && centred {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "after resize to {geo:?} the picture is {pw}x{ph}"
+            "{sink}: after resize to {geo:?} the picture is {pw}x{ph} at x {px}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -355,12 +386,13 @@ fn shows_the_live_picture(sink: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "no overlay text after pressing h"
+            "{sink}: no overlay text after pressing h"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     view.terminate();
     server.terminate();
+    view
 }
 
 /// `q`, Esc and SIGTERM each end the viewer with status 0.
@@ -380,10 +412,12 @@ fn window_quits_cleanly() {
             view.stderr()
         );
     }
-    let mut view = view_in(&x, &addr, "minifb");
-    view.wait_stderr("connected to", 1, Duration::from_secs(10));
-    x.window(&view);
-    view.terminate();
+    for sink in sinks() {
+        let mut view = view_in(&x, &addr, sink);
+        view.wait_stderr("connected to", 1, Duration::from_secs(10));
+        x.window(&view);
+        view.terminate();
+    }
     server.terminate();
 }
 
@@ -414,14 +448,21 @@ fn no_display_is_a_clear_error() {
         .any(|w| w == b"no display found"));
 }
 
-/// sdl2: `f` goes full screen (the picture pillarboxed on the 1280x800 screen)
-/// and back.
-#[cfg(feature = "sdl2")]
+/// sdl2 and x11: `f` goes full screen (the picture pillarboxed on the 1280x800
+/// screen) and back.
+#[cfg(any(feature = "sdl2", feature = "x11"))]
 #[test]
-fn sdl2_full_screen_toggles() {
+fn window_full_screen_toggles() {
+    // minifb cannot (it says so when `f` is pressed).
+    for sink in sinks().into_iter().filter(|&s| s != "minifb") {
+        full_screen_toggles(sink);
+    }
+}
+
+fn full_screen_toggles(sink: &str) {
     let x = Xvfb::start(true);
     let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
-    let mut view = view_in(&x, &addr, "sdl2");
+    let mut view = view_in(&x, &addr, sink);
     let id = x.window(&view);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
     let windowed = x.geometry(&id);
@@ -432,7 +473,10 @@ fn sdl2_full_screen_toggles() {
             if (geo.2, geo.3) == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "{what}: window is {geo:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{sink} {what}: window is {geo:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -448,7 +492,7 @@ fn sdl2_full_screen_toggles() {
         }
         assert!(
             Instant::now() < deadline,
-            "full screen picture is {pw}x{ph}"
+            "{sink}: full screen picture is {pw}x{ph}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
