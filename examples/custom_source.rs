@@ -121,8 +121,13 @@ mod tests {
             fps: Some(100.0),
             ..Default::default()
         };
-        let cfg = Config::parse(ConfigText::embedded(), &overrides).unwrap();
+        let mut cfg = Config::parse(ConfigText::embedded(), &overrides).unwrap();
+        // Paired and encrypted, as by default; keys in a directory of the test's.
+        let keys = tempfile::tempdir().unwrap();
+        cfg.serve.key_dir = Some(keys.path().join("server"));
+        cfg.view.key_dir = Some(keys.path().join("viewer"));
         let server = RunningServer::start(&cfg, ServeLimits::default()).unwrap();
+        cfg.view.pair = server.auth().map(|a| a.code());
         let opts = ViewOptions {
             frames: Some(10),
             duration: None,
