@@ -28,6 +28,12 @@ pub fn read_recording(path: &Path) -> Vec<Frame> {
 /// Checks that `frames` are consecutive test-pattern frames, each byte-identical to
 /// the frame the test pattern draws for its stamp.
 fn assert_exact_and_consecutive(frames: &[Frame], capture: CaptureConfig, what: &str) {
+    assert_exact(frames, capture, what, true);
+}
+
+/// Checks that each of `frames` is byte-identical to the frame the test pattern
+/// draws for its stamp, in rising order, and with `consecutive`, none missing.
+fn assert_exact(frames: &[Frame], capture: CaptureConfig, what: &str, consecutive: bool) {
     let mut pattern = TestPatternSource::new(&capture, 4).unwrap();
     assert_eq!(
         pattern.stream_info().frame,
@@ -46,8 +52,10 @@ fn assert_exact_and_consecutive(frames: &[Frame], capture: CaptureConfig, what: 
             stamp.capture_us, f.capture_us,
             "{what}: frame {i}: capture time"
         );
-        if i > 0 {
+        if i > 0 && consecutive {
             assert_eq!(f.seq, frames[i - 1].seq + 1, "{what}: gap before frame {i}");
+        } else if i > 0 {
+            assert!(f.seq > frames[i - 1].seq, "{what}: frame {i} out of order");
         }
         pattern.frame_at(stamp.seq, stamp.capture_us, &mut expected);
         assert!(
@@ -141,7 +149,9 @@ fn lz4_carries_every_other_format() {
             fps: 60.0,
             format,
         };
-        assert_exact_and_consecutive(&read_recording(&path), capture, format.name());
+        // Exact pixels is the point here. At 60 fps a viewer may drop a frame
+        // while it starts (newest wins): seen once in a loaded CI run.
+        assert_exact(&read_recording(&path), capture, format.name(), false);
         server.terminate();
     }
 }
