@@ -896,10 +896,6 @@ impl<W: Write> SealWriter<W> {
         }
         Ok(())
     }
-
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
 }
 
 impl<W: Write> Write for SealWriter<W> {

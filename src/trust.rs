@@ -290,10 +290,6 @@ impl PeerList {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn find_key(&self, key: &PublicKey) -> Option<&Peer> {
         self.peers.iter().find(|p| &p.key == key)
     }

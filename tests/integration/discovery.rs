@@ -4,28 +4,18 @@
 
 use std::time::Duration;
 
-use crate::util::{NetnsPair, Proc, BIN};
+use crate::util::{NetnsPair, Proc};
 
 fn in_ns(ns: &str, name: &str, args: &[&str]) -> Proc {
-    let mut all = vec!["netns", "exec", ns, BIN];
-    all.extend_from_slice(args);
-    Proc::spawn_program("ip", name, &all)
+    NetnsPair::livestream(ns, name, args)
 }
 
 #[test]
 fn list_and_view_find_the_server_by_itself() {
     let net = NetnsPair::new(None);
-    let mut server = in_ns(
-        &net.server_ns,
-        "serve",
+    let mut server = net.serve(
+        "0.0.0.0:7878",
         &[
-            "serve",
-            "--listen",
-            "0.0.0.0:7878",
-            "--width",
-            "320",
-            "--height",
-            "240",
             "--set",
             "serve.name=\"garden cam\"",
             // Pairing, as by default: the TXT record says so, with the key.
@@ -113,14 +103,7 @@ fn list_and_view_find_the_server_by_itself() {
 #[test]
 fn a_loopback_server_is_not_announced() {
     let net = NetnsPair::new(None);
-    let mut server = in_ns(
-        &net.server_ns,
-        "serve",
-        &["serve", "--listen", "127.0.0.1:7878"],
-    );
-    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-        out.contains("listening on")
-    });
+    let mut server = net.serve("127.0.0.1:7878", &[]);
     let mut list = in_ns(&net.viewer_ns, "list", &["list", "--wait", "3"]);
     list.expect_success(Duration::from_secs(20));
     assert!(

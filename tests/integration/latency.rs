@@ -206,30 +206,7 @@ fn a_20_ms_delay_adds_20_ms() {
 fn a_link_too_slow_drops_frames_instead_of_queueing_them() {
     let link = NetnsPair::new(Some("8mbit"));
     // 320x240 rgb24 at 30 fps is 55 Mbit/s: seven times what the link carries.
-    let mut server = Proc::spawn_program(
-        "ip",
-        "serve (server namespace)",
-        &[
-            "netns",
-            "exec",
-            &link.server_ns,
-            BIN,
-            "serve",
-            "--listen",
-            "10.231.0.1:7878",
-            "--codec",
-            "raw",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "30",
-        ],
-    );
-    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-        out.contains("listening on")
-    });
+    let mut server = link.serve("10.231.0.1:7878", &["--codec", "raw"]);
     let dir = temp_dir();
     let log = dir.path().join("slow.csv");
     let mut view = view_logged(

@@ -413,39 +413,15 @@ fn shutdown_does_not_wait_for_stuck_connections() {
 #[test]
 fn a_connection_flood_does_not_disturb_a_viewer() {
     let net = crate::util::NetnsPair::new(None);
-    let mut server = Proc::spawn_program(
-        "ip",
-        "serve (server namespace)",
-        &[
-            "netns",
-            "exec",
-            &net.server_ns,
-            crate::util::BIN,
-            "serve",
-            "--listen",
-            "10.231.0.1:7878",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "30",
-            // As by default: the flood meets the secure handshake.
-            "--set",
-            "serve.auth=\"pair\"",
-        ],
-    );
+    // As by default: the flood meets the secure handshake.
+    let mut server = net.serve("10.231.0.1:7878", &["--set", "serve.auth=\"pair\""]);
     let code = crate::util::pairing_code(&server);
     let dir = temp_dir();
     let log = dir.path().join("flooded.csv");
-    let mut view = Proc::spawn_program(
-        "ip",
+    let mut view = crate::util::NetnsPair::livestream(
+        &net.viewer_ns,
         "view (viewer namespace)",
         &[
-            "netns",
-            "exec",
-            &net.viewer_ns,
-            crate::util::BIN,
             "view",
             "10.231.0.1:7878",
             "--frames",

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::util::{pairing_code, temp_dir, NetnsPair, Proc, BIN};
+use crate::util::{pairing_code, temp_dir, NetnsPair, Proc};
 
 /// `serve` with pairing, its keys in `keys`; returns it, its address and code.
 fn serve_secure(keys: &std::path::Path, listen: &str, more: &[&str]) -> (Proc, String, String) {
@@ -366,61 +366,23 @@ fn has_jpeg(b: &[u8]) -> bool {
 #[test]
 fn captured_traffic_carries_no_plaintext() {
     let net = NetnsPair::new(None);
-    let keys = temp_dir();
-    let xdg = keys.path().to_str().unwrap().to_string();
     let run = |codec: &str, auth: &str, port: u16| -> Vec<u8> {
         let listen = format!("10.231.0.1:{port}");
         let auth_set = format!("serve.auth=\"{auth}\"");
-        let mut server = Proc::spawn_program(
-            "ip",
-            "serve (server namespace)",
-            &[
-                "netns",
-                "exec",
-                &net.server_ns,
-                "env",
-                &format!("XDG_CONFIG_HOME={xdg}"),
-                BIN,
-                "serve",
-                "--listen",
-                &listen,
-                "--width",
-                "320",
-                "--height",
-                "240",
-                "--fps",
-                "30",
-                "--codec",
-                codec,
-                "--set",
-                &auth_set,
-            ],
-        );
-        server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-            out.contains("listening on")
-        });
-        let mut view_args = vec![
-            "netns".to_string(),
-            "exec".into(),
-            net.viewer_ns.clone(),
-            "env".into(),
-            format!("XDG_CONFIG_HOME={xdg}"),
-            BIN.into(),
-            "view".into(),
-            listen.clone(),
-            "--frames".into(),
-            "60".into(),
-            "-q".into(),
-            "--set".into(),
-            format!("view.auth=\"{auth}\""),
-        ];
+        let mut server = net.serve(&listen, &["--codec", codec, "--set", &auth_set]);
+        let view_auth = format!("view.auth=\"{auth}\"");
+        let code = if auth == "pair" {
+            pairing_code(&server)
+        } else {
+            String::new()
+        };
+        let mut view_args = vec!["view", &listen, "--frames", "60", "-q", "--set", &view_auth];
         if auth == "pair" {
-            view_args.extend(["--pair".into(), pairing_code(&server)]);
+            view_args.extend(["--pair", &code]);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let capturing = capture(&net.viewer_ns, stop.clone());
-        let args: Vec<&str> = view_args.iter().map(String::as_str).collect();
-        let mut view = Proc::spawn_program("ip", "view (viewer namespace)", &args);
+        let mut view = NetnsPair::livestream(&net.viewer_ns, "view (viewer namespace)", &view_args);
         view.expect_success(Duration::from_secs(30));
         stop.store(true, Ordering::Relaxed);
         server.terminate();

@@ -369,6 +369,29 @@ impl NetnsPair {
     }
 }
 
+impl NetnsPair {
+    /// `livestream ARGS` in the namespace `ns`.
+    pub fn livestream(ns: &str, name: &str, args: &[&str]) -> Proc {
+        let mut all = vec!["netns", "exec", ns, BIN];
+        all.extend_from_slice(args);
+        Proc::spawn_program("ip", name, &all)
+    }
+
+    /// `serve` of the 320x240 test pattern at 30 fps in the server's namespace,
+    /// listening on `listen`, with `more` arguments; returned once it listens.
+    pub fn serve(&self, listen: &str, more: &[&str]) -> Proc {
+        let mut args = vec![
+            "serve", "--listen", listen, "--width", "320", "--height", "240", "--fps", "30",
+        ];
+        args.extend_from_slice(more);
+        let server = NetnsPair::livestream(&self.server_ns, "serve (server namespace)", &args);
+        server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
+            out.contains("listening on")
+        });
+        server
+    }
+}
+
 impl Drop for NetnsPair {
     fn drop(&mut self) {
         for ns in [&self.server_ns, &self.viewer_ns] {
