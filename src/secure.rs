@@ -1381,10 +1381,28 @@ mod tests {
                 let n = snow_r
                     .write_message(nonce, text.as_bytes(), &mut buf)
                     .unwrap();
+                let mut copy = buf;
+                assert!(
+                    ours.opener().open(nonce + 1, &mut copy[..n]).is_err(),
+                    "{cipher}: opened under the wrong nonce"
+                );
                 let m = ours.opener().open(nonce, &mut buf[..n]).unwrap();
                 assert_eq!(&buf[..m], text.as_bytes(), "{cipher} snow → open");
-                assert!(theirs.opener().open(nonce + 1, &mut buf[..n]).is_err());
-                let _ = &snow_i;
+
+                // The other direction, the responder's keys against snow's initiator.
+                buf[..text.len()].copy_from_slice(text.as_bytes());
+                let n = theirs.sealer().seal(nonce, &mut buf, text.len()).unwrap();
+                let m = snow_i.read_message(nonce, &buf[..n], &mut plain).unwrap();
+                assert_eq!(
+                    &plain[..m],
+                    text.as_bytes(),
+                    "{cipher} responder seal → snow"
+                );
+                let n = snow_i
+                    .write_message(nonce, text.as_bytes(), &mut buf)
+                    .unwrap();
+                let m = theirs.opener().open(nonce, &mut buf[..n]).unwrap();
+                assert_eq!(&buf[..m], text.as_bytes(), "{cipher} snow → responder open");
             }
         }
     }
