@@ -4,6 +4,7 @@
 //! through a forwarded port. One boot serves every check (a boot takes 15-35 s).
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group: the script's qemu goes with it (below).
+            .process_group(0)
             .spawn()
             .expect("tests/vivid/run-vivid-vm.sh runs");
         let console = Arc::new(Mutex::new(String::new()));
@@ -191,11 +194,15 @@ impl Drop for Vm {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
+        // The whole group, whatever is left of it: killing the script alone
+        // left its qemu running (at 190% CPU, up to the script's own 900 s
+        // timeout), which starved the tests after it.
+        // SAFETY: a plain kill(2) of the group this test created.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
