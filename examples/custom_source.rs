@@ -7,10 +7,10 @@
 //! backends; `cargo run --example custom_source -- serve --source gradient` serves
 //! it; `cargo test --example custom_source` streams it end to end.
 
-use livestream::config::{BackendConfig, CaptureConfig};
+use livestream::backend::always;
+use livestream::config::table::{BackendConfig, CaptureConfig};
 use livestream::error::{BackendError, SourceError};
-use livestream::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
-use livestream::registry::always;
+use livestream::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 use livestream::sources::{FrameSource, Pacer, SourceBackend};
 
 // 1. Register: a name, a one-line summary, an availability probe, a constructor.
@@ -103,8 +103,11 @@ fn main() {
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use livestream::config::{Config, ConfigText, Overrides};
-    use livestream::registry::{self, Kind};
+    use livestream::config::table::ConfigText;
+
+    use livestream::backend::Kind;
+    use livestream::config::{Config, Overrides};
+    use livestream::registry;
     use livestream::server::{RunningServer, ServeLimits};
     use livestream::sinks::null::NullSink;
     use livestream::viewer::{self, ViewEnd, ViewOptions};

@@ -3,8 +3,8 @@
 
 use std::io;
 
-use crate::config::ConfigError;
-use crate::frame::{GeometryError, PixelFormat};
+use crate::config::table::ConfigError;
+use crate::media::frame::{GeometryError, PixelFormat};
 
 /// A backend could not be set up.
 #[derive(Debug, thiserror::Error)]

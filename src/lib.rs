@@ -7,27 +7,19 @@
 
 pub use inventory;
 
+// In reading order: what flows, the three roles and their backends, the wire,
+// then the two programs and the command line around them.
+pub mod backend;
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod codecs;
 pub mod config;
-pub mod convert;
-pub mod discovery;
 pub mod error;
-pub mod frame;
-pub mod http;
-pub mod jpeg;
-pub mod local_sinks;
-pub mod protocol;
-pub mod recording;
+pub mod media;
+pub mod net;
 pub mod registry;
 pub mod secure;
 pub mod server;
 pub mod sinks;
-pub mod slot;
 pub mod sources;
-pub mod stats;
-pub mod text;
-pub mod trust;
 pub mod viewer;

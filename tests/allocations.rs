@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use livestream::config::{Config, ConfigText, Overrides};
-use livestream::convert;
-use livestream::frame::{Frame, PixelFormat};
+use livestream::media::convert;
+use livestream::media::frame::{Frame, PixelFormat};
 use livestream::server::{RunningServer, ServeLimits};
 use livestream::sinks::null::NullSink;
 use livestream::viewer::{self, ViewOptions};

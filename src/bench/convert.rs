@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::ALLOCATIONS;
+use crate::backend::Kind;
 use crate::config::{Config, Overrides};
-use crate::convert::{self, reference};
-use crate::frame::{Frame, PixelFormat};
-use crate::registry::{self, Kind};
+use crate::media::convert::{self, reference};
+use crate::media::frame::{Frame, PixelFormat};
+use crate::registry;
 
 /// One conversion measured both ways.
 #[derive(Debug, Clone)]
@@ -186,7 +187,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigText;
+    use crate::config::table::ConfigText;
 
     #[test]
     fn measures_every_conversion_of_every_format() {

@@ -8,14 +8,15 @@ use std::io::{IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::backend::Kind;
 use crate::config::Config;
-use crate::registry::{self, Kind};
+use crate::registry;
 use crate::secure::{Cipher, Keys, OpenReader, SealWriter};
 
 /// A Noise XX handshake in memory: the two sides' transport keys.
 fn keys(cipher: Cipher) -> Result<(Keys, Keys), String> {
     let (mut i, mut r) = crate::secure::handshake_in_memory(cipher).map_err(|e| e.to_string())?;
-    let e = |e: crate::protocol::ProtocolError| e.to_string();
+    let e = |e: crate::net::protocol::ProtocolError| e.to_string();
     Ok((
         Keys::split(&mut i, cipher, true).map_err(e)?,
         Keys::split(&mut r, cipher, false).map_err(e)?,
@@ -72,7 +73,7 @@ pub fn run(
         let frame = super::convert::photo(base, size)?;
         let backend = registry::codec("jpeg").map_err(|e| e.headline())?;
         let mut jpeg =
-            (backend.new)(&base.backend(Kind::Codec, "jpeg")).map_err(|e| e.to_string())?;
+            (backend.open)(&base.backend(Kind::Codec, "jpeg")).map_err(|e| e.to_string())?;
         let mut encoded = Vec::new();
         jpeg.encode(&frame, &mut encoded)
             .map_err(|e| e.to_string())?;

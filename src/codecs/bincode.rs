@@ -2,10 +2,10 @@
 //! self-describing payload that cross-checks the stream header.
 
 use super::{CodecBackend, Encoded, FrameCodec};
-use crate::config::BackendConfig;
+use crate::backend::always;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
-use crate::frame::{Frame, FrameInfo};
-use crate::registry::always;
+use crate::media::frame::{Frame, FrameInfo};
 
 pub struct BincodeCodec;
 
@@ -15,7 +15,7 @@ inventory::submit! {
         summary: "frame + metadata serialised with bincode 2, uncompressed",
         probe: always,
         parallel: false,
-        new: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(BincodeCodec)) },
+        open: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(BincodeCodec)) },
     }
 }
 

@@ -2,10 +2,10 @@
 //! camera content a little (about 10%).
 
 use super::{CodecBackend, Encoded, FrameCodec};
-use crate::config::BackendConfig;
+use crate::backend::always;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
-use crate::frame::{Frame, FrameInfo};
-use crate::registry::always;
+use crate::media::frame::{Frame, FrameInfo};
 
 pub struct Lz4Codec;
 
@@ -15,7 +15,7 @@ inventory::submit! {
         summary: "LZ4 block compression, fast, lossless",
         probe: always,
         parallel: false,
-        new: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(Lz4Codec)) },
+        open: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(Lz4Codec)) },
     }
 }
 

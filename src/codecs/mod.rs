@@ -1,9 +1,9 @@
 //! Frame codecs: how a frame travels over the wire.
 
-use crate::config::BackendConfig;
+use crate::backend::Availability;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
-use crate::frame::{Frame, FrameInfo};
-use crate::registry::Availability;
+use crate::media::frame::{Frame, FrameInfo};
 
 pub mod bincode;
 pub mod jpeg;
@@ -66,7 +66,7 @@ pub struct CodecBackend {
     pub probe: fn() -> Availability,
     /// Encoding is CPU-heavy: the server runs several encoders when cores allow.
     pub parallel: bool,
-    pub new: fn(&BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError>,
+    pub open: fn(&BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError>,
 }
 
 inventory::collect!(CodecBackend);
@@ -74,16 +74,16 @@ inventory::collect!(CodecBackend);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::PixelFormat;
+    use crate::media::frame::PixelFormat;
     use crate::registry;
 
     fn codec(name: &str) -> Box<dyn FrameCodec> {
         let cfg = crate::config::Config::parse(
-            crate::config::ConfigText::embedded(),
+            crate::config::table::ConfigText::embedded(),
             &crate::config::Overrides::default(),
         )
         .unwrap();
-        (registry::codec(name).unwrap().new)(&cfg.backend(crate::registry::Kind::Codec, name))
+        (registry::codec(name).unwrap().open)(&cfg.backend(crate::backend::Kind::Codec, name))
             .unwrap()
     }
 

@@ -1,10 +1,10 @@
 //! `raw`: the frame's bytes as they are. No CPU cost, no copy; needs a fast link.
 
 use super::{CodecBackend, Encoded, FrameCodec};
-use crate::config::BackendConfig;
+use crate::backend::always;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
-use crate::frame::{Frame, FrameInfo};
-use crate::registry::always;
+use crate::media::frame::{Frame, FrameInfo};
 
 pub struct RawCodec;
 
@@ -14,7 +14,7 @@ inventory::submit! {
         summary: "uncompressed frames, zero copy (needs a wired link)",
         probe: always,
         parallel: false,
-        new: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(RawCodec)) },
+        open: |_: &BackendConfig| -> Result<Box<dyn FrameCodec>, BackendError> { Ok(Box::new(RawCodec)) },
     }
 }
 

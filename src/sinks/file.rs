@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::BackendConfig;
-use crate::convert;
+use crate::backend::always;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::{Frame, StreamInfo};
-use crate::recording;
-use crate::registry::always;
+use crate::media::convert;
+use crate::media::frame::{Frame, StreamInfo};
+use crate::media::recording;
 
 inventory::submit! {
     SinkBackend {

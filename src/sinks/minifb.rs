@@ -7,10 +7,10 @@ use minifb::{Key, KeyRepeat, ScaleMode, Window, WindowOptions};
 
 use super::window::display_probe;
 use super::{overlay, Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::BackendConfig;
-use crate::convert;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::Frame;
+use crate::media::convert;
+use crate::media::frame::Frame;
 
 inventory::submit! {
     SinkBackend {

@@ -1,9 +1,9 @@
 //! Frame sinks: where decoded pictures go.
 
-use crate::config::BackendConfig;
+use crate::backend::Availability;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::{Frame, StreamInfo};
-use crate::registry::Availability;
+use crate::media::frame::{Frame, StreamInfo};
 
 pub mod file;
 #[cfg(feature = "minifb")]
@@ -20,8 +20,8 @@ pub mod x11;
 // Window sinks a build can leave out say how to get them back.
 #[cfg(not(feature = "minifb"))]
 inventory::submit! {
-    crate::registry::CompiledOut {
-        kind: crate::registry::Kind::Sink,
+    crate::backend::CompiledOut {
+        kind: crate::backend::Kind::Sink,
         name: "minifb",
         feature: "minifb",
         package: "no package",
@@ -29,8 +29,8 @@ inventory::submit! {
 }
 #[cfg(not(feature = "x11"))]
 inventory::submit! {
-    crate::registry::CompiledOut {
-        kind: crate::registry::Kind::Sink,
+    crate::backend::CompiledOut {
+        kind: crate::backend::Kind::Sink,
         name: "x11",
         feature: "x11",
         package: "no package",
@@ -38,8 +38,8 @@ inventory::submit! {
 }
 #[cfg(not(feature = "sdl2"))]
 inventory::submit! {
-    crate::registry::CompiledOut {
-        kind: crate::registry::Kind::Sink,
+    crate::backend::CompiledOut {
+        kind: crate::backend::Kind::Sink,
         name: "sdl2",
         feature: "sdl2",
         package: "libsdl2-dev",

@@ -1,10 +1,10 @@
 //! `null`: counts frames and throws them away. For tests and benchmarks.
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::BackendConfig;
+use crate::backend::always;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::Frame;
-use crate::registry::always;
+use crate::media::frame::Frame;
 
 inventory::submit! {
     SinkBackend {

@@ -22,11 +22,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::BackendConfig;
-use crate::convert;
+use crate::backend::always;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::{Frame, PixelFormat, StreamInfo};
-use crate::registry::always;
+use crate::media::convert;
+use crate::media::frame::{Frame, PixelFormat, StreamInfo};
 
 inventory::submit! {
     SinkBackend {

@@ -11,10 +11,10 @@ use sdl2::video::FullscreenType;
 
 use super::window::display_probe;
 use super::{overlay, Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::BackendConfig;
-use crate::convert;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::Frame;
+use crate::media::convert;
+use crate::media::frame::Frame;
 
 inventory::submit! {
     SinkBackend {

@@ -3,9 +3,10 @@
 //! under X), else minifb (which also speaks Wayland), else sdl2.
 
 use super::{FrameSink, SinkBackend};
-use crate::config::BackendConfig;
+use crate::backend::Availability;
+use crate::config::table::BackendConfig;
 use crate::error::BackendError;
-use crate::registry::{self, Availability};
+use crate::registry;
 
 /// A window sink needs a display server to talk to.
 pub fn display_probe() -> Availability {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::FrameSource;
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
+use crate::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 
 /// How often a camera that went away is looked for again, and how often a
 /// "no signal" frame goes out meanwhile.
@@ -91,7 +91,7 @@ impl fmt::Display for ControlKind {
 /// The `timeout` option of a camera backend: seconds without a frame before the
 /// camera counts as lost (default 3, 0.1 to 600).
 pub fn timeout_option(
-    table: &crate::config::BackendConfig,
+    table: &crate::config::table::BackendConfig,
     value: &Option<toml::Spanned<f64>>,
 ) -> Result<Duration, BackendError> {
     match value {
@@ -144,9 +144,9 @@ pub fn no_signal_frame(info: FrameInfo) -> Result<Frame, BackendError> {
     let mut rgb = vec![40u8; w * h * 3];
     let text = "NO SIGNAL";
     let scale = (w / (text.len() * 8 * 2)).clamp(1, 16);
-    let (tw, th) = crate::text::size(text, scale);
+    let (tw, th) = crate::media::text::size(text, scale);
     let at = (w.saturating_sub(tw) / 2, h.saturating_sub(th) / 2);
-    crate::text::draw_rgb(&mut rgb, w, at, scale, [220; 3], text);
+    crate::media::text::draw_rgb(&mut rgb, w, at, scale, [220; 3], text);
     let mut frame = Frame::empty();
     if info.format == PixelFormat::Jpeg {
         let mut out = Vec::new();
@@ -167,9 +167,9 @@ pub fn no_signal_frame(info: FrameInfo) -> Result<Frame, BackendError> {
         return Ok(frame);
     }
     let mut packed = Frame::empty();
-    crate::convert::from_rgb24(&rgb, info.width, info.height, info.format, &mut packed);
+    crate::media::convert::from_rgb24(&rgb, info.width, info.height, info.format, &mut packed);
     // The device's rows may be padded: lay the packed rows out at its stride.
-    info.validate(&crate::frame::Limits::default())?;
+    info.validate(&crate::media::frame::Limits::default())?;
     frame.reset(info);
     copy_planes(&packed, &mut frame);
     Ok(frame)
@@ -311,7 +311,7 @@ impl FrameSource for Supervised {
                 frame.info = self.no_signal.info;
                 frame.data.clear();
                 frame.data.extend_from_slice(&self.no_signal.data);
-                frame.capture_us = crate::clock::now_us();
+                frame.capture_us = crate::media::clock::now_us();
                 frame.seq = self.seq;
                 self.seq += 1;
                 return Ok(());
@@ -372,7 +372,7 @@ mod tests {
             assert_eq!(a.data.len(), info.byte_len());
             // The background is dark and the letters are bright.
             let mut rgb = Vec::new();
-            assert!(crate::convert::to_rgb24(&a, &mut rgb));
+            assert!(crate::media::convert::to_rgb24(&a, &mut rgb));
             assert!(rgb[0] < 60, "{format}: corner {}", rgb[0]);
             assert!(rgb.iter().any(|&v| v > 180), "{format}: no letters");
         }

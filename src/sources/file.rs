@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{pace_until, FrameSource, SourceBackend};
-use crate::config::{BackendConfig, CaptureConfig};
+use crate::backend::always;
+use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, Limits, StreamInfo};
-use crate::recording::{RecordingError, RecordingReader};
-use crate::registry::always;
+use crate::media::frame::{Frame, Limits, StreamInfo};
+use crate::media::recording::{RecordingError, RecordingReader};
 
 inventory::submit! {
     SourceBackend {
@@ -120,7 +120,7 @@ impl FrameSource for FileSource {
         if !got {
             return Err(SourceError::EndOfStream);
         }
-        let now = crate::clock::now_us() as i128;
+        let now = crate::media::clock::now_us() as i128;
         // A new pass starts one frame interval after the last frame of the previous one.
         let start = match self.last_due {
             Some(last) => last as i128 + self.interval_us() as i128,
@@ -136,7 +136,7 @@ impl FrameSource for FileSource {
             // than a second at a time.
             pace_until(due.min(now as u64 + 1_000_000));
         }
-        frame.capture_us = crate::clock::now_us();
+        frame.capture_us = crate::media::clock::now_us();
         frame.seq = self.seq;
         self.seq += 1;
         Ok(())

@@ -3,10 +3,10 @@
 //! Each backend lives in one file here, registers itself with
 //! `inventory::submit!` and is compiled in by the single `#[cfg]` on its `mod` line.
 
-use crate::config::{BackendConfig, CaptureConfig};
+use crate::backend::Availability;
+use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, StreamInfo};
-use crate::registry::Availability;
+use crate::media::frame::{Frame, StreamInfo};
 
 pub mod camera;
 pub mod file;
@@ -20,8 +20,8 @@ pub mod v4l2;
 // Camera backends a build can leave out say how to get them back.
 #[cfg(not(feature = "nokhwa"))]
 inventory::submit! {
-    crate::registry::CompiledOut {
-        kind: crate::registry::Kind::Source,
+    crate::backend::CompiledOut {
+        kind: crate::backend::Kind::Source,
         name: "nokhwa",
         feature: "nokhwa",
         package: "libclang-dev",
@@ -29,8 +29,8 @@ inventory::submit! {
 }
 #[cfg(not(feature = "v4l2"))]
 inventory::submit! {
-    crate::registry::CompiledOut {
-        kind: crate::registry::Kind::Source,
+    crate::backend::CompiledOut {
+        kind: crate::backend::Kind::Source,
         name: "v4l2",
         feature: "v4l2",
         package: "libclang-dev",
@@ -47,7 +47,7 @@ pub trait FrameSource: Send {
     fn stream_info(&self) -> StreamInfo;
 
     /// Blocks until the next frame is captured and writes it into `frame`: geometry,
-    /// `seq`, `capture_us` (see [`crate::clock`]) and pixels, reusing `frame.data`.
+    /// `seq`, `capture_us` (see [`crate::media::clock`]) and pixels, reusing `frame.data`.
     ///
     /// Blocks for at most about one frame interval (or one second), so a caller that
     /// wants to stop is never held up for long.
@@ -94,10 +94,10 @@ pub type OpenSource =
 
 inventory::collect!(SourceBackend);
 
-/// Sleeps until `deadline_us` on [`crate::clock`]: frame pacing for sources that
+/// Sleeps until `deadline_us` on [`crate::media::clock`]: frame pacing for sources that
 /// generate frames. Deadlines advance by a fixed interval, so pacing does not drift.
 pub(crate) fn pace_until(deadline_us: u64) {
-    let now = crate::clock::now_us();
+    let now = crate::media::clock::now_us();
     if deadline_us > now {
         std::thread::sleep(std::time::Duration::from_micros(deadline_us - now));
     }
@@ -121,15 +121,15 @@ impl Pacer {
     /// Waits for the next slot and returns the time to stamp the frame with.
     pub fn wait(&mut self) -> u64 {
         if self.interval_us == 0 {
-            return crate::clock::now_us();
+            return crate::media::clock::now_us();
         }
-        let now = crate::clock::now_us();
+        let now = crate::media::clock::now_us();
         if self.next_us == 0 || now > self.next_us + self.interval_us * 4 {
             // First frame, or we fell far behind (a stall): restart the grid.
             self.next_us = now;
         }
         pace_until(self.next_us);
-        let stamp = crate::clock::now_us();
+        let stamp = crate::media::clock::now_us();
         self.next_us += self.interval_us;
         stamp
     }

@@ -24,11 +24,11 @@ use toml::Spanned;
 
 use super::camera::{CameraInfo, CameraMode, Reopen, Supervised};
 use super::{FrameSource, SourceBackend};
-use crate::config::{BackendConfig, CaptureConfig};
+use crate::backend::Availability;
+use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
-use crate::registry::Availability;
-use crate::slot::{Slot, Taken};
+use crate::media::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
+use crate::media::slot::{Slot, Taken};
 
 inventory::submit! {
     SourceBackend {
@@ -251,7 +251,7 @@ fn capture_thread(
             info.byte_len()
         };
         frame.data.extend_from_slice(&bytes[..n]);
-        frame.capture_us = crate::clock::now_us();
+        frame.capture_us = crate::media::clock::now_us();
         if let Some(Ok(stale)) = slot.put(Ok(frame)) {
             spare.lock().unwrap_or_else(|p| p.into_inner()).push(stale);
         }

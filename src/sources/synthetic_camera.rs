@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{FrameSource, Pacer, SourceBackend};
-use crate::config::{BackendConfig, CaptureConfig};
-use crate::convert;
+use crate::backend::always;
+use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
-use crate::registry::always;
+use crate::media::convert;
+use crate::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 
 inventory::submit! {
     SourceBackend {
@@ -255,7 +255,7 @@ impl FrameSource for SyntheticCameraSource {
         frame.seq = self.seq;
         // Stamped when the picture is complete, as a camera delivers it: the
         // simulated sensor's work is not part of the pipeline's latency.
-        frame.capture_us = crate::clock::now_us();
+        frame.capture_us = crate::media::clock::now_us();
         self.seq += 1;
         Ok(())
     }

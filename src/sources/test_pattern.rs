@@ -10,11 +10,11 @@
 use serde::Deserialize;
 
 use super::{FrameSource, Pacer, SourceBackend};
-use crate::config::{BackendConfig, CaptureConfig};
-use crate::convert;
+use crate::backend::always;
+use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
-use crate::registry::always;
+use crate::media::convert;
+use crate::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 
 inventory::submit! {
     SourceBackend {
@@ -163,20 +163,20 @@ impl TestPatternSource {
         if self.timecode {
             let text = format!("{:.3}", capture_us as f64 / 1e6);
             let scale = (h / 80).max(1);
-            let (tw, th) = crate::text::size(&text, scale);
+            let (tw, th) = crate::media::text::size(&text, scale);
             let at = (
                 w.saturating_sub(tw) / 2,
                 (stamp_h + ramp_start).saturating_sub(th) / 2,
             );
             let margin = scale * 2;
-            crate::text::fill_rgb(
+            crate::media::text::fill_rgb(
                 rgb,
                 w,
                 (at.0.saturating_sub(margin), at.1.saturating_sub(margin)),
                 (tw + 2 * margin, th + 2 * margin),
                 [0; 3],
             );
-            crate::text::draw_rgb(rgb, w, at, scale, [255; 3], &text);
+            crate::media::text::draw_rgb(rgb, w, at, scale, [255; 3], &text);
         }
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use livestream::codecs::FrameCodec;
-use livestream::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
-use livestream::recording;
+use livestream::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
+use livestream::media::recording;
 
 use crate::stream::{read_recording, which};
 use crate::util::{assert_no_gaps, record, serve, serve_small, temp_dir, Proc};
@@ -71,7 +71,7 @@ pub fn get(addr: &str, path: &str) -> Response {
 
 /// Decodes a JPEG into RGB with the project's own decoder, returning its size.
 fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-    let h = livestream::jpeg::parse_header(bytes).expect("a JPEG");
+    let h = livestream::codecs::jpeg::markers::parse_header(bytes).expect("a JPEG");
     let mut codec = livestream::codecs::jpeg::JpegCodec::with_quality(80).unwrap();
     let mut frame = Frame::empty();
     frame.info = FrameInfo {
@@ -397,7 +397,7 @@ fn mjpeg_passes_through_untouched() {
         let mut out = Vec::new();
         encoder.encode(&frame, &mut out).unwrap();
         if i % 2 == 1 {
-            out = livestream::jpeg::strip_huffman_tables(&out).unwrap();
+            out = livestream::codecs::jpeg::markers::strip_huffman_tables(&out).unwrap();
         }
         jpegs.push(out);
     }
@@ -451,7 +451,11 @@ fn mjpeg_passes_through_untouched() {
     // Browsers get tables on every frame.
     for _ in 0..4 {
         let snap = get(&addr, "/snapshot.jpg");
-        assert!(livestream::jpeg::parse_header(&snap.body).unwrap().has_dht);
+        assert!(
+            livestream::codecs::jpeg::markers::parse_header(&snap.body)
+                .unwrap()
+                .has_dht
+        );
         assert_eq!(decode_jpeg(&snap.body).0, 320);
     }
     server.terminate();
@@ -483,13 +487,17 @@ fn mjpeg_passes_through_untouched() {
         match jpegs.iter().position(|j| j == p) {
             Some(i) => assert_eq!(i % 2, 0, "a frame without tables went out without them"),
             None => {
-                let stripped = livestream::jpeg::strip_huffman_tables(p).unwrap();
+                let stripped = livestream::codecs::jpeg::markers::strip_huffman_tables(p).unwrap();
                 let i = jpegs
                     .iter()
                     .position(|j| *j == stripped)
                     .expect("a completed camera frame");
                 assert_eq!(i % 2, 1, "a complete frame was changed");
-                assert!(livestream::jpeg::parse_header(p).unwrap().has_dht);
+                assert!(
+                    livestream::codecs::jpeg::markers::parse_header(p)
+                        .unwrap()
+                        .has_dht
+                );
             }
         }
     }

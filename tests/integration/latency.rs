@@ -272,7 +272,7 @@ fn a_viewer_that_stops_reading_is_live_again_within_a_second() {
     view.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(2));
     view.signal(libc::SIGCONT);
-    let resumed = livestream::clock::now_us() as i64; // one machine: the server's clock
+    let resumed = livestream::media::clock::now_us() as i64; // one machine: the server's clock
     std::thread::sleep(Duration::from_secs(3));
     view.terminate();
     server.terminate();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use livestream::frame::{Frame, FrameInfo, PixelFormat};
+use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
 use livestream::sources::test_pattern::read_stamp;
 
 use crate::http::get;

@@ -4,8 +4,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use livestream::frame::{FrameInfo, Limits, PixelFormat};
-use livestream::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
+use livestream::media::frame::{FrameInfo, Limits, PixelFormat};
+use livestream::net::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
 
 use crate::util::{
     assert_no_gaps, free_port, record, serve, serve_on, serve_small, temp_dir, Proc,

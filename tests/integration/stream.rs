@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use livestream::config::CaptureConfig;
-use livestream::frame::{Frame, Limits, PixelFormat};
-use livestream::recording::RecordingReader;
+use livestream::media::frame::{Frame, Limits, PixelFormat};
+use livestream::media::recording::RecordingReader;
 use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
 use livestream::sources::FrameSource;
 

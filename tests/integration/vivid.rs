@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use livestream::frame::{Frame, FrameInfo, PixelFormat};
+use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
 use livestream::sources::camera::no_signal_frame;
 
 use crate::http::get;
@@ -209,9 +209,9 @@ impl Drop for Vm {
 
 fn read_recording(path: &Path) -> (FrameInfo, Vec<Frame>) {
     let file = std::fs::File::open(path).unwrap();
-    let mut reader = livestream::recording::RecordingReader::new(
+    let mut reader = livestream::media::recording::RecordingReader::new(
         std::io::BufReader::new(file),
-        &livestream::frame::Limits::default(),
+        &livestream::media::frame::Limits::default(),
     )
     .unwrap();
     let info = reader.stream_info().frame;

@@ -7,12 +7,12 @@
 use serde::Deserialize;
 
 use super::{CodecBackend, Encoded, FrameCodec};
-use crate::config::BackendConfig;
-use crate::convert;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
-use crate::frame::{Frame, FrameInfo, PixelFormat};
-use crate::jpeg;
-use crate::registry::always;
+use crate::media::convert;
+use crate::media::frame::{Frame, FrameInfo, PixelFormat};
+pub mod markers;
+use crate::backend::always;
 
 // The one place that picks the engine.
 #[cfg(not(feature = "turbojpeg"))]
@@ -53,7 +53,7 @@ inventory::submit! {
         summary: engine::SUMMARY,
         probe: always,
         parallel: true,
-        new,
+        open,
     }
 }
 
@@ -74,7 +74,7 @@ impl Default for Options {
     }
 }
 
-fn new(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
+fn open(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
     let opts: Options = table.parse()?;
     if !(1..=100).contains(&opts.quality) {
         return Err(BackendError::Invalid {
@@ -122,7 +122,7 @@ impl FrameCodec for JpegCodec {
         let info = frame.info;
         if info.format == PixelFormat::Jpeg {
             // MJPEG from the camera: out as it is, unless it lacks its tables.
-            return match jpeg::with_huffman_tables(&frame.data, out) {
+            return match markers::with_huffman_tables(&frame.data, out) {
                 Ok(true) => Ok(Encoded::Written),
                 Ok(false) => Ok(Encoded::Passthrough),
                 Err(e) => Err(corrupt(format!("frame {} from the source: {e}", frame.seq))),
@@ -170,7 +170,7 @@ impl JpegCodec {
     /// Decodes `payload` into `frame` (RGB24), whose info gives the size to expect.
     fn decode_slice(&mut self, payload: &[u8], frame: &mut Frame) -> Result<(), CodecError> {
         let (width, height) = (frame.info.width, frame.info.height);
-        let header = jpeg::parse_header(payload).map_err(corrupt)?;
+        let header = markers::parse_header(payload).map_err(corrupt)?;
         if (header.width, header.height) != (width, height) {
             return Err(corrupt(format!(
                 "image is {}x{}, the stream header says {width}x{height}",
@@ -325,10 +325,10 @@ mod tests {
         );
         // Without (as UVC cameras send them): tables inserted, and it decodes to the
         // same picture as the original.
-        camera.data = jpeg::strip_huffman_tables(&jpeg_bytes).unwrap();
-        assert!(!jpeg::parse_header(&camera.data).unwrap().has_dht);
+        camera.data = markers::strip_huffman_tables(&jpeg_bytes).unwrap();
+        assert!(!markers::parse_header(&camera.data).unwrap().has_dht);
         assert_eq!(codec.encode(&camera, &mut out).unwrap(), Encoded::Written);
-        assert!(jpeg::parse_header(&out).unwrap().has_dht);
+        assert!(markers::parse_header(&out).unwrap().has_dht);
         let mut a = Frame::empty();
         a.info = camera.info;
         codec.decode(&mut out.clone(), &mut a).unwrap();

@@ -27,6 +27,8 @@
 //! gets one guess per connection (and the server a new code after
 //! [`MAX_WRONG_CODES`] wrong ones).
 
+pub mod trust;
+
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
@@ -34,10 +36,8 @@ use std::time::Instant;
 
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
-use crate::protocol::DeadlineReader;
-use crate::trust::{
-    self, clean_name, fingerprint, KeyPair, PairingCode, Peer, PeerList, PublicKey,
-};
+use crate::net::protocol::DeadlineReader;
+use trust::{clean_name, fingerprint, KeyPair, PairingCode, Peer, PeerList, PublicKey};
 
 pub const MAGIC: [u8; 4] = *b"LSEC";
 pub const VERSION: u8 = 1;
@@ -168,14 +168,16 @@ impl SecureError {
     }
 }
 
-type Result<T> = std::result::Result<T, crate::protocol::ProtocolError>;
+type Result<T> = std::result::Result<T, crate::net::protocol::ProtocolError>;
 
-fn handshake_error(what: &str) -> impl FnOnce(snow::Error) -> crate::protocol::ProtocolError + '_ {
+fn handshake_error(
+    what: &str,
+) -> impl FnOnce(snow::Error) -> crate::net::protocol::ProtocolError + '_ {
     move |e| SecureError::Handshake(format!("{what}: {e}")).into()
 }
 
-fn invalid(why: String) -> crate::protocol::ProtocolError {
-    crate::protocol::ProtocolError::Invalid {
+fn invalid(why: String) -> crate::net::protocol::ProtocolError {
+    crate::net::protocol::ProtocolError::Invalid {
         what: "secure handshake",
         why,
     }
@@ -186,7 +188,7 @@ fn invalid(why: String) -> crate::protocol::ProtocolError {
 fn write_frame(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
     debug_assert!(body.len() <= MAX_RECORD);
     let len = (body.len() as u16).to_le_bytes();
-    crate::protocol::write_all_vectored(w, &mut [IoSlice::new(&len), IoSlice::new(body)])
+    crate::net::protocol::write_all_vectored(w, &mut [IoSlice::new(&len), IoSlice::new(body)])
 }
 
 /// Reads one handshake frame into `buf`; returns its body.
@@ -195,7 +197,7 @@ fn read_frame<'b>(r: &mut impl Read, buf: &'b mut [u8; MAX_HANDSHAKE_FRAME]) -> 
     r.read_exact(&mut len)?;
     let len = u16::from_le_bytes(len) as usize;
     if len > MAX_HANDSHAKE_FRAME {
-        return Err(crate::protocol::ProtocolError::TooLong {
+        return Err(crate::net::protocol::ProtocolError::TooLong {
             what: "handshake message",
             len,
             max: MAX_HANDSHAKE_FRAME,
@@ -1198,7 +1200,7 @@ mod tests {
 
     fn secure_err<T>(r: Result<T>) -> SecureError {
         match r {
-            Err(crate::protocol::ProtocolError::Secure(e)) => e,
+            Err(crate::net::protocol::ProtocolError::Secure(e)) => e,
             Err(e) => panic!("not a secure error: {e}"),
             Ok(_) => panic!("succeeded"),
         }

@@ -572,7 +572,7 @@ fn bars_luma_in_every_format() {
 
 /// `data/photos/coffee.png` (600x400) as RGB24, cropped to `width` columns.
 fn photo(width: u32) -> (Vec<u8>, u32, u32) {
-    let png = include_bytes!("../../data/photos/coffee.png");
+    let png = include_bytes!("../../../data/photos/coffee.png");
     let img = crate::sources::synthetic_camera::decode_png(png).unwrap();
     let (w, cw) = (img.width as usize, width as usize);
     let rgb = img

@@ -222,7 +222,7 @@ impl FrameInfo {
     /// (for JPEG: the largest a frame of this size may be).
     ///
     /// ```
-    /// use livestream::frame::{FrameInfo, Limits, PixelFormat};
+    /// use livestream::media::frame::{FrameInfo, Limits, PixelFormat};
     ///
     /// let nv12 = FrameInfo { format: PixelFormat::Nv12, width: 640, height: 480, stride: 640 };
     /// assert_eq!(nv12.validate(&Limits::default()), Ok(640 * 480 * 3 / 2));
@@ -324,7 +324,7 @@ pub struct Frame {
     pub info: FrameInfo,
     /// Counts up by one per captured frame, from 0, on the server.
     pub seq: u64,
-    /// Capture time on the server's monotonic clock, in microseconds (see [`crate::clock`]).
+    /// Capture time on the server's monotonic clock, in microseconds (see [`crate::media::clock`]).
     pub capture_us: u64,
     /// The pixels: exactly `info.byte_len()` bytes, or a whole JPEG image.
     pub data: Vec<u8>,

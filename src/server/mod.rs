@@ -12,6 +12,9 @@
 //! A viewer's slot holds one packet: a viewer that cannot keep up loses frames
 //! for itself only, and capture never waits for anyone.
 
+pub mod http;
+pub mod local_sinks;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -20,14 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::backend::{Availability, Kind};
 use crate::codecs::{Encoded, FrameCodec};
 use crate::config::Config;
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, StreamInfo};
-use crate::protocol::{self, ClientHello, DeadlineReader, PacketHeader, ServerHello, Status};
-use crate::registry::{self, Availability, Kind};
+use crate::media::frame::{Frame, StreamInfo};
+use crate::media::slot::{Slot, Taken};
+use crate::net::protocol::{self, ClientHello, DeadlineReader, PacketHeader, ServerHello, Status};
+use crate::registry;
 use crate::secure::{OpenReader, Rx, SealWriter, Tx};
-use crate::slot::{Slot, Taken};
 use crate::sources::FrameSource;
 
 /// Connections still in their handshake beyond which new ones are closed at once:
@@ -140,7 +144,7 @@ impl Viewer {
         let c = &self.counters;
         c.sent.fetch_add(1, Ordering::Relaxed);
         c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        let late = crate::clock::now_us().saturating_sub(packet.frame.capture_us);
+        let late = crate::media::clock::now_us().saturating_sub(packet.frame.capture_us);
         let old = c.latency_us.load(Ordering::Relaxed);
         let smoothed = if old == 0 { late } else { (old * 7 + late) / 8 };
         c.latency_us.store(smoothed, Ordering::Relaxed);
@@ -231,7 +235,7 @@ pub struct ServerStats {
     pub uptime_seconds: f64,
     pub viewers: Vec<ViewerStats>,
     /// Sinks on the server itself (preview, recording).
-    pub local_sinks: Vec<crate::local_sinks::LocalSinkStats>,
+    pub local_sinks: Vec<crate::server::local_sinks::LocalSinkStats>,
 }
 
 /// A set of viewers fed the same packets.
@@ -314,7 +318,7 @@ pub(crate) struct Hub {
     /// Set when the stream is over: the end message, and whether it is final.
     end: Mutex<Option<(String, bool)>>,
     /// Sinks on the server itself.
-    pub(crate) locals: Mutex<Vec<Arc<crate::local_sinks::LocalSink>>>,
+    pub(crate) locals: Mutex<Vec<Arc<crate::server::local_sinks::LocalSink>>>,
     /// Pairing and encryption; `None` with `auth = "none"`.
     pub(crate) auth: Option<Arc<crate::secure::ServerAuth>>,
 }
@@ -428,7 +432,7 @@ pub struct RunningServer {
     /// `sink-NAME` threads.
     locals: Vec<JoinHandle<()>>,
     /// The mDNS announcement, while it lasts.
-    advertiser: Option<crate::discovery::Advertiser>,
+    advertiser: Option<crate::net::discovery::Advertiser>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -482,7 +486,7 @@ impl RunningServer {
             n => n,
         };
         let codecs = (0..encoders)
-            .map(|_| (codec_backend.new)(&cfg.backend(Kind::Codec, &cfg.serve.codec)))
+            .map(|_| (codec_backend.open)(&cfg.backend(Kind::Codec, &cfg.serve.codec)))
             .collect::<Result<Vec<_>, _>>()?;
         let stream = source.stream_info();
         let max_payload = codecs[0].max_payload(&stream.frame).min(u32::MAX as usize) as u32;
@@ -491,7 +495,7 @@ impl RunningServer {
         let transcoder = if payload_is_jpeg || !cfg.serve.http {
             None
         } else {
-            Some((registry::codec("jpeg")?.new)(
+            Some((registry::codec("jpeg")?.open)(
                 &cfg.backend(Kind::Codec, "jpeg"),
             )?)
         };
@@ -500,9 +504,8 @@ impl RunningServer {
             crate::config::Auth::Pair => {
                 let dir = match &cfg.serve.key_dir {
                     Some(d) => d.clone(),
-                    None => {
-                        crate::trust::default_dir().map_err(crate::secure::SecureError::from)?
-                    }
+                    None => crate::secure::trust::default_dir()
+                        .map_err(crate::secure::SecureError::from)?,
                 };
                 Some(Arc::new(crate::secure::ServerAuth::open(
                     &dir,
@@ -549,7 +552,7 @@ impl RunningServer {
         // Local sinks first, so a recording holds every frame from the first.
         let mut locals = Vec::new();
         for name in &cfg.serve.sinks {
-            match crate::local_sinks::start(name, cfg, &hub, &stop) {
+            match crate::server::local_sinks::start(name, cfg, &hub, &stop) {
                 Ok(t) => locals.push(t),
                 Err(e) => {
                     stop.store(true, Ordering::SeqCst);
@@ -578,7 +581,7 @@ impl RunningServer {
             accept: None,
         };
         if cfg.serve.discovery {
-            let what = crate::discovery::Announcement {
+            let what = crate::net::discovery::Announcement {
                 name: cfg.serve.name.clone(),
                 codec: cfg.serve.codec.clone(),
                 size: format!("{}x{}", stream.frame.width, stream.frame.height),
@@ -588,7 +591,7 @@ impl RunningServer {
                 },
                 key: hub.auth.as_ref().map(|a| a.fingerprint()),
             };
-            match crate::discovery::Advertiser::start(addr, &what) {
+            match crate::net::discovery::Advertiser::start(addr, &what) {
                 Ok(a) => server.advertiser = a,
                 // A convenience: the server works without it.
                 Err(e) => log::warn!("not announced on the network: {e}"),
@@ -753,14 +756,14 @@ fn encode_and_publish(
 ) {
     if let Some(p) = Arc::get_mut(&mut packet) {
         // CPU time, not wall time.
-        let t0 = crate::clock::thread_cpu_ns();
+        let t0 = crate::media::clock::thread_cpu_ns();
         let encoded = codec.encode(&p.frame, &mut p.encoded);
         hub.encode_ns
-            .fetch_add(crate::clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+            .fetch_add(crate::media::clock::thread_cpu_ns() - t0, Ordering::Relaxed);
         match encoded {
             Ok(e) => {
                 p.passthrough = e == Encoded::Passthrough;
-                p.encoded_us = crate::clock::now_us();
+                p.encoded_us = crate::media::clock::now_us();
                 hub.main.publish(&packet);
             }
             Err(e) => log::error!("encoding frame {} failed: {e}", p.frame.seq),
@@ -825,10 +828,10 @@ fn capture_loop(
                 unreachable!("the pool hands out unshared packets")
             };
             // CPU time, not wall time: pacing sleeps are not work.
-            let t0 = crate::clock::thread_cpu_ns();
+            let t0 = crate::media::clock::thread_cpu_ns();
             let captured = source.next_frame(&mut p.frame);
             hub.source_ns
-                .fetch_add(crate::clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+                .fetch_add(crate::media::clock::thread_cpu_ns() - t0, Ordering::Relaxed);
             match captured {
                 Ok(()) => failures = 0,
                 Err(SourceError::EndOfStream) => {
@@ -1148,7 +1151,7 @@ fn connection(
 ) {
     let speaks = sniff(stream, deadline);
     if let (Speaks::Http, true) = (speaks, hub.http) {
-        crate::http::serve(stream, peer, hub, stop, deadline, &hub.handshaking);
+        crate::server::http::serve(stream, peer, hub, stop, deadline, &hub.handshaking);
         return;
     }
     let prepared = stream.set_nodelay(true).and_then(|_| {
@@ -1229,7 +1232,7 @@ fn connection(
         log::info!(
             "viewer {peer} is \"{}\" (key {}), encrypted with {}",
             a.viewer_name,
-            crate::trust::fingerprint(&a.viewer_key),
+            crate::secure::trust::fingerprint(&a.viewer_key),
             a.cipher
         );
     }
@@ -1285,7 +1288,7 @@ fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Viewer) {
     loop {
         match protocol::read_upstream(&mut r) {
             Ok(protocol::Upstream::Ping { id, t1 }) => {
-                let t2 = crate::clock::now_us();
+                let t2 = crate::media::clock::now_us();
                 let mut pings = viewer
                     .upstream
                     .pings
@@ -1335,7 +1338,7 @@ fn pongs(viewer: &Viewer, buf: &mut [u8; MAX_PENDING_PINGS * 40]) -> usize {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let mut n = 0;
-    let t3 = crate::clock::now_us();
+    let t3 = crate::media::clock::now_us();
     while let Some((id, t1, t2)) = pings.pop_front() {
         buf[n..n + 40].copy_from_slice(&protocol::pong(id, t1, t2, t3));
         n += 40;
@@ -1399,7 +1402,7 @@ fn handshake(
         frame: hub.stream.frame,
         fps: hub.stream.fps,
         max_payload: hub.max_payload,
-        server_time_us: crate::clock::now_us(),
+        server_time_us: crate::media::clock::now_us(),
         message: hub.name.clone(),
     };
     if let Err(e) = hello.write(w) {
@@ -1421,7 +1424,11 @@ fn native_frame(
 ) -> std::io::Result<usize> {
     let mut pong_buf = [0u8; MAX_PENDING_PINGS * 40];
     let pong_len = pongs(viewer, &mut pong_buf);
-    let timing = protocol::timing(packet.frame.seq, packet.encoded_us, crate::clock::now_us());
+    let timing = protocol::timing(
+        packet.frame.seq,
+        packet.encoded_us,
+        crate::media::clock::now_us(),
+    );
     let payload = packet.payload();
     let header = PacketHeader {
         kind: protocol::PACKET_FRAME,

@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use livestream::slot::{Slot, Taken};
+//! use livestream::media::slot::{Slot, Taken};
 //!
 //! let slot = Slot::default();
 //! assert_eq!(slot.put("frame 1"), None);

@@ -224,7 +224,7 @@ pub fn measure(
             .name("bench-view".into())
             .spawn_scoped(scope, || {
                 let backend = crate::registry::sink(sink).map_err(|e| e.to_string())?;
-                let mut sink = (backend.open)(&cfg.backend(crate::registry::Kind::Sink, sink))
+                let mut sink = (backend.open)(&cfg.backend(crate::backend::Kind::Sink, sink))
                     .map_err(|e| e.to_string())?;
                 let opts = ViewOptions {
                     frames: None,

@@ -18,7 +18,7 @@
 //! have grown (`tests/allocations.rs` checks); frames may have padded rows
 //! (`info.stride`).
 
-use crate::frame::{Frame, FrameInfo, Limits, PixelFormat};
+use crate::media::frame::{Frame, FrameInfo, Limits, PixelFormat};
 
 pub mod reference;
 mod simd;

@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, ConfigError, Overrides};
-use crate::registry::{self, Kind};
+use crate::config::table::ConfigError;
+
+use crate::backend::Kind;
+use crate::config::{self, Config, Overrides};
+use crate::registry;
 use crate::server::{RunningServer, ServeLimits};
 use crate::viewer::{self, ViewEnd, ViewOptions};
 
@@ -240,8 +243,8 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<(), Failure> {
         }
         Command::List(a) => {
             let wait = seconds("--wait", Some(a.wait))?.unwrap_or(Duration::from_secs(3));
-            let found =
-                crate::discovery::browse(wait, None).map_err(|e| Failure::Run(e.to_string()))?;
+            let found = crate::net::discovery::browse(wait, None)
+                .map_err(|e| Failure::Run(e.to_string()))?;
             if found.is_empty() {
                 println!(
                     "no livestream server found on the network (mDNS, {:.1} s)",
@@ -396,7 +399,7 @@ fn view(
             // Not paired yet, and a person at the terminal: ask for the code.
             Err(viewer::ViewError::Connection {
                 source:
-                    crate::protocol::ProtocolError::Secure(
+                    crate::net::protocol::ProtocolError::Secure(
                         e @ crate::secure::SecureError::NotPaired { .. },
                     ),
                 ..
@@ -411,7 +414,7 @@ fn view(
                     return Err(Failure::Run("not paired".into()));
                 }
                 cfg.view.pair = Some(
-                    crate::trust::PairingCode::parse(line.trim())
+                    crate::secure::trust::PairingCode::parse(line.trim())
                         .map_err(|e| Failure::Config(ConfigError::flag("the pairing code", e)))?,
                 );
             }
@@ -453,9 +456,9 @@ fn resolve_server(target: Option<String>) -> Result<String, Failure> {
         }
     }
     let wait = Duration::from_secs(3);
-    let found = crate::discovery::browse(wait, target.is_none().then_some(2))
+    let found = crate::net::discovery::browse(wait, target.is_none().then_some(2))
         .map_err(|e| Failure::Run(format!("looking for servers: {e}")))?;
-    let listing = |found: &[crate::discovery::Found]| -> String {
+    let listing = |found: &[crate::net::discovery::Found]| -> String {
         found
             .iter()
             .enumerate()
@@ -466,7 +469,7 @@ fn resolve_server(target: Option<String>) -> Result<String, Failure> {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let pick = |f: &crate::discovery::Found| -> Result<String, Failure> {
+    let pick = |f: &crate::net::discovery::Found| -> Result<String, Failure> {
         let at = f
             .address()
             .ok_or_else(|| Failure::Run(format!("{} announced no address", f.name)))?;
@@ -589,7 +592,7 @@ fn print_camera(backend: &str, cam: &crate::sources::camera::CameraInfo, control
             cam.option
         );
     }
-    let mut formats: Vec<crate::frame::PixelFormat> = Vec::new();
+    let mut formats: Vec<crate::media::frame::PixelFormat> = Vec::new();
     for m in &cam.modes {
         if !formats.contains(&m.format) {
             formats.push(m.format);

@@ -2,14 +2,14 @@
 //! reference its tests and `livestream bench --convert` hold the fast paths to.
 //! Not used by the pipeline.
 //!
-//! Same contracts as the functions of the same names in [`crate::convert`]; the
+//! Same contracts as the functions of the same names in [`crate::media::convert`]; the
 //! maths is [`rgb_to_yuv`] and [`yuv_to_rgb`], 16-bit fixed point, rounded; 4:2:x
 //! chroma is the rounded mean of the pixels' U and V.
 
 use super::{rgb_layout, rgb_to_yuv, uncompressed, yuv_to_rgb, Planar};
-use crate::frame::{Frame, FrameInfo, PixelFormat};
+use crate::media::frame::{Frame, FrameInfo, PixelFormat};
 
-/// [`crate::convert::from_rgb24`] in plain loops.
+/// [`crate::media::convert::from_rgb24`] in plain loops.
 pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst: &mut Frame) {
     let info = FrameInfo::packed(format, width, height).expect("validated geometry");
     dst.reset(info);
@@ -82,7 +82,7 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
     }
 }
 
-/// [`crate::convert::to_rgb24`] in plain loops.
+/// [`crate::media::convert::to_rgb24`] in plain loops.
 pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
     let Some((info, w, h, s)) = uncompressed(frame) else {
         return false;
@@ -153,7 +153,7 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// [`crate::convert::to_xrgb_u32`] in plain loops: formats other than RGB24 and
+/// [`crate::media::convert::to_xrgb_u32`] in plain loops: formats other than RGB24 and
 /// XRGB32 go through RGB24 in `rgb`.
 pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool {
     let Some((_, w, h, _)) = uncompressed(frame) else {
@@ -163,7 +163,7 @@ pub fn to_xrgb_u32(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u32>) -> bool
     to_xrgb_u32_into(frame, rgb, out)
 }
 
-/// [`crate::convert::to_xrgb_u32_into`] in plain loops: `out` holds exactly
+/// [`crate::media::convert::to_xrgb_u32_into`] in plain loops: `out` holds exactly
 /// `width * height` words.
 pub fn to_xrgb_u32_into(frame: &Frame, rgb: &mut Vec<u8>, out: &mut [u32]) -> bool {
     let Some((info, w, h, s)) = uncompressed(frame) else {
@@ -203,7 +203,7 @@ pub fn to_xrgb_u32_into(frame: &Frame, rgb: &mut Vec<u8>, out: &mut [u32]) -> bo
     true
 }
 
-/// [`crate::convert::to_planar`] in plain loops.
+/// [`crate::media::convert::to_planar`] in plain loops.
 pub fn to_planar(frame: &Frame, out: &mut Vec<u8>) -> Option<Planar> {
     out.clear();
     let (info, w, h, s) = uncompressed(frame)?;

@@ -33,11 +33,11 @@ use x11rb::wrapper::ConnectionExt as _;
 
 use super::window::NO_DISPLAY;
 use super::{overlay, Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::BackendConfig;
-use crate::convert;
+use crate::backend::Availability;
+use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
-use crate::frame::Frame;
-use crate::registry::Availability;
+use crate::media::convert;
+use crate::media::frame::Frame;
 
 inventory::submit! {
     SinkBackend {

@@ -28,7 +28,7 @@ use yuvutils_rs::{
     YuvRange, YuvStandardMatrix,
 };
 
-use crate::frame::{Frame, FrameInfo, PixelFormat};
+use crate::media::frame::{Frame, FrameInfo, PixelFormat};
 
 const RANGE: YuvRange = YuvRange::Full;
 const MATRIX: YuvStandardMatrix = YuvStandardMatrix::Bt601;
@@ -336,7 +336,7 @@ fn planar_mut<'a>(
 }
 
 /// Writes a validated RGB-family frame as planar 4:4:4 into `out` (exactly the
-/// planes' size). Other formats are copies that [`crate::convert::to_planar`] does
+/// planes' size). Other formats are copies that [`crate::media::convert::to_planar`] does
 /// itself (see the module doc for YUYV and UYVY).
 pub(super) fn to_planar(frame: &Frame, out: &mut [u8]) -> Result<(), Declined> {
     let info = frame.info;

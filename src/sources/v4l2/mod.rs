@@ -32,10 +32,10 @@ use super::camera::{
     control_key, nearest_size, CameraInfo, CameraMode, ControlInfo, ControlKind, Reopen, Supervised,
 };
 use super::{FrameSource, SourceBackend};
-use crate::config::{BackendConfig, CaptureConfig};
+use crate::backend::Availability;
+use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
-use crate::registry::Availability;
+use crate::media::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
 
 inventory::submit! {
     SourceBackend {
@@ -1035,7 +1035,7 @@ impl Camera {
     /// The buffer's capture time on our clock when the driver stamps with
     /// CLOCK_MONOTONIC (our clock too) and the stamp is plausible; else now.
     fn capture_time(b: &sys::v4l2_buffer) -> u64 {
-        let now = crate::clock::now_us();
+        let now = crate::media::clock::now_us();
         if b.flags & sys::V4L2_BUF_FLAG_TIMESTAMP_MASK != sys::V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC {
             return now;
         }
@@ -1249,7 +1249,7 @@ mod tests {
 
     fn options(text: &str) -> Result<Request, String> {
         let cfg = crate::config::Config::parse(
-            crate::config::ConfigText {
+            crate::config::table::ConfigText {
                 origin: "cam.toml".into(),
                 text: text.into(),
             },
@@ -1258,7 +1258,7 @@ mod tests {
         .map_err(|e| e.to_string())?;
         request(
             &cfg.capture,
-            &cfg.backend(crate::registry::Kind::Source, "v4l2"),
+            &cfg.backend(crate::backend::Kind::Source, "v4l2"),
         )
         .map_err(|e| e.to_string())
     }

@@ -17,19 +17,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::clock::ClockSync;
+use crate::backend::Kind;
 use crate::codecs::FrameCodec;
 use crate::config::Config;
 use crate::error::{CodecError, SinkError};
-use crate::frame::{Frame, Limits, StreamInfo};
-use crate::protocol::{
+use crate::media::clock::ClockSync;
+use crate::media::frame::{Frame, Limits, StreamInfo};
+use crate::media::histogram::LatencyHistogram;
+use crate::media::slot::{Slot, Taken};
+use crate::net::protocol::{
     self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello,
 };
-use crate::registry::{self, Kind};
+use crate::registry;
 use crate::secure::{OpenReader, Rx, SealWriter, Tx, ViewerAuth};
 use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
-use crate::slot::{Slot, Taken};
-use crate::stats::LatencyHistogram;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -206,7 +207,7 @@ pub fn run(
         crate::config::Auth::Pair => {
             let dir = match &cfg.view.key_dir {
                 Some(d) => Ok(d.clone()),
-                None => crate::trust::default_dir(),
+                None => crate::secure::trust::default_dir(),
             };
             Some(
                 dir.map_err(crate::secure::SecureError::from)
@@ -414,7 +415,7 @@ fn connect(
                     secured.keys.sealer(),
                     0,
                 ));
-                let sent_us = crate::clock::now_us();
+                let sent_us = crate::media::clock::now_us();
                 client_hello.write(&mut tx)?;
                 let mut reader = OpenReader::new(
                     DeadlineReader {
@@ -429,7 +430,7 @@ fn connect(
                 (hello, sent_us, tx, rx)
             }
             None => {
-                let sent_us = crate::clock::now_us();
+                let sent_us = crate::media::clock::now_us();
                 client_hello.write(&mut &stream)?;
                 let hello = ServerHello::read(
                     &mut DeadlineReader {
@@ -445,7 +446,7 @@ fn connect(
                 (hello, sent_us, Tx::Plain(stream.try_clone()?), rx)
             }
         };
-        let received_us = crate::clock::now_us();
+        let received_us = crate::media::clock::now_us();
         let mut clock = ClockSync::default();
         clock.add(
             sent_us,
@@ -480,7 +481,7 @@ fn session(
 ) -> Result<SessionEnd, ViewError> {
     let backend = registry::codec(&hello.codec)
         .map_err(|e| ViewError::UnknownCodec(hello.codec.clone(), e))?;
-    let mut codec: Box<dyn FrameCodec> = (backend.new)(&cfg.backend(Kind::Codec, &hello.codec))?;
+    let mut codec: Box<dyn FrameCodec> = (backend.open)(&cfg.backend(Kind::Codec, &hello.codec))?;
     let max_payload = codec
         .max_payload(&hello.frame)
         .min(opts.limits.max_frame_bytes);
@@ -489,15 +490,15 @@ fn session(
     // JPEG frames that a codec kept as they were (an MJPEG camera over `lz4` or
     // `raw`) become pixels for a sink that needs them.
     let mut to_pixels = match codec.decoded_info(&hello.frame).format {
-        crate::frame::PixelFormat::Jpeg if !sink.accepts_jpeg() => {
+        crate::media::frame::PixelFormat::Jpeg if !sink.accepts_jpeg() => {
             Some(crate::codecs::jpeg::JpegToPixels::new()?)
         }
         _ => None,
     };
     let info = StreamInfo {
         frame: if keep_jpeg {
-            crate::frame::FrameInfo {
-                format: crate::frame::PixelFormat::Jpeg,
+            crate::media::frame::FrameInfo {
+                format: crate::media::frame::PixelFormat::Jpeg,
                 stride: 0,
                 ..hello.frame
             }
@@ -560,7 +561,7 @@ fn session(
     let result = loop {
         if Instant::now() >= next_ping {
             // A failed write shows up in the reader as a broken connection.
-            let _ = protocol::write_ping(&mut tx, pings, crate::clock::now_us());
+            let _ = protocol::write_ping(&mut tx, pings, crate::media::clock::now_us());
             pings += 1;
             // From now, not from when it was due: a stall sends one ping, not a burst.
             next_ping = Instant::now()
@@ -650,7 +651,7 @@ fn session(
                 why: e.to_string(),
             }));
         }
-        let decoded_us = crate::clock::now_us();
+        let decoded_us = crate::media::clock::now_us();
         let (offset, rtt) = shared
             .clock
             .lock()
@@ -663,7 +664,7 @@ fn session(
             Ok(flow) => flow,
             Err(e) => break Err(ViewError::Sink(e)),
         };
-        let presented_us = crate::clock::now_us();
+        let presented_us = crate::media::clock::now_us();
         report
             .present
             .record(presenting.elapsed().as_micros() as u64);
@@ -731,7 +732,7 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, shared: &Shared) {
             .unwrap_or_default();
         match protocol::read_packet(&mut r, max_payload, &mut payload) {
             Ok(Packet::Frame(header)) => {
-                let received_us = crate::clock::now_us();
+                let received_us = crate::media::clock::now_us();
                 shared.bytes.fetch_add(
                     (payload.len() + protocol::PACKET_HEADER_LEN) as u64,
                     Ordering::Relaxed,
@@ -768,7 +769,7 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, shared: &Shared) {
                     .push(payload);
             }
             Ok(Packet::Pong { t1, t2, t3, .. }) => {
-                let t4 = crate::clock::now_us();
+                let t4 = crate::media::clock::now_us();
                 shared
                     .clock
                     .lock()

@@ -23,9 +23,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{write_all_vectored, DeadlineReader};
+use crate::media::slot::Taken;
+use crate::net::protocol::{write_all_vectored, DeadlineReader};
 use crate::server::{self, Hub, Packet, Protocol, ServerStats, Viewer};
-use crate::slot::Taken;
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 << 10;
@@ -454,12 +454,13 @@ pub fn metrics(s: &ServerStats) -> String {
             format!("{{protocol=\"http\"}} {}", count(Protocol::Http)),
         ],
     );
-    let per_local = |f: &dyn Fn(&crate::local_sinks::LocalSinkStats) -> String| -> Vec<String> {
-        s.local_sinks
-            .iter()
-            .map(|l| format!("{{sink=\"{}\"}} {}", l.name, f(l)))
-            .collect()
-    };
+    let per_local =
+        |f: &dyn Fn(&crate::server::local_sinks::LocalSinkStats) -> String| -> Vec<String> {
+            s.local_sinks
+                .iter()
+                .map(|l| format!("{{sink=\"{}\"}} {}", l.name, f(l)))
+                .collect()
+        };
     metric(
         "local_sink_frames_total",
         "counter",

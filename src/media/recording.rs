@@ -24,7 +24,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use crate::frame::{Frame, FrameInfo, GeometryError, Limits, PixelFormat, StreamInfo};
+use crate::media::frame::{Frame, FrameInfo, GeometryError, Limits, PixelFormat, StreamInfo};
 
 pub const MAGIC: [u8; 8] = *b"LSREC\0\0\x01";
 const RECORD: [u8; 4] = *b"FRAM";

@@ -10,7 +10,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::frame::{FrameInfo, GeometryError, Limits, PixelFormat};
+use crate::media::frame::{FrameInfo, GeometryError, Limits, PixelFormat};
 
 pub const MAGIC: [u8; 4] = *b"LSTR";
 pub const VERSION: u16 = 1;
@@ -215,7 +215,7 @@ impl ServerHello {
             },
             fps: 0.0,
             max_payload: 0,
-            server_time_us: crate::clock::now_us(),
+            server_time_us: crate::media::clock::now_us(),
             message,
         }
     }

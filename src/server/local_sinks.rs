@@ -10,12 +10,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::backend::Kind;
 use crate::config::Config;
-use crate::frame::{Frame, FrameInfo, PixelFormat};
-use crate::registry::{self, Kind};
+use crate::media::frame::{Frame, FrameInfo, PixelFormat};
+use crate::media::slot::Taken;
+use crate::registry;
 use crate::server::{Hub, Protocol, ServeError, Viewer};
 use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
-use crate::slot::Taken;
 
 /// One local sink, as the stats see it.
 pub(crate) struct LocalSink {
@@ -124,7 +125,7 @@ pub(crate) fn start(
 
 /// What a local sink is given: the stream's JPEG as the viewers get it (a
 /// recording, when the stream is JPEG) or the captured pixels.
-fn stream_for(sink: &dyn FrameSink, hub: &Hub) -> (bool, crate::frame::StreamInfo) {
+fn stream_for(sink: &dyn FrameSink, hub: &Hub) -> (bool, crate::media::frame::StreamInfo) {
     let jpeg = sink.takes_jpeg() && hub.payload_is_jpeg;
     let mut info = hub.stream;
     if jpeg {
@@ -150,7 +151,7 @@ fn begin(
     sink: &mut dyn FrameSink,
     hub: &Hub,
     state: &LocalSink,
-) -> Result<(bool, crate::frame::StreamInfo), crate::error::BackendError> {
+) -> Result<(bool, crate::media::frame::StreamInfo), crate::error::BackendError> {
     let (jpeg, info) = stream_for(sink, hub);
     sink.start(&StreamMeta {
         info,
@@ -169,7 +170,7 @@ fn begin(
 /// The sink thread: newest packet → sink, until the server stops or the sink ends.
 fn feed(
     mut sink: Box<dyn FrameSink>,
-    (jpeg, info): (bool, crate::frame::StreamInfo),
+    (jpeg, info): (bool, crate::media::frame::StreamInfo),
     hub: &Hub,
     stop: &AtomicBool,
     state: &LocalSink,
@@ -218,7 +219,7 @@ fn feed(
                     continue;
                 }
                 live.latency_ms =
-                    crate::clock::now_us().saturating_sub(frame.capture_us) as f64 / 1000.0;
+                    crate::media::clock::now_us().saturating_sub(frame.capture_us) as f64 / 1000.0;
                 let presented = sink.present(frame, &live);
                 if presented.is_ok() {
                     state.presented.fetch_add(1, Ordering::Relaxed);

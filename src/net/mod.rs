@@ -1,0 +1,6 @@
+//! Bytes on the wire, and no threads: the native protocol's messages and
+//! bounded readers, and mDNS discovery (whose daemon thread belongs to
+//! `mdns-sd`).
+
+pub mod discovery;
+pub mod protocol;
