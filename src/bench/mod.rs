@@ -239,7 +239,7 @@ pub fn measure(
             .map_err(|e| e.to_string())?;
         std::thread::sleep(warmup);
         let cpu0 = thread_cpu();
-        let timing0 = server.timing();
+        let timing0 = server.capture_totals();
         let (frames0, bytes0) = server
             .viewer_stats()
             .first()
@@ -252,7 +252,7 @@ pub fn measure(
         let allocs1 = ALLOCATIONS.load(Ordering::Relaxed);
         let cpu1 = thread_cpu();
         let elapsed = t0.elapsed().as_secs_f64();
-        let timing1 = server.timing();
+        let timing1 = server.capture_totals();
         let captured = (timing1.frames - timing0.frames).max(1) as f64;
         let stats = server.viewer_stats();
         let frames = stats.first().map_or(0, |v| v.sent) - frames0;

@@ -4,3 +4,5 @@
 
 pub mod discovery;
 pub mod protocol;
+pub mod sniff;
+pub mod socket;

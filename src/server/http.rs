@@ -17,21 +17,22 @@
 //! handshake timeout, for the whole head). One request per connection. MJPEG
 //! viewers get the same newest-frame-wins slot as native viewers.
 
-use std::fmt::Write as _;
 use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::media::slot::Taken;
 use crate::net::protocol::{write_all_vectored, DeadlineReader};
-use crate::server::{self, Hub, Packet, Protocol, ServerStats, Viewer};
+
+use super::hub::{EncodedFrame, Handshaking, Hub, Subscriber, SubscriberKind};
+use super::metrics::metrics;
+use super::send::{log_departure, send_loop, Framing, WRITE_TIMEOUT};
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 << 10;
 const MAX_HEADERS: usize = 32;
 const BOUNDARY: &str = "livestreamframe";
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 
 const INDEX: &str = include_str!("index.html");
@@ -205,19 +206,20 @@ fn respond_with(
     w.flush()
 }
 
-/// Serves one HTTP connection. `handshaking` is released once the head is read.
+/// Serves one HTTP connection. Its handshake place is given back once the
+/// request head is read.
 pub(crate) fn serve(
     stream: &TcpStream,
     peer: SocketAddr,
     hub: &Hub,
     stop: &AtomicBool,
     deadline: Instant,
-    handshaking: &AtomicUsize,
+    handshaking: Handshaking,
 ) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let request = read_request(stream, deadline);
-    handshaking.fetch_sub(1, Ordering::Relaxed);
+    drop(handshaking);
     let request = match request {
         Ok(r) => r,
         Err(r) => {
@@ -227,51 +229,22 @@ pub(crate) fn serve(
                 r.reason,
                 r.detail
             );
+            let body = format!("{}\n", r.reason);
             let _ = respond(
                 stream,
                 r.status,
                 r.reason,
                 "text/plain",
-                format!("{}\n", r.reason).as_bytes(),
+                body.as_bytes(),
                 false,
             );
             return;
         }
     };
+    let Some(cookie) = authorize(stream, peer, hub, &request) else {
+        return;
+    };
     let head_only = request.head_only;
-    let mut cookie = String::new();
-    if let Some(auth) = &hub.auth {
-        let token = auth.http_token();
-        match &request.token {
-            Some((given, in_url)) if token_matches(given, &token) => {
-                if *in_url {
-                    // The page's own requests (the picture, the stats) carry it.
-                    cookie = format!(
-                        "Set-Cookie: {COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict\r\n"
-                    );
-                }
-            }
-            given => {
-                log::warn!(
-                    "HTTP client {peer} refused: {} token for {}",
-                    if given.is_some() { "wrong" } else { "no" },
-                    request.path
-                );
-                let _ = respond_with(
-                    stream,
-                    401,
-                    "Unauthorized",
-                    "text/plain; charset=utf-8",
-                    "WWW-Authenticate: Basic realm=\"livestream\", charset=\"UTF-8\"\r\n",
-                    b"401 Unauthorized: this stream needs the token that `livestream serve` printed.\n\
-                      Open the URL it printed (it ends in ?token=...), or give the token as the\n\
-                      password (any user name), or as `Authorization: Bearer TOKEN`.\n",
-                    head_only,
-                );
-                return;
-            }
-        }
-    }
     let result = match request.path.as_str() {
         "/" | "/index.html" => respond_with(
             stream,
@@ -301,18 +274,48 @@ pub(crate) fn serve(
         }
         other => {
             log::debug!("HTTP client {peer}: no such path {other}");
-            respond(
-                stream,
-                404,
-                "Not Found",
-                "text/plain",
-                b"Not Found\n",
-                head_only,
-            )
+            let body = b"Not Found\n";
+            respond(stream, 404, "Not Found", "text/plain", body, head_only)
         }
     };
     if let Err(e) = result {
         log::debug!("HTTP client {peer}: {e}");
+    }
+}
+
+/// Checks the request's token when the server has pairing. `Some`: go on,
+/// with the header lines that set the page's cookie (empty unless the token
+/// came in the URL); `None`: refused with 401, and not one frame byte sent.
+fn authorize(stream: &TcpStream, peer: SocketAddr, hub: &Hub, request: &Request) -> Option<String> {
+    let Some(auth) = &hub.auth else {
+        return Some(String::new());
+    };
+    let token = auth.http_token();
+    match &request.token {
+        // The page's own requests (the picture, the stats) carry the cookie.
+        Some((given, true)) if token_matches(given, &token) => Some(format!(
+            "Set-Cookie: {COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict\r\n"
+        )),
+        Some((given, false)) if token_matches(given, &token) => Some(String::new()),
+        given => {
+            log::warn!(
+                "HTTP client {peer} refused: {} token for {}",
+                if given.is_some() { "wrong" } else { "no" },
+                request.path
+            );
+            let _ = respond_with(
+                stream,
+                401,
+                "Unauthorized",
+                "text/plain; charset=utf-8",
+                "WWW-Authenticate: Basic realm=\"livestream\", charset=\"UTF-8\"\r\n",
+                b"401 Unauthorized: this stream needs the token that `livestream serve` printed.\n\
+                  Open the URL it printed (it ends in ?token=...), or give the token as the\n\
+                  password (any user name), or as `Authorization: Bearer TOKEN`.\n",
+                request.head_only,
+            );
+            None
+        }
     }
 }
 
@@ -333,208 +336,80 @@ fn snapshot(
     hub: &Hub,
     head_only: bool,
 ) -> std::io::Result<()> {
-    let viewer = Viewer::new(peer, Protocol::Http);
-    let feed = hub.http_feed();
-    if let Err((_, why)) = hub.admit(feed, &viewer) {
-        return busy(stream, &why, head_only);
-    }
-    let packet = viewer.slot.take(SNAPSHOT_WAIT);
-    hub.leave(feed, &viewer);
-    match packet {
+    let viewer = Subscriber::new(peer, SubscriberKind::Http);
+    let admission = match hub.admit(hub.http_feed(), &viewer) {
+        Ok(a) => a,
+        Err(refused) => return busy(stream, &refused.why, head_only),
+    };
+    let frame = viewer.slot.take(SNAPSHOT_WAIT);
+    drop(admission);
+    match frame {
         Taken::Value(p) => respond(stream, 200, "OK", "image/jpeg", p.payload(), head_only),
         _ => busy(stream, "no frame came in time", head_only),
     }
 }
 
 fn mjpeg(stream: &TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, head_only: bool) {
-    let viewer = Viewer::new(peer, Protocol::Http);
-    let feed = hub.http_feed();
-    if let Err((_, why)) = hub.admit(feed, &viewer) {
-        log::warn!("HTTP viewer {peer} refused: {why}");
-        let _ = busy(stream, &why, head_only);
-        return;
-    }
+    let viewer = Subscriber::new(peer, SubscriberKind::Http);
+    let admission = match hub.admit(hub.http_feed(), &viewer) {
+        Ok(a) => a,
+        Err(refused) => {
+            log::warn!("HTTP viewer {peer} refused: {}", refused.why);
+            let _ = busy(stream, &refused.why, head_only);
+            return;
+        }
+    };
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n\
          Cache-Control: no-store\r\nPragma: no-cache\r\nConnection: close\r\n\r\n"
     );
     let mut w = stream;
-    if head_only || w.write_all(head.as_bytes()).is_err() {
-        hub.leave(feed, &viewer);
+    // HEAD: the stream's head, and no part.
+    if w.write_all(head.as_bytes()).is_err() || head_only {
         return;
     }
     log::info!("HTTP viewer {peer} connected ({} watching)", hub.watchers());
-    let reason = server::send_loop(
-        stream,
-        stream,
-        &viewer,
-        hub,
-        stop,
-        mjpeg_part,
-        |_| Ok(()),
-        |w, _, _| {
-            let _ = w.write_all(format!("--{BOUNDARY}--\r\n").as_bytes());
-        },
-    );
-    hub.leave(feed, &viewer);
-    server::log_departure(&viewer, &reason);
+    let why = send_loop(stream, stream, &viewer, hub, stop, &mut MjpegFraming);
+    drop(admission);
+    log_departure(&viewer, &why);
 }
 
-/// One part of the multipart stream: headers, the JPEG, and a line end. Written
-/// with one vectored write and no allocation.
-fn mjpeg_part(
-    w: &mut &TcpStream,
-    packet: &Packet,
-    _dropped_before: bool,
-) -> std::io::Result<usize> {
-    let jpeg = packet.payload();
-    let mut head = [0u8; 160];
-    let mut cursor = std::io::Cursor::new(&mut head[..]);
-    write!(
-        cursor,
-        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Sequence: {}\r\n\r\n",
-        jpeg.len(),
-        packet.frame.seq
-    )?;
-    let n = cursor.position() as usize;
-    write_all_vectored(
-        w,
-        &mut [
-            IoSlice::new(&head[..n]),
-            IoSlice::new(jpeg),
-            IoSlice::new(b"\r\n"),
-        ],
-    )?;
-    Ok(n + jpeg.len() + 2)
-}
+/// `multipart/x-mixed-replace`: each frame is one part.
+struct MjpegFraming;
 
-/// Prometheus text exposition format, version 0.0.4.
-pub fn metrics(s: &ServerStats) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
-        let _ = writeln!(
-            out,
-            "# HELP livestream_{name} {help}\n# TYPE livestream_{name} {kind}"
-        );
-        for l in lines {
-            let _ = writeln!(out, "livestream_{name}{l}");
-        }
-    };
-    metric(
-        "frames_captured_total",
-        "counter",
-        "Frames captured from the source.",
-        vec![format!(" {}", s.frames_captured)],
-    );
-    metric(
-        "capture_fps",
-        "gauge",
-        "Frames captured per second over the last second.",
-        vec![format!(" {}", s.capture_fps)],
-    );
-    metric(
-        "encoder_dropped_frames_total",
-        "counter",
-        "Captured frames no encoder was free for.",
-        vec![format!(" {}", s.encoder_dropped)],
-    );
-    metric(
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the server started.",
-        vec![format!(" {:.3}", s.uptime_seconds)],
-    );
-    let count = |p: Protocol| s.viewers.iter().filter(|v| v.protocol == p).count();
-    metric(
-        "viewers",
-        "gauge",
-        "Viewers watching now.",
-        vec![
-            format!("{{protocol=\"native\"}} {}", count(Protocol::Native)),
-            format!("{{protocol=\"http\"}} {}", count(Protocol::Http)),
-        ],
-    );
-    let per_local =
-        |f: &dyn Fn(&crate::server::local_sinks::LocalSinkStats) -> String| -> Vec<String> {
-            s.local_sinks
-                .iter()
-                .map(|l| format!("{{sink=\"{}\"}} {}", l.name, f(l)))
-                .collect()
-        };
-    metric(
-        "local_sink_frames_total",
-        "counter",
-        "Frames each sink on the server (preview, recording) took.",
-        per_local(&|l| l.presented.to_string()),
-    );
-    metric(
-        "local_sink_frames_dropped_total",
-        "counter",
-        "Frames each sink on the server missed because it was still busy with an older one.",
-        per_local(&|l| l.dropped.to_string()),
-    );
-    metric(
-        "local_sink_running",
-        "gauge",
-        "1 while a sink on the server runs; 0 once it closed or failed.",
-        per_local(&|l| u8::from(l.running).to_string()),
-    );
-    let per_viewer = |f: &dyn Fn(&server::ViewerStats) -> String| -> Vec<String> {
-        s.viewers
-            .iter()
-            .map(|v| {
-                let protocol = match v.protocol {
-                    Protocol::Http => "http",
-                    _ => "native",
-                };
-                format!("{{peer=\"{}\",protocol=\"{protocol}\"}} {}", v.peer, f(v))
-            })
-            .collect()
-    };
-    metric(
-        "viewer_frames_sent_total",
-        "counter",
-        "Frames written to each viewer.",
-        per_viewer(&|v| v.sent.to_string()),
-    );
-    metric(
-        "viewer_frames_dropped_total",
-        "counter",
-        "Frames skipped for each viewer because it was still busy with an older one.",
-        per_viewer(&|v| v.dropped.to_string()),
-    );
-    metric(
-        "viewer_sent_bytes_total",
-        "counter",
-        "Bytes written to each viewer, framing included.",
-        per_viewer(&|v| v.bytes.to_string()),
-    );
-    metric(
-        "viewer_send_latency_seconds",
-        "gauge",
-        "Capture to sent for each viewer, smoothed.",
-        per_viewer(&|v| format!("{:.6}", v.latency_ms / 1000.0)),
-    );
-    // What native viewers measured themselves, capture to presented.
-    let mut reported = Vec::new();
-    for v in &s.viewers {
-        if let Some(r) = v.reported_latency {
-            for (q, ms) in [("p50", r.p50_ms), ("p95", r.p95_ms)] {
-                reported.push(format!(
-                    "{{peer=\"{}\",stat=\"{q}\"}} {:.6}",
-                    v.peer,
-                    ms / 1000.0
-                ));
-            }
-        }
+impl Framing<&TcpStream> for MjpegFraming {
+    /// One part: headers, the JPEG, and a line end. Written with one vectored
+    /// write and no allocation.
+    fn frame(
+        &mut self,
+        w: &mut &TcpStream,
+        frame: &EncodedFrame,
+        _gap: bool,
+    ) -> std::io::Result<usize> {
+        let jpeg = frame.payload();
+        let mut head = [0u8; 160];
+        let mut cursor = std::io::Cursor::new(&mut head[..]);
+        write!(
+            cursor,
+            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Sequence: {}\r\n\r\n",
+            jpeg.len(),
+            frame.frame.seq
+        )?;
+        let n = cursor.position() as usize;
+        write_all_vectored(
+            w,
+            &mut [
+                IoSlice::new(&head[..n]),
+                IoSlice::new(jpeg),
+                IoSlice::new(b"\r\n"),
+            ],
+        )?;
+        Ok(n + jpeg.len() + 2)
     }
-    metric(
-        "viewer_reported_latency_seconds",
-        "gauge",
-        "Capture to presented as each native viewer measures it, over its last second.",
-        reported,
-    );
-    out
+
+    fn end(&mut self, w: &mut &TcpStream, _why: &str, _final: bool) {
+        let _ = w.write_all(format!("--{BOUNDARY}--\r\n").as_bytes());
+    }
 }
 
 #[cfg(test)]

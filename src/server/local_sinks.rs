@@ -4,7 +4,6 @@
 //! only (counted in `/stats`) and never delays capture or any viewer. A sink that
 //! fails or is closed ends alone; the server goes on.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,221 +11,191 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Kind;
 use crate::config::Config;
-use crate::media::frame::{Frame, FrameInfo, PixelFormat};
+use crate::error::{BackendError, CodecError};
+use crate::media::clock;
+use crate::media::frame::{Frame, PixelFormat};
 use crate::media::slot::Taken;
 use crate::registry;
-use crate::server::{Hub, Protocol, ServeError, Viewer};
+use crate::sinks::input::SinkInput;
 use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
 
-/// One local sink, as the stats see it.
-pub(crate) struct LocalSink {
-    pub(crate) name: String,
-    pub(crate) viewer: Arc<Viewer>,
-    pub(crate) presented: AtomicU64,
-    /// Why it stopped, when it failed.
-    pub(crate) failed: Mutex<Option<String>>,
-    pub(crate) running: AtomicBool,
-}
+use super::hub::{EncodedFrame, Hub, LocalSink, Subscriber, SubscriberKind, Subscription};
+use super::ServeError;
 
-/// A local sink in `/stats`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LocalSinkStats {
-    pub name: String,
-    /// Frames the sink took.
-    pub presented: u64,
-    /// Frames it missed because it was still busy with an older one.
-    pub dropped: u64,
-    pub running: bool,
-    pub failed: Option<String>,
-}
-
-impl LocalSink {
-    pub(crate) fn stats(&self) -> LocalSinkStats {
-        LocalSinkStats {
-            name: self.name.clone(),
-            presented: self.presented.load(Ordering::Relaxed),
-            dropped: self.viewer.counters.dropped.load(Ordering::Relaxed),
-            running: self.running.load(Ordering::Relaxed),
-            failed: self
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        }
-    }
-}
+/// How long a sink may take to open (a window: the display's answer).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Opens sink `name` on a new thread (sinks are not `Send`: a window stays on the
 /// thread that made it) and feeds it until the server stops. Returns once the
-/// sink has opened, or with the reason it could not.
+/// sink has opened, or with the reason it could not; its thread goes into
+/// `threads` as soon as it is spawned, for the caller to join either way. A
+/// sink that opens after its time is up is told to close at once (`cancel`), so
+/// joining never waits for more than its open.
 pub(crate) fn start(
     name: &str,
     cfg: &Config,
     hub: &Arc<Hub>,
     stop: &Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, ServeError> {
+    threads: &mut Vec<JoinHandle<()>>,
+) -> Result<(), ServeError> {
     let backend = registry::sink(name)?;
     let state = Arc::new(LocalSink {
         name: name.to_string(),
-        viewer: Viewer::new(SocketAddr::from(([0, 0, 0, 0], 0)), Protocol::Local),
+        viewer: Subscriber::internal(SubscriberKind::Local),
         presented: AtomicU64::new(0),
         failed: Mutex::new(None),
         running: AtomicBool::new(true),
     });
+    let cancel = Arc::new(AtomicBool::new(false));
     let (opened, answer) = mpsc::sync_channel(1);
     let thread = {
         let (cfg, hub, stop, state) = (cfg.clone(), hub.clone(), stop.clone(), state.clone());
+        let cancel = cancel.clone();
         std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
-                let mut sink = match (backend.open)(&cfg.backend(Kind::Sink, &state.name)) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = opened.send(Err(e));
-                        return;
-                    }
-                };
-                // Started and subscribed before the server goes on to start
-                // capture: a recording holds the very first frame.
-                let given = match begin(sink.as_mut(), &hub, &state) {
-                    Ok(given) => given,
-                    Err(e) => {
-                        let _ = opened.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = opened.send(Ok(()));
-                feed(sink, given, &hub, &stop, &state);
+                let sink = (backend.open)(&cfg.backend(Kind::Sink, &state.name));
+                run(sink, &hub, &state, &[&stop, &cancel], opened)
             })
             .map_err(ServeError::Thread)?
     };
-    let why = match answer.recv_timeout(Duration::from_secs(30)) {
+    threads.push(thread);
+    let why = match answer.recv_timeout(OPEN_TIMEOUT) {
         Ok(Ok(())) => {
             hub.locals
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(state);
-            return Ok(thread);
+            return Ok(());
         }
         // A mistake in its table is a configuration error, with its place.
-        Ok(Err(crate::error::BackendError::Config(e))) => {
-            let _ = thread.join();
-            return Err(ServeError::Backend(e.into()));
-        }
+        Ok(Err(BackendError::Config(e))) => return Err(ServeError::Backend(e.into())),
         Ok(Err(e)) => e.to_string(),
-        Err(_) => "did not open within 30 s".into(),
+        Err(_) => {
+            cancel.store(true, Ordering::SeqCst);
+            format!("did not open within {} s", OPEN_TIMEOUT.as_secs())
+        }
     };
-    let _ = thread.join();
     Err(ServeError::LocalSink {
         name: name.to_string(),
         why,
     })
 }
 
-/// What a local sink is given: the stream's JPEG as the viewers get it (a
-/// recording, when the stream is JPEG) or the captured pixels.
-fn stream_for(sink: &dyn FrameSink, hub: &Hub) -> (bool, crate::media::frame::StreamInfo) {
-    let jpeg = sink.takes_jpeg() && hub.payload_is_jpeg;
-    let mut info = hub.stream;
-    if jpeg {
-        info.frame = FrameInfo {
-            format: PixelFormat::Jpeg,
-            stride: 0,
-            ..info.frame
-        };
-    } else if info.frame.format == PixelFormat::Jpeg && !sink.accepts_jpeg() {
-        // An MJPEG camera's frames, decoded for a sink that needs pixels.
-        if let Ok(info_rgb) =
-            FrameInfo::packed(PixelFormat::Rgb24, info.frame.width, info.frame.height)
-        {
-            info.frame = info_rgb;
-        }
-    }
-    (jpeg, info)
-}
-
-/// Starts the sink on the stream and subscribes it to the capture; returns what
-/// it is given (see [`stream_for`]).
-fn begin(
-    sink: &mut dyn FrameSink,
+/// The sink thread's body: starts the opened sink, says so through `opened`,
+/// and feeds it until one of `stops` is set or the sink ends.
+fn run(
+    sink: Result<Box<dyn FrameSink>, BackendError>,
     hub: &Hub,
     state: &LocalSink,
-) -> Result<(bool, crate::media::frame::StreamInfo), crate::error::BackendError> {
-    let (jpeg, info) = stream_for(sink, hub);
+    stops: &[&AtomicBool; 2],
+    opened: mpsc::SyncSender<Result<(), BackendError>>,
+) {
+    let mut sink = match sink {
+        Ok(s) => s,
+        Err(e) => {
+            state.running.store(false, Ordering::Relaxed);
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    // Started and subscribed before the server goes on to start capture: a
+    // recording holds the very first frame.
+    let started = begin(sink.as_mut(), hub, state);
+    let (input, subscription) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            state.running.store(false, Ordering::Relaxed);
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    // Too late: the server has given up on this sink.
+    if opened.send(Ok(())).is_err() || stops[1].load(Ordering::SeqCst) {
+        drop(subscription);
+        state.running.store(false, Ordering::Relaxed);
+        let _ = sink.finish();
+        return;
+    }
+    feed(sink, input, stops[0], state);
+    drop(subscription);
+}
+
+/// Starts the sink on the stream as it will get it, and subscribes it to the
+/// capture.
+fn begin<'h>(
+    sink: &mut dyn FrameSink,
+    hub: &'h Hub,
+    state: &LocalSink,
+) -> Result<(SinkInput, Subscription<'h>), BackendError> {
+    let input = SinkInput::choose(sink, hub.payload_is_jpeg, hub.stream)?;
     sink.start(&StreamMeta {
-        info,
+        info: input.info(),
         name: hub.name.clone(),
         address: "this machine".into(),
         codec: hub.codec.clone(),
     })
-    .map_err(|e| crate::error::BackendError::Invalid {
+    .map_err(|e| BackendError::Invalid {
         what: format!("local sink {}", state.name),
         why: e.to_string(),
     })?;
-    hub.main.lock().push(state.viewer.clone());
-    Ok((jpeg, info))
+    Ok((input, hub.main.subscribe(&state.viewer)))
 }
 
-/// The sink thread: newest packet → sink, until the server stops or the sink ends.
-fn feed(
-    mut sink: Box<dyn FrameSink>,
-    (jpeg, info): (bool, crate::media::frame::StreamInfo),
-    hub: &Hub,
-    stop: &AtomicBool,
-    state: &LocalSink,
-) {
+/// The frame `sink` is given for `frame`: the payload as it came, the captured
+/// pixels, or those decoded from a camera's JPEG (into `scratch`).
+fn picture<'a>(
+    input: &mut SinkInput,
+    frame: &'a EncodedFrame,
+    scratch: &'a mut Frame,
+) -> Result<&'a Frame, CodecError> {
+    if input.keeps_jpeg() && frame.frame.info.format != PixelFormat::Jpeg {
+        scratch.info = input.info().frame;
+        scratch.seq = frame.frame.seq;
+        scratch.capture_us = frame.frame.capture_us;
+        scratch.data.clear();
+        scratch.data.extend_from_slice(frame.payload());
+        return Ok(scratch);
+    }
+    match input.to_pixels() {
+        Some(p) => {
+            p.decode_into(&frame.frame, scratch)?;
+            Ok(scratch)
+        }
+        None => Ok(&frame.frame),
+    }
+}
+
+/// The sink thread's loop: newest frame → sink, until the server stops or the
+/// sink ends.
+fn feed(mut sink: Box<dyn FrameSink>, mut input: SinkInput, stop: &AtomicBool, state: &LocalSink) {
     let name = &state.name;
     let fail = |why: String| {
         log::error!("local sink {name} stopped: {why}; viewers go on");
         *state.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     };
     let mut scratch = Frame::empty();
-    let mut to_pixels = if hub.stream.frame.format == PixelFormat::Jpeg && !sink.accepts_jpeg() {
-        match crate::codecs::jpeg::JpegToPixels::new() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                fail(e.to_string());
-                state.running.store(false, Ordering::Relaxed);
-                hub.main.remove(&state.viewer);
-                return;
-            }
-        }
-    } else {
-        None
-    };
     let mut live = Live::default();
     let mut meter = (Instant::now(), 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         let flow = match state.viewer.slot.take(Duration::from_millis(100)) {
-            Taken::Value(packet) => {
-                let mut decoded = Ok(());
-                let frame = if jpeg && packet.frame.info.format != PixelFormat::Jpeg {
-                    scratch.info = info.frame;
-                    scratch.seq = packet.frame.seq;
-                    scratch.capture_us = packet.frame.capture_us;
-                    scratch.data.clear();
-                    scratch.data.extend_from_slice(packet.payload());
-                    &scratch
-                } else if let Some(p) = to_pixels.as_mut() {
-                    decoded = p.decode_into(&packet.frame, &mut scratch);
-                    &scratch
-                } else {
-                    &packet.frame
-                };
-                if let Err(e) = decoded {
+            Taken::Value(frame) => match picture(&mut input, &frame, &mut scratch) {
+                Ok(picture) => {
+                    live.latency_ms =
+                        clock::now_us().saturating_sub(picture.capture_us) as f64 / 1000.0;
+                    let presented = sink.present(picture, &live);
+                    if presented.is_ok() {
+                        state.presented.fetch_add(1, Ordering::Relaxed);
+                        state.viewer.sent(&frame, frame.payload().len());
+                    }
+                    presented
+                }
+                Err(e) => {
                     // One bad camera frame: skipped, the preview goes on.
-                    log::debug!("local sink {name}: frame {}: {e}", packet.frame.seq);
+                    log::debug!("local sink {name}: frame {}: {e}", frame.frame.seq);
                     continue;
                 }
-                live.latency_ms =
-                    crate::media::clock::now_us().saturating_sub(frame.capture_us) as f64 / 1000.0;
-                let presented = sink.present(frame, &live);
-                if presented.is_ok() {
-                    state.presented.fetch_add(1, Ordering::Relaxed);
-                    state.viewer.sent(&packet, packet.payload().len());
-                }
-                presented
-            }
+            },
             Taken::Timeout => sink.idle(),
             Taken::Closed => break,
         };
@@ -249,7 +218,6 @@ fn feed(
             }
         }
     }
-    hub.main.remove(&state.viewer);
     state.running.store(false, Ordering::Relaxed);
     if let Err(e) = sink.finish() {
         fail(e.to_string());

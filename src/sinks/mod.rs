@@ -6,6 +6,7 @@ use crate::error::{BackendError, SinkError};
 use crate::media::frame::{Frame, StreamInfo};
 
 pub mod file;
+pub mod input;
 #[cfg(feature = "minifb")]
 pub mod minifb;
 pub mod null;

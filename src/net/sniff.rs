@@ -1,0 +1,122 @@
+//! Which protocol a connection speaks, from its first bytes: the native wire
+//! protocol, the secure handshake, and HTTP share one port. A pure function of
+//! the bytes seen so far; the connection's thread peeks and waits for more
+//! (see `server/connection.rs`).
+//!
+//! The rules are disjoint, tried in this order (`docs/protocol.md`):
+//! 1. `LSTR` (the native client hello's magic) → native;
+//! 2. a 2-byte length, then `LSEC` (a framed secure hello) → secure;
+//! 3. 3 to 7 upper-case ASCII letters, then a space (`GET `, `OPTIONS `) → HTTP;
+//! 4. anything else → native, whose handshake refuses it with a reason.
+//!
+//! Rule 1 first: a native hello whose version's low byte is 0x20 reads
+//! `LSTR ` and would otherwise look like a method. No HTTP method is `LSTR`.
+
+use super::protocol::MAGIC as NATIVE;
+use crate::secure::MAGIC as SECURE;
+
+/// The longest prefix [`sniff`] needs: a 7-letter method and its space.
+pub const SNIFF_LEN: usize = 8;
+
+/// What the first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    Native,
+    /// A framed secure hello.
+    Secure,
+    Http,
+    /// Not yet decided: wait for more bytes (at most [`SNIFF_LEN`]).
+    NeedMore,
+}
+
+/// Decides from the first bytes of a connection.
+pub fn sniff(first: &[u8]) -> Speaks {
+    let first = &first[..first.len().min(SNIFF_LEN)];
+    if first.is_empty() {
+        return Speaks::NeedMore;
+    }
+    if first.len() < NATIVE.len() && NATIVE.starts_with(first) {
+        return Speaks::NeedMore;
+    }
+    if first.starts_with(&NATIVE) {
+        return Speaks::Native;
+    }
+    // A secure hello's length (under 2 KiB) never starts with a letter.
+    if !first[0].is_ascii_uppercase() {
+        let magic = &first[2.min(first.len())..first.len().min(6)];
+        return match (first.len() >= 6, SECURE.starts_with(magic)) {
+            (true, true) => Speaks::Secure,
+            (false, true) => Speaks::NeedMore,
+            (_, false) => Speaks::Native,
+        };
+    }
+    let letters = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    if letters == first.len() {
+        return if letters < SNIFF_LEN {
+            Speaks::NeedMore
+        } else {
+            Speaks::Native
+        };
+    }
+    if (3..=7).contains(&letters) && first[letters] == b' ' {
+        Speaks::Http
+    } else {
+        Speaks::Native
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rule_and_its_boundaries() {
+        assert_eq!(sniff(b""), Speaks::NeedMore);
+        assert_eq!(sniff(b"LS"), Speaks::NeedMore);
+        assert_eq!(sniff(b"LSTR\x00\x01"), Speaks::Native);
+        assert_eq!(sniff(b"\x00\x08LSEC\x01"), Speaks::Secure);
+        assert_eq!(sniff(b"\x00\x08LS"), Speaks::NeedMore);
+        assert_eq!(sniff(b"\x00\x08LSXX"), Speaks::Native);
+        assert_eq!(sniff(b"GET / HTTP/1.1"), Speaks::Http);
+        assert_eq!(sniff(b"OPTIONS * RTSP/1.0"), Speaks::Http);
+        assert_eq!(sniff(b"GE"), Speaks::NeedMore);
+        assert_eq!(sniff(b"GET"), Speaks::NeedMore, "the space may follow");
+        assert_eq!(sniff(b"GO /"), Speaks::Native, "two letters are no method");
+        assert_eq!(
+            sniff(b"ABCDEFGH"),
+            Speaks::Native,
+            "eight letters are no method"
+        );
+        assert_eq!(sniff(b"get /"), Speaks::Native, "methods are upper case");
+        assert_eq!(sniff(b"GET\t/"), Speaks::Native);
+    }
+
+    #[test]
+    fn a_native_hello_of_version_0x20_is_not_http() {
+        // The collision a client written from the docs found: version 32's low
+        // byte is a space, so the hello starts `LSTR `.
+        let hello = [b'L', b'S', b'T', b'R', 0x20, 0x00, 0, 0];
+        assert_eq!(sniff(&hello), Speaks::Native);
+        assert_eq!(sniff(&hello[..4]), Speaks::Native);
+    }
+
+    #[test]
+    fn decided_prefixes_stay_decided() {
+        // Every rule decides on a prefix the longer input agrees with.
+        for input in [
+            &b"LSTR\x00\x01\x00\x00"[..],
+            b"\x00\x08LSEC\x01\x00",
+            b"GET / HT",
+            b"OPTIONS ",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01",
+            b"XYZZYXYZ",
+        ] {
+            let full = sniff(input);
+            assert_ne!(full, Speaks::NeedMore, "{input:?}");
+            for n in 0..input.len() {
+                let part = sniff(&input[..n]);
+                assert!(part == Speaks::NeedMore || part == full, "{input:?}[..{n}]");
+            }
+        }
+    }
+}

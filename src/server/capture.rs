@@ -1,0 +1,202 @@
+//! The `capture` thread and its `encode-N` helpers: source → codec → a pooled,
+//! shared frame → the main fan-out.
+//!
+//! With one codec the capture thread encodes inline. With several (CPU-heavy
+//! codecs such as JPEG) it hands the newest frame to whichever `encode-N`
+//! thread is free, through a newest-wins slot: a frame no encoder was free for
+//! is dropped, never queued, and the fan-out publishes in order, dropping one
+//! that an encoder finished after a newer one went out.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codecs::{Encoded, FrameCodec};
+use crate::error::SourceError;
+use crate::media::clock;
+use crate::media::slot::{Slot, Taken};
+use crate::sources::FrameSource;
+
+use super::hub::{EncodedFrame, FramePool, Hub};
+use super::ServeLimits;
+
+/// Consecutive capture failures after which the source counts as failed.
+const MAX_FAILURES: u32 = 10;
+
+/// Encodes a captured frame (which nobody else holds yet), publishes it, and
+/// returns it to the pool.
+fn encode_and_publish(
+    codec: &mut dyn FrameCodec,
+    mut frame: Arc<EncodedFrame>,
+    hub: &Hub,
+    pool: &FramePool,
+) {
+    if let Some(p) = Arc::get_mut(&mut frame) {
+        // CPU time, not wall time.
+        let t0 = clock::thread_cpu_ns();
+        let encoded = codec.encode(&p.frame, &mut p.encoded);
+        hub.encode_ns
+            .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+        match encoded {
+            Ok(e) => {
+                p.passthrough = e == Encoded::Passthrough;
+                p.encoded_us = clock::now_us();
+                hub.main.publish(&frame);
+            }
+            Err(e) => log::error!("encoding frame {} failed: {e}", p.frame.seq),
+        }
+    }
+    pool.give(frame);
+}
+
+/// What became of one call to the source.
+enum Captured {
+    Frame(Arc<EncodedFrame>),
+    /// Nothing this time (a timeout, or a failure short of the limit).
+    Nothing,
+    /// The stream is over: `Ok` when the source ended, `Err` when it failed.
+    Over(Result<(), SourceError>),
+}
+
+/// The capture thread's state between frames.
+struct Capture<'a> {
+    source: Box<dyn FrameSource>,
+    hub: &'a Hub,
+    pool: &'a FramePool,
+    failures: u32,
+    /// When the rate was last measured, and the frame count then.
+    meter: (Instant, u64),
+}
+
+impl Capture<'_> {
+    /// Asks the source for one frame, into a pooled frame.
+    fn next(&mut self) -> Captured {
+        let mut frame = self.pool.take();
+        let Some(p) = Arc::get_mut(&mut frame) else {
+            unreachable!("the pool hands out unshared frames")
+        };
+        // CPU time, not wall time: pacing sleeps are not work.
+        let t0 = clock::thread_cpu_ns();
+        let result = self.source.next_frame(&mut p.frame);
+        self.hub
+            .source_ns
+            .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.failures = 0;
+                self.count();
+                return Captured::Frame(frame);
+            }
+            Err(SourceError::EndOfStream) => {
+                self.hub.finish("the source has ended", true);
+                return Captured::Over(Ok(()));
+            }
+            Err(SourceError::Timeout(_)) => {}
+            Err(e) => {
+                self.failures += 1;
+                log::error!("capture failed: {e}");
+                if self.failures >= MAX_FAILURES {
+                    self.hub.finish("the source failed", true);
+                    return Captured::Over(Err(e));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.pool.give(frame);
+        Captured::Nothing
+    }
+
+    /// Counts a captured frame, and once a second the capture rate.
+    fn count(&mut self) {
+        let captured = self.hub.captured.fetch_add(1, Ordering::Relaxed) + 1;
+        let elapsed = self.meter.0.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let fps = (captured - self.meter.1) as f64 / elapsed.as_secs_f64();
+            self.hub.capture_fps.store(fps.to_bits(), Ordering::Relaxed);
+            self.meter = (Instant::now(), captured);
+        }
+    }
+}
+
+/// The `encode-N` thread: encodes the newest frame handed over, until the
+/// hand-over closes.
+fn encoder_loop(
+    codec: &mut dyn FrameCodec,
+    work: &Slot<Arc<EncodedFrame>>,
+    hub: &Hub,
+    pool: &FramePool,
+) {
+    loop {
+        match work.take(Duration::from_millis(500)) {
+            Taken::Value(frame) => encode_and_publish(codec, frame, hub, pool),
+            Taken::Timeout => {}
+            Taken::Closed => break,
+        }
+    }
+}
+
+/// The capture thread: source → (encoders) → subscribers, until `stop`, the
+/// limits, or the end of the source.
+pub(crate) fn capture_loop(
+    source: Box<dyn FrameSource>,
+    mut codecs: Vec<Box<dyn FrameCodec>>,
+    hub: &Hub,
+    stop: &AtomicBool,
+    limits: ServeLimits,
+) -> Result<(), SourceError> {
+    let started = Instant::now();
+    let pool = FramePool::default();
+    let work: Slot<Arc<EncodedFrame>> = Slot::default();
+    let mut inline = if codecs.len() == 1 {
+        codecs.pop()
+    } else {
+        None
+    };
+    std::thread::scope(|scope| {
+        for (i, mut codec) in codecs.into_iter().enumerate() {
+            let (work, pool) = (&work, &pool);
+            let spawned = std::thread::Builder::new()
+                .name(format!("encode-{i}"))
+                .spawn_scoped(scope, move || encoder_loop(codec.as_mut(), work, hub, pool));
+            if let Err(e) = spawned {
+                log::error!("cannot start encoder thread {i}: {e}");
+            }
+        }
+        let mut capture = Capture {
+            source,
+            hub,
+            pool: &pool,
+            failures: 0,
+            meter: (Instant::now(), 0),
+        };
+        let result = loop {
+            if stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            let captured = hub.captured.load(Ordering::Relaxed);
+            if limits.frames.is_some_and(|n| captured >= n)
+                || limits.duration.is_some_and(|d| started.elapsed() >= d)
+            {
+                hub.finish("the stream has ended (frame or time limit)", true);
+                break Ok(());
+            }
+            let frame = match capture.next() {
+                Captured::Frame(frame) => frame,
+                Captured::Nothing => continue,
+                Captured::Over(result) => break result,
+            };
+            match inline.as_mut() {
+                Some(codec) => encode_and_publish(codec.as_mut(), frame, hub, &pool),
+                None => {
+                    if let Some(stale) = work.put(frame) {
+                        hub.encoder_dropped.fetch_add(1, Ordering::Relaxed);
+                        pool.give(stale);
+                    }
+                }
+            }
+        };
+        // Ends the encoders, which the scope then joins.
+        work.close();
+        result
+    })
+}

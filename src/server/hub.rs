@@ -1,0 +1,533 @@
+//! What the server's threads share: the encoded frames, the fan-outs that hand
+//! each frame to every subscriber's newest-wins slot, and the hub that counts
+//! viewers and knows when the stream is over. No threads of its own; every
+//! thread of `serve` touches it (capture and the encoders publish, connection
+//! threads and local sinks subscribe, `/stats` reads).
+//!
+//! Bookkeeping is by guard: a [`Subscription`] leaves its fan-out when dropped,
+//! an [`Admission`] also gives back its viewer place, and a [`Handshaking`]
+//! gives back its handshake place. A forgotten decrement cannot happen.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::media::frame::{Frame, StreamInfo};
+use crate::media::slot::Slot;
+use crate::net::protocol::{Report, Status};
+use crate::secure::ServerAuth;
+
+/// Connections still in their handshake beyond which new ones are closed at once:
+/// a flood of idle connections cannot pile up threads.
+pub(crate) const MAX_HANDSHAKING: usize = 64;
+
+/// One encoded frame, shared by every subscriber that sends it. Recycled through
+/// a [`FramePool`]: no allocation per frame once the pool has grown.
+pub(crate) struct EncodedFrame {
+    /// The captured frame (its pixels are the payload when `passthrough`).
+    pub(crate) frame: Frame,
+    pub(crate) encoded: Vec<u8>,
+    pub(crate) passthrough: bool,
+    /// When the encoder finished with it (server clock, µs).
+    pub(crate) encoded_us: u64,
+}
+
+impl EncodedFrame {
+    pub(crate) fn payload(&self) -> &[u8] {
+        if self.passthrough {
+            &self.frame.data
+        } else {
+            &self.encoded
+        }
+    }
+}
+
+/// Recycled frames, shared by capture and the encoders (or by the JPEG
+/// transcoder). A frame goes back here after it is published; it is reused once
+/// no subscriber holds it any more, so the pool stops growing at
+/// (subscribers × 2 + encoders + 1) frames.
+#[derive(Default)]
+pub(crate) struct FramePool(Mutex<Vec<Arc<EncodedFrame>>>);
+
+impl FramePool {
+    /// A frame nobody else holds (`Arc::get_mut` succeeds on it).
+    pub(crate) fn take(&self) -> Arc<EncodedFrame> {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.iter_mut().position(|p| Arc::get_mut(p).is_some()) {
+            Some(i) => pool.swap_remove(i),
+            None => Arc::new(EncodedFrame {
+                frame: Frame::empty(),
+                encoded: Vec::new(),
+                passthrough: false,
+                encoded_us: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn give(&self, frame: Arc<EncodedFrame>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
+    }
+}
+
+/// Who a subscriber of a fan-out is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriberKind {
+    /// `livestream view`, the wire protocol.
+    Native,
+    /// A browser or media player: MJPEG over HTTP.
+    Http,
+    /// The server's own JPEG transcoder (not a viewer; not in the stats).
+    Transcoder,
+    /// A sink on the server itself (in the stats as a local sink).
+    Local,
+}
+
+/// Counters of one subscriber.
+#[derive(Debug, Default)]
+pub struct SubscriberCounters {
+    pub sent: AtomicU64,
+    pub dropped: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Capture to sent (the write returned), smoothed, µs.
+    pub latency_us: AtomicU64,
+}
+
+/// What a native viewer sent back: pings waiting for their pong, and its last
+/// latency report.
+#[derive(Debug, Default)]
+pub(crate) struct Feedback {
+    /// (id, t1, t2): ping `id` sent at `t1` (viewer clock), read here at `t2`.
+    pub(crate) pings: Mutex<std::collections::VecDeque<(u64, u64, u64)>>,
+    pub(crate) report: Mutex<Option<Report>>,
+}
+
+/// One subscriber of a fan-out: a viewer, a local sink or the transcoder.
+pub(crate) struct Subscriber {
+    pub(crate) peer: SocketAddr,
+    pub(crate) kind: SubscriberKind,
+    pub(crate) slot: Slot<Arc<EncodedFrame>>,
+    pub(crate) counters: SubscriberCounters,
+    pub(crate) feedback: Feedback,
+    pub(crate) connected: Instant,
+}
+
+impl Subscriber {
+    pub(crate) fn new(peer: SocketAddr, kind: SubscriberKind) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            peer,
+            kind,
+            slot: Slot::default(),
+            counters: SubscriberCounters::default(),
+            feedback: Feedback::default(),
+            connected: Instant::now(),
+        })
+    }
+
+    /// A subscriber inside the server (the transcoder, a local sink).
+    pub(crate) fn internal(kind: SubscriberKind) -> Arc<Subscriber> {
+        Subscriber::new(SocketAddr::from(([0, 0, 0, 0], 0)), kind)
+    }
+
+    /// Counts one frame written, and how late it was.
+    pub(crate) fn sent(&self, frame: &EncodedFrame, bytes: usize) {
+        let c = &self.counters;
+        c.sent.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let late = crate::media::clock::now_us().saturating_sub(frame.frame.capture_us);
+        let old = c.latency_us.load(Ordering::Relaxed);
+        let smoothed = if old == 0 { late } else { (old * 7 + late) / 8 };
+        c.latency_us.store(smoothed, Ordering::Relaxed);
+    }
+
+    /// Counts one frame this subscriber missed.
+    pub(crate) fn dropped(&self) {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A set of subscribers fed the same frames.
+#[derive(Default)]
+pub(crate) struct Fanout {
+    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+    /// One past the newest published sequence number (under the subscribers lock).
+    next_seq: AtomicU64,
+    /// Frames not published because a newer one went out first.
+    pub(crate) late: AtomicU64,
+}
+
+/// A place in a fan-out; dropping it leaves.
+pub(crate) struct Subscription<'a> {
+    fanout: &'a Fanout,
+    subscriber: Arc<Subscriber>,
+}
+
+impl Subscription<'_> {
+    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.subscriber
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let me = &self.subscriber;
+        self.fanout.lock().retain(|s| !Arc::ptr_eq(s, me));
+    }
+}
+
+impl Fanout {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Arc<Subscriber>>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The one way onto a fan-out, for every kind of subscriber: from now on
+    /// every published frame goes into its slot, until the guard is dropped.
+    pub(crate) fn subscribe(&self, subscriber: &Arc<Subscriber>) -> Subscription<'_> {
+        self.lock().push(subscriber.clone());
+        Subscription {
+            fanout: self,
+            subscriber: subscriber.clone(),
+        }
+    }
+
+    /// Hands `frame` to every subscriber, unless a newer frame went out already
+    /// (parallel encoders can finish out of order).
+    pub(crate) fn publish(&self, frame: &Arc<EncodedFrame>) {
+        let subscribers = self.lock();
+        let seq = frame.frame.seq;
+        if self.next_seq.load(Ordering::Relaxed) > seq {
+            self.late.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.next_seq.store(seq + 1, Ordering::Relaxed);
+        for s in subscribers.iter() {
+            if s.slot.put(frame.clone()).is_some() {
+                s.dropped();
+            }
+        }
+    }
+
+    /// No one but the transcoder is subscribed.
+    pub(crate) fn has_no_viewers(&self) -> bool {
+        self.lock()
+            .iter()
+            .all(|s| s.kind == SubscriberKind::Transcoder)
+    }
+
+    pub(crate) fn close_all(&self) {
+        for s in self.lock().iter() {
+            s.slot.close();
+        }
+    }
+}
+
+/// One sink on the server itself (`local_sinks.rs`), as the stats see it.
+pub(crate) struct LocalSink {
+    pub(crate) name: String,
+    pub(crate) viewer: Arc<Subscriber>,
+    pub(crate) presented: AtomicU64,
+    /// Why it stopped, when it failed.
+    pub(crate) failed: Mutex<Option<String>>,
+    pub(crate) running: AtomicBool,
+}
+
+/// How the stream ended: the message viewers get, and whether it is final (the
+/// source is done: viewers should not reconnect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamEnd {
+    pub(crate) why: String,
+    pub(crate) final_: bool,
+}
+
+/// Why a viewer was not admitted, in the status the wire protocol gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) status: Status,
+    pub(crate) why: String,
+}
+
+/// What capture, the encoders and the connections share.
+pub(crate) struct Hub {
+    /// Subscribers of the encoded stream: native viewers, local sinks, the
+    /// transcoder, and HTTP viewers when the payload is JPEG already.
+    pub(crate) main: Fanout,
+    /// HTTP viewers fed by the JPEG transcoder, when the payload is not JPEG.
+    pub(crate) jpeg: Fanout,
+    /// The encoded payload is a JPEG a browser can show as it is.
+    pub(crate) payload_is_jpeg: bool,
+    pub(crate) max_viewers: usize,
+    /// HTTP is answered on this port.
+    pub(crate) http: bool,
+    /// Viewers admitted and not yet gone, of every kind.
+    watching: AtomicUsize,
+    handshaking: AtomicUsize,
+    pub(crate) stream: StreamInfo,
+    pub(crate) codec: String,
+    pub(crate) max_payload: u32,
+    pub(crate) name: String,
+    pub(crate) source_name: String,
+    pub(crate) started: Instant,
+    pub(crate) captured: AtomicU64,
+    pub(crate) served: AtomicU64,
+    /// CPU time spent in the source and in the encoder, summed, ns.
+    pub(crate) source_ns: AtomicU64,
+    pub(crate) encode_ns: AtomicU64,
+    /// Frames no encoder was free for.
+    pub(crate) encoder_dropped: AtomicU64,
+    /// Capture rate over the last second, f64 bits.
+    pub(crate) capture_fps: AtomicU64,
+    /// Set when the stream is over.
+    end: Mutex<Option<StreamEnd>>,
+    /// Sinks on the server itself.
+    pub(crate) locals: Mutex<Vec<Arc<LocalSink>>>,
+    /// Pairing and encryption; `None` with `auth = "none"`.
+    pub(crate) auth: Option<Arc<ServerAuth>>,
+}
+
+/// What a hub is made from; the counters start at zero.
+pub(crate) struct HubSetup {
+    pub(crate) payload_is_jpeg: bool,
+    pub(crate) max_viewers: usize,
+    pub(crate) http: bool,
+    pub(crate) stream: StreamInfo,
+    pub(crate) codec: String,
+    pub(crate) max_payload: u32,
+    pub(crate) name: String,
+    pub(crate) source_name: String,
+    pub(crate) auth: Option<Arc<ServerAuth>>,
+}
+
+/// A viewer's place among those watching; dropping it leaves the fan-out and
+/// gives the place back.
+pub(crate) struct Admission<'a> {
+    hub: &'a Hub,
+    subscription: Subscription<'a>,
+}
+
+impl Admission<'_> {
+    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
+        self.subscription.subscriber()
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.hub.watching.fetch_sub(1, Ordering::SeqCst);
+        // The subscription leaves its fan-out as it drops, after this.
+    }
+}
+
+/// A connection's place among those still in their handshake; dropping it
+/// gives the place back. It owns a handle to the hub, so the accept thread can
+/// take the place and the connection's thread give it back.
+pub(crate) struct Handshaking(Arc<Hub>);
+
+impl Handshaking {
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.0
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.handshaking.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(setup: HubSetup) -> Hub {
+        Hub {
+            main: Fanout::default(),
+            jpeg: Fanout::default(),
+            payload_is_jpeg: setup.payload_is_jpeg,
+            max_viewers: setup.max_viewers,
+            http: setup.http,
+            watching: AtomicUsize::new(0),
+            handshaking: AtomicUsize::new(0),
+            stream: setup.stream,
+            codec: setup.codec,
+            max_payload: setup.max_payload,
+            name: setup.name,
+            source_name: setup.source_name,
+            started: Instant::now(),
+            captured: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            source_ns: AtomicU64::new(0),
+            encode_ns: AtomicU64::new(0),
+            encoder_dropped: AtomicU64::new(0),
+            capture_fps: AtomicU64::new(0),
+            end: Mutex::new(None),
+            locals: Mutex::default(),
+            auth: setup.auth,
+        }
+    }
+
+    /// Where HTTP viewers get their JPEG frames.
+    pub(crate) fn http_feed(&self) -> &Fanout {
+        if self.payload_is_jpeg {
+            &self.main
+        } else {
+            &self.jpeg
+        }
+    }
+
+    /// Viewers watching now, of every kind.
+    pub(crate) fn watchers(&self) -> usize {
+        self.watching.load(Ordering::Relaxed)
+    }
+
+    /// A place among the connections in their handshake, unless
+    /// [`MAX_HANDSHAKING`] are already.
+    pub(crate) fn begin_handshake(hub: &Arc<Hub>) -> Option<Handshaking> {
+        hub.handshaking
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_HANDSHAKING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Handshaking(hub.clone()))
+    }
+
+    /// Subscribes a viewer to `feed` unless the server is full or the stream is
+    /// over.
+    pub(crate) fn admit<'a>(
+        &'a self,
+        feed: &'a Fanout,
+        viewer: &Arc<Subscriber>,
+    ) -> Result<Admission<'a>, Refused> {
+        if let Some(end) = self.end() {
+            let status = if end.final_ {
+                Status::Ended
+            } else {
+                Status::Busy
+            };
+            return Err(Refused {
+                status,
+                why: end.why,
+            });
+        }
+        self.watching
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_viewers).then_some(n + 1)
+            })
+            .map_err(|_| Refused {
+                status: Status::Busy,
+                why: format!(
+                    "the server is busy: {} viewers already watching",
+                    self.max_viewers
+                ),
+            })?;
+        self.served.fetch_add(1, Ordering::Relaxed);
+        Ok(Admission {
+            hub: self,
+            subscription: feed.subscribe(viewer),
+        })
+    }
+
+    /// Ends the stream for every subscriber (now and later). `final_`: the
+    /// source is done, viewers should not reconnect.
+    pub(crate) fn finish(&self, why: &str, final_: bool) {
+        let mut end = self.end.lock().unwrap_or_else(|e| e.into_inner());
+        end.get_or_insert_with(|| StreamEnd {
+            why: why.to_string(),
+            final_,
+        });
+        drop(end);
+        self.main.close_all();
+        self.jpeg.close_all();
+    }
+
+    pub(crate) fn end(&self) -> Option<StreamEnd> {
+        self.end.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::FrameInfo;
+
+    fn hub(max_viewers: usize) -> Hub {
+        Hub::new(HubSetup {
+            payload_is_jpeg: false,
+            max_viewers,
+            http: true,
+            stream: StreamInfo {
+                frame: FrameInfo::packed(crate::media::frame::PixelFormat::Rgb24, 4, 4).unwrap(),
+                fps: 30.0,
+            },
+            codec: "raw".into(),
+            max_payload: 48,
+            name: "t".into(),
+            source_name: "test-pattern".into(),
+            auth: None,
+        })
+    }
+
+    fn frame(pool: &FramePool, seq: u64) -> Arc<EncodedFrame> {
+        let mut f = pool.take();
+        Arc::get_mut(&mut f).unwrap().frame.seq = seq;
+        f
+    }
+
+    #[test]
+    fn admissions_are_counted_and_given_back_by_their_guards() {
+        let hub = hub(2);
+        let v = || Subscriber::new("10.0.0.1:1".parse().unwrap(), SubscriberKind::Native);
+        let a = hub.admit(&hub.main, &v()).unwrap();
+        let b = hub.admit(&hub.main, &v()).unwrap();
+        assert_eq!(hub.watchers(), 2);
+        let refused = hub.admit(&hub.main, &v()).err().unwrap();
+        assert_eq!(refused.status, Status::Busy);
+        assert_eq!(
+            hub.main.lock().len(),
+            2,
+            "a refused viewer is not subscribed"
+        );
+        drop(a);
+        assert_eq!((hub.watchers(), hub.main.lock().len()), (1, 1));
+        drop(b);
+        assert_eq!((hub.watchers(), hub.main.lock().len()), (0, 0));
+        hub.finish("done", true);
+        let ended = hub.admit(&hub.main, &v()).err().unwrap();
+        assert_eq!((ended.status, ended.why.as_str()), (Status::Ended, "done"));
+    }
+
+    #[test]
+    fn handshake_places_are_bounded_and_given_back() {
+        let hub = Arc::new(hub(1));
+        let held: Vec<_> = (0..MAX_HANDSHAKING)
+            .map(|_| Hub::begin_handshake(&hub).expect("a place"))
+            .collect();
+        assert!(Hub::begin_handshake(&hub).is_none(), "one past the limit");
+        drop(held);
+        assert!(Hub::begin_handshake(&hub).is_some());
+    }
+
+    #[test]
+    fn publish_drops_for_the_slow_subscriber_only_and_never_goes_back() {
+        let fanout = Fanout::default();
+        let pool = FramePool::default();
+        let (slow, fast) = (
+            Subscriber::internal(SubscriberKind::Local),
+            Subscriber::internal(SubscriberKind::Local),
+        );
+        let _s = fanout.subscribe(&slow);
+        let _f = fanout.subscribe(&fast);
+        fanout.publish(&frame(&pool, 1));
+        let crate::media::slot::Taken::Value(_) = fast.slot.take(std::time::Duration::ZERO) else {
+            panic!("fast got frame 1")
+        };
+        fanout.publish(&frame(&pool, 2));
+        assert_eq!(slow.counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(fast.counters.dropped.load(Ordering::Relaxed), 0);
+        fanout.publish(&frame(&pool, 1));
+        assert_eq!(
+            fanout.late.load(Ordering::Relaxed),
+            1,
+            "older than one sent"
+        );
+        drop(_s);
+        assert_eq!(fanout.lock().len(), 1, "the guard left the fan-out");
+    }
+}

@@ -1,0 +1,174 @@
+//! Snapshots of the server's counters, as `/stats` (JSON), `/metrics`
+//! (Prometheus) and `livestream bench` report them. Read from any thread; the
+//! counters are relaxed atomics, so a snapshot is a consistent-enough picture,
+//! never a lock on the hot path.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use super::hub::{Hub, LocalSink, Subscriber, SubscriberKind};
+
+/// What the capture thread did so far (`livestream bench` reads it).
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureTotals {
+    pub frames: u64,
+    /// Captured frames that were never sent: no encoder was free in time.
+    pub encoder_dropped: u64,
+    pub source_ns: u64,
+    pub encode_ns: u64,
+}
+
+/// A snapshot of one viewer's counters (`/stats`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ViewerStats {
+    pub peer: SocketAddr,
+    pub protocol: SubscriberKind,
+    /// Frames written to this viewer.
+    pub sent: u64,
+    /// Frames skipped for this viewer because it was still busy with an older one.
+    pub dropped: u64,
+    /// Bytes written, framing included.
+    pub bytes: u64,
+    /// Frames sent per second since it connected.
+    pub fps: f64,
+    /// Capture to sent, smoothed, ms (measured on the server).
+    pub latency_ms: f64,
+    /// Capture to presented, as the viewer measured it over its last seconds
+    /// (native viewers that report it).
+    pub reported_latency: Option<ReportedLatency>,
+    pub connected_seconds: f64,
+}
+
+/// A viewer's own latency figures, capture to presented, ms.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ReportedLatency {
+    pub last_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+/// A snapshot of the whole server (`/stats`, `/metrics`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerStats {
+    pub name: String,
+    pub source: String,
+    pub codec: String,
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// Nominal frame rate of the source (0 = unpaced).
+    pub fps: f64,
+    /// Frames captured per second, over the last second.
+    pub capture_fps: f64,
+    pub frames_captured: u64,
+    /// Captured frames no encoder was free for.
+    pub encoder_dropped: u64,
+    pub uptime_seconds: f64,
+    pub viewers: Vec<ViewerStats>,
+    /// Sinks on the server itself (preview, recording).
+    pub local_sinks: Vec<LocalSinkStats>,
+}
+
+/// A local sink in `/stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LocalSinkStats {
+    pub name: String,
+    /// Frames the sink took.
+    pub presented: u64,
+    /// Frames it missed because it was still busy with an older one.
+    pub dropped: u64,
+    pub running: bool,
+    pub failed: Option<String>,
+}
+
+impl LocalSink {
+    pub(crate) fn stats(&self) -> LocalSinkStats {
+        LocalSinkStats {
+            name: self.name.clone(),
+            presented: self.presented.load(Ordering::Relaxed),
+            dropped: self.viewer.counters.dropped.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            failed: self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+impl Subscriber {
+    pub(crate) fn stats(&self) -> ViewerStats {
+        let c = &self.counters;
+        let sent = c.sent.load(Ordering::Relaxed);
+        let secs = self.connected.elapsed().as_secs_f64();
+        let report = *self
+            .feedback
+            .report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        ViewerStats {
+            peer: self.peer,
+            protocol: self.kind,
+            sent,
+            dropped: c.dropped.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            fps: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
+            latency_ms: c.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            reported_latency: report.map(|r| ReportedLatency {
+                last_ms: r.last_us as f64 / 1000.0,
+                p50_ms: r.p50_us as f64 / 1000.0,
+                p95_ms: r.p95_us as f64 / 1000.0,
+            }),
+            connected_seconds: secs,
+        }
+    }
+}
+
+impl Hub {
+    pub(crate) fn capture_totals(&self) -> CaptureTotals {
+        CaptureTotals {
+            frames: self.captured.load(Ordering::Relaxed),
+            encoder_dropped: self.encoder_dropped.load(Ordering::Relaxed)
+                + self.main.late.load(Ordering::Relaxed),
+            source_ns: self.source_ns.load(Ordering::Relaxed),
+            encode_ns: self.encode_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ServerStats {
+        // One lock at a time: never two fan-out locks held together.
+        let mut viewers: Vec<ViewerStats> = Vec::new();
+        for feed in [&self.main, &self.jpeg] {
+            let list = feed.lock();
+            viewers.extend(
+                list.iter()
+                    .filter(|v| matches!(v.kind, SubscriberKind::Native | SubscriberKind::Http))
+                    .map(|v| v.stats()),
+            );
+        }
+        viewers.sort_by_key(|v| v.peer);
+        let totals = self.capture_totals();
+        ServerStats {
+            name: self.name.clone(),
+            source: self.source_name.clone(),
+            codec: self.codec.clone(),
+            format: self.stream.frame.format.name().into(),
+            width: self.stream.frame.width,
+            height: self.stream.frame.height,
+            fps: self.stream.fps,
+            capture_fps: f64::from_bits(self.capture_fps.load(Ordering::Relaxed)),
+            frames_captured: totals.frames,
+            encoder_dropped: totals.encoder_dropped,
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            viewers,
+            local_sinks: self
+                .locals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|l| l.stats())
+                .collect(),
+        }
+    }
+}
