@@ -26,11 +26,7 @@ pub(super) fn in_range<T: PartialOrd>(
     match value {
         None => Ok(None),
         Some(v) if range.contains(v.get_ref()) => Ok(Some(v.into_inner())),
-        Some(v) => Err(ConfigError::at(
-            file,
-            Some(v.span()),
-            message(v.get_ref()),
-        )),
+        Some(v) => Err(ConfigError::at(file, Some(v.span()), message(v.get_ref()))),
     }
 }
 
@@ -89,7 +85,8 @@ pub(super) fn backend_tables<'a>(
     names: impl IntoIterator<Item = &'a Spanned<String>>,
 ) -> Result<(), ConfigError> {
     for name in names {
-        if !registry::exists(kind, name.get_ref()) && !registry::is_compiled_out(kind, name.get_ref())
+        if !registry::exists(kind, name.get_ref())
+            && !registry::is_compiled_out(kind, name.get_ref())
         {
             return Err(unknown_name(file, Some(name.span()), kind, name.get_ref()));
         }
@@ -180,7 +177,10 @@ mod tests {
         }
         let (f, v) = spanned::<f64>("nan");
         assert!(in_range(&f, Some(v), 0.0..=1.0, |_| String::new()).is_err());
-        assert_eq!(in_range::<u32>(&f, None, 1..=2, |_| String::new()), Ok(None));
+        assert_eq!(
+            in_range::<u32>(&f, None, 1..=2, |_| String::new()),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -199,7 +199,10 @@ mod tests {
         let (f, v) = spanned::<String>("\"lz5\"");
         let e = backend_name(&f, Kind::Codec, Some(v), None, "--codec", "lz4").unwrap_err();
         assert_eq!(e.position, Some((2, 7)), "{e}");
-        assert_eq!(e.help.as_deref(), Some("expected one of: bincode, jpeg, lz4, raw"));
+        assert_eq!(
+            e.help.as_deref(),
+            Some("expected one of: bincode, jpeg, lz4, raw")
+        );
         let (f, v) = spanned::<String>("\"auto\"");
         assert_eq!(
             backend_name(&f, Kind::Source, Some(v), None, "--source", "x").unwrap(),
@@ -208,7 +211,10 @@ mod tests {
         let (f, v) = spanned::<String>("\"auto\"");
         assert!(backend_name(&f, Kind::Sink, Some(v), None, "--sink", "x").is_err());
         let e = backend_name(&f, Kind::Sink, None, Some(&"tv".into()), "--sink", "x").unwrap_err();
-        assert!(e.to_string().starts_with("--sink: unknown sink `tv`"), "{e}");
+        assert!(
+            e.to_string().starts_with("--sink: unknown sink `tv`"),
+            "{e}"
+        );
         assert_eq!(
             backend_name(&f, Kind::Sink, None, None, "--sink", "null").unwrap(),
             "null"
@@ -218,7 +224,11 @@ mod tests {
     #[test]
     fn unknown_pixel_format_from_a_flag_names_the_flag() {
         let e = pixel_format(&file(""), None, Some(&"rgb48".into())).unwrap_err();
-        assert!(e.to_string().starts_with("--format: unknown pixel format `rgb48`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("--format: unknown pixel format `rgb48`"),
+            "{e}"
+        );
         assert!(e.help.unwrap().contains("rgb24"));
     }
 }

@@ -302,7 +302,12 @@ mod tests {
             let col = key.len() + 4;
             assert_eq!(e.position, Some((2, col)), "{key} = {past}: {e}");
             assert!(e.message.starts_with(key), "{key} = {past}: {e}");
-            let caret = format!("{} | {}{}", " ", " ".repeat(col - 1), "^".repeat(past.len()));
+            let caret = format!(
+                "{} | {}{}",
+                " ",
+                " ".repeat(col - 1),
+                "^".repeat(past.len())
+            );
             assert!(e.to_string().contains(&caret), "{key} = {past}: {e}");
         }
         let e = parse("[capture]\nfps = nan\n").unwrap_err();
@@ -311,9 +316,14 @@ mod tests {
 
     #[test]
     fn resolved_values_and_defaults() {
-        let c = parse("[serve]\nhandshake-timeout = 0.5\nmax-viewers = 3\n[view]\nmax-frame-bytes = 2048\n")
-            .unwrap();
-        assert_eq!(c.serve.handshake_timeout, std::time::Duration::from_millis(500));
+        let c = parse(
+            "[serve]\nhandshake-timeout = 0.5\nmax-viewers = 3\n[view]\nmax-frame-bytes = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.serve.handshake_timeout,
+            std::time::Duration::from_millis(500)
+        );
         assert_eq!(c.serve.max_viewers, 3);
         assert_eq!(c.view.limits.max_frame_bytes, 2048);
         let c = parse("").unwrap();
@@ -325,7 +335,10 @@ mod tests {
         assert_eq!(c.serve.handshake_timeout, std::time::Duration::from_secs(5));
         assert_eq!(c.serve.encode_threads, 0);
         assert_eq!(c.serve.auth, Auth::Pair);
-        assert_eq!((c.capture.width, c.capture.height, c.capture.fps), (1280, 720, 30.0));
+        assert_eq!(
+            (c.capture.width, c.capture.height, c.capture.fps),
+            (1280, 720, 30.0)
+        );
         assert_eq!(c.view.sink, "null");
         assert_eq!(c.view.limits, Limits::default());
         assert!(c.view.pair.is_none());
@@ -336,12 +349,24 @@ mod tests {
         let cases = [
             ("[serve]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
             ("[view]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
-            ("[serve]\nsinks = [\"null\", \"tv\"]\n", (2, 18), "unknown sink `tv`"),
+            (
+                "[serve]\nsinks = [\"null\", \"tv\"]\n",
+                (2, 18),
+                "unknown sink `tv`",
+            ),
             ("[view]\nsink = \"tv\"\n", (2, 8), "unknown sink `tv`"),
             ("[codecs.zip]\n", (1, 9), "unknown codec `zip`"),
             ("[sinks.tv]\n", (1, 8), "unknown sink `tv`"),
-            ("[capture]\nformat = \"rgb48\"\n", (2, 10), "unknown pixel format `rgb48`"),
-            ("[capture]\nheight = 0\n", (2, 10), "impossible capture size"),
+            (
+                "[capture]\nformat = \"rgb48\"\n",
+                (2, 10),
+                "unknown pixel format `rgb48`",
+            ),
+            (
+                "[capture]\nheight = 0\n",
+                (2, 10),
+                "impossible capture size",
+            ),
         ];
         for (text, position, message) in cases {
             let e = parse(text).unwrap_err();

@@ -65,7 +65,8 @@ pub(super) fn serve(
         connections_per_second: connections_per_second.unwrap_or(10.0),
         max_viewers: max_viewers.map_or(16, |n| n as usize),
         name,
-        handshake_timeout: handshake_timeout.map_or(Duration::from_secs(5), Duration::from_secs_f64),
+        handshake_timeout: handshake_timeout
+            .map_or(Duration::from_secs(5), Duration::from_secs_f64),
         encode_threads: encode_threads.map_or(0, |n| n as usize),
         http: s.http.unwrap_or(true),
         discovery: s.discovery.unwrap_or(true),
@@ -97,7 +98,11 @@ fn local_sinks(
     }
     for name in flags {
         if !registry::exists(Kind::Sink, name) {
-            return Err(check::unknown_flag_name("--preview/--record", Kind::Sink, name));
+            return Err(check::unknown_flag_name(
+                "--preview/--record",
+                Kind::Sink,
+                name,
+            ));
         }
         if !names.contains(name) {
             names.push(name.clone());
@@ -220,9 +225,8 @@ pub(super) fn view(
         address: v.address.map(Spanned::into_inner),
         sink,
         limits: Limits {
-            max_frame_bytes: max_frame_bytes.map_or(Limits::default().max_frame_bytes, |m| {
-                m as usize
-            }),
+            max_frame_bytes: max_frame_bytes
+                .map_or(Limits::default().max_frame_bytes, |m| m as usize),
             ..Limits::default()
         },
         reconnect: v.reconnect.unwrap_or(true),
