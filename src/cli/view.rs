@@ -23,7 +23,7 @@ use crate::viewer::{self, ViewEnd, ViewError, ViewOptions, ViewReport};
 /// How long `view` listens for servers announcing themselves.
 const BROWSE: Duration = Duration::from_secs(3);
 
-/// Why `view` gave up before or instead of watching.
+/// Why `view` could not start watching.
 #[derive(Debug, thiserror::Error)]
 enum ViewFailure {
     #[error("sink {name}: {source}")]
@@ -32,8 +32,14 @@ enum ViewFailure {
         #[source]
         source: BackendError,
     },
+    /// The user gave no pairing code when asked.
     #[error("not paired")]
     NotPaired,
+}
+
+/// Why `view` found no server to connect to.
+#[derive(Debug, thiserror::Error)]
+enum FindError {
     #[error("looking for servers: {0}")]
     Browse(#[source] DiscoveryError),
     #[error("{0} announced no address")]
@@ -54,6 +60,12 @@ enum ViewFailure {
 
 impl From<ViewFailure> for Failure {
     fn from(e: ViewFailure) -> Failure {
+        Failure::failed(e)
+    }
+}
+
+impl From<FindError> for Failure {
+    fn from(e: FindError) -> Failure {
         Failure::failed(e)
     }
 }
@@ -157,41 +169,41 @@ fn log_report(report: &ViewReport) {
 
 /// Where `view` connects: HOST:PORT as given, or a server found on the network
 /// by name, or the only one found, or the one the user picks.
-fn find_server(target: Option<String>) -> Result<String, ViewFailure> {
+fn find_server(target: Option<String>) -> Result<String, FindError> {
     if let Some(t) = &target {
         if t.contains(':') {
             return Ok(t.clone());
         }
     }
     let found =
-        discovery::browse(BROWSE, target.is_none().then_some(2)).map_err(ViewFailure::Browse)?;
+        discovery::browse(BROWSE, target.is_none().then_some(2)).map_err(FindError::Browse)?;
     match target {
         Some(name) => match found.iter().find(|f| f.name.eq_ignore_ascii_case(&name)) {
             Some(f) => address_of(f),
-            None if found.is_empty() => Err(ViewFailure::NameNotFound(name)),
-            None => Err(ViewFailure::NameNotAmong {
+            None if found.is_empty() => Err(FindError::NameNotFound(name)),
+            None => Err(FindError::NameNotAmong {
                 name,
                 listing: listing(&found),
             }),
         },
         None => match found.len() {
-            0 => Err(ViewFailure::NoneFound),
+            0 => Err(FindError::NoneFound),
             1 => address_of(&found[0]),
-            _ if !std::io::stdin().is_terminal() => Err(ViewFailure::Several(listing(&found))),
+            _ if !std::io::stdin().is_terminal() => Err(FindError::Several(listing(&found))),
             _ => address_of(ask_which(&found)?),
         },
     }
 }
 
 /// Several servers answered and a person is at the terminal: which one.
-fn ask_which(found: &[Found]) -> Result<&Found, ViewFailure> {
+fn ask_which(found: &[Found]) -> Result<&Found, FindError> {
     eprintln!("several servers found:\n{}", listing(found));
     eprint!("which one (1-{})? ", found.len());
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
     match line.trim().parse::<usize>() {
         Ok(n) if (1..=found.len()).contains(&n) => Ok(&found[n - 1]),
-        _ => Err(ViewFailure::NoSuchChoice(line.trim().to_string())),
+        _ => Err(FindError::NoSuchChoice(line.trim().to_string())),
     }
 }
 
@@ -209,10 +221,10 @@ fn listing(found: &[Found]) -> String {
 }
 
 /// The address to connect to for a server found on the network.
-fn address_of(f: &Found) -> Result<String, ViewFailure> {
+fn address_of(f: &Found) -> Result<String, FindError> {
     let at = f
         .address()
-        .ok_or_else(|| ViewFailure::NoAddress(f.name.clone()))?;
+        .ok_or_else(|| FindError::NoAddress(f.name.clone()))?;
     log::info!("found \"{}\" at {at}", f.name);
     Ok(at.to_string())
 }
