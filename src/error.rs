@@ -1,6 +1,7 @@
 //! Error types shared by the backends. Each says what went wrong and keeps its cause;
 //! `main` adds the context of the command and maps them to exit codes.
 
+use std::error::Error;
 use std::io;
 
 use crate::config::table::ConfigError;
@@ -23,6 +24,13 @@ pub enum BackendError {
     Unsupported { backend: &'static str, what: String },
     #[error("{what} is not valid: {why}")]
     Invalid { what: String, why: String },
+    /// A library the backend is built on could not start.
+    #[error("{what} could not start: {source}")]
+    Library {
+        what: String,
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
 }
 
 impl BackendError {
@@ -54,8 +62,9 @@ pub enum SourceError {
     Corrupt { what: String, why: String },
 }
 
-/// A payload could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A payload could not be encoded or decoded. The codec library's own error is
+/// kept as the source (boxed: each codec has its own type).
+#[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("{codec}: payload decodes to {got} bytes, the stream header says {expected}")]
     WrongSize {
@@ -63,15 +72,36 @@ pub enum CodecError {
         expected: usize,
         got: usize,
     },
+    /// The payload breaks a rule the codec checks itself (sizes, trailing bytes).
     #[error("{codec}: corrupt payload: {why}")]
     Corrupt { codec: &'static str, why: String },
+    /// The codec's library (or its header parser) refused the payload.
+    #[error("{codec}: corrupt payload: {source}")]
+    Decode {
+        codec: &'static str,
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
+    /// A frame the source delivered already encoded (an MJPEG camera's) is broken.
+    #[error("{codec}: corrupt payload: frame {seq} from the source: {source}")]
+    SourceFrame {
+        codec: &'static str,
+        seq: u64,
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
     #[error("{codec} cannot carry {format} frames")]
     Unsupported {
         codec: &'static str,
         format: PixelFormat,
     },
-    #[error("{codec}: {why}")]
-    Encode { codec: &'static str, why: String },
+    /// The codec's library could not encode the frame.
+    #[error("{codec}: {source}")]
+    Encode {
+        codec: &'static str,
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
 }
 
 /// A sink could not take a frame.

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::ALLOCATIONS;
+use super::{BenchError, ALLOCATIONS};
 use crate::backend::Kind;
 use crate::config::{Config, Overrides};
 use crate::media::convert::{self, reference};
@@ -78,7 +78,7 @@ const CONVERSIONS: [(&str, Run, Run); 4] = [
 ];
 
 /// One `synthetic-camera` frame in RGB24 at `size`, as `serve` would capture it.
-pub(crate) fn photo(base: &Config, (width, height): (u32, u32)) -> Result<Frame, String> {
+pub(crate) fn photo(base: &Config, (width, height): (u32, u32)) -> Result<Frame, BenchError> {
     let name = "synthetic-camera";
     let overrides = Overrides {
         source: Some(name.into()),
@@ -88,12 +88,11 @@ pub(crate) fn photo(base: &Config, (width, height): (u32, u32)) -> Result<Frame,
         format: Some("rgb24".into()),
         ..Default::default()
     };
-    let cfg = Config::parse(base.text.clone(), &overrides).map_err(|e| e.to_string())?;
-    let backend = registry::source(name).map_err(|e| e.headline())?;
-    let mut source = (backend.open)(&cfg.capture, &cfg.backend(Kind::Source, name))
-        .map_err(|e| e.to_string())?;
+    let cfg = Config::parse(base.text.clone(), &overrides)?;
+    let backend = registry::source(name)?;
+    let mut source = (backend.open)(&cfg.capture, &cfg.backend(Kind::Source, name))?;
     let mut frame = Frame::empty();
-    source.next_frame(&mut frame).map_err(|e| e.to_string())?;
+    source.next_frame(&mut frame)?;
     Ok(frame)
 }
 
@@ -142,7 +141,7 @@ pub fn run(
     sizes: &[(u32, u32)],
     runs: usize,
     stop: &AtomicBool,
-) -> Result<Vec<ConvertResult>, String> {
+) -> Result<Vec<ConvertResult>, BenchError> {
     println!(
         "| size | format | conversion | plain loop ms | convert ms | speed-up | allocs/call |"
     );

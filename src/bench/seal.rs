@@ -70,7 +70,7 @@ pub fn run(
     println!("| payload | size | bytes | cipher | seal ms | open ms | seal + open ms |");
     println!("|---|---|---:|---|---:|---:|---:|");
     for &size in sizes {
-        let frame = super::convert::photo(base, size)?;
+        let frame = super::convert::photo(base, size).map_err(|e| e.to_string())?;
         let backend = registry::codec("jpeg").map_err(|e| e.headline())?;
         let mut jpeg =
             (backend.open)(&base.backend(Kind::Codec, "jpeg")).map_err(|e| e.to_string())?;

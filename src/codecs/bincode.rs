@@ -53,7 +53,7 @@ impl FrameCodec for BincodeCodec {
         };
         ::bincode::encode_into_std_write(wire, out, config()).map_err(|e| CodecError::Encode {
             codec: "bincode",
-            why: e.to_string(),
+            source: Box::new(e),
         })?;
         Ok(Encoded::Written)
     }
@@ -68,8 +68,12 @@ impl FrameCodec for BincodeCodec {
             why,
         };
         let (wire, used): (WireFrame, usize) =
-            ::bincode::borrow_decode_from_slice(payload, config())
-                .map_err(|e| corrupt(e.to_string()))?;
+            ::bincode::borrow_decode_from_slice(payload, config()).map_err(|e| {
+                CodecError::Decode {
+                    codec: "bincode",
+                    source: Box::new(e),
+                }
+            })?;
         if used != payload.len() {
             return Err(corrupt(format!(
                 "{} bytes after the frame",

@@ -28,7 +28,7 @@ impl FrameCodec for Lz4Codec {
         let n =
             lz4_flex::block::compress_into(&frame.data, out).map_err(|e| CodecError::Encode {
                 codec: "lz4",
-                why: e.to_string(),
+                source: Box::new(e),
             })?;
         out.truncate(n);
         Ok(Encoded::Written)
@@ -42,9 +42,9 @@ impl FrameCodec for Lz4Codec {
         let expected = frame.info.byte_len();
         frame.data.resize(expected, 0);
         let n = lz4_flex::block::decompress_into(payload, &mut frame.data).map_err(|e| {
-            CodecError::Corrupt {
+            CodecError::Decode {
                 codec: "lz4",
-                why: e.to_string(),
+                source: Box::new(e),
             }
         })?;
         if frame.info.format.is_compressed() && n > 0 {

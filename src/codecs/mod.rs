@@ -54,8 +54,10 @@ pub trait FrameCodec: Send {
     /// JPEG-in-JPEG-out, the whole image). It may swap `payload`'s buffer into the
     /// frame instead of copying, leaving the frame's old buffer in `payload`.
     ///
-    /// Errors: `WrongSize` or `Corrupt` for a payload that does not decode to exactly
-    /// the announced frame. The input is untrusted: never a panic.
+    /// Errors: `WrongSize`, `Corrupt` (the codec's own checks) or `Decode` (its
+    /// library refused the payload; the library's error is the source) for a
+    /// payload that does not decode to exactly the announced frame. The input is
+    /// untrusted: never a panic.
     fn decode(&mut self, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError>;
 }
 
@@ -191,5 +193,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A library's refusal reaches the caller as the source of the codec's error,
+    /// with its own type, not as words.
+    #[test]
+    fn decode_errors_keep_the_library_error() {
+        let f = frame(PixelFormat::Rgb24, 32, 16, 5);
+        let decode = |name: &str, payload: &[u8]| {
+            let mut out = Frame::empty();
+            out.info = f.info;
+            codec(name)
+                .decode(&mut payload.to_vec(), &mut out)
+                .unwrap_err()
+        };
+        // A match offset pointing before the start of the output.
+        let e = decode("lz4", &[0x0f, 0xff, 0xff]);
+        assert!(
+            matches!(e, CodecError::Decode { codec: "lz4", .. }),
+            "{e:?}"
+        );
+        let cause = std::error::Error::source(&e).unwrap();
+        assert!(cause.is::<lz4_flex::block::DecompressError>(), "{cause:?}");
+        assert!(e.to_string().starts_with("lz4: corrupt payload: "), "{e}");
+        let e = decode("bincode", &[1, 2, 3]);
+        let cause = std::error::Error::source(&e).unwrap();
+        assert!(cause.is::<::bincode::error::DecodeError>(), "{cause:?}");
+        // The codec's own checks say what is wrong, with no library below them.
+        let e = decode("raw", &[0; 7]);
+        assert!(matches!(e, CodecError::WrongSize { got: 7, .. }), "{e:?}");
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

@@ -1,84 +1,25 @@
-//! `livestream.toml`: parsed raw with spans, then validated and resolved.
+//! `livestream.toml`, as ripgrep reads its flags: parsed raw with spans
+//! ([`raw`]), then each section checked and resolved ([`resolve`], with the
+//! shared checks of [`check`]) into the [`Config`] the program runs with.
+//! Flags given as [`Overrides`] take precedence over the file.
 //!
 //! Every error points at the spot: `file:line:col`, the line, a caret under the
-//! value, and for names "expected one of ...". Unknown keys are errors.
+//! value, and for names "expected one of ...". Unknown keys are errors. What
+//! backends see of the configuration is in [`table`], a leaf they can import.
+//! Parsed on the main thread at start (and once per case by `bench`).
 
-use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use toml::Spanned;
-
+mod check;
+mod raw;
+mod resolve;
 pub mod table;
 
 use table::toml_error;
 pub use table::{BackendConfig, CaptureConfig, ConfigError, ConfigText, EMBEDDED};
 
 use crate::backend::Kind;
-use crate::media::frame::{FrameInfo, Limits, PixelFormat};
-use crate::registry;
-
-// ---- raw, as written ------------------------------------------------------------
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    serve: RawServe,
-    #[serde(default)]
-    capture: RawCapture,
-    #[serde(default)]
-    view: RawView,
-    #[serde(default)]
-    sources: BTreeMap<Spanned<String>, IgnoredAny>,
-    #[serde(default)]
-    codecs: BTreeMap<Spanned<String>, IgnoredAny>,
-    #[serde(default)]
-    sinks: BTreeMap<Spanned<String>, IgnoredAny>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawServe {
-    listen: Option<Spanned<String>>,
-    source: Option<Spanned<String>>,
-    codec: Option<Spanned<String>>,
-    max_viewers: Option<Spanned<u32>>,
-    name: Option<Spanned<String>>,
-    handshake_timeout: Option<Spanned<f64>>,
-    encode_threads: Option<Spanned<u32>>,
-    http: Option<bool>,
-    sinks: Option<Vec<Spanned<String>>>,
-    discovery: Option<bool>,
-    connections_per_second: Option<Spanned<f64>>,
-    auth: Option<Spanned<String>>,
-    key_dir: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawCapture {
-    width: Option<Spanned<u32>>,
-    height: Option<Spanned<u32>>,
-    fps: Option<Spanned<f64>>,
-    format: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawView {
-    address: Option<Spanned<String>>,
-    sink: Option<Spanned<String>>,
-    max_frame_bytes: Option<Spanned<u64>>,
-    reconnect: Option<bool>,
-    auth: Option<Spanned<String>>,
-    key_dir: Option<String>,
-    pair: Option<Spanned<String>>,
-}
-
-// ---- resolved -------------------------------------------------------------------
+use crate::media::frame::Limits;
 
 /// `[serve]`
 #[derive(Debug, Clone)]
@@ -113,21 +54,6 @@ pub enum Auth {
     Pair,
     /// Plaintext and open to anyone on the network.
     None,
-}
-
-fn parse_auth(file: &ConfigText, v: Option<Spanned<String>>) -> Result<Auth, ConfigError> {
-    match v {
-        None => Ok(Auth::Pair),
-        Some(v) => match v.get_ref().as_str() {
-            "pair" => Ok(Auth::Pair),
-            "none" => Ok(Auth::None),
-            other => Err(ConfigError::at(
-                file,
-                Some(v.span()),
-                format!("auth {other:?}: expected \"pair\" (the default) or \"none\""),
-            )),
-        },
-    }
 }
 
 /// `[view]`
@@ -169,73 +95,10 @@ pub struct Overrides {
     pub pair: Option<String>,
 }
 
-fn unknown_name(
-    file: &ConfigText,
-    span: Option<Range<usize>>,
-    kind: Kind,
-    name: &str,
-) -> ConfigError {
-    let err = registry::unknown(kind, name);
-    ConfigError::at(file, span, err.headline()).with_help(err.help())
-}
-
-fn check_name(
-    file: &ConfigText,
-    kind: Kind,
-    value: Option<Spanned<String>>,
-    flag: Option<&String>,
-    flag_name: &str,
-    default: &str,
-) -> Result<String, ConfigError> {
-    if let Some(name) = flag {
-        if !registry::exists(kind, name) {
-            let err = registry::unknown(kind, name);
-            return Err(ConfigError::flag(flag_name, err.headline()).with_help(err.help()));
-        }
-        return Ok(name.clone());
-    }
-    match value {
-        Some(v) => {
-            let auto = kind == Kind::Source && v.get_ref() == "auto";
-            if !(auto || registry::exists(kind, v.get_ref())) {
-                return Err(unknown_name(file, Some(v.span()), kind, v.get_ref()));
-            }
-            Ok(v.into_inner())
-        }
-        None => Ok(default.to_string()),
-    }
-}
-
-fn parse_format(
-    file: &ConfigText,
-    value: Option<Spanned<String>>,
-    flag: Option<&String>,
-) -> Result<PixelFormat, ConfigError> {
-    let expected = || {
-        let names: Vec<&str> = PixelFormat::ALL.iter().map(|f| f.name()).collect();
-        format!("expected one of: {}", names.join(", "))
-    };
-    if let Some(name) = flag {
-        return PixelFormat::from_name(name).ok_or_else(|| {
-            ConfigError::flag("--format", format!("unknown pixel format `{name}`"))
-                .with_help(expected())
-        });
-    }
-    match value {
-        Some(v) => PixelFormat::from_name(v.get_ref()).ok_or_else(|| {
-            ConfigError::at(
-                file,
-                Some(v.span()),
-                format!("unknown pixel format `{}`", v.get_ref()),
-            )
-            .with_help(expected())
-        }),
-        None => Ok(PixelFormat::Rgb24),
-    }
-}
-
 impl Config {
     /// Parses and validates `file`, with `overrides` from flags taking precedence.
+    /// The first error found is returned: backend table names, then `[serve]`,
+    /// `[capture]` and `[view]` in that order.
     ///
     /// ```
     /// use livestream::config::{Config, ConfigText, Overrides};
@@ -245,230 +108,13 @@ impl Config {
     /// assert!(err.to_string().starts_with("cam.toml:2:1: unknown field `widht`"));
     /// ```
     pub fn parse(file: ConfigText, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(&file.text).map_err(|e| toml_error(&file, e))?;
-
-        for (kind, tables) in [
-            (Kind::Source, &raw.sources),
-            (Kind::Codec, &raw.codecs),
-            (Kind::Sink, &raw.sinks),
-        ] {
-            for name in tables.keys() {
-                if !registry::exists(kind, name.get_ref())
-                    && !registry::is_compiled_out(kind, name.get_ref())
-                {
-                    return Err(unknown_name(&file, Some(name.span()), kind, name.get_ref()));
-                }
-            }
-        }
-
-        let s = raw.serve;
-        let serve = ServeConfig {
-            listen: match (&overrides.listen, s.listen) {
-                (Some(l), _) => l.clone(),
-                (None, Some(l)) => l.into_inner(),
-                (None, None) => "0.0.0.0:7878".into(),
-            },
-            source: check_name(
-                &file,
-                Kind::Source,
-                s.source,
-                overrides.source.as_ref(),
-                "--source",
-                "test-pattern",
-            )?,
-            codec: check_name(
-                &file,
-                Kind::Codec,
-                s.codec,
-                overrides.codec.as_ref(),
-                "--codec",
-                "lz4",
-            )?,
-            connections_per_second: match s.connections_per_second {
-                Some(v) if !(0.1..=10_000.0).contains(v.get_ref()) => {
-                    return Err(ConfigError::at(
-                        &file,
-                        Some(v.span()),
-                        "connections-per-second must be between 0.1 and 10000".into(),
-                    ))
-                }
-                Some(v) => v.into_inner(),
-                None => 10.0,
-            },
-            max_viewers: match s.max_viewers {
-                Some(v) if *v.get_ref() == 0 => {
-                    return Err(ConfigError::at(
-                        &file,
-                        Some(v.span()),
-                        "max-viewers must be at least 1".into(),
-                    ))
-                }
-                Some(v) => v.into_inner() as usize,
-                None => 16,
-            },
-            name: s.name.map_or_else(default_stream_name, Spanned::into_inner),
-            handshake_timeout: match s.handshake_timeout {
-                Some(t) if !(0.01..=3600.0).contains(t.get_ref()) => {
-                    return Err(ConfigError::at(
-                        &file,
-                        Some(t.span()),
-                        "handshake-timeout must be between 0.01 and 3600 seconds".into(),
-                    ))
-                }
-                Some(t) => std::time::Duration::from_secs_f64(t.into_inner()),
-                None => std::time::Duration::from_secs(5),
-            },
-            encode_threads: match s.encode_threads {
-                Some(n) if *n.get_ref() > 16 => {
-                    return Err(ConfigError::at(
-                        &file,
-                        Some(n.span()),
-                        "encode-threads must be from 0 (auto) to 16".into(),
-                    ))
-                }
-                Some(n) => n.into_inner() as usize,
-                None => 0,
-            },
-            http: s.http.unwrap_or(true),
-            discovery: s.discovery.unwrap_or(true),
-            auth: parse_auth(&file, s.auth)?,
-            key_dir: s.key_dir.map(Into::into),
-            sinks: {
-                let mut names = Vec::new();
-                for name in s.sinks.unwrap_or_default() {
-                    if !registry::exists(Kind::Sink, name.get_ref()) {
-                        return Err(unknown_name(
-                            &file,
-                            Some(name.span()),
-                            Kind::Sink,
-                            name.get_ref(),
-                        ));
-                    }
-                    if !names.contains(name.get_ref()) {
-                        names.push(name.into_inner());
-                    }
-                }
-                for name in &overrides.local_sinks {
-                    if !registry::exists(Kind::Sink, name) {
-                        let err = registry::unknown(Kind::Sink, name);
-                        return Err(ConfigError::flag("--preview/--record", err.headline())
-                            .with_help(err.help()));
-                    }
-                    if !names.contains(name) {
-                        names.push(name.clone());
-                    }
-                }
-                names
-            },
-        };
-
-        let c = raw.capture;
-        let format = parse_format(&file, c.format, overrides.format.as_ref())?;
-        let dim = |v: Option<Spanned<u32>>,
-                   flag: Option<u32>,
-                   default: u32|
-         -> (u32, Option<Range<usize>>) {
-            match (flag, v) {
-                (Some(f), _) => (f, None),
-                (None, Some(v)) => (*v.get_ref(), Some(v.span())),
-                (None, None) => (default, None),
-            }
-        };
-        let (width, wspan) = dim(c.width, overrides.width, 1280);
-        let (height, hspan) = dim(c.height, overrides.height, 720);
-        let fps = match (overrides.fps, c.fps) {
-            (Some(f), _) if !(0.0..=1000.0).contains(&f) => {
-                return Err(ConfigError::flag(
-                    "--fps",
-                    format!("{f} is not between 0 and 1000"),
-                ))
-            }
-            (Some(f), _) => f,
-            (None, Some(f)) if !(0.0..=1000.0).contains(f.get_ref()) => {
-                return Err(ConfigError::at(
-                    &file,
-                    Some(f.span()),
-                    format!("fps {} is not between 0 (unpaced) and 1000", f.get_ref()),
-                ))
-            }
-            (None, Some(f)) => f.into_inner(),
-            (None, None) => 30.0,
-        };
-        let geometry = if format.is_compressed() {
-            FrameInfo {
-                format,
-                width,
-                height,
-                stride: 0,
-            }
-            .validate(&Limits::default())
-            .map(|_| ())
-        } else {
-            FrameInfo::packed(format, width, height)
-                .and_then(|i| i.validate(&Limits::default()).map(|_| ()))
-        };
-        if let Err(e) = geometry {
-            let message = format!("impossible capture size: {e}");
-            return Err(
-                match (wspan.or(hspan), overrides.width.or(overrides.height)) {
-                    (_, Some(_)) => ConfigError::flag("--width/--height", message),
-                    (span, None) => ConfigError::at(&file, span, message),
-                }
-                .with_help(format!(
-                    "width and height from 1 to {}, even for 4:2:x formats",
-                    Limits::default().max_width
-                )),
-            );
-        }
-        let capture = CaptureConfig {
-            width,
-            height,
-            fps,
-            format,
-        };
-
-        let v = raw.view;
-        let max_frame_bytes = match v.max_frame_bytes {
-            Some(m) if *m.get_ref() < 1024 || *m.get_ref() > (1 << 32) => {
-                return Err(ConfigError::at(
-                    &file,
-                    Some(m.span()),
-                    "max-frame-bytes must be between 1024 and 4294967296".into(),
-                ))
-            }
-            Some(m) => m.into_inner() as usize,
-            None => Limits::default().max_frame_bytes,
-        };
-        let view = ViewConfig {
-            address: v.address.map(Spanned::into_inner),
-            sink: check_name(
-                &file,
-                Kind::Sink,
-                v.sink,
-                overrides.sink.as_ref(),
-                "--sink",
-                "null",
-            )?,
-            limits: Limits {
-                max_frame_bytes,
-                ..Limits::default()
-            },
-            reconnect: v.reconnect.unwrap_or(true),
-            auth: parse_auth(&file, v.auth)?,
-            key_dir: v.key_dir.map(Into::into),
-            pair: match (&overrides.pair, v.pair) {
-                (Some(code), _) => Some(
-                    crate::secure::trust::PairingCode::parse(code)
-                        .map_err(|e| ConfigError::flag("--pair", e))?,
-                ),
-                (None, Some(code)) => Some(
-                    crate::secure::trust::PairingCode::parse(code.get_ref())
-                        .map_err(|e| ConfigError::at(&file, Some(code.span()), e))?,
-                ),
-                (None, None) => None,
-            },
-        };
-
+        let raw: raw::RawConfig = toml::from_str(&file.text).map_err(|e| toml_error(&file, e))?;
+        check::backend_tables(&file, Kind::Source, raw.sources.keys())?;
+        check::backend_tables(&file, Kind::Codec, raw.codecs.keys())?;
+        check::backend_tables(&file, Kind::Sink, raw.sinks.keys())?;
+        let serve = resolve::serve(&file, raw.serve, overrides)?;
+        let capture = resolve::capture(&file, raw.capture, overrides)?;
+        let view = resolve::view(&file, raw.view, overrides)?;
         Ok(Config {
             text: file,
             serve,
@@ -484,17 +130,6 @@ impl Config {
             kind,
             name: name.to_string(),
         }
-    }
-}
-
-fn default_stream_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    if host.is_empty() {
-        "livestream".into()
-    } else {
-        format!("livestream on {host}")
     }
 }
 
@@ -517,6 +152,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<ConfigText, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(
@@ -641,5 +277,166 @@ mod tests {
         }
         let p: P = c.backend(Kind::Sink, "file").parse().unwrap();
         assert_eq!(p.path, "/tmp/x.lsr");
+    }
+
+    /// One case per rule: the value at its edge is taken, the value past it is
+    /// refused with an error at the value's line and column.
+    #[test]
+    fn every_range_rule_points_at_the_value() {
+        let cases: [(&str, &str, &str, &str); 10] = [
+            ("serve", "connections-per-second", "0.1", "0.09"),
+            ("serve", "connections-per-second", "10000", "10000.5"),
+            ("serve", "max-viewers", "1", "0"),
+            ("serve", "handshake-timeout", "0.01", "0.005"),
+            ("serve", "handshake-timeout", "3600", "3601"),
+            ("serve", "encode-threads", "16", "17"),
+            ("capture", "fps", "0", "-0.5"),
+            ("capture", "fps", "1000", "1000.5"),
+            ("view", "max-frame-bytes", "1024", "1023"),
+            ("view", "max-frame-bytes", "4294967296", "4294967297"),
+        ];
+        for (section, key, edge, past) in cases {
+            parse(&format!("[{section}]\n{key} = {edge}\n"))
+                .unwrap_or_else(|e| panic!("{key} = {edge} is allowed: {e}"));
+            let e = parse(&format!("[{section}]\n{key} = {past}\n")).unwrap_err();
+            let col = key.len() + 4;
+            assert_eq!(e.position, Some((2, col)), "{key} = {past}: {e}");
+            assert!(e.message.starts_with(key), "{key} = {past}: {e}");
+            let caret = format!(
+                "{} | {}{}",
+                " ",
+                " ".repeat(col - 1),
+                "^".repeat(past.len())
+            );
+            assert!(e.to_string().contains(&caret), "{key} = {past}: {e}");
+        }
+        let e = parse("[capture]\nfps = nan\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 7)), "{e}");
+    }
+
+    #[test]
+    fn resolved_values_and_defaults() {
+        let c = parse(
+            "[serve]\nhandshake-timeout = 0.5\nmax-viewers = 3\n[view]\nmax-frame-bytes = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.serve.handshake_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(c.serve.max_viewers, 3);
+        assert_eq!(c.view.limits.max_frame_bytes, 2048);
+        let c = parse("").unwrap();
+        assert_eq!(c.serve.listen, "0.0.0.0:7878");
+        assert_eq!(c.serve.source, "test-pattern");
+        assert_eq!(c.serve.codec, "lz4");
+        assert_eq!(c.serve.max_viewers, 16);
+        assert_eq!(c.serve.connections_per_second, 10.0);
+        assert_eq!(c.serve.handshake_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.serve.encode_threads, 0);
+        assert_eq!(c.serve.auth, Auth::Pair);
+        assert_eq!(
+            (c.capture.width, c.capture.height, c.capture.fps),
+            (1280, 720, 30.0)
+        );
+        assert_eq!(c.view.sink, "null");
+        assert_eq!(c.view.limits, Limits::default());
+        assert!(c.view.pair.is_none());
+    }
+
+    #[test]
+    fn words_and_names_point_at_the_value() {
+        let cases = [
+            ("[serve]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
+            ("[view]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
+            (
+                "[serve]\nsinks = [\"null\", \"tv\"]\n",
+                (2, 18),
+                "unknown sink `tv`",
+            ),
+            ("[view]\nsink = \"tv\"\n", (2, 8), "unknown sink `tv`"),
+            ("[codecs.zip]\n", (1, 9), "unknown codec `zip`"),
+            ("[sinks.tv]\n", (1, 8), "unknown sink `tv`"),
+            (
+                "[capture]\nformat = \"rgb48\"\n",
+                (2, 10),
+                "unknown pixel format `rgb48`",
+            ),
+            (
+                "[capture]\nheight = 0\n",
+                (2, 10),
+                "impossible capture size",
+            ),
+        ];
+        for (text, position, message) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.position, Some(position), "{text}: {e}");
+            assert!(e.message.starts_with(message), "{text}: {e}");
+        }
+        let e = parse("[view]\npair = \"12\"\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 8)), "{e}");
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        let with = |overrides: Overrides| {
+            Config::parse(
+                ConfigText {
+                    origin: "t.toml".into(),
+                    text: "[capture]\nwidth = 640\n".into(),
+                },
+                &overrides,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let cases = [
+            (
+                Overrides {
+                    fps: Some(1001.0),
+                    ..Default::default()
+                },
+                "--fps: 1001 is not between 0 and 1000",
+            ),
+            (
+                Overrides {
+                    width: Some(0),
+                    ..Default::default()
+                },
+                "--width/--height: impossible capture size",
+            ),
+            (
+                Overrides {
+                    local_sinks: vec!["tv".into()],
+                    ..Default::default()
+                },
+                "--preview/--record: unknown sink `tv`",
+            ),
+            (
+                Overrides {
+                    source: Some("webcam".into()),
+                    ..Default::default()
+                },
+                "--source: unknown source `webcam`",
+            ),
+            (
+                Overrides {
+                    format: Some("rgb48".into()),
+                    ..Default::default()
+                },
+                "--format: unknown pixel format `rgb48`",
+            ),
+            (
+                Overrides {
+                    pair: Some("12".into()),
+                    ..Default::default()
+                },
+                "--pair: ",
+            ),
+        ];
+        for (overrides, start) in cases {
+            let e = with(overrides);
+            assert!(e.starts_with(start), "expected `{start}...`, got {e}");
+        }
     }
 }

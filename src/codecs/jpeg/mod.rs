@@ -22,6 +22,9 @@ mod engine;
 #[path = "turbo.rs"]
 mod engine;
 
+/// What the engine of this build reports when it refuses an image, or cannot start.
+pub use engine::EngineError;
+
 /// Which library encodes and decodes in this build.
 pub const ENGINE: &str = engine::NAME;
 
@@ -84,36 +87,44 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
     }
     JpegCodec::new(opts.quality, opts.subsampling)
         .map(|c| Box::new(c) as Box<dyn FrameCodec>)
-        .map_err(|why| BackendError::Invalid {
-            what: format!("the {ENGINE} JPEG engine"),
-            why,
-        })
+        .map_err(engine_failed)
+}
+
+/// The engine's library could not start (libjpeg-turbo's handles).
+fn engine_failed(e: EngineError) -> BackendError {
+    BackendError::Library {
+        what: format!("the {ENGINE} JPEG engine"),
+        source: Box::new(e),
+    }
 }
 
 pub struct JpegCodec {
-    engine: engine::Engine,
+    encoder: engine::Encoder,
+    decoder: engine::Decoder,
     /// RGB24 for formats the encoder does not take directly.
     rgb: Vec<u8>,
 }
 
 impl JpegCodec {
-    fn new(quality: u8, subsampling: Subsampling) -> Result<JpegCodec, String> {
+    fn new(quality: u8, subsampling: Subsampling) -> Result<JpegCodec, EngineError> {
         Ok(JpegCodec {
-            engine: engine::Engine::new(quality, subsampling)?,
+            encoder: engine::Encoder::new(quality, subsampling)?,
+            decoder: engine::Decoder::new()?,
             rgb: Vec::new(),
         })
     }
 
     /// A 4:2:0 codec of the given quality (1-100), for tests and tools.
-    pub fn with_quality(quality: u8) -> Result<JpegCodec, String> {
+    pub fn with_quality(quality: u8) -> Result<JpegCodec, EngineError> {
         JpegCodec::new(quality.clamp(1, 100), Subsampling::S420)
     }
 }
 
-fn corrupt(why: impl std::fmt::Display) -> CodecError {
-    CodecError::Corrupt {
+/// The payload's own header is wrong, or the engine refused it.
+fn corrupt(e: impl std::error::Error + Send + Sync + 'static) -> CodecError {
+    CodecError::Decode {
         codec: "jpeg",
-        why: why.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -125,7 +136,11 @@ impl FrameCodec for JpegCodec {
             return match markers::with_huffman_tables(&frame.data, out) {
                 Ok(true) => Ok(Encoded::Written),
                 Ok(false) => Ok(Encoded::Passthrough),
-                Err(e) => Err(corrupt(format!("frame {} from the source: {e}", frame.seq))),
+                Err(e) => Err(CodecError::SourceFrame {
+                    codec: "jpeg",
+                    seq: frame.seq,
+                    source: Box::new(e),
+                }),
             };
         }
         let packed = info.stride == info.format.min_stride(info.width).unwrap_or(0);
@@ -140,9 +155,12 @@ impl FrameCodec for JpegCodec {
                 (&self.rgb, Layout::Rgb)
             }
         };
-        self.engine
+        self.encoder
             .encode(data, info.width, info.height, layout, out)
-            .map_err(|why| CodecError::Encode { codec: "jpeg", why })?;
+            .map_err(|e| CodecError::Encode {
+                codec: "jpeg",
+                source: Box::new(e),
+            })?;
         Ok(Encoded::Written)
     }
 
@@ -158,60 +176,68 @@ impl FrameCodec for JpegCodec {
     }
 
     fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
-        FrameInfo::packed(PixelFormat::Rgb24, info.width, info.height).unwrap_or(*info)
+        rgb_info(info)
     }
 
     fn decode(&mut self, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError> {
-        self.decode_slice(payload, frame)
+        decode_checked(&mut self.decoder, payload, frame)
     }
 }
 
-impl JpegCodec {
-    /// Decodes `payload` into `frame` (RGB24), whose info gives the size to expect.
-    fn decode_slice(&mut self, payload: &[u8], frame: &mut Frame) -> Result<(), CodecError> {
-        let (width, height) = (frame.info.width, frame.info.height);
-        let header = markers::parse_header(payload).map_err(corrupt)?;
-        if (header.width, header.height) != (width, height) {
-            return Err(corrupt(format!(
+/// What a JPEG of `info`'s size decodes to: RGB24 of the same size.
+fn rgb_info(info: &FrameInfo) -> FrameInfo {
+    FrameInfo::packed(PixelFormat::Rgb24, info.width, info.height).unwrap_or(*info)
+}
+
+/// Decodes `payload` into `frame` (RGB24), whose info gives the size to expect:
+/// the JPEG's own header is checked against it before the engine sees a byte.
+fn decode_checked(
+    decoder: &mut engine::Decoder,
+    payload: &[u8],
+    frame: &mut Frame,
+) -> Result<(), CodecError> {
+    let (width, height) = (frame.info.width, frame.info.height);
+    let header = markers::parse_header(payload).map_err(corrupt)?;
+    if (header.width, header.height) != (width, height) {
+        return Err(CodecError::Corrupt {
+            codec: "jpeg",
+            why: format!(
                 "image is {}x{}, the stream header says {width}x{height}",
                 header.width, header.height
-            )));
-        }
-        let info = self.decoded_info(&frame.info);
-        frame.reset(info);
-        self.engine
-            .decode(payload, width, height, &mut frame.data)
-            .map_err(corrupt)
+            ),
+        });
     }
+    frame.reset(rgb_info(&frame.info));
+    decoder
+        .decode(payload, width, height, &mut frame.data)
+        .map_err(corrupt)
 }
 
 /// Turns JPEG frames (from an MJPEG camera, carried by a codec that keeps them
 /// as they are) into RGB24 for a sink that needs pixels: a window, a Y4M file.
+/// Holds a decoder only.
 pub struct JpegToPixels {
-    codec: JpegCodec,
+    decoder: engine::Decoder,
     scratch: Vec<u8>,
 }
 
 impl JpegToPixels {
     pub fn new() -> Result<JpegToPixels, BackendError> {
         Ok(JpegToPixels {
-            codec: JpegCodec::with_quality(80).map_err(|why| BackendError::Invalid {
-                what: format!("the {ENGINE} JPEG engine"),
-                why,
-            })?,
+            decoder: engine::Decoder::new().map_err(engine_failed)?,
             scratch: Vec::new(),
         })
     }
 
     /// What a JPEG frame of `info`'s size becomes.
     pub fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
-        self.codec.decoded_info(info)
+        rgb_info(info)
     }
 
     /// Decodes `frame` (JPEG) in place into RGB24, reusing buffers.
     pub fn decode(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
         std::mem::swap(&mut self.scratch, &mut frame.data);
-        self.codec.decode_slice(&self.scratch, frame)
+        decode_checked(&mut self.decoder, &self.scratch, frame)
     }
 
     /// Decodes the JPEG frame `jpeg` into `out` (RGB24), reading it where it is.
@@ -219,7 +245,7 @@ impl JpegToPixels {
         out.info = jpeg.info;
         out.seq = jpeg.seq;
         out.capture_us = jpeg.capture_us;
-        self.codec.decode_slice(&jpeg.data, out)
+        decode_checked(&mut self.decoder, &jpeg.data, out)
     }
 }
 
@@ -304,6 +330,43 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_to_pixels_decodes_as_the_codec_does() {
+        let mut codec = JpegCodec::with_quality(80).unwrap();
+        let src = photo("coffee.png");
+        let mut jpeg = Frame::empty();
+        codec.encode(&src, &mut jpeg.data).unwrap();
+        jpeg.info = FrameInfo {
+            format: PixelFormat::Jpeg,
+            width: src.info.width,
+            height: src.info.height,
+            stride: 0,
+        };
+        jpeg.seq = 9;
+        let mut want = Frame::empty();
+        want.info = src.info;
+        codec.decode(&mut jpeg.data.clone(), &mut want).unwrap();
+
+        let mut to_pixels = JpegToPixels::new().unwrap();
+        assert_eq!(to_pixels.decoded_info(&jpeg.info), want.info);
+        let mut out = Frame::empty();
+        to_pixels.decode_into(&jpeg, &mut out).unwrap();
+        assert_eq!((out.info, out.seq), (want.info, 9));
+        assert!(out.data == want.data, "decode_into differs from the codec");
+        to_pixels.decode(&mut jpeg).unwrap();
+        assert!(
+            jpeg.data == want.data,
+            "decode in place differs from the codec"
+        );
+        // Not a JPEG: the header parser's error is the cause.
+        let mut bad = Frame::empty();
+        bad.info = out.info;
+        bad.data = b"GIF89a".to_vec();
+        let e = to_pixels.decode(&mut bad).unwrap_err();
+        let cause = std::error::Error::source(&e).and_then(|c| c.downcast_ref());
+        assert_eq!(cause, Some(&markers::JpegError::NotJpeg), "{e}");
+    }
+
+    #[test]
     fn mjpeg_passes_through_and_gets_tables_when_missing() {
         let mut codec = JpegCodec::with_quality(80).unwrap();
         let src = photo("coffee.png");
@@ -317,6 +380,7 @@ mod tests {
             stride: 0,
         };
         camera.data = jpeg_bytes.clone();
+        camera.seq = 4;
         // With tables: the bytes go out untouched.
         let mut out = Vec::new();
         assert_eq!(
@@ -339,6 +403,15 @@ mod tests {
             a.data == b.data,
             "inserted tables decode to the same picture"
         );
+        // A broken camera frame says which frame, and keeps the parser's error.
+        camera.data = b"GIF89a".to_vec();
+        let e = codec.encode(&camera, &mut out).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("jpeg: corrupt payload: frame 4 from the source: "),
+            "{e}"
+        );
+        assert!(std::error::Error::source(&e).is_some_and(|c| c.is::<markers::JpegError>()));
     }
 
     #[test]
@@ -349,6 +422,8 @@ mod tests {
         codec.encode(&src, &mut good).unwrap();
         let mut rng = fastrand::Rng::with_seed(11);
         let mut frame = Frame::empty();
+        // Which part refused each bad payload: the header parser, or the engine.
+        let (mut by_markers, mut by_engine) = (0, 0);
         for round in 0..300 {
             let mut p = good.clone();
             match round % 3 {
@@ -360,10 +435,23 @@ mod tests {
                 _ => p = (0..rng.usize(..5000)).map(|_| rng.u8(..)).collect(),
             }
             frame.info = src.info;
-            if codec.decode(&mut p, &mut frame).is_ok() {
-                assert_eq!(frame.data.len(), src.info.byte_len());
+            match codec.decode(&mut p, &mut frame) {
+                Ok(()) => assert_eq!(frame.data.len(), src.info.byte_len()),
+                Err(e) => {
+                    let cause = std::error::Error::source(&e);
+                    if cause.is_some_and(|c| c.is::<markers::JpegError>()) {
+                        by_markers += 1;
+                    } else if cause.is_some_and(|c| c.is::<EngineError>()) {
+                        by_engine += 1;
+                        assert!(e.to_string().starts_with("jpeg: corrupt payload: "), "{e}");
+                    }
+                }
             }
         }
+        assert!(
+            by_markers > 0 && by_engine > 0,
+            "errors keep their cause: {by_markers} from the header parser, {by_engine} from {ENGINE}"
+        );
         // A valid JPEG of another size than announced is refused.
         frame.info = FrameInfo::packed(PixelFormat::Rgb24, 64, 64).unwrap();
         let err = codec.decode(&mut good.clone(), &mut frame).unwrap_err();

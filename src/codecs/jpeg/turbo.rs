@@ -1,33 +1,46 @@
 //! The libjpeg-turbo 3 engine (feature `turbojpeg`; built from source, needs cmake
-//! and nasm): SIMD encode and decode, several times faster than pure Rust.
+//! and nasm): SIMD encode and decode, several times faster than pure Rust. An
+//! encoder and a decoder are separate values (one libjpeg-turbo handle each), so
+//! a sink that only decodes builds no compressor; each is used by one thread at
+//! a time (an encoder thread, or a viewer's decode loop).
 
 use super::{Layout, Subsampling};
 
 pub const NAME: &str = "libjpeg-turbo";
 pub const SUMMARY: &str = "JPEG (quality 80, 4:2:0) with libjpeg-turbo; MJPEG passes through";
 
-pub struct Engine {
+/// What this engine reports.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Turbo(#[from] turbojpeg::Error),
+    #[error("image is {got_width}x{got_height}, expected {width}x{height}")]
+    WrongSize {
+        got_width: usize,
+        got_height: usize,
+        width: u32,
+        height: u32,
+    },
+}
+
+pub struct Encoder {
     compressor: turbojpeg::Compressor,
-    decompressor: turbojpeg::Decompressor,
     subsamp: turbojpeg::Subsamp,
     /// Worst-case output, kept at full size so no frame zero-fills it again.
     scratch: Vec<u8>,
 }
 
-impl Engine {
-    pub fn new(quality: u8, subsampling: Subsampling) -> Result<Engine, String> {
-        let mut compressor = turbojpeg::Compressor::new().map_err(|e| e.to_string())?;
-        compressor
-            .set_quality(quality as i32)
-            .map_err(|e| e.to_string())?;
-        Ok(Engine {
+impl Encoder {
+    pub fn new(quality: u8, subsampling: Subsampling) -> Result<Encoder, EngineError> {
+        let mut compressor = turbojpeg::Compressor::new()?;
+        compressor.set_quality(quality as i32)?;
+        Ok(Encoder {
             compressor,
             subsamp: match subsampling {
                 Subsampling::S420 => turbojpeg::Subsamp::Sub2x2,
                 Subsampling::S422 => turbojpeg::Subsamp::Sub2x1,
                 Subsampling::S444 => turbojpeg::Subsamp::None,
             },
-            decompressor: turbojpeg::Decompressor::new().map_err(|e| e.to_string())?,
             scratch: Vec::new(),
         })
     }
@@ -40,7 +53,7 @@ impl Engine {
         height: u32,
         layout: Layout,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let (format, bpp) = match layout {
             Layout::Rgb => (turbojpeg::PixelFormat::RGB, 3),
             Layout::Bgr => (turbojpeg::PixelFormat::BGR, 3),
@@ -55,10 +68,8 @@ impl Engine {
         } else {
             self.subsamp
         };
-        self.compressor
-            .set_subsamp(subsamp)
-            .map_err(|e| e.to_string())?;
-        let max = self.compressor.buf_len(w, h).map_err(|e| e.to_string())?;
+        self.compressor.set_subsamp(subsamp)?;
+        let max = self.compressor.buf_len(w, h)?;
         if self.scratch.len() < max {
             self.scratch.resize(max, 0);
         }
@@ -71,11 +82,22 @@ impl Engine {
         };
         let n = self
             .compressor
-            .compress_to_slice(image, &mut self.scratch)
-            .map_err(|e| e.to_string())?;
+            .compress_to_slice(image, &mut self.scratch)?;
         out.clear();
         out.extend_from_slice(&self.scratch[..n]);
         Ok(())
+    }
+}
+
+pub struct Decoder {
+    decompressor: turbojpeg::Decompressor,
+}
+
+impl Decoder {
+    pub fn new() -> Result<Decoder, EngineError> {
+        Ok(Decoder {
+            decompressor: turbojpeg::Decompressor::new()?,
+        })
     }
 
     /// Decodes into `rgb`, exactly `width * height * 3` bytes; the caller checked
@@ -86,16 +108,15 @@ impl Engine {
         width: u32,
         height: u32,
         rgb: &mut [u8],
-    ) -> Result<(), String> {
-        let header = self
-            .decompressor
-            .read_header(jpeg)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(), EngineError> {
+        let header = self.decompressor.read_header(jpeg)?;
         if (header.width, header.height) != (width as usize, height as usize) {
-            return Err(format!(
-                "image is {}x{}, expected {width}x{height}",
-                header.width, header.height
-            ));
+            return Err(EngineError::WrongSize {
+                got_width: header.width,
+                got_height: header.height,
+                width,
+                height,
+            });
         }
         let image = turbojpeg::Image {
             pixels: rgb,
@@ -104,8 +125,6 @@ impl Engine {
             height: height as usize,
             format: turbojpeg::PixelFormat::RGB,
         };
-        self.decompressor
-            .decompress(jpeg, image)
-            .map_err(|e| e.to_string())
+        Ok(self.decompressor.decompress(jpeg, image)?)
     }
 }
