@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Kind;
 use crate::config::Config;
-use crate::error::{BackendError, CodecError};
+use crate::error::{BackendError, CodecError, SinkError};
 use crate::media::clock;
 use crate::media::frame::{Frame, PixelFormat};
 use crate::media::slot::Taken;
@@ -24,6 +24,17 @@ use super::ServeError;
 
 /// How long a sink may take to open (a window: the display's answer).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a sink on the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalSinkError {
+    #[error(transparent)]
+    Open(BackendError),
+    #[error("cannot start on the stream: {0}")]
+    Start(#[source] SinkError),
+    #[error("did not open within {} s", OPEN_TIMEOUT.as_secs())]
+    Timeout,
+}
 
 /// Opens sink `name` on a new thread (sinks are not `Send`: a window stays on the
 /// thread that made it) and feeds it until the server stops. Returns once the
@@ -60,7 +71,7 @@ pub(crate) fn start(
             .map_err(ServeError::Thread)?
     };
     threads.push(thread);
-    let why = match answer.recv_timeout(OPEN_TIMEOUT) {
+    let source = match answer.recv_timeout(OPEN_TIMEOUT) {
         Ok(Ok(())) => {
             hub.locals
                 .lock()
@@ -69,16 +80,18 @@ pub(crate) fn start(
             return Ok(());
         }
         // A mistake in its table is a configuration error, with its place.
-        Ok(Err(BackendError::Config(e))) => return Err(ServeError::Backend(e.into())),
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(LocalSinkError::Open(BackendError::Config(e)))) => {
+            return Err(ServeError::Backend(e.into()))
+        }
+        Ok(Err(e)) => e,
         Err(_) => {
             cancel.store(true, Ordering::SeqCst);
-            format!("did not open within {} s", OPEN_TIMEOUT.as_secs())
+            LocalSinkError::Timeout
         }
     };
     Err(ServeError::LocalSink {
         name: name.to_string(),
-        why,
+        source: Box::new(source),
     })
 }
 
@@ -89,13 +102,13 @@ fn run(
     hub: &Hub,
     state: &LocalSink,
     stops: &[&AtomicBool; 2],
-    opened: mpsc::SyncSender<Result<(), BackendError>>,
+    opened: mpsc::SyncSender<Result<(), LocalSinkError>>,
 ) {
     let mut sink = match sink {
         Ok(s) => s,
         Err(e) => {
             state.running.store(false, Ordering::Relaxed);
-            let _ = opened.send(Err(e));
+            let _ = opened.send(Err(LocalSinkError::Open(e)));
             return;
         }
     };
@@ -127,18 +140,16 @@ fn begin<'h>(
     sink: &mut dyn FrameSink,
     hub: &'h Hub,
     state: &LocalSink,
-) -> Result<(SinkInput, Subscription<'h>), BackendError> {
-    let input = SinkInput::choose(sink, hub.payload_is_jpeg, hub.stream)?;
+) -> Result<(SinkInput, Subscription<'h>), LocalSinkError> {
+    let input =
+        SinkInput::choose(sink, hub.payload_is_jpeg, hub.stream).map_err(LocalSinkError::Open)?;
     sink.start(&StreamMeta {
         info: input.info(),
         name: hub.name.clone(),
         address: "this machine".into(),
         codec: hub.codec.clone(),
     })
-    .map_err(|e| BackendError::Invalid {
-        what: format!("local sink {}", state.name),
-        why: e.to_string(),
-    })?;
+    .map_err(LocalSinkError::Start)?;
     Ok((input, hub.main.subscribe(&state.viewer)))
 }
 

@@ -71,8 +71,12 @@ pub enum ServeError {
     Thread(#[source] std::io::Error),
     #[error("source failed: {0}")]
     Source(#[source] SourceError),
-    #[error("local sink {name}: {why}")]
-    LocalSink { name: String, why: String },
+    #[error("local sink {name}: {source}")]
+    LocalSink {
+        name: String,
+        #[source]
+        source: Box<local_sinks::LocalSinkError>,
+    },
     #[error(transparent)]
     Secure(#[from] SecureError),
 }
