@@ -14,12 +14,11 @@ use crate::config::{Config, Overrides};
 use crate::server::{RunningServer, ServeLimits};
 use crate::viewer::{self, ViewOptions};
 
+pub mod alloc;
 pub mod convert;
 pub mod seal;
 
-/// Heap allocations made by the process so far. The `livestream` binary counts
-/// them with a wrapping global allocator; elsewhere this stays 0.
-pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+pub use alloc::{CountingAlloc, ALLOCATIONS};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
