@@ -2,54 +2,37 @@
 //! allocator that counts, and compare allocations with frames over a steady stretch.
 //! (Its own test binary, so no other test allocates meanwhile.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use livestream::bench::{CountingAlloc, ALLOCATIONS};
 use livestream::config::{Config, ConfigText, Overrides};
 use livestream::media::convert;
 use livestream::media::frame::{Frame, PixelFormat};
 use livestream::server::{RunningServer, ServeLimits};
 use livestream::sinks::null::NullSink;
 use livestream::viewer::{self, ViewOptions};
+use wait::{wait_until, Lazy};
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+// The integration tests' deadlines (this is a test crate of its own).
+#[path = "integration/wait.rs"]
+mod wait;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
-/// Waits until the server has captured `n` frames.
+/// Waits until the server has captured `n` frames. (Polling allocates nothing.)
 fn wait_captured(server: &RunningServer, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.frames_captured() < n {
-        assert!(
-            Instant::now() < deadline,
-            "stream stalled at {} frames",
-            server.frames_captured()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Lazy(|| {
+            format!(
+                "{n} frames captured (stalled at {})",
+                server.frames_captured()
+            )
+        }),
+        || (server.frames_captured() >= n).then_some(()),
+    );
 }
 
 /// Allocations per frame with two viewers in steady state.
@@ -138,9 +121,31 @@ fn conversion_allocations() -> Vec<String> {
     found
 }
 
+/// The counter counts (else every measurement below would pass): `alloc`,
+/// `alloc_zeroed` and `realloc` each.
+fn assert_counting() {
+    let counted = |what: &str, call: &mut dyn FnMut()| {
+        let a0 = ALLOCATIONS.load(Ordering::SeqCst);
+        call();
+        assert!(
+            ALLOCATIONS.load(Ordering::SeqCst) > a0,
+            "{what} was not counted"
+        );
+    };
+    let mut v: Vec<u8> = Vec::new();
+    counted("alloc", &mut || {
+        v = std::hint::black_box(Vec::with_capacity(16))
+    });
+    counted("alloc_zeroed", &mut || {
+        drop(std::hint::black_box(vec![0u8; 4096]))
+    });
+    counted("realloc", &mut || v.reserve_exact(1 << 20));
+}
+
 /// One test, so nothing else in this binary allocates while it measures.
 #[test]
 fn steady_state_allocates_nothing_per_frame() {
+    assert_counting();
     for (codec, source, format) in [
         ("raw", "test-pattern", "rgb24"),
         ("bincode", "test-pattern", "yuyv"),

@@ -4,7 +4,7 @@
 //! to presented at the sink, and heap allocations per frame in steady state.
 //! `livestream bench --convert` measures pixel conversion alone ([`convert`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 
@@ -14,15 +14,13 @@ use crate::registry::UnknownBackend;
 use crate::server::ServeError;
 use crate::viewer::ViewError;
 
+pub mod alloc;
 pub mod convert;
 mod loopback;
 pub mod seal;
 
+pub use alloc::{CountingAlloc, ALLOCATIONS};
 pub use loopback::{measure, BenchResult, Case};
-
-/// Heap allocations made by the process so far. The `livestream` binary counts
-/// them with a wrapping global allocator; elsewhere this stays 0.
-pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Why a bench could not run. Each wraps the error of the part that failed, so
 /// the message is that part's own.

@@ -89,6 +89,7 @@ impl<T> Slot<T> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Instant;
 
     #[test]
     fn newest_wins_and_old_comes_back() {
@@ -103,12 +104,46 @@ mod tests {
         assert_eq!(s.take(Duration::from_secs(10)), Taken::Closed);
     }
 
+    /// Whether the thread at `task` (`/proc/PID/task/TID`) sleeps in the kernel.
+    fn sleeping(task: &std::path::Path) -> bool {
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // "TID (NAME) STATE ...": NAME may hold anything but ends at the last ')'.
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        after_name.split_whitespace().next() == Some("S")
+    }
+
+    /// The value is put only once the consumer sleeps in `take`, so it must be
+    /// woken (`put`'s notify): without it, `take` would only notice the value at
+    /// its timeout.
     #[test]
     fn wakes_a_waiting_consumer() {
+        const TIMEOUT: Duration = Duration::from_secs(10);
         let s = Arc::new(Slot::default());
         let s2 = s.clone();
-        let t = std::thread::spawn(move || s2.take(Duration::from_secs(30)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            tx.send(std::fs::read_link("/proc/thread-self").unwrap())
+                .unwrap();
+            let started = Instant::now();
+            (s2.take(TIMEOUT), started.elapsed())
+        });
+        let task = std::path::Path::new("/proc").join(rx.recv().unwrap());
+        // Nothing else can block the consumer (nobody else holds the lock), so
+        // once it sleeps it is waiting on the condition variable.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sleeping(&task) {
+            assert!(
+                Instant::now() < deadline,
+                "the consumer never started waiting"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         s.put(42);
-        assert_eq!(t.join().unwrap(), Taken::Value(42));
+        let (taken, waited) = t.join().unwrap();
+        assert_eq!(taken, Taken::Value(42));
+        assert!(
+            waited < TIMEOUT / 2,
+            "the consumer took {waited:?} of its {TIMEOUT:?}: put did not wake it"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::util::{temp_dir, Proc};
+use crate::util::{serve, temp_dir, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
 
 fn run_config(toml: &str, args: &[&str]) -> (i32, String) {
     let dir = temp_dir();
@@ -109,12 +109,10 @@ fn default_serve_streams_the_test_pattern() {
     let dir = temp_dir(); // no livestream.toml here: the built-in one is used
     let mut server = Proc::spawn_in(
         "serve",
-        &["serve", "--listen", "127.0.0.1:0"],
+        &["serve", "--listen", "127.0.0.1:0", SERVE_PLAINTEXT],
         Some(dir.path()),
     );
-    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-        out.contains("listening on ")
-    });
+    let addr = server.wait_listening();
     let out = server.stdout();
     assert!(
         out.contains("streaming test-pattern, 1280x720 rgb24 at 30 fps, codec lz4"),
@@ -129,12 +127,7 @@ fn default_serve_streams_the_test_pattern() {
         err.contains("no camera found") && err.contains("--source"),
         "{err}"
     );
-    let addr = out
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on "))
-        .unwrap()
-        .to_string();
-    let mut view = Proc::spawn("view", &["view", &addr, "--frames", "10"]);
+    let mut view = Proc::spawn("view", &["view", &addr, VIEW_PLAINTEXT, "--frames", "10"]);
     view.expect_success(Duration::from_secs(20));
     assert!(
         view.stderr().contains("frame limit reached: 10 frames"),
@@ -146,15 +139,18 @@ fn default_serve_streams_the_test_pattern() {
 
 #[test]
 fn view_duration_and_ctrl_c_end_cleanly() {
-    let (mut server, addr) = crate::util::serve(&["--width", "64", "--height", "16"]);
-    let mut view = Proc::spawn("view", &["view", &addr, "--duration", "1", "-q"]);
+    let (mut server, addr) = serve(&["--width", "64", "--height", "16", SERVE_PLAINTEXT]);
+    let mut view = Proc::spawn(
+        "view",
+        &["view", &addr, VIEW_PLAINTEXT, "--duration", "1", "-q"],
+    );
     view.expect_success(Duration::from_secs(10));
     assert!(
         view.stderr().contains("duration reached"),
         "{}",
         view.stderr()
     );
-    let mut view = Proc::spawn("view", &["view", &addr, "-q"]);
+    let mut view = Proc::spawn("view", &["view", &addr, VIEW_PLAINTEXT, "-q"]);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
     view.signal(libc::SIGINT);
     view.expect_success(Duration::from_secs(10));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::util::{NetnsPair, Proc};
+use crate::util::{NetnsPair, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
 
 fn in_ns(ns: &str, name: &str, args: &[&str]) -> Proc {
     NetnsPair::livestream(ns, name, args)
@@ -77,7 +77,7 @@ fn list_and_view_find_the_server_by_itself() {
     let mut view = in_ns(
         &net.viewer_ns,
         "view",
-        &["view", "kitchen", "--frames", "5", "-q"],
+        &["view", "kitchen", VIEW_PLAINTEXT, "--frames", "5", "-q"],
     );
     let status = view.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));
@@ -103,7 +103,7 @@ fn list_and_view_find_the_server_by_itself() {
 #[test]
 fn a_loopback_server_is_not_announced() {
     let net = NetnsPair::new(None);
-    let mut server = net.serve("127.0.0.1:7878", &[]);
+    let mut server = net.serve("127.0.0.1:7878", &[SERVE_PLAINTEXT]);
     let mut list = in_ns(&net.viewer_ns, "list", &["list", "--wait", "3"]);
     list.expect_success(Duration::from_secs(20));
     assert!(

@@ -10,64 +10,12 @@ use livestream::codecs::FrameCodec;
 use livestream::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 use livestream::media::recording;
 
+use crate::http_client::{exchange, get, stats};
 use crate::stream::{read_recording, which};
-use crate::util::{assert_no_gaps, record, serve, serve_small, temp_dir, Proc};
-
-/// A response: status, headers (lowercase names), body.
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends `request` as it is and reads the whole response (the server closes).
-pub fn exchange(addr: &str, request: &[u8]) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut r = httparse::Response::new(&mut headers);
-    let head_len = match r.parse(&raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        other => panic!(
-            "bad response to {:?}: {other:?}: {:?}",
-            String::from_utf8_lossy(request),
-            String::from_utf8_lossy(&raw)
-        ),
-    };
-    Response {
-        status: r.code.unwrap(),
-        headers: r
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
-        body: raw[head_len..].to_vec(),
-    }
-}
-
-pub fn get(addr: &str, path: &str) -> Response {
-    exchange(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
-    )
-}
+use crate::util::{
+    assert_no_gaps, record, serve, serve_small, temp_dir, wait_until, Lazy, Proc, Watcher,
+    SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 
 /// Decodes a JPEG into RGB with the project's own decoder, returning its size.
 fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
@@ -88,7 +36,7 @@ fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 
 #[test]
 fn snapshot_stats_metrics_and_page() {
-    let (mut server, addr) = serve_small(&[]);
+    let (mut server, addr) = serve_small(&[SERVE_PLAINTEXT]);
     let page = get(&addr, "/");
     assert_eq!(page.status, 200);
     assert!(page
@@ -110,10 +58,10 @@ fn snapshot_stats_metrics_and_page() {
     let (w, h, rgb) = decode_jpeg(&snap.body);
     assert_eq!((w, h, rgb.len()), (320, 240, 320 * 240 * 3));
 
-    let stats = get(&addr, "/stats");
-    assert_eq!(stats.status, 200);
-    assert_eq!(stats.header("content-type"), Some("application/json"));
-    let json: serde_json::Value = serde_json::from_slice(&stats.body).expect("valid JSON");
+    let response = get(&addr, "/stats");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let json = response.json();
     for field in [
         "name",
         "source",
@@ -134,21 +82,19 @@ fn snapshot_stats_metrics_and_page() {
     assert_eq!(json["source"], "test-pattern");
 
     // Per-viewer fields, with a viewer watching.
-    let mut view = Proc::spawn("view", &["view", &addr, "-q"]);
+    let mut view = Proc::spawn("view", &["view", &addr, VIEW_PLAINTEXT, "-q"]);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let viewer = loop {
-        let json: serde_json::Value = serde_json::from_slice(&get(&addr, "/stats").body).unwrap();
-        if let Some(v) = json["viewers"]
-            .as_array()
-            .and_then(|v| v.first())
-            .filter(|v| v["sent"].as_u64() > Some(5))
-        {
-            break v.clone();
-        }
-        assert!(Instant::now() < deadline, "no viewer in /stats: {json}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let viewer = wait_until(
+        Duration::from_secs(10),
+        Lazy(|| format!("a viewer sent 6 frames in /stats: {}", stats(&addr))),
+        || {
+            stats(&addr)["viewers"]
+                .as_array()
+                .and_then(|v| v.first())
+                .filter(|v| v["sent"].as_u64() > Some(5))
+                .cloned()
+        },
+    );
     for field in [
         "peer",
         "protocol",
@@ -197,7 +143,7 @@ fn snapshot_stats_metrics_and_page() {
 fn ffmpeg_reads_the_mjpeg_stream() {
     let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
     for codec in ["lz4", "jpeg"] {
-        let (mut server, addr) = serve_small(&["--codec", codec]);
+        let (mut server, addr) = serve_small(&["--codec", codec, SERVE_PLAINTEXT]);
         let out = std::process::Command::new(&ffmpeg)
             .args(["-v", "error", "-i"])
             .arg(format!("http://{addr}/stream.mjpg"))
@@ -288,11 +234,8 @@ fn chromium_shows_a_live_picture() {
 /// second: answered or timed out, while a native and an MJPEG viewer keep going.
 #[test]
 fn bad_http_harms_no_one() {
-    let dir = temp_dir();
-    let (mut server, addr) = serve_small(&["--set", "serve.handshake-timeout=1"]);
-    let rec = dir.path().join("watcher.lsr");
-    let mut watcher = record(&addr, &rec, 120);
-    watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
+    let (mut server, addr) = serve_small(&["--set", "serve.handshake-timeout=1", SERVE_PLAINTEXT]);
+    let watcher = Watcher::start(&addr, 120, &[VIEW_PLAINTEXT], &[]);
     // An MJPEG viewer, read by hand: count parts as they come.
     let mut mjpeg = TcpStream::connect(&addr).unwrap();
     mjpeg
@@ -354,22 +297,25 @@ fn bad_http_harms_no_one() {
 
     // The MJPEG viewer was fed all along.
     let mut buf = vec![0u8; 1 << 20];
-    let mut seen = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = Vec::new();
-    while seen < 10 && Instant::now() < deadline {
-        let n = mjpeg.read(&mut buf).unwrap();
-        assert!(n > 0, "MJPEG stream closed");
-        text.extend_from_slice(&buf[..n]);
-        seen = text
-            .windows(17)
-            .filter(|w| w == b"--livestreamframe")
-            .count();
-    }
-    assert!(seen >= 10, "MJPEG viewer got {seen} parts");
+    let parts = std::cell::Cell::new(0);
+    wait_until(
+        Duration::from_secs(10),
+        Lazy(|| format!("10 parts to the MJPEG viewer (got {})", parts.get())),
+        || {
+            let n = mjpeg.read(&mut buf).unwrap();
+            assert!(n > 0, "MJPEG stream closed after {} parts", parts.get());
+            text.extend_from_slice(&buf[..n]);
+            parts.set(
+                text.windows(17)
+                    .filter(|w| w == b"--livestreamframe")
+                    .count(),
+            );
+            (parts.get() >= 10).then_some(())
+        },
+    );
 
-    watcher.expect_success(Duration::from_secs(30));
-    assert_no_gaps(&rec, 120);
+    watcher.finish();
     server.terminate();
 }
 
@@ -435,9 +381,10 @@ fn mjpeg_passes_through_untouched() {
         "sources.file.loop=true",
         "--codec",
         "raw",
+        SERVE_PLAINTEXT,
     ]);
     let rec = dir.path().join("raw.lsr");
-    record(&addr, &rec, 24).expect_success(Duration::from_secs(20));
+    record(&addr, &rec, 24, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
     let got = read_recording(&rec);
     assert_eq!(got.len(), 24);
     for f in &got {
@@ -470,19 +417,23 @@ fn mjpeg_passes_through_untouched() {
         "sources.file.loop=true",
         "--codec",
         "jpeg",
+        SERVE_PLAINTEXT,
     ]);
-    let mut parts = Vec::new();
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET /stream.mjpg HTTP/1.1\r\n\r\n").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut raw = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
-    while parts.len() < 12 {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0);
-        raw.extend_from_slice(&buf[..n]);
-        parts = split_parts(&raw);
-    }
+    let parts = wait_until(
+        Duration::from_secs(20),
+        "12 whole parts of the MJPEG stream",
+        || {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the MJPEG stream closed");
+            raw.extend_from_slice(&buf[..n]);
+            Some(split_parts(&raw)).filter(|parts| parts.len() >= 12)
+        },
+    );
     for p in &parts[..12] {
         match jpegs.iter().position(|j| j == p) {
             Some(i) => assert_eq!(i % 2, 0, "a frame without tables went out without them"),
@@ -514,13 +465,23 @@ fn mjpeg_passes_through_untouched() {
         "sources.file.loop=true",
         "--codec",
         "lz4",
+        SERVE_PLAINTEXT,
     ]);
     let y4m = dir.path().join("camera.y4m");
     let set = format!("sinks.file.path={}", y4m.display());
     let mut view = crate::util::Proc::spawn(
         "view to y4m",
         &[
-            "view", &addr, "--sink", "file", "--set", &set, "--frames", "12", "-q",
+            "view",
+            &addr,
+            VIEW_PLAINTEXT,
+            "--sink",
+            "file",
+            "--set",
+            &set,
+            "--frames",
+            "12",
+            "-q",
         ],
     );
     view.expect_success(Duration::from_secs(20));
@@ -583,10 +544,18 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn jpeg_codec_round_trip_is_close() {
     let dir = temp_dir();
     let (mut server, addr) = serve(&[
-        "--width", "640", "--height", "480", "--fps", "30", "--codec", "jpeg",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        "--codec",
+        "jpeg",
+        SERVE_PLAINTEXT,
     ]);
     let rec = dir.path().join("v.lsr");
-    record(&addr, &rec, 10).expect_success(Duration::from_secs(30));
+    record(&addr, &rec, 10, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(30));
     server.terminate();
     let capture = livestream::config::CaptureConfig {
         width: 640,
@@ -630,6 +599,7 @@ fn http_can_be_turned_off() {
         "16",
         "--set",
         "serve.http=false",
+        SERVE_PLAINTEXT,
     ]);
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
@@ -642,8 +612,11 @@ fn http_can_be_turned_off() {
         String::from_utf8_lossy(&answer)
     );
     server.wait_stderr("bad magic", 1, Duration::from_secs(5));
-    Proc::spawn("view", &["view", &addr, "--frames", "3", "-q"])
-        .expect_success(Duration::from_secs(20));
+    Proc::spawn(
+        "view",
+        &["view", &addr, VIEW_PLAINTEXT, "--frames", "3", "-q"],
+    )
+    .expect_success(Duration::from_secs(20));
     server.terminate();
 }
 
@@ -664,13 +637,14 @@ fn a_stalled_browser_harms_no_one() {
         "720",
         "--fps",
         "30",
+        SERVE_PLAINTEXT,
     ]);
     let mut stalled = TcpStream::connect(&addr).unwrap();
     stalled
         .write_all(b"GET /stream.mjpg HTTP/1.1\r\n\r\n")
         .unwrap();
     let rec = dir.path().join("native.lsr");
-    let mut native = record(&addr, &rec, 90);
+    let mut native = record(&addr, &rec, 90, &[VIEW_PLAINTEXT]);
     let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
     let browser = std::process::Command::new(ffmpeg)
         .args(["-v", "error", "-i"])
@@ -691,24 +665,19 @@ fn a_stalled_browser_harms_no_one() {
         "server RSS {rss_mb} MB with a stalled browser"
     );
     // The stalled browser is still connected, dropping frames for itself only.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats: serde_json::Value = serde_json::from_slice(&get(&addr, "/stats").body).unwrap();
-        let http = stats["viewers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["protocol"] == "http")
-            .cloned();
-        if http.is_some_and(|v| v["dropped"].as_u64() > Some(10)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stalled browser never dropped a frame: {stats}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Lazy(|| format!("the stalled browser to drop 11 frames: {}", stats(&addr))),
+        || {
+            stats(&addr)["viewers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["protocol"] == "http")
+                .filter(|v| v["dropped"].as_u64() > Some(10))
+                .map(|_| ())
+        },
+    );
     let rss_mb = server.rss_kib() / 1024;
     assert!(
         rss_mb < 150,
@@ -736,7 +705,15 @@ fn transcoder_cpu_ns(server: &Proc) -> u64 {
 #[test]
 fn jpeg_for_browsers_only_while_one_watches() {
     let (mut server, addr) = serve(&[
-        "--width", "1280", "--height", "720", "--fps", "30", "--codec", "lz4",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--fps",
+        "30",
+        "--codec",
+        "lz4",
+        SERVE_PLAINTEXT,
     ]);
     // Transcoder CPU per frame over 30 frames of the stream, watched or not.
     let measure = |browser: bool| {
@@ -755,8 +732,11 @@ fn jpeg_for_browsers_only_while_one_watches() {
                 String::from_utf8_lossy(&out.stderr)
             );
         } else {
-            Proc::spawn("view", &["view", &addr, "--frames", "30", "-q"])
-                .expect_success(Duration::from_secs(20));
+            Proc::spawn(
+                "view",
+                &["view", &addr, VIEW_PLAINTEXT, "--frames", "30", "-q"],
+            )
+            .expect_success(Duration::from_secs(20));
         }
         (transcoder_cpu_ns(&server) - before) as f64 / 1e6 / 30.0
     };

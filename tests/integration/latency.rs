@@ -9,7 +9,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{serve, serve_small, temp_dir, NetnsPair, Proc, BIN};
+use crate::util::{
+    serve, serve_small, temp_dir, NetnsPair, Proc, BIN, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 
 /// One frame's line of a latency log.
 #[derive(Debug, Clone, Copy)]
@@ -47,11 +49,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Views `addr` for `seconds`, logging every frame; `prefix` runs the viewer
-/// under another command (a time namespace, a network namespace).
-fn view_logged(prefix: &[&str], addr: &str, seconds: f64, log: &Path) -> Proc {
+/// Views `addr` for `seconds` with `more` arguments, logging every frame;
+/// `prefix` runs the viewer under another command (a time namespace, a network
+/// namespace).
+fn view_logged(prefix: &[&str], addr: &str, seconds: f64, log: &Path, more: &[&str]) -> Proc {
     let secs = seconds.to_string();
-    let args = [
+    let mut args = vec![
         "view",
         addr,
         "--duration",
@@ -59,6 +62,7 @@ fn view_logged(prefix: &[&str], addr: &str, seconds: f64, log: &Path) -> Proc {
         "--latency-log",
         log.to_str().unwrap(),
     ];
+    args.extend_from_slice(more);
     if prefix.is_empty() {
         Proc::spawn("view", &args)
     } else {
@@ -81,7 +85,15 @@ fn settled(rows: &[Row]) -> Vec<Row> {
 
 #[test]
 fn clocks_that_disagree_measure_the_same_latency() {
-    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
+    let (mut server, addr) = serve(&[
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
     let dir = temp_dir();
     let (shared_log, shifted_log) = (
         dir.path().join("shared.csv"),
@@ -93,8 +105,9 @@ fn clocks_that_disagree_measure_the_same_latency() {
         &addr,
         4.0,
         &shifted_log,
+        &[VIEW_PLAINTEXT],
     );
-    let mut shared = view_logged(&[], &addr, 4.0, &shared_log);
+    let mut shared = view_logged(&[], &addr, 4.0, &shared_log, &[VIEW_PLAINTEXT]);
     shared.expect_success(Duration::from_secs(15));
     shifted.expect_success(Duration::from_secs(15));
     server.terminate();
@@ -171,15 +184,15 @@ fn delaying_relay(to: String, delay: Duration) -> String {
 
 #[test]
 fn a_20_ms_delay_adds_20_ms() {
-    let (mut server, addr) = serve_small(&[]);
+    let (mut server, addr) = serve_small(&[SERVE_PLAINTEXT]);
     let relay = delaying_relay(addr.clone(), Duration::from_millis(20));
     let dir = temp_dir();
     let (direct_log, relayed_log) = (
         dir.path().join("direct.csv"),
         dir.path().join("relayed.csv"),
     );
-    let mut direct = view_logged(&[], &addr, 4.0, &direct_log);
-    let mut relayed = view_logged(&[], &relay, 4.0, &relayed_log);
+    let mut direct = view_logged(&[], &addr, 4.0, &direct_log, &[VIEW_PLAINTEXT]);
+    let mut relayed = view_logged(&[], &relay, 4.0, &relayed_log, &[VIEW_PLAINTEXT]);
     direct.expect_success(Duration::from_secs(15));
     relayed.expect_success(Duration::from_secs(15));
     server.terminate();
@@ -206,7 +219,7 @@ fn a_20_ms_delay_adds_20_ms() {
 fn a_link_too_slow_drops_frames_instead_of_queueing_them() {
     let link = NetnsPair::new(Some("8mbit"));
     // 320x240 rgb24 at 30 fps is 55 Mbit/s: seven times what the link carries.
-    let mut server = link.serve("10.231.0.1:7878", &["--codec", "raw"]);
+    let mut server = link.serve("10.231.0.1:7878", &["--codec", "raw", SERVE_PLAINTEXT]);
     let dir = temp_dir();
     let log = dir.path().join("slow.csv");
     let mut view = view_logged(
@@ -214,6 +227,7 @@ fn a_link_too_slow_drops_frames_instead_of_queueing_them() {
         "10.231.0.1:7878",
         8.0,
         &log,
+        &[VIEW_PLAINTEXT],
     );
     view.expect_success(Duration::from_secs(20));
     server.terminate();
@@ -262,13 +276,22 @@ fn a_link_too_slow_drops_frames_instead_of_queueing_them() {
 
 #[test]
 fn a_viewer_that_stops_reading_is_live_again_within_a_second() {
-    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
+    let (mut server, addr) = serve(&[
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
     let dir = temp_dir();
     let log = dir.path().join("paused.csv");
-    let mut view = view_logged(&[], &addr, 30.0, &log);
+    let mut view = view_logged(&[], &addr, 30.0, &log, &[VIEW_PLAINTEXT]);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(2)); // watch normally for a while
-                                                // The scenario: the viewer stops reading for two seconds.
+    // The scenario, in seconds of the stream (not waits for anything): the
+    // viewer watches normally for 2, stops reading for 2, then watches for 3.
+    std::thread::sleep(Duration::from_secs(2));
     view.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(2));
     view.signal(libc::SIGCONT);

@@ -1,9 +1,13 @@
 //! One integration-test crate that runs the real `livestream` binary over real
 //! TCP on 127.0.0.1.
+//!
+//! Helpers first: `util` (running the binary, the common servers and viewers),
+//! `wait` (deadlines), `http_client`; then one module per area.
 
 mod cli;
 mod discovery;
 mod http;
+mod http_client;
 mod latency;
 mod record;
 mod robustness;
@@ -12,4 +16,5 @@ mod stream;
 mod util;
 #[cfg(feature = "v4l2")]
 mod vivid;
+mod wait;
 mod window;

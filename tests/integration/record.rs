@@ -4,14 +4,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
 use livestream::sources::test_pattern::read_stamp;
 
-use crate::http::get;
+use crate::http_client::stats;
 use crate::stream::which;
-use crate::util::{assert_no_gaps, record, serve, serve_small, temp_dir};
+use crate::util::{
+    assert_no_gaps, record, serve, serve_small, temp_dir, wait_until, Lazy, Proc, SERVE_PLAINTEXT,
+    VIEW_PLAINTEXT,
+};
 
 /// The recordings in `dir`, oldest name first.
 fn recordings(dir: &Path) -> Vec<PathBuf> {
@@ -90,30 +93,34 @@ fn y4m_stamps(path: &Path) -> Vec<u64> {
 }
 
 fn local_sink(addr: &str) -> serde_json::Value {
-    let stats: serde_json::Value = serde_json::from_slice(&get(addr, "/stats").body).unwrap();
-    stats["local_sinks"][0].clone()
+    stats(addr)["local_sinks"][0].clone()
 }
 
 fn wait_presented(addr: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while local_sink(addr)["presented"].as_u64().unwrap_or(0) < n {
-        assert!(
-            Instant::now() < deadline,
-            "the recording did not reach {n} frames: {}",
-            local_sink(addr)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Lazy(|| format!("{n} frames in the recording: {}", local_sink(addr))),
+        || (local_sink(addr)["presented"].as_u64().unwrap_or(0) >= n).then_some(()),
+    );
 }
 
 #[test]
 fn recording_holds_every_frame_while_viewers_watch() {
     let dir = temp_dir();
     let rec = dir.path().join("rec");
-    let (mut server, addr) = serve_small(&["--frames", "90", "--record", rec.to_str().unwrap()]);
+    let (mut server, addr) = serve_small(&[
+        "--frames",
+        "90",
+        "--record",
+        rec.to_str().unwrap(),
+        SERVE_PLAINTEXT,
+    ]);
     let a = dir.path().join("a.lsr");
     let b = dir.path().join("b.lsr");
-    let (mut va, mut vb) = (record(&addr, &a, 40), record(&addr, &b, 40));
+    let (mut va, mut vb) = (
+        record(&addr, &a, 40, &[VIEW_PLAINTEXT]),
+        record(&addr, &b, 40, &[VIEW_PLAINTEXT]),
+    );
     va.expect_success(Duration::from_secs(20));
     vb.expect_success(Duration::from_secs(20));
     assert_no_gaps(&a, 40);
@@ -146,6 +153,7 @@ fn kill_9_leaves_a_recording_that_plays() {
             codec,
             "--record",
             dir.path().to_str().unwrap(),
+            SERVE_PLAINTEXT,
         ]);
         wait_presented(&addr, 40);
         server.signal(libc::SIGKILL);
@@ -204,7 +212,7 @@ fn a_full_disk_stops_the_recording_not_the_stream() {
     let tmpfs = TinyDisk::mount();
     let disk = tmpfs.path();
     // 320x240 4:4:4 Y4M frames are 230 KB: the disk is full after 9.
-    let (mut server, addr) = serve_small(&["--record", disk.to_str().unwrap()]);
+    let (mut server, addr) = serve_small(&["--record", disk.to_str().unwrap(), SERVE_PLAINTEXT]);
     server.wait_stderr(
         "the disk is full: recording stopped after",
         1,
@@ -219,7 +227,7 @@ fn a_full_disk_stops_the_recording_not_the_stream() {
     // The stream goes on: a viewer gets 60 frames without a gap.
     let elsewhere = temp_dir();
     let out = elsewhere.path().join("after.lsr");
-    record(&addr, &out, 60).expect_success(Duration::from_secs(20));
+    record(&addr, &out, 60, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
     assert_no_gaps(&out, 60);
     server.terminate();
     // What was recorded plays, every frame of it whole.
@@ -252,6 +260,7 @@ fn segments_rotate_and_the_oldest_go_under_the_cap() {
         "sinks.record.segment-seconds=0.5",
         "--set",
         &format!("sinks.record.max-total-bytes={cap}"),
+        SERVE_PLAINTEXT,
     ]);
     // Wait until segments have been deleted for the cap.
     server.wait_stderr(
@@ -297,19 +306,19 @@ fn segments_rotate_and_the_oldest_go_under_the_cap() {
 #[test]
 fn record_options_are_checked() {
     let dir = temp_dir();
-    let out = crate::util::Proc::spawn(
+    let mut out = Proc::spawn(
         "serve",
         &[
             "serve",
             "--listen",
             "127.0.0.1:0",
+            SERVE_PLAINTEXT,
             "--record",
             dir.path().to_str().unwrap(),
             "--set",
             "sinks.record.segment-bytes=100",
         ],
     );
-    let mut out = out;
     let status = out.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(2), "{}", out.stderr());
     assert!(
@@ -324,15 +333,24 @@ fn record_options_are_checked() {
 #[test]
 fn a_viewer_records_jpeg_as_it_came() {
     let dir = temp_dir();
-    let (mut server, addr) = serve_small(&["--codec", "jpeg"]);
+    let (mut server, addr) = serve_small(&["--codec", "jpeg", SERVE_PLAINTEXT]);
     let set = format!(
         "sinks.record.dir={}",
         toml::Value::String(dir.path().display().to_string())
     );
-    let mut view = crate::util::Proc::spawn(
+    let mut view = Proc::spawn(
         "view --sink record",
         &[
-            "view", &addr, "--sink", "record", "--set", &set, "--frames", "30", "-q",
+            "view",
+            &addr,
+            VIEW_PLAINTEXT,
+            "--sink",
+            "record",
+            "--set",
+            &set,
+            "--frames",
+            "30",
+            "-q",
         ],
     );
     view.expect_success(Duration::from_secs(20));
@@ -368,6 +386,7 @@ fn a_full_disk_under_a_cap_frees_the_oldest_segment() {
         // More than the disk holds: the disk fills before the cap is reached.
         "--set",
         "sinks.record.max-total-bytes=100000000",
+        SERVE_PLAINTEXT,
     ]);
     server.wait_stderr(
         "record: deleted the oldest recording",

@@ -8,7 +8,8 @@ use livestream::media::frame::{FrameInfo, Limits, PixelFormat};
 use livestream::net::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
 
 use crate::util::{
-    assert_no_gaps, free_port, record, serve, serve_on, serve_small, temp_dir, Proc,
+    assert_no_gaps, free_port, record, serve, serve_on, serve_small, temp_dir, wait_until, Lazy,
+    NetnsPair, Proc, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
 };
 
 /// Connects and completes the handshake as a viewer would, then returns the socket.
@@ -27,25 +28,22 @@ fn handshake(addr: &str) -> (TcpStream, ServerHello) {
 /// Waits until the server closes `s`: a read returns end of file or an error.
 fn assert_closed_by_server(s: &mut TcpStream, what: &str) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
+    wait_until(
+        Duration::from_secs(5),
+        format!("{what}: the server to close the connection (it kept sending)"),
+        || match s.read(&mut buf) {
+            Ok(0) => Some(()),
+            Ok(_) => None,
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 panic!("{what}: the server did not close the connection")
             }
-            Err(_) => return,
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: the server kept the connection open"
-        );
-    }
+            Err(_) => Some(()),
+        },
+    );
 }
 
 /// One viewer stops reading; the others still get every frame, and the server's
@@ -56,7 +54,15 @@ fn a_stalled_viewer_harms_no_one() {
     // 2.7 MB frames at 30 fps: queueing them for a stalled viewer would take
     // ~80 MB a second.
     let (mut server, addr) = serve(&[
-        "--codec", "raw", "--width", "1280", "--height", "720", "--fps", "30",
+        "--codec",
+        "raw",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
     ]);
     let (stalled, hello) = handshake(&addr);
     assert_eq!(
@@ -64,7 +70,7 @@ fn a_stalled_viewer_harms_no_one() {
         FrameInfo::packed(PixelFormat::Rgb24, 1280, 720).unwrap()
     );
     let path = dir.path().join("good.lsr");
-    let mut good = record(&addr, &path, 90);
+    let mut good = record(&addr, &path, 90, &[VIEW_PLAINTEXT]);
     good.expect_success(Duration::from_secs(30));
     assert_no_gaps(&path, 90);
     let rss_mb = server.rss_kib() / 1024;
@@ -82,11 +88,17 @@ fn a_stalled_viewer_harms_no_one() {
 fn viewers_killed_mid_frame_100_times() {
     let dir = temp_dir();
     let (mut server, addr) = serve(&[
-        "--codec", "raw", "--width", "640", "--height", "480", "--fps", "30",
+        "--codec",
+        "raw",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
     ]);
-    let path = dir.path().join("watcher.lsr");
-    let mut watcher = record(&addr, &path, 120);
-    watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
+    let watcher = Watcher::start(&addr, 120, &[VIEW_PLAINTEXT], &[]);
     for i in 0..100 {
         let (mut s, _) = handshake(&addr);
         // Part of the first frame's header and payload, then gone.
@@ -100,12 +112,11 @@ fn viewers_killed_mid_frame_100_times() {
             s.shutdown(Shutdown::Both).unwrap();
         }
     }
-    watcher.expect_success(Duration::from_secs(30));
-    assert_no_gaps(&path, 120);
+    watcher.finish();
     assert!(server.is_running(), "server died");
     // Still serving new viewers.
     let path = dir.path().join("after.lsr");
-    let mut after = record(&addr, &path, 10);
+    let mut after = record(&addr, &path, 10, &[VIEW_PLAINTEXT]);
     after.expect_success(Duration::from_secs(20));
     assert_no_gaps(&path, 10);
     server.terminate();
@@ -133,11 +144,9 @@ fn socket_with_linger_zero(s: TcpStream) -> TcpStream {
 /// Malformed handshakes are refused with a logged reason; a viewer keeps watching.
 #[test]
 fn malformed_clients_are_disconnected_with_a_reason() {
-    let dir = temp_dir();
-    let (mut server, addr) = serve_small(&["--set", "serve.handshake-timeout=0.5"]);
-    let path = dir.path().join("watcher.lsr");
-    let mut watcher = record(&addr, &path, 90);
-    watcher.wait_stderr("connected to", 1, Duration::from_secs(10));
+    let (mut server, addr) =
+        serve_small(&["--set", "serve.handshake-timeout=0.5", SERVE_PLAINTEXT]);
+    let watcher = Watcher::start(&addr, 90, &[VIEW_PLAINTEXT], &[]);
 
     let mut huge_ext = b"LSTR\x01\x00\x00\x00".to_vec();
     huge_ext.extend_from_slice(&u16::MAX.to_le_bytes());
@@ -195,8 +204,7 @@ fn malformed_clients_are_disconnected_with_a_reason() {
         other => panic!("version 0: {other:?}"),
     }
 
-    watcher.expect_success(Duration::from_secs(30));
-    assert_no_gaps(&path, 90);
+    watcher.finish();
     let rss_mb = server.rss_kib() / 1024;
     assert!(rss_mb < 100, "server RSS {rss_mb} MB after hostile input");
     server.terminate();
@@ -212,6 +220,7 @@ fn viewer_cap_refuses_politely() {
         "16",
         "--set",
         "serve.max-viewers=2",
+        SERVE_PLAINTEXT,
     ]);
     let (_a, _) = handshake(&addr);
     let (_b, _) = handshake(&addr);
@@ -234,12 +243,18 @@ fn viewer_cap_refuses_politely() {
 #[test]
 fn viewer_reconnects_after_server_restart() {
     let addr = format!("127.0.0.1:{}", free_port());
-    let (mut first, _) = serve_on(&addr, &["--width", "160", "--height", "120"]);
-    let mut view = Proc::spawn("view", &["view", &addr]);
+    let (mut first, _) = serve_on(
+        &addr,
+        &["--width", "160", "--height", "120", SERVE_PLAINTEXT],
+    );
+    let mut view = Proc::spawn("view", &["view", &addr, VIEW_PLAINTEXT]);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
     first.terminate();
     view.wait_stderr("reconnecting in", 1, Duration::from_secs(10));
-    let (mut second, _) = serve_on(&addr, &["--width", "160", "--height", "120"]);
+    let (mut second, _) = serve_on(
+        &addr,
+        &["--width", "160", "--height", "120", SERVE_PLAINTEXT],
+    );
     view.wait_stderr("connected to", 2, Duration::from_secs(15));
     // Frames flow again: a status line after the second connection.
     view.wait_for(
@@ -331,25 +346,29 @@ fn viewer_rejects_a_hostile_server() {
     for (what, behave, expected) in cases {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let mut view = Proc::spawn("view", &["view", &addr, "--no-reconnect", "-q"]);
+        let mut view = Proc::spawn(
+            "view",
+            &["view", &addr, VIEW_PLAINTEXT, "--no-reconnect", "-q"],
+        );
         // Never a bare accept: a viewer that fails before connecting must not hang
         // the test.
         listener.set_nonblocking(true).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut s = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
+        let mut s = wait_until(
+            Duration::from_secs(10),
+            Lazy(|| format!("{what}: the viewer to connect:\n{}", view.stderr())),
+            || match listener.accept() {
+                Ok((s, _)) => Some(s),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     assert!(
-                        std::time::Instant::now() < deadline && view.is_running(),
-                        "{what}: the viewer did not connect:\n{}",
+                        view.is_running(),
+                        "{what}: the viewer ended before it connected:\n{}",
                         view.stderr()
                     );
-                    std::thread::sleep(Duration::from_millis(10));
+                    None
                 }
                 Err(e) => panic!("accept: {e}"),
-            }
-        };
+            },
+        );
         s.set_nonblocking(false).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut hello = [0u8; protocol::CLIENT_HELLO_LEN];
@@ -392,6 +411,7 @@ fn shutdown_does_not_wait_for_stuck_connections() {
         "720",
         "--set",
         "serve.handshake-timeout=60",
+        SERVE_PLAINTEXT,
     ]);
     let _silent = TcpStream::connect(&addr).unwrap();
     let (_stalled, _) = handshake(&addr);
@@ -412,13 +432,13 @@ fn shutdown_does_not_wait_for_stuck_connections() {
 /// per-address rate, the viewer keeps every frame at full rate.
 #[test]
 fn a_connection_flood_does_not_disturb_a_viewer() {
-    let net = crate::util::NetnsPair::new(None);
+    let net = NetnsPair::new(None);
     // As by default: the flood meets the secure handshake.
     let mut server = net.serve("10.231.0.1:7878", &["--set", "serve.auth=\"pair\""]);
     let code = crate::util::pairing_code(&server);
     let dir = temp_dir();
     let log = dir.path().join("flooded.csv");
-    let mut view = crate::util::NetnsPair::livestream(
+    let mut view = NetnsPair::livestream(
         &net.viewer_ns,
         "view (viewer namespace)",
         &[

@@ -6,9 +6,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{pairing_code, temp_dir, NetnsPair, Proc};
+use crate::http_client::get_with;
+use crate::util::{pairing_code, temp_dir, NetnsPair, Proc, Watcher, VIEW_PLAINTEXT};
 
 /// `serve` with pairing, its keys in `keys`; returns it, its address and code.
 fn serve_secure(keys: &std::path::Path, listen: &str, more: &[&str]) -> (Proc, String, String) {
@@ -31,12 +32,8 @@ fn serve_secure(keys: &std::path::Path, listen: &str, more: &[&str]) -> (Proc, S
         &args,
         &[("XDG_CONFIG_HOME", keys.to_str().unwrap())],
     );
+    let addr = server.wait_listening();
     let code = pairing_code(&server);
-    let addr = server
-        .stdout()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
-        .unwrap();
     (server, addr, code)
 }
 
@@ -71,42 +68,15 @@ fn frames_seen(said: &str) -> u64 {
         .unwrap_or_else(|| panic!("no frame count in:\n{said}"))
 }
 
-/// A paired viewer watching for a while, to show what happens around it does
-/// not disturb it.
-struct Watcher {
-    view: Proc,
-    started: Instant,
-    seconds: u64,
-}
-
-impl Watcher {
-    fn start(keys: &std::path::Path, addr: &str, code: &str, seconds: u64) -> Watcher {
-        let duration = seconds.to_string();
-        let view = view(keys, addr, &["--pair", code, "--duration", &duration, "-q"]);
-        view.wait_stderr("connected to", 1, Duration::from_secs(10));
-        Watcher {
-            view,
-            started: Instant::now(),
-            seconds,
-        }
-    }
-
-    /// Never reconnected, and saw the stream at full rate (30 fps, give or take
-    /// a second).
-    fn finish(mut self) {
-        self.view.expect_success(Duration::from_secs(20));
-        let said = self.view.stderr();
-        let seconds = self
-            .started
-            .elapsed()
-            .as_secs_f64()
-            .min(self.seconds as f64);
-        assert!(!said.contains("reconnecting"), "{said}");
-        assert!(
-            frames_seen(&said) as f64 >= 30.0 * (seconds - 1.0),
-            "the watcher fell behind: {said}"
-        );
-    }
+/// A paired viewer, its keys in `keys`, watching for `seconds` (at 30 fps), to
+/// show that what happens around it does not disturb it.
+fn watcher(keys: &std::path::Path, addr: &str, code: &str, seconds: u32) -> Watcher {
+    Watcher::start(
+        addr,
+        30 * seconds,
+        &["--set", "view.auth=\"pair\"", "--pair", code],
+        &[("XDG_CONFIG_HOME", keys.to_str().unwrap())],
+    )
 }
 
 fn wrong_code(right: &str) -> &'static str {
@@ -124,9 +94,9 @@ fn pairing_refusals_leave_a_watching_viewer_alone() {
     let (server_keys, watcher_keys, other_keys) = (temp_dir(), temp_dir(), temp_dir());
     let (mut server, addr, code) = serve_secure(server_keys.path(), "127.0.0.1:0", &[]);
 
-    let watcher = Watcher::start(watcher_keys.path(), &addr, &code, 8);
+    let watcher = watcher(watcher_keys.path(), &addr, &code, 8);
     assert!(watcher
-        .view
+        .view()
         .stderr()
         .contains("paired with \"livestream on"));
 
@@ -145,10 +115,9 @@ fn pairing_refusals_leave_a_watching_viewer_alone() {
         said.contains("failed: wrong pairing code"),
         "wrong code: {said}"
     );
-    // A plaintext viewer (util adds auth = "none" to it).
     let mut plain = Proc::spawn_env(
         "view (plaintext)",
-        &["view", &addr, "--frames", "5", "-q"],
+        &["view", &addr, VIEW_PLAINTEXT, "--frames", "5", "-q"],
         &[("XDG_CONFIG_HOME", other.to_str().unwrap())],
     );
     assert_eq!(plain.wait_exit(Duration::from_secs(20)).code(), Some(1));
@@ -253,7 +222,7 @@ fn relay(server: &str, meddle: Meddle) -> SocketAddr {
 fn altered_or_replayed_records_end_only_that_connection() {
     let (server_keys, viewer_keys, direct_keys) = (temp_dir(), temp_dir(), temp_dir());
     let (mut server, addr, code) = serve_secure(server_keys.path(), "127.0.0.1:0", &[]);
-    let direct = Watcher::start(direct_keys.path(), &addr, &code, 12);
+    let direct = watcher(direct_keys.path(), &addr, &code, 12);
     // Pair the meddled-with viewer directly first: the relay's address is new to
     // it, the key it pinned is not.
     let mut v = view(
@@ -420,26 +389,6 @@ fn captured_traffic_carries_no_plaintext() {
     assert!(!has_jpeg(&sealed), "a JPEG header on the wire");
 }
 
-/// One HTTP request by hand; returns the status line, the head and the body.
-fn get(addr: &str, target: &str, headers: &str) -> (String, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    // Enough for a head and a first frame; a stream never ends by itself.
-    while got.len() < 200_000 {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&got[..end]).to_string();
-    let status = head.lines().next().unwrap().to_string();
-    (status, head, got[end..].to_vec())
-}
-
 /// HTTP with pairing: without the token, 401 and not one frame byte; with it,
 /// in the URL (the page then sets a cookie), as a bearer token or as the basic
 /// auth password, the stream.
@@ -471,23 +420,28 @@ fn http_needs_the_token() {
             format!("Cookie: livestream_token={}x\r\n", token),
         ),
     ] {
-        let (status, head, body) = get(&addr, target, &headers);
-        assert!(status.contains("401"), "{target} {headers}: {status}");
-        assert!(head.contains("WWW-Authenticate: Basic realm=\"livestream\""));
+        let r = get_with(&addr, target, &headers);
+        assert_eq!(r.status, 401, "{target} {headers}");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
         assert!(
-            !body.windows(2).any(|w| w == [0xFF, 0xD8]),
+            challenge.starts_with("Basic realm=\"livestream\""),
+            "{target} {headers}: WWW-Authenticate: {challenge}"
+        );
+        assert!(
+            !r.body.windows(2).any(|w| w == [0xFF, 0xD8]),
             "frame bytes in a 401"
         );
     }
 
-    let (status, head, body) = get(&addr, &format!("/?token={token}"), "");
-    assert!(status.contains("200"), "{status}");
+    let page = get_with(&addr, &format!("/?token={token}"), "");
+    assert_eq!(page.status, 200);
     let cookie = format!("livestream_token={token}");
+    let set_cookie = page.header("set-cookie").unwrap_or_default();
     assert!(
-        head.contains(&format!("Set-Cookie: {cookie}; Path=/; HttpOnly")),
-        "{head}"
+        set_cookie.starts_with(&format!("{cookie}; Path=/; HttpOnly")),
+        "Set-Cookie: {set_cookie}"
     );
-    assert!(String::from_utf8_lossy(&body).contains("stream.mjpg"));
+    assert!(String::from_utf8_lossy(&page.body).contains("stream.mjpg"));
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("anyone:{token}"));
     for headers in [
@@ -495,15 +449,15 @@ fn http_needs_the_token() {
         format!("Authorization: Bearer {token}\r\n"),
         format!("Authorization: Basic {basic}\r\n"),
     ] {
-        let (status, _, body) = get(&addr, "/stream.mjpg", &headers);
-        assert!(status.contains("200"), "{headers}: {status}");
+        let stream = get_with(&addr, "/stream.mjpg", &headers);
+        assert_eq!(stream.status, 200, "{headers}");
         assert!(
-            body.windows(2).any(|w| w == [0xFF, 0xD8]),
+            stream.body.windows(2).any(|w| w == [0xFF, 0xD8]),
             "{headers}: no JPEG"
         );
     }
-    let (status, _, _) = get(&addr, &format!("/stats?token={token}"), "");
-    assert!(status.contains("200"), "{status}");
+    let stats = get_with(&addr, &format!("/stats?token={token}"), "");
+    assert_eq!(stats.status, 200);
     assert!(server
         .stderr()
         .contains("refused: no token for /stream.mjpg"));

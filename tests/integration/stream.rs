@@ -11,7 +11,9 @@ use livestream::media::recording::RecordingReader;
 use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
 use livestream::sources::FrameSource;
 
-use crate::util::{free_port, record, serve, serve_on, temp_dir, Proc};
+use crate::util::{
+    free_port, record, serve, serve_on, temp_dir, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 
 /// Every frame of a recording, in order.
 pub fn read_recording(path: &Path) -> Vec<Frame> {
@@ -79,9 +81,13 @@ fn pixel_exact(codec: &str, format: PixelFormat) {
         "60",
         "--format",
         format.name(),
+        SERVE_PLAINTEXT,
     ]);
     let mut viewers: Vec<Proc> = (0..3)
-        .map(|i| record(&addr, &dir.path().join(format!("v{i}.lsr")), 40))
+        .map(|i| {
+            let path = dir.path().join(format!("v{i}.lsr"));
+            record(&addr, &path, 40, &[VIEW_PLAINTEXT])
+        })
         .collect();
     for v in &mut viewers {
         v.expect_success(Duration::from_secs(30));
@@ -140,9 +146,10 @@ fn lz4_carries_every_other_format() {
             "60",
             "--format",
             format.name(),
+            SERVE_PLAINTEXT,
         ]);
         let path = dir.path().join("v.lsr");
-        record(&addr, &path, 5).expect_success(Duration::from_secs(20));
+        record(&addr, &path, 5, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
         let capture = CaptureConfig {
             width: 128,
             height: 64,
@@ -162,9 +169,17 @@ fn file_source_replays_a_recording() {
     let dir = temp_dir();
     let original = dir.path().join("original.lsr");
     let (mut server, addr) = serve(&[
-        "--width", "160", "--height", "120", "--fps", "60", "--codec", "raw",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--fps",
+        "60",
+        "--codec",
+        "raw",
+        SERVE_PLAINTEXT,
     ]);
-    record(&addr, &original, 20).expect_success(Duration::from_secs(20));
+    record(&addr, &original, 20, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
     server.terminate();
     let recorded = read_recording(&original);
     assert_eq!(recorded.len(), 20);
@@ -177,9 +192,10 @@ fn file_source_replays_a_recording() {
         &src,
         "--set",
         "sources.file.loop=true",
+        SERVE_PLAINTEXT,
     ]);
     let copy = dir.path().join("copy.lsr");
-    record(&addr, &copy, 30).expect_success(Duration::from_secs(20));
+    record(&addr, &copy, 30, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
     replay.terminate();
 
     let replayed = read_recording(&copy);
@@ -222,15 +238,23 @@ fn file_source_replays_a_recording() {
 fn end_of_a_recording_ends_the_viewer() {
     let dir = temp_dir();
     let rec = dir.path().join("r.lsr");
-    let (mut server, addr) = serve(&["--width", "64", "--height", "16", "--fps", "60"]);
-    record(&addr, &rec, 90).expect_success(Duration::from_secs(20));
+    let (mut server, addr) = serve(&[
+        "--width",
+        "64",
+        "--height",
+        "16",
+        "--fps",
+        "60",
+        SERVE_PLAINTEXT,
+    ]);
+    record(&addr, &rec, 90, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
     server.terminate();
     // The viewer starts first and waits for the server (reconnecting), so it is
     // watching before the 1.5 s recording is over.
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut view = Proc::spawn("view", &["view", &addr, "-q"]);
+    let mut view = Proc::spawn("view", &["view", &addr, VIEW_PLAINTEXT, "-q"]);
     let src = format!("sources.file.path={}", rec.display());
-    let (mut replay, _) = serve_on(&addr, &["--source", "file", "--set", &src]);
+    let (mut replay, _) = serve_on(&addr, &["--source", "file", "--set", &src, SERVE_PLAINTEXT]);
     view.expect_success(Duration::from_secs(20));
     assert!(
         view.stderr().contains("stream ended: the source has ended"),
@@ -254,9 +278,17 @@ fn y4m_recordings_play_in_ffmpeg() {
         let dir = temp_dir();
         let path = dir.path().join("out.y4m");
         let (mut server, addr) = serve(&[
-            "--width", "160", "--height", "120", "--fps", "60", "--format", format,
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--fps",
+            "60",
+            "--format",
+            format,
+            SERVE_PLAINTEXT,
         ]);
-        record(&addr, &path, 12).expect_success(Duration::from_secs(20));
+        record(&addr, &path, 12, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
         server.terminate();
         let out = std::process::Command::new(&ffmpeg)
             .args(["-v", "error", "-i"])

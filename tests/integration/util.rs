@@ -1,21 +1,43 @@
-//! Running the real `livestream` binary: spawn, read its output, wait with deadlines.
+//! Running the real `livestream` binary: spawn, read its output, wait with
+//! deadlines; the viewers and servers most tests need, and a [`Watcher`] to show
+//! a viewer is not disturbed. Each test drives its processes from its own thread;
+//! two threads per process collect its output.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use crate::wait::{poll_until, wait_until, Lazy};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_livestream");
+
+/// `serve` without pairing or encryption (`auth = "none"`). Tests of other
+/// features pass it (or [`VIEW_PLAINTEXT`]) so that any two processes can talk;
+/// `secure.rs` tests pairing and encryption, and the tests that run as by
+/// default (pairing) pass neither.
+pub const SERVE_PLAINTEXT: &str = "--set=serve.auth=\"none\"";
+
+/// `view` without pairing or encryption: see [`SERVE_PLAINTEXT`].
+pub const VIEW_PLAINTEXT: &str = "--set=view.auth=\"none\"";
 
 /// A running `livestream` process whose output is collected as it comes.
 pub struct Proc {
     pub name: String,
-    child: Child,
+    /// In a mutex so that `is_running` can look while its output is borrowed
+    /// (a wait that shows the output when it fails).
+    child: Mutex<Child>,
+    pid: i32,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads collecting stdout and stderr: joined once the process has
+    /// exited, so that its output is whole.
+    readers: Vec<JoinHandle<()>>,
 }
 
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -23,21 +45,22 @@ fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
             s.push_str(&line);
             s.push('\n');
         }
-    });
+    })
 }
 
 impl Proc {
+    /// `livestream ARGS`, the arguments as they are.
     pub fn spawn(name: &str, args: &[&str]) -> Proc {
         Proc::spawn_in(name, args, None)
     }
 
-    pub fn spawn_in(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> Proc {
-        Proc::spawn_with(name, args, dir, &[])
+    pub fn spawn_in(name: &str, args: &[&str], dir: Option<&Path>) -> Proc {
+        Proc::spawn_cmd(Command::new(BIN), name, args, dir, &[])
     }
 
     /// With extra environment variables (an empty value clears one).
     pub fn spawn_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        Proc::spawn_with(name, args, None, env)
+        Proc::spawn_cmd(Command::new(BIN), name, args, None, env)
     }
 
     /// Another program (which runs the binary: `unshare`, `ip netns exec`).
@@ -45,20 +68,11 @@ impl Proc {
         Proc::spawn_cmd(Command::new(program), name, args, None, &[])
     }
 
-    fn spawn_with(
-        name: &str,
-        args: &[&str],
-        dir: Option<&std::path::Path>,
-        env: &[(&str, &str)],
-    ) -> Proc {
-        Proc::spawn_cmd(Command::new(BIN), name, args, dir, env)
-    }
-
     fn spawn_cmd(
         mut cmd: Command,
         name: &str,
         args: &[&str],
-        dir: Option<&std::path::Path>,
+        dir: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Proc {
         for (k, v) in env {
@@ -68,7 +82,7 @@ impl Proc {
         if !env.iter().any(|(k, _)| *k == "XDG_CONFIG_HOME") {
             cmd.env("XDG_CONFIG_HOME", keys_dir());
         }
-        cmd.args(plaintext_unless_secure(args))
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -79,13 +93,17 @@ impl Proc {
         let mut child = cmd.spawn().expect("livestream binary runs");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone());
-        collect(child.stderr.take().unwrap(), stderr.clone());
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
         Proc {
             name: name.to_string(),
-            child,
+            pid: child.id() as i32,
+            child: Mutex::new(child),
             stdout,
             stderr,
+            readers,
         }
     }
 
@@ -98,23 +116,25 @@ impl Proc {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.pid
+    }
+
+    /// Its name and output, for a failure message.
+    pub fn said(&self) -> String {
+        format!(
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.stderr()
+        )
     }
 
     /// Waits until `cond` holds for (stdout, stderr), or panics at the deadline.
     pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&str, &str) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if cond(&self.stdout(), &self.stderr()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "{}: no {what} within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-            self.name,
-            self.stdout(),
-            self.stderr()
+        wait_until(
+            timeout,
+            Lazy(|| format!("{what} from {}", self.said())),
+            || cond(&self.stdout(), &self.stderr()).then_some(()),
         );
     }
 
@@ -125,43 +145,51 @@ impl Proc {
         });
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+    /// Waits until a `serve` prints `listening on ADDR`; returns ADDR.
+    pub fn wait_listening(&self) -> String {
+        self.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
+            out.contains("listening on ")
+        });
+        self.stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
+            .unwrap()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.lock().unwrap().try_wait().unwrap().is_none()
     }
 
     /// Waits for the process to exit, or kills it and panics at the deadline.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the output threads drain.
-                std::thread::sleep(Duration::from_millis(20));
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{}: did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                    self.name,
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let child = self.child.get_mut().unwrap();
+        let Some(status) = poll_until(timeout, || child.try_wait().unwrap()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("did not exit within {timeout:?}: {}", self.said());
+        };
+        // Its output is whole once the readers have seen the pipes close.
+        let readers = std::mem::take(&mut self.readers);
+        wait_until(
+            Duration::from_secs(5),
+            Lazy(|| {
+                format!(
+                    "the end of the output of {} (exited {status}; does a child of it hold it?)",
+                    self.name
+                )
+            }),
+            || readers.iter().all(JoinHandle::is_finished).then_some(()),
+        );
+        for reader in readers {
+            reader.join().expect("an output reader panicked");
         }
+        status
     }
 
     /// Waits for a successful exit; panics with the output otherwise.
     pub fn expect_success(&mut self, timeout: Duration) {
         let status = self.wait_exit(timeout);
-        assert!(
-            status.success(),
-            "{}: exited with {status}\nstdout:\n{}\nstderr:\n{}",
-            self.name,
-            self.stdout(),
-            self.stderr()
-        );
+        assert!(status.success(), "exited with {status}: {}", self.said());
         self.assert_no_panic();
     }
 
@@ -194,8 +222,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -226,40 +255,12 @@ pub fn serve_on(listen: &str, args: &[&str]) -> (Proc, String) {
     let mut all = vec!["serve", "--listen", listen];
     all.extend_from_slice(args);
     let p = Proc::spawn("serve", &all);
-    p.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-        out.contains("listening on ")
-    });
-    let addr = p
-        .stdout()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
-        .unwrap();
+    let addr = p.wait_listening();
     (p, addr)
 }
 
-/// Tests of other features run without pairing (`auth = "none"`), so that any
-/// two processes can talk; `secure.rs` tests pairing and encryption, and asks
-/// for them with `--pair` or by setting `auth` itself.
-fn plaintext_unless_secure(args: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    // A test's own config file (`--config`) says what it wants.
-    let secure = args.iter().any(|a| {
-        *a == "--pair"
-            || *a == "--config"
-            || a.starts_with("serve.auth")
-            || a.starts_with("view.auth")
-    });
-    if let Some(i) = args.iter().position(|a| *a == "serve" || *a == "view") {
-        if !secure {
-            let key = format!("{}.auth=\"none\"", args[i]);
-            out.splice(i + 1..i + 1, ["--set".to_string(), key]);
-        }
-    }
-    out
-}
-
 /// A directory for keys shared by the processes of this test run.
-fn keys_dir() -> std::path::PathBuf {
+fn keys_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().unwrap())
         .path()
@@ -282,32 +283,30 @@ pub fn temp_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// Starts `livestream view ADDR --sink file` recording `frames` frames to `path`.
-pub fn record(addr: &str, path: &std::path::Path, frames: u32) -> Proc {
+/// Starts `livestream view ADDR --sink file` recording `frames` frames to
+/// `path`, with `more` arguments.
+pub fn record(addr: &str, path: &Path, frames: u32, more: &[&str]) -> Proc {
+    record_env(addr, path, frames, more, &[])
+}
+
+/// [`record`] with extra environment variables.
+fn record_env(addr: &str, path: &Path, frames: u32, more: &[&str], env: &[(&str, &str)]) -> Proc {
     let set = format!("sinks.file.path={}", path.display());
     let name = format!(
         "view recording {}",
         path.file_name().unwrap_or_default().to_string_lossy()
     );
-    Proc::spawn(
-        &name,
-        &[
-            "view",
-            addr,
-            "--sink",
-            "file",
-            "--set",
-            &set,
-            "--frames",
-            &frames.to_string(),
-            "-q",
-        ],
-    )
+    let frames = frames.to_string();
+    let mut args = vec![
+        "view", addr, "--sink", "file", "--set", &set, "--frames", &frames, "-q",
+    ];
+    args.extend_from_slice(more);
+    Proc::spawn_env(&name, &args, env)
 }
 
 /// The recording at `path` holds `expected` frames with consecutive sequence
 /// numbers: the viewer got every frame.
-pub fn assert_no_gaps(path: &std::path::Path, expected: usize) {
+pub fn assert_no_gaps(path: &Path, expected: usize) {
     let frames = crate::stream::read_recording(path);
     assert_eq!(frames.len(), expected, "{}", path.display());
     for w in frames.windows(2) {
@@ -318,6 +317,51 @@ pub fn assert_no_gaps(path: &std::path::Path, expected: usize) {
             path.display(),
             w[0].seq
         );
+    }
+}
+
+/// A viewer watching while a test does something around it, to show that it is
+/// not disturbed: it records `frames` frames, and [`Watcher::finish`] checks
+/// that it got every one of them and never reconnected.
+pub struct Watcher {
+    view: Proc,
+    rec: PathBuf,
+    frames: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl Watcher {
+    /// Starts watching `addr` with `more` arguments (how it authenticates, at
+    /// least) and `env`; returns once it is connected.
+    pub fn start(addr: &str, frames: u32, more: &[&str], env: &[(&str, &str)]) -> Watcher {
+        let dir = temp_dir();
+        let rec = dir.path().join("watcher.lsr");
+        let view = record_env(addr, &rec, frames, more, env);
+        view.wait_stderr("connected to", 1, Duration::from_secs(10));
+        Watcher {
+            view,
+            rec,
+            frames,
+            _dir: dir,
+        }
+    }
+
+    pub fn view(&self) -> &Proc {
+        &self.view
+    }
+
+    /// Waits for the end of its recording: every frame, in order, on its first
+    /// connection.
+    pub fn finish(mut self) {
+        // The stream's time at 30 fps, and room for a loaded machine.
+        let timeout = Duration::from_secs(30 + u64::from(self.frames) / 30);
+        self.view.expect_success(timeout);
+        let said = self.view.stderr();
+        assert!(
+            !said.contains("reconnecting"),
+            "the watcher reconnected: {said}"
+        );
+        assert_no_gaps(&self.rec, self.frames as usize);
     }
 }
 
@@ -385,9 +429,7 @@ impl NetnsPair {
         ];
         args.extend_from_slice(more);
         let server = NetnsPair::livestream(&self.server_ns, "serve (server namespace)", &args);
-        server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-            out.contains("listening on")
-        });
+        server.wait_listening();
         server
     }
 }
@@ -397,5 +439,39 @@ impl Drop for NetnsPair {
         for ns in [&self.server_ns, &self.viewer_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_until_returns_what_came() {
+        let mut polls = 0;
+        let got = wait_until(Duration::from_secs(5), "the third poll", || {
+            polls += 1;
+            (polls == 3).then_some(polls * 10)
+        });
+        assert_eq!(got, 30);
+    }
+
+    #[test]
+    #[should_panic(expected = "waiting for Godot (0 of 1 arrived)")]
+    fn wait_until_says_what_never_came() {
+        let arrived = std::cell::Cell::new(0);
+        wait_until(
+            Duration::from_millis(50),
+            Lazy(|| format!("Godot ({} of 1 arrived)", arrived.get())),
+            || None::<()>,
+        );
+    }
+
+    #[test]
+    fn poll_until_tries_once_more_at_the_deadline() {
+        let start = std::time::Instant::now();
+        let timeout = Duration::from_millis(30);
+        let got = poll_until(timeout, || (start.elapsed() >= timeout).then_some(()));
+        assert_eq!(got, Some(()));
     }
 }

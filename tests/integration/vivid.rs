@@ -8,13 +8,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
 use livestream::sources::camera::no_signal_frame;
 
-use crate::http::get;
-use crate::util::{record, temp_dir, BIN};
+use crate::http_client::stats;
+use crate::util::{poll_until, record, temp_dir, wait_until, Lazy, BIN, VIEW_PLAINTEXT};
 
 /// The VM and the folder it shares with this test (see tests/vivid/guest.sh).
 struct Vm {
@@ -82,12 +82,6 @@ impl Vm {
         self.dir.path().join(name)
     }
 
-    fn console_tail(&self) -> String {
-        let c = self.console.lock().unwrap();
-        let lines: Vec<&str> = c.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
     /// Sends request N, whole (written, then renamed).
     fn request(&mut self, req: &str) -> usize {
         let n = self.next;
@@ -102,26 +96,26 @@ impl Vm {
 
     /// Waits for the first of `names` to appear; returns which and its content.
     fn answer(&mut self, names: &[String], timeout: Duration) -> (String, String) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            for name in names {
-                if let Ok(text) = std::fs::read_to_string(self.path(name)) {
-                    return (name.clone(), text.trim_end().to_string());
+        let (dir, child) = (self.dir.path(), &mut self.child);
+        let console = &self.console;
+        wait_until(
+            timeout,
+            Lazy(|| format!("{names:?} from the VM:\n{}", tail(console))),
+            || {
+                for name in names {
+                    if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+                        return Some((name.clone(), text.trim_end().to_string()));
+                    }
                 }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the VM ended ({status}) while waiting for {names:?}:\n{}",
-                    self.console_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {names:?} from the VM in {timeout:?}:\n{}",
-                self.console_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "the VM ended ({status}) while waiting for {names:?}:\n{}",
+                        tail(console)
+                    );
+                }
+                None
+            },
+        )
     }
 
     /// Runs a shell command in the guest: (output, exit status).
@@ -135,7 +129,8 @@ impl Vm {
     /// Starts `livestream serve ARGS` in the guest: Ok(log name) once it
     /// listens, Err(its output) when it ends first.
     fn serve(&mut self, args: &str, timeout: Duration) -> Result<String, String> {
-        // Plaintext, like the host's viewers (util): pairing is tested in secure.rs.
+        // Plaintext, like the viewers here (VIEW_PLAINTEXT): pairing is tested in
+        // secure.rs.
         let n = self.request(&format!(
             "serve serve --listen 0.0.0.0:7878 --set serve.auth=\"none\" {args}"
         ));
@@ -158,46 +153,41 @@ impl Vm {
     }
 
     fn wait_log(&self, log: &str, text: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log(log).contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} in the guest's server log in {timeout:?}:\n{}",
-                self.log(log)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            timeout,
+            Lazy(|| format!("{text:?} in the guest's server log:\n{}", self.log(log))),
+            || self.log(log).contains(text).then_some(()),
+        );
     }
 
     /// Frames the guest's server has captured, from its /stats.
     fn captured(&self) -> u64 {
-        let stats: serde_json::Value =
-            serde_json::from_slice(&get(&self.addr, "/stats").body).unwrap();
-        stats["frames_captured"].as_u64().unwrap()
+        stats(&self.addr)["frames_captured"].as_u64().unwrap()
     }
 
     fn wait_captured(&self, at_least: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.captured() < at_least {
-            assert!(
-                Instant::now() < deadline,
-                "the guest server did not reach {at_least} frames"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            timeout,
+            format!("the guest server to capture {at_least} frames"),
+            || (self.captured() >= at_least).then_some(()),
+        );
     }
+}
+
+/// The last 40 lines the VM printed.
+fn tail(console: &Mutex<String>) -> String {
+    let c = console.lock().unwrap();
+    let lines: Vec<&str> = c.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
         self.request("quit");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // Not a failure if it does not: the group is killed next anyway.
+        let _ = poll_until(Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten()
+        });
         // The whole group, whatever is left of it: killing the script alone
         // left its qemu running (at 190% CPU, up to the script's own 900 s
         // timeout), which starved the tests after it.
@@ -227,7 +217,7 @@ fn read_recording(path: &Path) -> (FrameInfo, Vec<Frame>) {
 /// and that the picture moves (vivid draws a running timecode).
 fn watch(vm: &Vm, format: PixelFormat, width: u32, height: u32, frames: u32) -> Vec<Frame> {
     let out = vm.path(&format!("{format}-{width}x{height}.lsr"));
-    let mut view = record(&vm.addr, &out, frames);
+    let mut view = record(&vm.addr, &out, frames, &[VIEW_PLAINTEXT]);
     view.expect_success(Duration::from_secs(180));
     let (info, got) = read_recording(&out);
     assert_eq!(
@@ -400,7 +390,7 @@ fn v4l2_source_streams_from_the_vivid_driver() {
         )
         .unwrap();
     let out = vm.path("unplug.lsr");
-    let mut view = record(&vm.addr, &out, 1_000_000);
+    let mut view = record(&vm.addr, &out, 1_000_000, &[VIEW_PLAINTEXT]);
     vm.wait_captured(10, Duration::from_secs(60));
     let (said, rc) = vm.sh(
         "v4l2-ctl -d /dev/video0 -c disconnect=1 && \

@@ -1,14 +1,20 @@
 //! Window sinks on a real X server (Xvfb): what a person sees, read back with
 //! ffmpeg's x11grab, and keys typed with xdotool.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livestream::sources::test_pattern::BARS;
 
+use crate::http_client::stats;
 use crate::stream::which;
-use crate::util::{serve, serve_small, Proc};
+use crate::util::{
+    assert_no_gaps, poll_until, record, serve, serve_small, temp_dir, wait_until, Lazy, Proc,
+    SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 
 /// A private X server for one test, optionally with a window manager (openbox:
 /// full screen needs one), stopped on drop.
@@ -47,18 +53,20 @@ impl Xvfb {
             display: format!(":{n}"),
         };
         // Ready when a client can talk to it (its socket appears earlier).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Command::new("xdotool")
-            .arg("getdisplaygeometry")
-            .env("DISPLAY", &x.display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            format!("Xvfb :{n} to start"),
+            || {
+                Command::new("xdotool")
+                    .arg("getdisplaygeometry")
+                    .env("DISPLAY", &x.display)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+                    .then_some(())
+            },
+        );
         if !with_wm {
             return x;
         }
@@ -70,28 +78,29 @@ impl Xvfb {
         // never got there; it is started again if it died, and its output is
         // kept for the failure message.
         let deadline = Instant::now() + Duration::from_secs(20);
-        'start: for attempt in 1.. {
-            x.wm = Some(
-                Command::new(&openbox)
-                    .env("DISPLAY", &x.display)
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(&log).unwrap())
-                    .spawn()
-                    .unwrap(),
-            );
-            while x.xdotool(&["search", "--classname", "openbox"]).is_empty() {
-                let exited = x.wm.as_mut().unwrap().try_wait().unwrap();
-                assert!(
-                    Instant::now() < deadline,
-                    "openbox did not start (attempt {attempt}, exit {exited:?}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                if exited.is_some() {
-                    continue 'start;
+        for attempt in 1.. {
+            let mut wm = Command::new(&openbox)
+                .env("DISPLAY", &x.display)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            // Some(None) once it is up, Some(Some(status)) if it died.
+            let outcome = poll_until(deadline.saturating_duration_since(Instant::now()), || {
+                if !x.xdotool(&["search", "--classname", "openbox"]).is_empty() {
+                    return Some(None);
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                wm.try_wait().unwrap().map(Some)
+            });
+            x.wm = Some(wm);
+            match outcome {
+                Some(None) => break,
+                Some(Some(_died)) => continue,
+                None => panic!(
+                    "openbox did not start within 20 s (attempt {attempt}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
             }
-            break;
         }
         let _ = std::fs::remove_file(&log);
         x
@@ -111,20 +120,17 @@ impl Xvfb {
     /// once took over 15 s to appear in a full CI run, right after the vivid VM
     /// test, and never alone (7.6 s for the whole test): the deadline is 30 s.
     fn window(&self, view: &Proc) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let id = self.xdotool(&["search", "--name", "livestream"]);
-            if let Some(id) = id.lines().next().filter(|l| !l.is_empty()) {
-                return id.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no window appeared; it printed:\n{}",
-                view.name,
-                view.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(30),
+            Lazy(|| format!("a window of {}; it printed:\n{}", view.name, view.stderr())),
+            || {
+                let id = self.xdotool(&["search", "--name", "livestream"]);
+                id.lines()
+                    .next()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+            },
+        )
     }
 
     /// (x, y, width, height) of a window.
@@ -179,12 +185,8 @@ impl Xvfb {
         for _ in 0..10 {
             self.xdotool(&["windowactivate", "--sync", id]);
             self.xdotool(&["key", "--clearmodifiers", "alt+F4"]);
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while Instant::now() < deadline {
-                if closed() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if poll_until(Duration::from_secs(1), || closed().then_some(())).is_some() {
+                return;
             }
         }
         panic!("window {id} did not close after 10 alt+F4 over 10 s");
@@ -240,33 +242,33 @@ fn picture_box(
 /// Waits until the window at `geo` shows the test pattern's colour bars across its
 /// middle row (frames are on screen); returns that screenshot.
 fn wait_for_bars(x: &Xvfb, geo: (usize, usize, usize, usize), name: &str, shows: &Proc) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let shot = x.screenshot(name);
-        let row = geo.1 + geo.3 / 2;
-        let bars: std::collections::BTreeSet<usize> = (geo.0..geo.0 + geo.2)
-            .step_by(8)
-            .filter_map(|px| is_bar(pixel(&shot, px, row)))
-            .collect();
-        if bars.len() >= 6 {
-            return shot;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no colour bars in the window (saw {bars:?}); {} printed:\n{}",
-            shows.name,
-            shows.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn view_in(x: &Xvfb, addr: &str, sink: &str) -> Proc {
-    view_with(x, addr, sink, &[])
+    let seen = RefCell::new(BTreeSet::new());
+    wait_until(
+        Duration::from_secs(10),
+        Lazy(|| {
+            format!(
+                "colour bars in the window (saw {:?}); {} printed:\n{}",
+                seen.borrow(),
+                shows.name,
+                shows.stderr()
+            )
+        }),
+        || {
+            let shot = x.screenshot(name);
+            let row = geo.1 + geo.3 / 2;
+            let bars: BTreeSet<usize> = (geo.0..geo.0 + geo.2)
+                .step_by(8)
+                .filter_map(|px| is_bar(pixel(&shot, px, row)))
+                .collect();
+            let enough = bars.len() >= 6;
+            *seen.borrow_mut() = bars;
+            enough.then_some(shot)
+        },
+    )
 }
 
 /// `view --sink SINK` on the test's display, with more arguments.
-fn view_with(x: &Xvfb, addr: &str, sink: &str, more: &[&str]) -> Proc {
+fn view_on(x: &Xvfb, addr: &str, sink: &str, more: &[&str]) -> Proc {
     let mut args = vec!["view", addr, "--sink", sink, "-q"];
     args.extend_from_slice(more);
     Proc::spawn_env(
@@ -293,8 +295,8 @@ fn sinks() -> Vec<&'static str> {
 #[test]
 fn window_picks_the_best_sink() {
     let x = Xvfb::start(false);
-    let (mut server, addr) = serve(&["--width", "64", "--height", "16"]);
-    let mut view = view_in(&x, &addr, "window");
+    let (mut server, addr) = serve(&["--width", "64", "--height", "16", SERVE_PLAINTEXT]);
+    let mut view = view_on(&x, &addr, "window", &[VIEW_PLAINTEXT]);
     let best = if cfg!(feature = "x11") {
         "x11"
     } else if cfg!(feature = "minifb") {
@@ -313,7 +315,7 @@ fn window_picks_the_best_sink() {
 #[test]
 fn window_shows_the_live_picture() {
     for sink in sinks() {
-        shows_the_live_picture(sink, &[]);
+        shows_the_live_picture(sink, &[VIEW_PLAINTEXT]);
     }
 }
 
@@ -322,7 +324,7 @@ fn window_shows_the_live_picture() {
 #[cfg(feature = "x11")]
 #[test]
 fn x11_without_shared_memory_shows_the_live_picture() {
-    let view = shows_the_live_picture("x11", &["--set", "sinks.x11.shm=false"]);
+    let view = shows_the_live_picture("x11", &["--set", "sinks.x11.shm=false", VIEW_PLAINTEXT]);
     assert_eq!(
         view.stderr().matches("no shared memory").count(),
         1,
@@ -331,11 +333,20 @@ fn x11_without_shared_memory_shows_the_live_picture() {
     );
 }
 
-/// Checks a window sink's picture; returns the viewer (ended).
+/// Checks a window sink's picture, the viewer run with `more` arguments;
+/// returns the viewer (ended).
 fn shows_the_live_picture(sink: &str, more: &[&str]) -> Proc {
     let x = Xvfb::start(false);
-    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
-    let mut view = view_with(&x, &addr, sink, more);
+    let (mut server, addr) = serve(&[
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
+    let mut view = view_on(&x, &addr, sink, more);
     let id = x.window(&view);
     let geo = x.geometry(&id);
     assert_eq!(
@@ -350,48 +361,47 @@ fn shows_the_live_picture(sink: &str, more: &[&str]) -> Proc {
 
     // Resized to a wide window, the picture keeps 4:3 and is letterboxed.
     x.xdotool(&["windowsize", &id, "1000", "400"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let geo = x.geometry(&id);
-        let shot = x.screenshot("resized");
-        let (px, _, pw, ph) = picture_box(&shot, geo);
-        let aspect = pw as f64 / ph as f64;
-        // Centred between black bars: the box of what is not black would take in
-        // anything left of an earlier picture.
-        let centred = (px - geo.0).abs_diff((geo.2 - pw) / 2) <= 3;
-        if geo.2 == 1000 && (aspect - 4.0 / 3.0).abs() < 0.05 && ph >= 390 && centred {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sink}: after resize to {geo:?} the picture is {pw}x{ph} at x {px}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let seen = RefCell::new(String::new());
+    wait_until(
+        Duration::from_secs(10),
+        Lazy(|| {
+            format!(
+                "{sink}: a 4:3 picture centred in the window resized to 1000x400 ({})",
+                seen.borrow()
+            )
+        }),
+        || {
+            let geo = x.geometry(&id);
+            let shot = x.screenshot("resized");
+            let (px, _, pw, ph) = picture_box(&shot, geo);
+            let aspect = pw as f64 / ph as f64;
+            // Centred between black bars: the box of what is not black would take in
+            // anything left of an earlier picture.
+            let centred = (px - geo.0).abs_diff((geo.2 - pw) / 2) <= 3;
+            *seen.borrow_mut() = format!("window {geo:?}, picture {pw}x{ph} at x {px}");
+            (geo.2 == 1000 && (aspect - 4.0 / 3.0).abs() < 0.05 && ph >= 390 && centred)
+                .then_some(())
+        },
+    );
 
     // `h`: the overlay's white text on a dark box in the top-left corner.
     let before = x.screenshot("before-overlay");
     x.press(&id, "h");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let geo = x.geometry(&id);
-    loop {
-        let shot = x.screenshot("overlay");
-        let (bx, by, _, _) = picture_box(&before, geo);
-        // The overlay darkens the stamp rows under it; look for white text pixels
-        // inside a dark box below the stamp (the box is 4 lines of 10 px tall).
-        let white_in_box = (by + 8..by + 40)
-            .flat_map(|y| (bx + 8..bx + 200).map(move |x| (x, y)))
-            .filter(|&(px, py)| pixel(&shot, px, py) == [255, 255, 255])
-            .count();
-        if white_in_box > 50 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sink}: no overlay text after pressing h"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (bx, by, _, _) = picture_box(&before, x.geometry(&id));
+    wait_until(
+        Duration::from_secs(5),
+        format!("{sink}: overlay text after pressing h"),
+        || {
+            let shot = x.screenshot("overlay");
+            // The overlay darkens the stamp rows under it; look for white text pixels
+            // inside a dark box below the stamp (the box is 4 lines of 10 px tall).
+            let white_in_box = (by + 8..by + 40)
+                .flat_map(|y| (bx + 8..bx + 200).map(move |x| (x, y)))
+                .filter(|&(px, py)| pixel(&shot, px, py) == [255, 255, 255])
+                .count();
+            (white_in_box > 50).then_some(())
+        },
+    );
     view.terminate();
     server.terminate();
     view
@@ -401,9 +411,9 @@ fn shows_the_live_picture(sink: &str, more: &[&str]) -> Proc {
 #[test]
 fn window_quits_cleanly() {
     let x = Xvfb::start(false);
-    let (mut server, addr) = serve_small(&[]);
+    let (mut server, addr) = serve_small(&[SERVE_PLAINTEXT]);
     for (sink, key) in sinks().into_iter().flat_map(|s| [(s, "q"), (s, "Escape")]) {
-        let mut view = view_in(&x, &addr, sink);
+        let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
         view.wait_stderr("connected to", 1, Duration::from_secs(10));
         let id = x.window(&view);
         x.press(&id, key);
@@ -415,7 +425,7 @@ fn window_quits_cleanly() {
         );
     }
     for sink in sinks() {
-        let mut view = view_in(&x, &addr, sink);
+        let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
         view.wait_stderr("connected to", 1, Duration::from_secs(10));
         x.window(&view);
         view.terminate();
@@ -428,7 +438,7 @@ fn window_quits_cleanly() {
 fn no_display_is_a_clear_error() {
     let mut view = Proc::spawn_env(
         "view",
-        &["view", "127.0.0.1:9", "--sink", "window"],
+        &["view", "127.0.0.1:9", VIEW_PLAINTEXT, "--sink", "window"],
         &[("DISPLAY", ""), ("WAYLAND_DISPLAY", "")],
     );
     let status = view.wait_exit(Duration::from_secs(10));
@@ -463,41 +473,53 @@ fn window_full_screen_toggles() {
 
 fn full_screen_toggles(sink: &str) {
     let x = Xvfb::start(true);
-    let (mut server, addr) = serve(&["--width", "640", "--height", "480", "--fps", "30"]);
-    let mut view = view_in(&x, &addr, sink);
+    let (mut server, addr) = serve(&[
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
+    let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
     let id = x.window(&view);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
     let windowed = x.geometry(&id);
     let wait_for_size = |want: (usize, usize), what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let geo = x.geometry(&id);
-            if (geo.2, geo.3) == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{sink} {what}: window is {geo:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            Lazy(|| {
+                format!(
+                    "{sink} {what}: a {want:?} window (it is {:?})",
+                    x.geometry(&id)
+                )
+            }),
+            || {
+                let geo = x.geometry(&id);
+                ((geo.2, geo.3) == want).then_some(())
+            },
+        )
     };
     x.press(&id, "f");
     wait_for_size((1280, 800), "full screen");
     // The picture fills the screen's height at 4:3.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let shot = x.screenshot("fullscreen");
-        let (_, _, pw, ph) = picture_box(&shot, (0, 0, 1280, 800));
-        if ph >= 790 && ((pw as f64 / ph as f64) - 4.0 / 3.0).abs() < 0.05 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sink}: full screen picture is {pw}x{ph}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let seen = RefCell::new((0, 0));
+    wait_until(
+        Duration::from_secs(10),
+        Lazy(|| {
+            format!(
+                "{sink}: a 4:3 picture the screen's height (it is {:?})",
+                seen.borrow()
+            )
+        }),
+        || {
+            let shot = x.screenshot("fullscreen");
+            let (_, _, pw, ph) = picture_box(&shot, (0, 0, 1280, 800));
+            *seen.borrow_mut() = (pw, ph);
+            (ph >= 790 && ((pw as f64 / ph as f64) - 4.0 / 3.0).abs() < 0.05).then_some(())
+        },
+    );
     x.press(&id, "f");
     wait_for_size((windowed.2, windowed.3), "back to a window");
     view.terminate();
@@ -509,9 +531,9 @@ fn full_screen_toggles(sink: &str) {
 #[test]
 fn closing_the_window_ends_the_viewer() {
     let x = Xvfb::start(true);
-    let (mut server, addr) = serve_small(&[]);
+    let (mut server, addr) = serve_small(&[SERVE_PLAINTEXT]);
     for sink in sinks() {
-        let mut view = view_in(&x, &addr, sink);
+        let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
         view.wait_stderr("connected to", 1, Duration::from_secs(10));
         let id = x.window(&view);
         x.close(&id, || !view.is_running());
@@ -543,17 +565,11 @@ fn serve_preview_shows_the_live_picture() {
             "--fps",
             "30",
             "--preview",
+            SERVE_PLAINTEXT,
         ],
         &[("DISPLAY", &x.display)],
     );
-    server.wait_for("`listening on`", Duration::from_secs(15), |out, _| {
-        out.contains("listening on ")
-    });
-    let addr = server
-        .stdout()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_string))
-        .unwrap();
+    let addr = server.wait_listening();
     let id = x.window(&server);
     let geo = x.geometry(&id);
     let first = wait_for_bars(&x, geo, "preview-first", &server);
@@ -575,12 +591,11 @@ fn serve_preview_shows_the_live_picture() {
         1,
         Duration::from_secs(10),
     );
-    let dir = crate::util::temp_dir();
+    let dir = temp_dir();
     let rec = dir.path().join("after.lsr");
-    crate::util::record(&addr, &rec, 30).expect_success(Duration::from_secs(20));
-    crate::util::assert_no_gaps(&rec, 30);
-    let stats: serde_json::Value =
-        serde_json::from_slice(&crate::http::get(&addr, "/stats").body).unwrap();
+    record(&addr, &rec, 30, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(20));
+    assert_no_gaps(&rec, 30);
+    let stats = stats(&addr);
     let local = &stats["local_sinks"][0];
     assert_eq!(local["name"], "window", "{stats}");
     assert_eq!(local["running"], false, "{stats}");
