@@ -399,9 +399,7 @@ fn view(
             // Not paired yet, and a person at the terminal: ask for the code.
             Err(viewer::ViewError::Connection {
                 source:
-                    crate::net::protocol::ProtocolError::Secure(
-                        e @ crate::secure::SecureError::NotPaired { .. },
-                    ),
+                    viewer::ConnectionError::Secure(e @ crate::secure::SecureError::NotPaired { .. }),
                 ..
             }) if cfg.view.pair.is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stdin()) =>

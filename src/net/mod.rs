@@ -3,4 +3,5 @@
 //! `mdns-sd`).
 
 pub mod discovery;
+pub mod io;
 pub mod protocol;

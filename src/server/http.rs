@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::media::slot::Taken;
-use crate::net::protocol::{write_all_vectored, DeadlineReader};
+use crate::net::io::{write_all_vectored, DeadlineReader};
 use crate::server::{self, Hub, Packet, Protocol, ServerStats, Viewer};
 
 /// Largest request head accepted.

@@ -29,7 +29,8 @@ use crate::config::Config;
 use crate::error::{BackendError, SourceError};
 use crate::media::frame::{Frame, StreamInfo};
 use crate::media::slot::{Slot, Taken};
-use crate::net::protocol::{self, ClientHello, DeadlineReader, PacketHeader, ServerHello, Status};
+use crate::net::io::DeadlineReader;
+use crate::net::protocol::{self, ClientHello, PacketHeader, ServerHello, Status};
 use crate::registry;
 use crate::secure::{OpenReader, Rx, SealWriter, Tx};
 use crate::sources::FrameSource;
@@ -1189,16 +1190,16 @@ fn connection(
         }
         (_, None) => None,
     };
-    let (mut tx, rx) = match &secured {
+    let (mut tx, rx, secured) = match secured {
         Some(a) => (
-            Tx::Sealed(SealWriter::new(stream, a.keys.sealer(), 1)),
+            Tx::Sealed(SealWriter::new(stream, a.link.tx)),
             Some(OpenReader::new(
                 DeadlineReader { stream, deadline },
-                a.keys.opener(),
-                0,
+                a.link.rx,
             )),
+            Some((a.viewer_name, a.viewer_key, a.cipher)),
         ),
-        None => (Tx::Plain(stream), None),
+        None => (Tx::Plain(stream), None, None),
     };
     let viewer = match rx {
         Some(mut rx) => handshake(&mut rx, &mut tx, stream, peer, hub)
@@ -1228,12 +1229,10 @@ fn connection(
             return;
         }
     };
-    if let Some(a) = &secured {
+    if let Some((name, key, cipher)) = &secured {
         log::info!(
-            "viewer {peer} is \"{}\" (key {}), encrypted with {}",
-            a.viewer_name,
-            crate::secure::trust::fingerprint(&a.viewer_key),
-            a.cipher
+            "viewer {peer} is \"{name}\" (key {}), encrypted with {cipher}",
+            crate::secure::trust::fingerprint(key),
         );
     }
     let reason = std::thread::scope(|scope| {
@@ -1442,7 +1441,7 @@ fn native_frame(
         capture_us: packet.frame.capture_us,
     };
     let head = header.encode();
-    protocol::write_all_vectored(
+    crate::net::io::write_all_vectored(
         w,
         &mut [
             std::io::IoSlice::new(&pong_buf[..pong_len]),

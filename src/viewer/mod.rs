@@ -25,11 +25,10 @@ use crate::media::clock::ClockSync;
 use crate::media::frame::{Frame, Limits, StreamInfo};
 use crate::media::histogram::LatencyHistogram;
 use crate::media::slot::{Slot, Taken};
-use crate::net::protocol::{
-    self, ClientHello, DeadlineReader, Packet, PacketHeader, ProtocolError, ServerHello,
-};
+use crate::net::io::DeadlineReader;
+use crate::net::protocol::{self, ClientHello, Packet, PacketHeader, ProtocolError, ServerHello};
 use crate::registry;
-use crate::secure::{OpenReader, Rx, SealWriter, Tx, ViewerAuth};
+use crate::secure::{OpenReader, Rx, SealWriter, SecureError, Tx, ViewerAuth};
 use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -73,7 +72,7 @@ pub enum ViewError {
     Connection {
         address: String,
         #[source]
-        source: ProtocolError,
+        source: ConnectionError,
     },
     #[error("the server uses codec `{0}`, which this build does not have")]
     UnknownCodec(String, #[source] registry::UnknownBackend),
@@ -83,6 +82,22 @@ pub enum ViewError {
     Sink(#[from] SinkError),
     #[error("codec set-up: {0}")]
     Backend(#[from] crate::error::BackendError),
+}
+
+/// Why a connection failed or was lost: in the secure handshake, or in the
+/// plaintext protocol above it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Secure(#[from] SecureError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}
+
+impl From<std::io::Error> for ConnectionError {
+    fn from(e: std::io::Error) -> Self {
+        ConnectionError::Protocol(e.into())
+    }
 }
 
 /// What a viewer did.
@@ -210,7 +225,7 @@ pub fn run(
                 None => crate::secure::trust::default_dir(),
             };
             Some(
-                dir.map_err(crate::secure::SecureError::from)
+                dir.map_err(SecureError::from)
                     .and_then(|dir| ViewerAuth::open(&dir, cfg.view.pair.clone()))
                     .map_err(|e| ViewError::Connection {
                         address: address.to_string(),
@@ -255,19 +270,21 @@ pub fn run(
                 }
                 match outcome? {
                     SessionEnd::Done(end) => break end,
-                    SessionEnd::Lost(e) => e,
+                    SessionEnd::Lost(e) => e.into(),
                 }
             }
-            Err(ProtocolError::Refused {
+            Err(ConnectionError::Protocol(ProtocolError::Refused {
                 status: protocol::Status::Ended,
                 message,
-            }) => break ViewEnd::StreamEnded(message),
+            })) => break ViewEnd::StreamEnded(message),
             Err(e) => e,
         };
         // Pairing and key problems need a person: retrying cannot help.
         let final_ = match &failure {
-            ProtocolError::Secure(e) => e.is_final(),
-            ProtocolError::Refused { status, .. } => *status == protocol::Status::Unauthorized,
+            ConnectionError::Secure(e) => e.is_final(),
+            ConnectionError::Protocol(ProtocolError::Refused { status, .. }) => {
+                *status == protocol::Status::Unauthorized
+            }
             _ => false,
         };
         if !opts.reconnect || final_ {
@@ -378,7 +395,7 @@ fn connect(
     address: &str,
     limits: &Limits,
     mut auth: Option<&mut ViewerAuth>,
-) -> Result<(Link, ServerHello, ClockSync), ProtocolError> {
+) -> Result<(Link, ServerHello, ClockSync), ConnectionError> {
     let addrs: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| ProtocolError::Invalid {
@@ -386,10 +403,11 @@ fn connect(
             why: format!("{address}: {e}"),
         })?
         .collect();
-    let mut last = ProtocolError::Invalid {
+    let mut last: ConnectionError = ProtocolError::Invalid {
         what: "address",
         why: format!("{address} resolves to nothing"),
-    };
+    }
+    .into();
     for addr in addrs {
         let stream = match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
             Ok(s) => s,
@@ -410,11 +428,7 @@ fn connect(
                 // The server proved its key (its verdict opened): remember it now,
                 // even if it turns out to be busy.
                 auth.confirm(&secured, address);
-                let mut tx = Tx::Sealed(SealWriter::new(
-                    stream.try_clone()?,
-                    secured.keys.sealer(),
-                    0,
-                ));
+                let mut tx = Tx::Sealed(SealWriter::new(stream.try_clone()?, secured.link.tx));
                 let sent_us = crate::media::clock::now_us();
                 client_hello.write(&mut tx)?;
                 let mut reader = OpenReader::new(
@@ -422,8 +436,7 @@ fn connect(
                         stream: &stream,
                         deadline,
                     },
-                    secured.keys.opener(),
-                    1,
+                    secured.link.rx,
                 );
                 let hello = ServerHello::read(&mut reader, limits)?;
                 let rx = Rx::Opened(reader.with_inner(stream.try_clone()?));
