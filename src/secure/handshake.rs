@@ -815,6 +815,34 @@ mod tests {
         assert!(e.to_string().contains("frame 1"), "{e}");
     }
 
+    /// The Noise messages' sizes as `docs/protocol.md` gives them: frame 3 is
+    /// 32 bytes (48 when pairing: the PSK mode keys it), frame 4 is 96 + the
+    /// server's name, frame 5 is 64 + the viewer's name.
+    #[test]
+    fn noise_message_sizes_are_the_documented_ones() {
+        for psk in [None, Some([9u8; 32])] {
+            let (vk, sk) = (KeyPair::generate(), KeyPair::generate());
+            let cipher = Cipher::AesGcm;
+            let prologue: [&[u8]; 2] = [b"h", b"r"];
+            let mut v = noise_state(&vk, cipher, psk.as_ref(), prologue, Role::Viewer).unwrap();
+            let mut s = noise_state(&sk, cipher, psk.as_ref(), prologue, Role::Server).unwrap();
+            let (mut wire, mut plain) = ([0u8; MAX_HANDSHAKE_FRAME], [0u8; MAX_HANDSHAKE_FRAME]);
+            let n = noise_write(&mut v, &[], &mut wire, M::NoiseE).unwrap();
+            assert_eq!(
+                n,
+                if psk.is_some() { 48 } else { 32 },
+                "frame 3, psk {psk:?}"
+            );
+            noise_read(&mut s, &wire[..n], &mut plain, M::NoiseE).unwrap();
+            let n = noise_write(&mut s, b"kitchen", &mut wire, M::NoiseServer).unwrap();
+            assert_eq!(n, 96 + 7, "frame 4");
+            noise_read(&mut v, &wire[..n], &mut plain, M::NoiseServer).unwrap();
+            let n = noise_write(&mut v, b"tv", &mut wire, M::NoiseViewer).unwrap();
+            assert_eq!(n, 64 + 2, "frame 5");
+            noise_read(&mut s, &wire[..n], &mut plain, M::NoiseViewer).unwrap();
+        }
+    }
+
     #[test]
     fn names_are_cut_to_the_limit() {
         assert_eq!(name_payload("cam"), b"cam");
