@@ -315,15 +315,15 @@ impl PeerList {
         self.peers.iter().find(|p| &p.key == key)
     }
 
-    /// Adds `peer` and writes the file: see [`PeerList::insert`].
+    /// Adds `peer`, replacing entries for the same key, and (when `replace_place`)
+    /// entries with the same name or address: a re-paired server whose key
+    /// changed has one entry, not two. Then writes the file.
     pub fn add(&mut self, peer: Peer, replace_place: bool) -> Result<(), TrustError> {
         self.insert(peer, replace_place);
         write_atomic(&self.path, &self.text())
     }
 
-    /// Adds `peer` in memory, replacing entries for the same key, and (when
-    /// `replace_place`) entries with the same name or address: a re-paired server
-    /// whose key changed has one entry, not two.
+    /// [`PeerList::add`] in memory only.
     fn insert(&mut self, peer: Peer, replace_place: bool) {
         self.peers.retain(|p| {
             p.key != peer.key
@@ -403,9 +403,9 @@ impl SharedPeerList {
         self.len() == 0
     }
 
-    /// Adds `peer` (as [`PeerList::insert`] with `replace_place` off: viewers are
-    /// told apart by key only) and writes the file outside the lookup lock. The
-    /// peer is in the list, and found by lookups, even if the write fails.
+    /// Adds `peer`, replacing an entry with its key (viewers are told apart by
+    /// key only), and writes the file outside the lookup lock. The peer is in
+    /// the list, and found by lookups, even if the write fails.
     pub fn add(&self, peer: Peer) -> Result<(), TrustError> {
         let (text, generation) = {
             let mut state = lock(&self.state);
