@@ -11,16 +11,14 @@ use std::time::Instant;
 use crate::backend::Kind;
 use crate::config::Config;
 use crate::registry;
-use crate::secure::{Cipher, Keys, OpenReader, SealWriter};
+use crate::secure::{handshake_in_memory, Cipher, Keys, Link, OpenReader, SealWriter};
 
-/// A Noise XX handshake in memory: the two sides' transport keys.
-fn keys(cipher: Cipher) -> Result<(Keys, Keys), String> {
-    let (mut i, mut r) = crate::secure::handshake_in_memory(cipher).map_err(|e| e.to_string())?;
-    let e = |e: crate::net::protocol::ProtocolError| e.to_string();
-    Ok((
-        Keys::split(&mut i, cipher, true).map_err(e)?,
-        Keys::split(&mut r, cipher, false).map_err(e)?,
-    ))
+/// A Noise XX handshake in memory: the two sides' links, (server, viewer).
+fn links(cipher: Cipher) -> Result<(Link, Link), String> {
+    let (mut i, mut r) = handshake_in_memory(cipher).map_err(|e| e.to_string())?;
+    let split =
+        |noise: &mut snow::HandshakeState| Keys::split(noise, cipher).map_err(|e| e.to_string());
+    Ok((Link::server(split(&mut r)?), Link::viewer(split(&mut i)?)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -30,20 +28,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Seals and opens `payload` `runs` times; medians in ms: (seal, open).
 fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), String> {
-    let (tx, rx) = keys(cipher)?;
     let mut wire = Vec::with_capacity(payload.len() + payload.len() / 1000 + 4096);
     let mut out = vec![0u8; payload.len()];
     let header = [0u8; 24];
     let (mut seal, mut open) = (Vec::new(), Vec::new());
-    for run in 0..runs as u64 + 1 {
+    for run in 0..runs + 1 {
+        // New keys each run, as each connection has: a nonce is never reused.
+        let (server, viewer) = links(cipher)?;
         wire.clear();
         let t = Instant::now();
-        let mut w = SealWriter::new(&mut wire, tx.sealer(), run);
+        let mut w = SealWriter::new(&mut wire, server.tx);
         w.write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)])
             .map_err(|e| e.to_string())?;
         let sealed = t.elapsed();
         let t = Instant::now();
-        let mut r = OpenReader::new(&wire[..], rx.opener(), run);
+        let mut r = OpenReader::new(&wire[..], viewer.rx);
         let mut head = [0u8; 24];
         r.read_exact(&mut head)
             .and_then(|_| r.read_exact(&mut out))

@@ -14,7 +14,6 @@ use crate::backend::Kind;
 use crate::config::{Config, ConfigError, Overrides};
 use crate::error::BackendError;
 use crate::net::discovery::{self, DiscoveryError, Found};
-use crate::net::protocol::ProtocolError;
 use crate::registry;
 use crate::secure::trust::PairingCode;
 use crate::secure::SecureError;
@@ -117,7 +116,7 @@ fn watch(
         match viewer::run(address, sink.as_mut(), &cfg, opts, stop) {
             Ok(report) => return Ok(report),
             Err(ViewError::Connection {
-                source: viewer::Lost::Link(ProtocolError::Secure(e @ SecureError::NotPaired { .. })),
+                source: viewer::Lost::Secure(e @ SecureError::NotPaired { .. }),
                 ..
             }) if cfg.view.pair.is_none() && std::io::stdin().is_terminal() => {
                 eprintln!("{e}");

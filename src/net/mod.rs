@@ -3,6 +3,7 @@
 //! `mdns-sd`).
 
 pub mod discovery;
+pub mod io;
 pub mod protocol;
 pub mod sniff;
 pub mod socket;

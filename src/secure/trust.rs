@@ -7,10 +7,18 @@
 //!
 //! Files are read as untrusted input: size-capped, checked line by line, and
 //! errors name the file and line.
+//!
+//! Also the pairing code and its policy ([`MAX_WRONG_CODES`]). Used on the
+//! server's connection threads (a [`SharedPeerList`] of paired viewers, looked up
+//! by every handshake) and on the viewer's calling thread (its own
+//! `known-servers`, a plain [`PeerList`]).
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::suite::{params, Cipher, Role};
 
 /// X25519 keys are 32 bytes.
 pub const KEY_LEN: usize = 32;
@@ -20,6 +28,8 @@ pub type PublicKey = [u8; KEY_LEN];
 const MAX_FILE: u64 = 1 << 20;
 /// Longest peer name kept.
 pub const MAX_NAME: usize = 64;
+/// Wrong pairing codes tried before the server makes a new code.
+pub const MAX_WRONG_CODES: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -165,16 +175,27 @@ impl fmt::Debug for KeyPair {
 impl KeyPair {
     /// A new random key pair.
     pub fn generate() -> KeyPair {
-        let kp = snow::Builder::new(crate::secure::params(
-            crate::secure::Cipher::ChaChaPoly,
-            false,
-        ))
-        .generate_keypair()
-        .expect("X25519 key generation from the system's random source");
+        let kp = snow::Builder::new(params(Cipher::ChaChaPoly, false))
+            .generate_keypair()
+            .expect("X25519 key generation from the system's random source");
         KeyPair {
             private: kp.private.try_into().expect("32-byte X25519 key"),
             public: kp.public.try_into().expect("32-byte X25519 key"),
         }
+    }
+
+    /// This machine's `server.key` or `viewer.key` in `dir`, made (and logged)
+    /// the first time.
+    pub fn load_role(dir: &Path, role: Role) -> Result<KeyPair, TrustError> {
+        let (keys, created) = KeyPair::load_or_create(&dir.join(format!("{role}.key")))?;
+        if created {
+            log::info!(
+                "created this {role}'s key {} in {}",
+                fingerprint(&keys.public),
+                dir.display()
+            );
+        }
+        Ok(keys)
     }
 
     /// Reads the key pair at `path`, or creates one there the first time.
@@ -296,13 +317,23 @@ impl PeerList {
 
     /// Adds `peer`, replacing entries for the same key, and (when `replace_place`)
     /// entries with the same name or address: a re-paired server whose key
-    /// changed has one entry, not two.
+    /// changed has one entry, not two. Then writes the file.
     pub fn add(&mut self, peer: Peer, replace_place: bool) -> Result<(), TrustError> {
+        self.insert(peer, replace_place);
+        write_atomic(&self.path, &self.text())
+    }
+
+    /// [`PeerList::add`] in memory only.
+    fn insert(&mut self, peer: Peer, replace_place: bool) {
         self.peers.retain(|p| {
             p.key != peer.key
                 && !(replace_place && (p.name == peer.name || p.address == peer.address))
         });
         self.peers.push(peer);
+    }
+
+    /// The file's text for the peers as they are now.
+    fn text(&self) -> String {
         let mut text =
             String::from("# livestream: trusted peers (KEY ADDRESS NAME), one per line\n");
         for p in &self.peers {
@@ -313,7 +344,90 @@ impl PeerList {
                 .collect();
             text.push_str(&format!("{} {} {}\n", hex(&p.key), address, p.name));
         }
-        write_atomic(&self.path, &text)
+        text
+    }
+}
+
+/// A peer list that connection threads share (the server's paired viewers):
+/// handshakes look keys up while a pairing adds one and writes the file.
+///
+/// Two locks, so that no lookup ever waits for the disk. `state` is the lookup
+/// lock: held only to read or change the list in memory and to render the
+/// file's text, never across a file write. `written` is the write lock: held
+/// across the write, by writers only. Each change takes the next generation
+/// number under `state` and renders its text there, so the text of generation
+/// `g` holds every change up to `g`; a writer then writes only if no later
+/// generation is on disk yet. So writes never go backwards, and of two racing
+/// pairings the one written last (or skipped because a later text was already
+/// written) is always in the file: neither is lost. A generation whose write
+/// failed is written by the next change (its text holds this one too).
+pub struct SharedPeerList {
+    state: Mutex<Generations>,
+    written: Mutex<u64>,
+    path: PathBuf,
+}
+
+struct Generations {
+    list: PeerList,
+    /// Changes made since load.
+    generation: u64,
+}
+
+/// A poisoned lock only means another thread panicked holding it; the list is
+/// still whole (every change to it is one `retain` and one `push`).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SharedPeerList {
+    pub fn new(list: PeerList) -> SharedPeerList {
+        SharedPeerList {
+            path: list.path.clone(),
+            state: Mutex::new(Generations {
+                list,
+                generation: 0,
+            }),
+            written: Mutex::new(0),
+        }
+    }
+
+    pub fn contains(&self, key: &PublicKey) -> bool {
+        lock(&self.state).list.find_key(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.state).list.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `peer`, replacing an entry with its key (viewers are told apart by
+    /// key only), and writes the file outside the lookup lock. The peer is in
+    /// the list, and found by lookups, even if the write fails.
+    pub fn add(&self, peer: Peer) -> Result<(), TrustError> {
+        let (text, generation) = {
+            let mut state = lock(&self.state);
+            state.list.insert(peer, false);
+            state.generation += 1;
+            (state.list.text(), state.generation)
+        };
+        let mut written = lock(&self.written);
+        if *written >= generation {
+            // A later text, which holds this change, is on disk already.
+            return Ok(());
+        }
+        write_atomic(&self.path, &text)?;
+        *written = generation;
+        Ok(())
+    }
+
+    /// Forgets every peer in memory (the file is left as it is): for tests of
+    /// a server that no longer knows a viewer.
+    #[cfg(test)]
+    pub(crate) fn forget_all(&self) {
+        lock(&self.state).list.peers.clear();
     }
 }
 
@@ -413,6 +527,51 @@ mod tests {
         std::fs::write(&path, "# c\n\nnothex 1.2.3.4:5 x\n").unwrap();
         let e = PeerList::load(&path).unwrap_err().to_string();
         assert!(e.contains("known-servers:3: expected a key"), "{e}");
+    }
+
+    /// Pairings racing from many threads: every one of them ends up in the file,
+    /// and lookups see each as soon as its `add` returned.
+    #[test]
+    fn racing_additions_to_a_shared_list_are_all_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paired-viewers");
+        let shared = SharedPeerList::new(PeerList::load(&path).unwrap());
+        assert!(shared.is_empty());
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let shared = &shared;
+                s.spawn(move || {
+                    for i in 0..10u8 {
+                        let key = [t * 10 + i + 1; 32];
+                        shared
+                            .add(Peer {
+                                key,
+                                address: format!("10.0.{t}.{i}"),
+                                name: format!("viewer {t}-{i}"),
+                            })
+                            .unwrap();
+                        assert!(shared.contains(&key), "not found right after add");
+                    }
+                });
+            }
+        });
+        assert_eq!(shared.len(), 80);
+        let on_disk = PeerList::load(&path).unwrap();
+        assert_eq!(on_disk.peers.len(), 80, "a pairing was lost on disk");
+        for k in 1..=80u8 {
+            assert!(on_disk.find_key(&[k; 32]).is_some(), "key {k} missing");
+        }
+        // The same key again replaces its entry.
+        shared
+            .add(Peer {
+                key: [1; 32],
+                address: "10.9.9.9".into(),
+                name: "moved".into(),
+            })
+            .unwrap();
+        let on_disk = PeerList::load(&path).unwrap();
+        assert_eq!(on_disk.peers.len(), 80);
+        assert_eq!(on_disk.find_key(&[1; 32]).unwrap().name, "moved");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::media::slot::Taken;
-use crate::net::protocol::{write_all_vectored, DeadlineReader};
+use crate::net::io::{write_all_vectored, DeadlineReader};
 
 use super::hub::{EncodedFrame, Handshaking, Hub, Subscriber, SubscriberKind};
 use super::metrics::metrics;

@@ -10,11 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::media::clock;
-use crate::net::protocol::{
-    self, ClientHello, DeadlineReader, PacketHeader, ProtocolError, ServerHello, Status,
-};
+use crate::net::io::{write_all_vectored, DeadlineReader};
+use crate::net::protocol::{self, ClientHello, PacketHeader, ProtocolError, ServerHello, Status};
 use crate::net::sniff::Speaks;
-use crate::secure::{Accepted, OpenReader, Rx, SealWriter, ServerAuth, Tx};
+use crate::secure::{Accepted, Link, OpenReader, Rx, SealWriter, ServerAuth, Tx};
 
 use super::hub::{Admission, Handshaking, Hub, Subscriber, SubscriberKind};
 use super::send::{log_departure, send_loop, Framing, WRITE_TIMEOUT};
@@ -50,9 +49,13 @@ pub(crate) fn serve(
     else {
         return;
     };
-    let admitted = match &secured {
-        Some(a) => sealed_handshake(stream, peer, &hub, a, deadline),
-        None => plain_handshake(stream, peer, &hub, deadline),
+    let (admitted, who) = match secured {
+        Some(a) => {
+            let who = (a.viewer_name, a.viewer_key, a.cipher);
+            let admitted = sealed_handshake(stream, peer, &hub, a.link, deadline);
+            (admitted, Some(who))
+        }
+        None => (plain_handshake(stream, peer, &hub, deadline), None),
     };
     drop(handshaking);
     let (admission, tx, rx) = match admitted {
@@ -63,12 +66,10 @@ pub(crate) fn serve(
             return;
         }
     };
-    if let Some(a) = &secured {
+    if let Some((name, key, cipher)) = who {
         log::info!(
-            "viewer {peer} is \"{}\" (key {}), encrypted with {}",
-            a.viewer_name,
-            crate::secure::trust::fingerprint(&a.viewer_key),
-            a.cipher
+            "viewer {peer} is \"{name}\" (key {}), encrypted with {cipher}",
+            crate::secure::trust::fingerprint(&key),
         );
     }
     watch(stream, tx, rx, &admission, &hub, stop);
@@ -133,15 +134,11 @@ fn sealed_handshake<'a>(
     stream: &'a TcpStream,
     peer: SocketAddr,
     hub: &'a Hub,
-    secured: &Accepted,
+    link: Link,
     deadline: Instant,
 ) -> Result<Option<Admitted<'a>>, ProtocolError> {
-    let mut tx = Tx::Sealed(SealWriter::new(stream, secured.keys.sealer(), 1));
-    let mut rx = OpenReader::new(
-        DeadlineReader { stream, deadline },
-        secured.keys.opener(),
-        0,
-    );
+    let mut tx = Tx::Sealed(SealWriter::new(stream, link.tx));
+    let mut rx = OpenReader::new(DeadlineReader { stream, deadline }, link.rx);
     let admission = handshake(&mut rx, &mut tx, stream, peer, hub)?;
     Ok(admission.map(|a| (a, tx, Rx::Opened(rx.with_inner(stream)))))
 }
@@ -328,7 +325,7 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
             capture_us: frame.frame.capture_us,
         }
         .encode();
-        protocol::write_all_vectored(
+        write_all_vectored(
             w,
             &mut [
                 IoSlice::new(&pong_buf[..pong_len]),

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::media::clock::{self, ClockSync};
 use crate::media::frame::Limits;
-use crate::net::protocol::{self, ClientHello, DeadlineReader, ProtocolError, ServerHello};
+use crate::net::io::DeadlineReader;
+use crate::net::protocol::{self, ClientHello, ProtocolError, ServerHello};
 use crate::secure::{OpenReader, Rx, SealWriter, Tx, ViewerAuth};
 
 use super::Lost;
@@ -107,18 +108,14 @@ fn sealed(
     // The server proved its key (its verdict opened): remember it now, even if
     // it turns out to be busy.
     auth.confirm(&secured, address);
+    let link = secured.link;
     let mut tx = Tx::Sealed(SealWriter::new(
         stream.try_clone().map_err(ProtocolError::from)?,
-        secured.keys.sealer(),
-        0,
+        link.tx,
     ));
     let sent_us = clock::now_us();
     hello.write(&mut tx).map_err(ProtocolError::from)?;
-    let mut reader = OpenReader::new(
-        DeadlineReader { stream, deadline },
-        secured.keys.opener(),
-        1,
-    );
+    let mut reader = OpenReader::new(DeadlineReader { stream, deadline }, link.rx);
     let hello = ServerHello::read(&mut reader, limits)?;
     let rx = Rx::Opened(reader.with_inner(stream.try_clone().map_err(ProtocolError::from)?));
     Ok((hello, sent_us, tx, rx))

@@ -124,6 +124,9 @@ pub enum Lost {
     /// The server sent a frame that does not decode: it is broken.
     #[error("the server sent a bad frame: {0}")]
     BadFrame(#[source] CodecError),
+    /// The secure handshake failed: pairing, keys, or an attack.
+    #[error(transparent)]
+    Secure(#[from] SecureError),
     #[error(transparent)]
     Link(#[from] ProtocolError),
 }
@@ -132,7 +135,7 @@ impl Lost {
     /// Pairing and key problems need a person: retrying cannot help.
     fn is_final(&self) -> bool {
         match self {
-            Lost::Link(ProtocolError::Secure(e)) => e.is_final(),
+            Lost::Secure(e) => e.is_final(),
             Lost::Link(ProtocolError::Refused { status, .. }) => *status == Status::Unauthorized,
             _ => false,
         }
@@ -205,7 +208,7 @@ pub fn run(
         address: address.to_string(),
         source,
     };
-    let mut auth = open_auth(cfg).map_err(|e| lost(Lost::Link(e.into())))?;
+    let mut auth = open_auth(cfg).map_err(|e| lost(Lost::Secure(e)))?;
     let mut backoff = BACKOFF_START;
     let end = loop {
         if let Some(end) = stopping(&setup) {

@@ -1,0 +1,539 @@
+//! Packets: a fixed 24-byte [`PacketHeader`] and a payload. Server → viewer:
+//! frames, the end of the stream, timing and pongs ([`read_packet`]); viewer →
+//! server: pings and latency reports ([`read_upstream`]). Readers check the
+//! header's length against the limit for its type before they read (or size a
+//! buffer for) a payload byte; unknown types are skipped within a bound.
+//!
+//! Run on the connection threads: the server's sender and `viewer-rx` thread per
+//! native viewer, the viewer's `net-reader` and calling thread.
+
+use std::io::{self, IoSlice, Read, Write};
+
+use super::{
+    read_first, skip, u32_at, u64_at, ProtocolError, FLAG_FINAL, MAX_MESSAGE, MAX_UNKNOWN_PAYLOAD,
+    MAX_UPSTREAM_PAYLOAD, PACKET_END, PACKET_FRAME, PACKET_HEADER_LEN, PACKET_PING, PACKET_PONG,
+    PACKET_REPORT, PACKET_TIMING, PONG_LEN, REPORT_LEN, TIMING_LEN,
+};
+use crate::net::io::write_all_vectored;
+
+/// The fixed part of every packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketHeader {
+    pub kind: u8,
+    pub flags: u8,
+    pub len: u32,
+    pub seq: u64,
+    pub capture_us: u64,
+}
+
+impl PacketHeader {
+    pub fn encode(&self) -> [u8; PACKET_HEADER_LEN] {
+        let mut b = [0u8; PACKET_HEADER_LEN];
+        b[0] = self.kind;
+        b[1] = self.flags;
+        b[4..8].copy_from_slice(&self.len.to_le_bytes());
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..24].copy_from_slice(&self.capture_us.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8; PACKET_HEADER_LEN]) -> PacketHeader {
+        PacketHeader {
+            kind: b[0],
+            flags: b[1],
+            len: u32_at(b, 4),
+            seq: u64_at(b, 8),
+            capture_us: u64_at(b, 16),
+        }
+    }
+}
+
+/// A packet as the viewer sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Packet {
+    /// A frame; its payload was read into the caller's buffer.
+    Frame(PacketHeader),
+    /// The stream is over: `final_` when the source ended, else the server is
+    /// going away and may come back.
+    End { message: String, final_: bool },
+    /// Server times of the frame that follows (server clock, µs).
+    Timing {
+        seq: u64,
+        encoded_us: u64,
+        sent_us: u64,
+    },
+    /// The answer to ping `id` sent at `t1` (viewer clock): received at `t2` and
+    /// answered at `t3` (server clock).
+    Pong { id: u64, t1: u64, t2: u64, t3: u64 },
+}
+
+/// What a viewer sends the server after the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// Ping `id`, sent at `t1` on the viewer's clock.
+    Ping {
+        id: u64,
+        t1: u64,
+    },
+    Report(Report),
+}
+
+/// A viewer's latency over its last few seconds, capture to presented, µs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub last_us: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    /// Frames presented in that time.
+    pub frames: u64,
+}
+
+impl Report {
+    pub fn encode(&self) -> [u8; REPORT_LEN] {
+        let mut b = [0u8; REPORT_LEN];
+        for (i, v) in [self.last_us, self.p50_us, self.p95_us, self.frames]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8; REPORT_LEN]) -> Report {
+        Report {
+            last_us: u64_at(b, 0),
+            p50_us: u64_at(b, 8),
+            p95_us: u64_at(b, 16),
+            frames: u64_at(b, 24),
+        }
+    }
+}
+
+/// Reads a fixed-size payload, checking the announced length first.
+fn fixed<const N: usize>(
+    r: &mut impl Read,
+    len: usize,
+    what: &'static str,
+) -> Result<[u8; N], ProtocolError> {
+    if len != N {
+        return Err(ProtocolError::Invalid {
+            what,
+            why: format!("payload of {len} bytes, expected {N}"),
+        });
+    }
+    let mut b = [0u8; N];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// Reads the next packet a viewer sent after the handshake (server side).
+/// Unknown types up to [`MAX_UPSTREAM_PAYLOAD`] bytes are skipped; anything
+/// longer is a protocol error.
+pub fn read_upstream(r: &mut impl Read) -> Result<Upstream, ProtocolError> {
+    loop {
+        let mut b = [0u8; PACKET_HEADER_LEN];
+        read_first(r, &mut b)?;
+        let h = PacketHeader::decode(&b);
+        let len = h.len as usize;
+        if len > MAX_UPSTREAM_PAYLOAD {
+            return Err(ProtocolError::TooLong {
+                what: "viewer packet",
+                len,
+                max: MAX_UPSTREAM_PAYLOAD,
+            });
+        }
+        match h.kind {
+            PACKET_PING => {
+                fixed::<0>(r, len, "ping")?;
+                return Ok(Upstream::Ping {
+                    id: h.seq,
+                    t1: h.capture_us,
+                });
+            }
+            PACKET_REPORT => {
+                let b = fixed::<REPORT_LEN>(r, len, "report")?;
+                return Ok(Upstream::Report(Report::decode(&b)));
+            }
+            _ => skip(r, len)?,
+        }
+    }
+}
+
+/// Writes a ping (viewer side).
+pub fn write_ping(w: &mut impl Write, id: u64, t1: u64) -> io::Result<()> {
+    let header = PacketHeader {
+        kind: PACKET_PING,
+        flags: 0,
+        len: 0,
+        seq: id,
+        capture_us: t1,
+    };
+    w.write_all(&header.encode())
+}
+
+/// Writes a latency report (viewer side).
+pub fn write_report(w: &mut impl Write, report: &Report) -> io::Result<()> {
+    let header = PacketHeader {
+        kind: PACKET_REPORT,
+        flags: 0,
+        len: REPORT_LEN as u32,
+        seq: 0,
+        capture_us: 0,
+    };
+    write_packet(w, &header, &report.encode())
+}
+
+/// The bytes of a pong (server side): header and payload.
+pub fn pong(id: u64, t1: u64, t2: u64, t3: u64) -> [u8; PACKET_HEADER_LEN + PONG_LEN] {
+    let mut b = [0u8; PACKET_HEADER_LEN + PONG_LEN];
+    b[..PACKET_HEADER_LEN].copy_from_slice(
+        &PacketHeader {
+            kind: PACKET_PONG,
+            flags: 0,
+            len: PONG_LEN as u32,
+            seq: id,
+            capture_us: t1,
+        }
+        .encode(),
+    );
+    b[24..32].copy_from_slice(&t2.to_le_bytes());
+    b[32..40].copy_from_slice(&t3.to_le_bytes());
+    b
+}
+
+/// The bytes of a timing packet (server side), sent just before frame `seq`.
+pub fn timing(seq: u64, encoded_us: u64, sent_us: u64) -> [u8; PACKET_HEADER_LEN + TIMING_LEN] {
+    let mut b = [0u8; PACKET_HEADER_LEN + TIMING_LEN];
+    b[..PACKET_HEADER_LEN].copy_from_slice(
+        &PacketHeader {
+            kind: PACKET_TIMING,
+            flags: 0,
+            len: TIMING_LEN as u32,
+            seq,
+            capture_us: encoded_us,
+        }
+        .encode(),
+    );
+    b[24..32].copy_from_slice(&sent_us.to_le_bytes());
+    b
+}
+
+/// Reads the next packet the viewer understands, skipping (bounded) packets of
+/// types this version does not know. Frame payloads go into `payload`, whose
+/// length is checked against `max_payload` before it is resized.
+pub fn read_packet(
+    r: &mut impl Read,
+    max_payload: usize,
+    payload: &mut Vec<u8>,
+) -> Result<Packet, ProtocolError> {
+    loop {
+        let mut b = [0u8; PACKET_HEADER_LEN];
+        read_first(r, &mut b)?;
+        let h = PacketHeader::decode(&b);
+        let len = h.len as usize;
+        match h.kind {
+            PACKET_FRAME => {
+                if len > max_payload {
+                    return Err(ProtocolError::TooLong {
+                        what: "frame payload",
+                        len,
+                        max: max_payload,
+                    });
+                }
+                // Grown by doubling, as a Vec does, but never past the limit; a
+                // buffer already big enough is reused as it is.
+                if payload.capacity() < len {
+                    let target = len.max(payload.capacity() * 2).min(max_payload);
+                    payload.clear();
+                    payload.reserve_exact(target);
+                }
+                payload.resize(len, 0);
+                r.read_exact(payload)?;
+                return Ok(Packet::Frame(h));
+            }
+            PACKET_END => {
+                if len > MAX_MESSAGE {
+                    return Err(ProtocolError::TooLong {
+                        what: "end message",
+                        len,
+                        max: MAX_MESSAGE,
+                    });
+                }
+                let mut text = [0u8; MAX_MESSAGE];
+                r.read_exact(&mut text[..len])?;
+                return Ok(Packet::End {
+                    message: String::from_utf8_lossy(&text[..len]).into_owned(),
+                    final_: h.flags & FLAG_FINAL != 0,
+                });
+            }
+            PACKET_TIMING => {
+                let b = fixed::<TIMING_LEN>(r, len, "timing packet")?;
+                return Ok(Packet::Timing {
+                    seq: h.seq,
+                    encoded_us: h.capture_us,
+                    sent_us: u64_at(&b, 0),
+                });
+            }
+            PACKET_PONG => {
+                let b = fixed::<PONG_LEN>(r, len, "pong")?;
+                return Ok(Packet::Pong {
+                    id: h.seq,
+                    t1: h.capture_us,
+                    t2: u64_at(&b, 0),
+                    t3: u64_at(&b, 8),
+                });
+            }
+            _ => {
+                if len > MAX_UNKNOWN_PAYLOAD {
+                    return Err(ProtocolError::TooLong {
+                        what: "packet of unknown type",
+                        len,
+                        max: MAX_UNKNOWN_PAYLOAD,
+                    });
+                }
+                skip(r, len)?;
+            }
+        }
+    }
+}
+
+/// Writes a header and its payload with as few system calls as the socket allows.
+pub fn write_packet(w: &mut impl Write, header: &PacketHeader, payload: &[u8]) -> io::Result<()> {
+    let head = header.encode();
+    write_all_vectored(w, &mut [IoSlice::new(&head), IoSlice::new(payload)])
+}
+
+/// Writes an end-of-stream packet.
+pub fn write_end(w: &mut impl Write, message: &str, final_: bool) -> io::Result<()> {
+    let mut text = &message.as_bytes()[..message.len().min(MAX_MESSAGE)];
+    while std::str::from_utf8(text).is_err() {
+        text = &text[..text.len() - 1];
+    }
+    let header = PacketHeader {
+        kind: PACKET_END,
+        flags: if final_ { FLAG_FINAL } else { 0 },
+        len: text.len() as u32,
+        seq: 0,
+        capture_us: 0,
+    };
+    write_packet(w, &header, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::protocol::FLAG_DROPPED_BEFORE;
+
+    /// The byte layout is the one `docs/protocol.md` documents.
+    #[test]
+    fn golden_bytes() {
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: FLAG_DROPPED_BEFORE,
+            len: 0x0102_0304,
+            seq: 5,
+            capture_us: 0x1122_3344_5566_7788,
+        };
+        assert_eq!(
+            h.encode(),
+            [
+                1, 1, 0, 0, 4, 3, 2, 1, 5, 0, 0, 0, 0, 0, 0, 0, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33,
+                0x22, 0x11
+            ]
+        );
+
+        // Clock sync and timing packets.
+        let t = timing(5, 0x10, 0x20);
+        assert_eq!(&t[..8], &[3, 0, 0, 0, 8, 0, 0, 0]);
+        assert_eq!(&t[8..16], &5u64.to_le_bytes());
+        assert_eq!(&t[16..24], &0x10u64.to_le_bytes());
+        assert_eq!(&t[24..32], &0x20u64.to_le_bytes());
+        let p = pong(7, 1, 2, 3);
+        assert_eq!(&p[..8], &[4, 0, 0, 0, 16, 0, 0, 0]);
+        assert_eq!(
+            &p[24..40],
+            &[2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let mut b = Vec::new();
+        write_ping(&mut b, 9, 0x55).unwrap();
+        assert_eq!(&b[..8], &[16, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[8..24],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 0x55, 0, 0, 0, 0, 0, 0, 0]
+        );
+        // An end packet: seq and capture time are 0, the final flag is bit 1.
+        let mut b = Vec::new();
+        write_end(&mut b, "bye", true).unwrap();
+        assert_eq!(&b[..8], &[2, 2, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(&b[8..24], &[0; 16]);
+        assert_eq!(&b[24..], b"bye");
+    }
+
+    #[test]
+    fn clock_packets_round_trip_and_are_checked() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&timing(5, 10, 20));
+        b.extend_from_slice(&pong(7, 1, 2, 3));
+        let mut payload = Vec::new();
+        let mut r = &b[..];
+        assert_eq!(
+            read_packet(&mut r, 100, &mut payload).unwrap(),
+            Packet::Timing {
+                seq: 5,
+                encoded_us: 10,
+                sent_us: 20
+            }
+        );
+        assert_eq!(
+            read_packet(&mut r, 100, &mut payload).unwrap(),
+            Packet::Pong {
+                id: 7,
+                t1: 1,
+                t2: 2,
+                t3: 3
+            }
+        );
+        // A timing packet of the wrong size is an error, not a misread.
+        let mut bad = timing(5, 10, 20).to_vec();
+        bad[4] = 9;
+        bad.push(0);
+        assert!(read_packet(&mut &bad[..], 100, &mut payload).is_err());
+
+        let report = Report {
+            last_us: 1,
+            p50_us: 2,
+            p95_us: 3,
+            frames: 4,
+        };
+        let mut up = Vec::new();
+        write_ping(&mut up, 3, 99).unwrap();
+        write_report(&mut up, &report).unwrap();
+        // An unknown small packet is skipped; a long one is refused.
+        write_packet(
+            &mut up,
+            &PacketHeader {
+                kind: 99,
+                flags: 0,
+                len: 8,
+                seq: 0,
+                capture_us: 0,
+            },
+            &[0; 8],
+        )
+        .unwrap();
+        write_ping(&mut up, 4, 100).unwrap();
+        let mut r = &up[..];
+        assert_eq!(
+            read_upstream(&mut r).unwrap(),
+            Upstream::Ping { id: 3, t1: 99 }
+        );
+        assert_eq!(read_upstream(&mut r).unwrap(), Upstream::Report(report));
+        assert_eq!(
+            read_upstream(&mut r).unwrap(),
+            Upstream::Ping { id: 4, t1: 100 }
+        );
+        let mut long = Vec::new();
+        write_packet(
+            &mut long,
+            &PacketHeader {
+                kind: 99,
+                flags: 0,
+                len: 1000,
+                seq: 0,
+                capture_us: 0,
+            },
+            &[0; 1000],
+        )
+        .unwrap();
+        assert!(matches!(
+            read_upstream(&mut &long[..]),
+            Err(ProtocolError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn packets_round_trip_and_unknown_types_are_skipped() {
+        let mut b = Vec::new();
+        // A packet type from a future version, then a frame, then the end.
+        write_packet(
+            &mut b,
+            &PacketHeader {
+                kind: 9,
+                flags: 0,
+                len: 3,
+                seq: 0,
+                capture_us: 0,
+            },
+            b"abc",
+        )
+        .unwrap();
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: 0,
+            len: 4,
+            seq: 7,
+            capture_us: 99,
+        };
+        write_packet(&mut b, &h, b"wxyz").unwrap();
+        write_end(&mut b, "bye", true).unwrap();
+        let mut r = &b[..];
+        let mut payload = Vec::new();
+        assert_eq!(
+            read_packet(&mut r, 10, &mut payload).unwrap(),
+            Packet::Frame(h)
+        );
+        assert_eq!(payload, b"wxyz");
+        assert_eq!(
+            read_packet(&mut r, 10, &mut payload).unwrap(),
+            Packet::End {
+                message: "bye".into(),
+                final_: true
+            }
+        );
+        assert!(matches!(
+            read_packet(&mut r, 10, &mut payload),
+            Err(ProtocolError::Closed("by the peer"))
+        ));
+    }
+
+    #[test]
+    fn oversized_payload_is_refused_unread() {
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: 0,
+            len: u32::MAX,
+            seq: 0,
+            capture_us: 0,
+        };
+        let b = h.encode();
+        let mut payload = Vec::new();
+        let err = read_packet(&mut &b[..], 1 << 20, &mut payload).unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLong { .. }), "{err:?}");
+        assert_eq!(payload.capacity(), 0, "nothing allocated");
+        let h = PacketHeader {
+            kind: 200,
+            flags: 0,
+            len: 1 << 30,
+            seq: 0,
+            capture_us: 0,
+        };
+        let err = read_packet(&mut &h.encode()[..], 1 << 20, &mut payload).unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLong { .. }), "{err:?}");
+        // A truncated payload is a torn message, not a clean close.
+        let h = PacketHeader {
+            kind: PACKET_FRAME,
+            flags: 0,
+            len: 10,
+            seq: 0,
+            capture_us: 0,
+        };
+        let mut b = h.encode().to_vec();
+        b.extend_from_slice(b"abc");
+        let err = read_packet(&mut &b[..], 100, &mut payload).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::Closed("in the middle of a message")),
+            "{err:?}"
+        );
+    }
+}
