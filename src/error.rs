@@ -23,6 +23,14 @@ pub enum BackendError {
     Unsupported { backend: &'static str, what: String },
     #[error("{what} is not valid: {why}")]
     Invalid { what: String, why: String },
+    /// A backend's own library failed. Its error is kept whole as the cause; it
+    /// is boxed because its type exists only when that backend is compiled in.
+    #[error("{what}: {source}")]
+    Library {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl BackendError {
@@ -52,6 +60,13 @@ pub enum SourceError {
     },
     #[error("{what} is corrupt: {why}")]
     Corrupt { what: String, why: String },
+    /// A backend's own library failed (see [`BackendError::Library`]).
+    #[error("{what}: {source}")]
+    Library {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A payload could not be encoded or decoded.
