@@ -3,7 +3,7 @@
 //! type or size; and the all-zero values those structs start from.
 //!
 //! The pairing of request and struct is the whole of the contract: it is written
-//! once per request here ([`requests!`]), and checked at compile time against the
+//! once per request here (`requests!`), and checked at compile time against the
 //! argument size the request number encodes. The rest of the v4l2 source calls
 //! [`ioctl`] safely. Used by whichever thread holds the device node: the one
 //! opening or listing cameras, then the capture thread.

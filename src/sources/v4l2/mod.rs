@@ -18,7 +18,7 @@
 //! The files: `ioctl` (each request tied to its kernel struct), `device` (finding
 //! and opening nodes), `mode` (what a node offers, and the mode chosen),
 //! `controls`, `stream` (mmap buffers); here the options, the registration and
-//! [`V4l2Source`], which the capture thread owns.
+//! `V4l2Source`, which the capture thread owns.
 
 mod controls;
 mod device;
@@ -70,7 +70,7 @@ struct Options {
     /// "/dev/video0", "/dev/v4l/by-id/...", "name:CARD" or "bus:BUS-INFO";
     /// default: the first capture device.
     device: Option<Spanned<String>>,
-    /// A pixel format the camera must give, or "auto" (default): [capture]
+    /// A pixel format the camera must give, or "auto" (default): `[capture]`
     /// format when the camera offers it, else its best offer.
     format: Option<Spanned<String>>,
     /// mmap buffers (2 to 32).

@@ -173,8 +173,9 @@ impl Stream {
         }
     }
 
-    /// The whole mapping of a dequeued buffer. `&mut self` on [`requeue`]
-    /// (`Self::requeue`) ends the borrow before the driver may write there again.
+    /// The whole mapping of a buffer this stream dequeued. [`Stream::requeue`]
+    /// takes `&mut self`, so the slice is gone before the driver may write there
+    /// again.
     pub(super) fn bytes(&self, d: &Dequeued) -> &[u8] {
         let map = &self.maps[d.0.index as usize];
         // SAFETY: `dequeue` checked the index; the driver has handed this buffer
