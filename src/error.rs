@@ -24,7 +24,9 @@ pub enum BackendError {
     Unsupported { backend: &'static str, what: String },
     #[error("{what} is not valid: {why}")]
     Invalid { what: String, why: String },
-    /// A library the backend is built on could not start.
+    /// A library the backend is built on could not start. Its error is kept
+    /// whole as the cause; boxed because its type exists only when that
+    /// backend is compiled in.
     #[error("{what} could not start: {source}")]
     Library {
         what: String,
@@ -60,6 +62,13 @@ pub enum SourceError {
     },
     #[error("{what} is corrupt: {why}")]
     Corrupt { what: String, why: String },
+    /// A backend's own library failed (see [`BackendError::Library`]).
+    #[error("{what}: {source}")]
+    Library {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A payload could not be encoded or decoded. The codec library's own error is

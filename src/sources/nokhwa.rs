@@ -27,7 +27,7 @@ use super::{FrameSource, SourceBackend};
 use crate::backend::Availability;
 use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
-use crate::media::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
+use crate::media::frame::{Frame, FrameInfo, GeometryError, Limits, PixelFormat, StreamInfo};
 use crate::media::slot::{Slot, Taken};
 
 inventory::submit! {
@@ -47,14 +47,37 @@ fn probe() -> Availability {
     }
 }
 
+/// Why a nokhwa camera failed: kept whole, it travels from the
+/// `nokhwa-capture` thread and becomes the cause of a [`BackendError::Library`]
+/// or [`SourceError::Library`].
+#[derive(Debug, thiserror::Error)]
+enum NokhwaFailure {
+    /// nokhwa returned an error.
+    #[error("{0}")]
+    Nokhwa(#[source] nokhwa::NokhwaError),
+    /// nokhwa panicked (its message, when it had one).
+    #[error("nokhwa panicked: {0}")]
+    Panicked(String),
+    /// The camera gave a mode livestream cannot stream.
+    #[error("{0}")]
+    Geometry(#[source] GeometryError),
+}
+
 /// Runs a nokhwa call, turning a panic inside the crate into an error.
-fn fenced<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+fn fenced<T>(f: impl FnOnce() -> T) -> Result<T, NokhwaFailure> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into())
+        NokhwaFailure::Panicked(
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+        )
     })
+}
+
+/// Runs a fallible nokhwa call, fenced against panics.
+fn fenced_call<T>(f: impl FnOnce() -> Result<T, nokhwa::NokhwaError>) -> Result<T, NokhwaFailure> {
+    fenced(f)?.map_err(NokhwaFailure::Nokhwa)
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]
@@ -109,7 +132,7 @@ fn open(
 /// The camera on its thread, and the slot its newest frame waits in.
 struct NokhwaSource {
     info: StreamInfo,
-    slot: Arc<Slot<Result<Frame, String>>>,
+    slot: Arc<Slot<Result<Frame, NokhwaFailure>>>,
     spare: Arc<Mutex<Vec<Frame>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -123,7 +146,7 @@ impl NokhwaSource {
         capture: CaptureConfig,
         timeout: Duration,
     ) -> Result<NokhwaSource, BackendError> {
-        let slot: Arc<Slot<Result<Frame, String>>> = Arc::new(Slot::default());
+        let slot: Arc<Slot<Result<Frame, NokhwaFailure>>> = Arc::new(Slot::default());
         let spare: Arc<Mutex<Vec<Frame>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (opened, answer) = mpsc::sync_channel(1);
@@ -134,10 +157,7 @@ impl NokhwaSource {
                 .spawn(move || capture_thread(index, capture, opened, &slot, &spare, &stop))
                 .map_err(|e| BackendError::io("starting the nokhwa-capture thread", e))?
         };
-        let failed = |why: String| BackendError::Invalid {
-            what: format!("nokhwa camera {index}"),
-            why,
-        };
+        let what = format!("nokhwa camera {index}");
         match answer.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(info)) => Ok(NokhwaSource {
                 info,
@@ -148,13 +168,19 @@ impl NokhwaSource {
                 timeout,
                 last_frame: Instant::now(),
             }),
-            Ok(Err(why)) => {
+            Ok(Err(cause)) => {
                 let _ = thread.join();
-                Err(failed(why))
+                Err(BackendError::Library {
+                    what,
+                    source: Box::new(cause),
+                })
             }
             Err(_) => {
                 stop.store(true, Ordering::Relaxed);
-                Err(failed("did not open within 30 s".into()))
+                Err(BackendError::Invalid {
+                    what,
+                    why: "did not open within 30 s".into(),
+                })
             }
         }
     }
@@ -165,11 +191,58 @@ impl NokhwaSource {
 fn capture_thread(
     index: u32,
     capture: CaptureConfig,
-    opened: mpsc::SyncSender<Result<StreamInfo, String>>,
-    slot: &Slot<Result<Frame, String>>,
+    opened: mpsc::SyncSender<Result<StreamInfo, NokhwaFailure>>,
+    slot: &Slot<Result<Frame, NokhwaFailure>>,
     spare: &Mutex<Vec<Frame>>,
     stop: &AtomicBool,
 ) {
+    let (mut camera, info) = match open_camera(index, capture) {
+        Ok(opened) => opened,
+        Err(cause) => {
+            let _ = opened.send(Err(cause));
+            return;
+        }
+    };
+    let _ = opened.send(Ok(info));
+    while !stop.load(Ordering::Relaxed) {
+        let buffer = match fenced_call(|| camera.frame()) {
+            Ok(b) => b,
+            Err(cause) => {
+                slot.put(Err(cause));
+                break;
+            }
+        };
+        let bytes = buffer.buffer();
+        let Some(n) = usable_len(info.frame, bytes) else {
+            log::debug!(
+                "nokhwa: a short or broken frame ({} bytes) skipped",
+                bytes.len()
+            );
+            continue;
+        };
+        let mut frame = spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(Frame::empty);
+        frame.info = info.frame;
+        frame.data.clear();
+        frame.data.extend_from_slice(&bytes[..n]);
+        frame.capture_us = crate::media::clock::now_us();
+        if let Some(Ok(stale)) = slot.put(Ok(frame)) {
+            spare.lock().unwrap_or_else(|p| p.into_inner()).push(stale);
+        }
+    }
+    // nokhwa's stream may panic while stopping a camera that went away.
+    let _ = fenced(move || drop(camera));
+}
+
+/// Opens camera `index` in the mode nearest to `capture` and starts its stream;
+/// returns it with the frames it gives (checked against the limits).
+fn open_camera(
+    index: u32,
+    capture: CaptureConfig,
+) -> Result<(nokhwa::Camera, StreamInfo), NokhwaFailure> {
     let wanted = CameraFormat::new(
         Resolution::new(capture.width, capture.height),
         from_format(capture.format).unwrap_or(FrameFormat::YUYV),
@@ -180,31 +253,20 @@ fn capture_thread(
         },
     );
     let requested = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
-    let camera = fenced(|| -> Result<_, String> {
-        let mut cam =
-            nokhwa::Camera::new(CameraIndex::Index(index), requested).map_err(|e| e.to_string())?;
-        cam.open_stream().map_err(|e| e.to_string())?;
-        Ok(cam)
-    })
-    .and_then(|r| r);
-    let mut camera = match camera {
-        Ok(c) => c,
-        Err(why) => {
-            let _ = opened.send(Err(why));
-            return;
-        }
-    };
+    let mut camera = fenced_call(|| nokhwa::Camera::new(CameraIndex::Index(index), requested))?;
+    fenced_call(|| camera.open_stream())?;
     let got = camera.camera_format();
     let format = to_format(got.format());
     let (w, h) = (got.resolution().width(), got.resolution().height());
-    let info = match FrameInfo::packed(format, w, h).and_then(|i| {
+    let info = FrameInfo::packed(format, w, h).and_then(|i| {
         i.validate(&Limits::default())?;
         Ok(i)
-    }) {
+    });
+    let info = match info {
         Ok(i) => i,
         Err(e) => {
-            let _ = opened.send(Err(e.to_string()));
-            return;
+            let _ = fenced(move || drop(camera));
+            return Err(NokhwaFailure::Geometry(e));
         }
     };
     log::info!(
@@ -212,52 +274,18 @@ fn capture_thread(
         camera.info().human_name(),
         got.frame_rate()
     );
-    let _ = opened.send(Ok(StreamInfo {
-        frame: info,
-        fps: got.frame_rate() as f64,
-    }));
-    while !stop.load(Ordering::Relaxed) {
-        let result = fenced(|| camera.frame()).and_then(|r| r.map_err(|e| e.to_string()));
-        let buffer = match result {
-            Ok(b) => b,
-            Err(why) => {
-                slot.put(Err(why));
-                break;
-            }
-        };
-        let bytes = buffer.buffer();
-        let ok = if format == PixelFormat::Jpeg {
-            bytes.len() >= 4 && bytes[..2] == [0xFF, 0xD8]
-        } else {
-            bytes.len() >= info.byte_len()
-        };
-        if !ok {
-            log::debug!(
-                "nokhwa: a short or broken frame ({} bytes) skipped",
-                bytes.len()
-            );
-            continue;
-        }
-        let mut frame = spare
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(Frame::empty);
-        frame.info = info;
-        frame.data.clear();
-        let n = if format == PixelFormat::Jpeg {
-            bytes.len()
-        } else {
-            info.byte_len()
-        };
-        frame.data.extend_from_slice(&bytes[..n]);
-        frame.capture_us = crate::media::clock::now_us();
-        if let Some(Ok(stale)) = slot.put(Ok(frame)) {
-            spare.lock().unwrap_or_else(|p| p.into_inner()).push(stale);
-        }
+    let fps = got.frame_rate() as f64;
+    Ok((camera, StreamInfo { frame: info, fps }))
+}
+
+/// How many bytes of a nokhwa buffer make the frame, or `None` for one to skip:
+/// a JPEG without its start marker, or raw pixels short of the geometry.
+fn usable_len(info: FrameInfo, bytes: &[u8]) -> Option<usize> {
+    if info.format == PixelFormat::Jpeg {
+        (bytes.len() >= 4 && bytes[..2] == [0xFF, 0xD8]).then_some(bytes.len())
+    } else {
+        (bytes.len() >= info.byte_len()).then_some(info.byte_len())
     }
-    // nokhwa's stream may panic while stopping a camera that went away.
-    let _ = fenced(move || drop(camera));
 }
 
 impl FrameSource for NokhwaSource {
@@ -289,9 +317,10 @@ impl FrameSource for NokhwaSource {
                 self.last_frame = Instant::now();
                 Ok(())
             }
-            Taken::Value(Err(why)) => {
-                Err(lost(format!("nokhwa: {why}"), std::io::ErrorKind::Other))
-            }
+            Taken::Value(Err(cause)) => Err(SourceError::Library {
+                what: "nokhwa".into(),
+                source: Box::new(cause),
+            }),
             Taken::Timeout => Err(SourceError::Timeout(wait)),
             Taken::Closed => Err(lost(
                 "nokhwa: capture ended".into(),
@@ -375,4 +404,45 @@ fn list(_controls: bool) -> Vec<CameraInfo> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_frames_are_taken() {
+        let raw = FrameInfo::packed(PixelFormat::Yuyv, 4, 2).unwrap();
+        assert_eq!(usable_len(raw, &[7; 20]), Some(16), "padding left out");
+        assert_eq!(usable_len(raw, &[7; 16]), Some(16));
+        assert_eq!(usable_len(raw, &[7; 15]), None, "short");
+        let jpeg = FrameInfo {
+            format: PixelFormat::Jpeg,
+            width: 4,
+            height: 2,
+            stride: 0,
+        };
+        assert_eq!(usable_len(jpeg, &[0xFF, 0xD8, 1, 2, 3]), Some(5));
+        assert_eq!(usable_len(jpeg, &[0, 0xD8, 1, 2, 3]), None, "no SOI");
+        assert_eq!(usable_len(jpeg, &[0xFF, 0xD8, 1]), None, "too short");
+    }
+
+    #[test]
+    fn nokhwa_errors_are_kept_as_the_cause() {
+        let cause = NokhwaFailure::Nokhwa(nokhwa::NokhwaError::ReadFrameError("gone".into()));
+        let e = SourceError::Library {
+            what: "nokhwa".into(),
+            source: Box::new(cause),
+        };
+        let kept = std::error::Error::source(&e)
+            .and_then(|c| c.downcast_ref::<NokhwaFailure>())
+            .expect("the nokhwa failure is the source");
+        assert!(matches!(
+            kept,
+            NokhwaFailure::Nokhwa(nokhwa::NokhwaError::ReadFrameError(_))
+        ));
+        assert_eq!(e.to_string(), "nokhwa: Could not capture frame: gone");
+        let panicked = fenced(|| -> u8 { panic!("inside nokhwa") }).unwrap_err();
+        assert_eq!(panicked.to_string(), "nokhwa panicked: inside nokhwa");
+    }
 }

@@ -106,6 +106,28 @@ pub(super) fn decode<T: Pod>(
     Ok(())
 }
 
+/// Some whole rows of a frame and the packed rows they decode to.
+struct Strip<'a> {
+    /// The source rows, `stride` bytes apart (the luma plane's, for YUV).
+    lines: &'a [u8],
+    stride: usize,
+    /// Exactly `height` rows of `width` pixels of `to`.
+    out: &'a mut [u8],
+    to: Packed,
+    width: u32,
+    height: u32,
+}
+
+impl Strip<'_> {
+    fn out_stride(&self) -> u32 {
+        (self.width as usize * self.to.bytes()) as u32
+    }
+
+    fn rgb(&self) -> bool {
+        self.to == Packed::Rgb24
+    }
+}
+
 /// Decodes rows `rows` (even bounds for 4:2:0) of `frame` into `out`, which holds
 /// exactly those rows, packed.
 fn decode_rows(
@@ -115,117 +137,132 @@ fn decode_rows(
     to: Packed,
 ) -> Result<(), YuvError> {
     let info = frame.info;
-    let (w, h, s) = (
-        info.width as usize,
-        info.height as usize,
-        info.stride as usize,
-    );
-    let (width, height) = (info.width, rows.len() as u32);
-    let d = &frame.data;
-    let lines = &d[rows.start * s..rows.end * s];
-    let out_stride = (w * to.bytes()) as u32;
-    let rgb = to == Packed::Rgb24;
+    let s = info.stride as usize;
+    let strip = Strip {
+        lines: &frame.data[rows.start * s..rows.end * s],
+        stride: s,
+        out,
+        to,
+        width: info.width,
+        height: rows.len() as u32,
+    };
     match info.format {
         PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Xrgb32 | PixelFormat::Rgba32 => {
-            let shuffle = match (info.format, rgb) {
-                (PixelFormat::Rgb24, true) => {
-                    let n = out_stride as usize;
-                    for (o, l) in out.chunks_exact_mut(n).zip(lines.chunks_exact(s)) {
-                        o.copy_from_slice(&l[..n]);
-                    }
-                    return Ok(());
-                }
-                (PixelFormat::Xrgb32, false) => {
-                    map_words(lines, s, out, |v| v);
-                    return Ok(());
-                }
-                // yuvutils-rs's 4-to-4 shuffles allocate a table per call.
-                (PixelFormat::Rgba32, false) => {
-                    map_words(lines, s, out, |v| {
-                        (v & 0xFF00_FF00) | (v & 0xFF) << 16 | (v >> 16) & 0xFF
-                    });
-                    return Ok(());
-                }
-                (PixelFormat::Rgb24, false) => yuv::rgb_to_bgra,
-                (PixelFormat::Bgr24, true) => yuv::bgr_to_rgb,
-                (PixelFormat::Bgr24, false) => yuv::bgr_to_bgra,
-                (PixelFormat::Xrgb32, true) => yuv::bgra_to_rgb,
-                _ => yuv::rgba_to_rgb,
-            };
-            shuffle(lines, s as u32, out, out_stride, width, height)
+            rgb_rows(info.format, strip)
         }
-        PixelFormat::Grey => {
-            let grey = YuvGrayImage {
-                y_plane: lines,
-                y_stride: s as u32,
-                width,
-                height,
-            };
-            let f = if rgb {
-                yuv::yuv400_to_rgb
-            } else {
-                yuv::yuv400_to_bgra
-            };
-            f(&grey, out, out_stride, RANGE, MATRIX)
-        }
-        PixelFormat::Yuyv | PixelFormat::Uyvy => {
-            let f = match (info.format, rgb) {
-                (PixelFormat::Yuyv, true) => yuv::yuyv422_to_rgb,
-                (PixelFormat::Yuyv, false) => yuv::yuyv422_to_bgra,
-                (_, true) => yuv::uyvy422_to_rgb,
-                (_, false) => yuv::uyvy422_to_bgra,
-            };
-            // Padded rows come one at a time (see the module doc).
-            let packed = YuvPackedImage {
-                yuy: &lines[..2 * w * rows.len()],
-                yuy_stride: 2 * width,
-                width,
-                height,
-            };
-            f(&packed, out, out_stride, RANGE, MATRIX)
-        }
-        PixelFormat::I420 => {
-            let (cs, ch) = (s / 2, h / 2);
-            let (u, v) = d[s * h..s * h + 2 * cs * ch].split_at(cs * ch);
-            let c = rows.start / 2 * cs..rows.end / 2 * cs;
-            let planar = YuvPlanarImage {
-                y_plane: lines,
-                y_stride: s as u32,
-                u_plane: &u[c.clone()],
-                u_stride: cs as u32,
-                v_plane: &v[c],
-                v_stride: cs as u32,
-                width,
-                height,
-            };
-            let f = if rgb {
-                yuv::yuv420_to_rgb
-            } else {
-                yuv::yuv420_to_bgra
-            };
-            f(&planar, out, out_stride, RANGE, MATRIX)
-        }
-        PixelFormat::Nv12 => {
-            // Padded rows come two at a time, with one row of chroma: only its
-            // first `width` bytes (see the module doc).
-            let chroma = &d[s * h + rows.start / 2 * s..];
-            let nv12 = YuvBiPlanarImage {
-                y_plane: lines,
-                y_stride: s as u32,
-                uv_plane: &chroma[..w * rows.len() / 2],
-                uv_stride: width,
-                width,
-                height,
-            };
-            let f = if rgb {
-                yuv::yuv_nv12_to_rgb
-            } else {
-                yuv::yuv_nv12_to_bgra
-            };
-            f(&nv12, out, out_stride, RANGE, MATRIX, MODE)
-        }
+        PixelFormat::Grey => grey_rows(strip),
+        PixelFormat::Yuyv | PixelFormat::Uyvy => packed_422_rows(info.format, strip),
+        PixelFormat::I420 => i420_rows(frame, rows, strip),
+        PixelFormat::Nv12 => nv12_rows(frame, rows, strip),
         PixelFormat::Jpeg => unreachable!("JPEG frames are decoded by a codec"),
     }
+}
+
+/// RGB-family rows: copied, mapped as words, or shuffled by yuvutils-rs.
+fn rgb_rows(format: PixelFormat, st: Strip) -> Result<(), YuvError> {
+    let (s, out_stride) = (st.stride, st.out_stride());
+    let shuffle = match (format, st.rgb()) {
+        (PixelFormat::Rgb24, true) => {
+            let n = out_stride as usize;
+            for (o, l) in st.out.chunks_exact_mut(n).zip(st.lines.chunks_exact(s)) {
+                o.copy_from_slice(&l[..n]);
+            }
+            return Ok(());
+        }
+        (PixelFormat::Xrgb32, false) => {
+            map_words(st.lines, s, st.out, |v| v);
+            return Ok(());
+        }
+        // yuvutils-rs's 4-to-4 shuffles allocate a table per call.
+        (PixelFormat::Rgba32, false) => {
+            map_words(st.lines, s, st.out, |v| {
+                (v & 0xFF00_FF00) | (v & 0xFF) << 16 | (v >> 16) & 0xFF
+            });
+            return Ok(());
+        }
+        (PixelFormat::Rgb24, false) => yuv::rgb_to_bgra,
+        (PixelFormat::Bgr24, true) => yuv::bgr_to_rgb,
+        (PixelFormat::Bgr24, false) => yuv::bgr_to_bgra,
+        (PixelFormat::Xrgb32, true) => yuv::bgra_to_rgb,
+        _ => yuv::rgba_to_rgb,
+    };
+    shuffle(st.lines, s as u32, st.out, out_stride, st.width, st.height)
+}
+
+fn grey_rows(st: Strip) -> Result<(), YuvError> {
+    let grey = YuvGrayImage {
+        y_plane: st.lines,
+        y_stride: st.stride as u32,
+        width: st.width,
+        height: st.height,
+    };
+    let f = if st.rgb() {
+        yuv::yuv400_to_rgb
+    } else {
+        yuv::yuv400_to_bgra
+    };
+    f(&grey, st.out, st.out_stride(), RANGE, MATRIX)
+}
+
+fn packed_422_rows(format: PixelFormat, st: Strip) -> Result<(), YuvError> {
+    let f = match (format, st.rgb()) {
+        (PixelFormat::Yuyv, true) => yuv::yuyv422_to_rgb,
+        (PixelFormat::Yuyv, false) => yuv::yuyv422_to_bgra,
+        (_, true) => yuv::uyvy422_to_rgb,
+        (_, false) => yuv::uyvy422_to_bgra,
+    };
+    // Padded rows come one at a time (see the module doc).
+    let packed = YuvPackedImage {
+        yuy: &st.lines[..2 * st.width as usize * st.height as usize],
+        yuy_stride: 2 * st.width,
+        width: st.width,
+        height: st.height,
+    };
+    f(&packed, st.out, st.out_stride(), RANGE, MATRIX)
+}
+
+fn i420_rows(frame: &Frame, rows: Range<usize>, st: Strip) -> Result<(), YuvError> {
+    let (s, h) = (st.stride, frame.info.height as usize);
+    let (cs, ch) = (s / 2, h / 2);
+    let (u, v) = frame.data[s * h..s * h + 2 * cs * ch].split_at(cs * ch);
+    let c = rows.start / 2 * cs..rows.end / 2 * cs;
+    let planar = YuvPlanarImage {
+        y_plane: st.lines,
+        y_stride: s as u32,
+        u_plane: &u[c.clone()],
+        u_stride: cs as u32,
+        v_plane: &v[c],
+        v_stride: cs as u32,
+        width: st.width,
+        height: st.height,
+    };
+    let f = if st.rgb() {
+        yuv::yuv420_to_rgb
+    } else {
+        yuv::yuv420_to_bgra
+    };
+    f(&planar, st.out, st.out_stride(), RANGE, MATRIX)
+}
+
+fn nv12_rows(frame: &Frame, rows: Range<usize>, st: Strip) -> Result<(), YuvError> {
+    let (s, h) = (st.stride, frame.info.height as usize);
+    // Padded rows come two at a time, with one row of chroma: only its first
+    // `width` bytes (see the module doc).
+    let chroma = &frame.data[s * h + rows.start / 2 * s..];
+    let nv12 = YuvBiPlanarImage {
+        y_plane: st.lines,
+        y_stride: s as u32,
+        uv_plane: &chroma[..st.width as usize * rows.len() / 2],
+        uv_stride: st.width,
+        width: st.width,
+        height: st.height,
+    };
+    let f = if st.rgb() {
+        yuv::yuv_nv12_to_rgb
+    } else {
+        yuv::yuv_nv12_to_bgra
+    };
+    f(&nv12, st.out, st.out_stride(), RANGE, MATRIX, MODE)
 }
 
 /// Maps the 32-bit little-endian pixels of `lines` (rows `stride` bytes apart)

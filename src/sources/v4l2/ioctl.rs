@@ -1,0 +1,171 @@
+//! The V4L2 ioctls this source makes, each tied to the one kernel struct it
+//! takes, so that no safe function can hand the kernel a struct of the wrong
+//! type or size; and the all-zero values those structs start from.
+//!
+//! The pairing of request and struct is the whole of the contract: it is written
+//! once per request here (`requests!`), and checked at compile time against the
+//! argument size the request number encodes. The rest of the v4l2 source calls
+//! [`ioctl`] safely. Used by whichever thread holds the device node: the one
+//! opening or listing cameras, then the capture thread.
+
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use v4l::v4l2::vidioc;
+use v4l::v4l_sys as sys;
+
+/// A kernel struct of plain C data: any bytes make a valid value, all-zero ones
+/// included.
+///
+/// # Safety
+///
+/// Implement only for `#[repr(C)]` types made of integers, arrays, raw pointers
+/// and unions or structs of those. Not for anything holding a reference,
+/// `NonNull`, a function pointer, a `bool` or a Rust enum, for which some bytes
+/// (zeros among them) are not a value.
+pub(super) unsafe trait Plain: Sized {}
+
+/// The all-zero value of a kernel struct: what V4L2 expects in every field the
+/// caller does not set (`reserved` ones included).
+pub(super) fn zeroed<T: Plain>() -> T {
+    // SAFETY: `Plain`'s contract is that all-zero bytes are a valid `T`.
+    unsafe { std::mem::zeroed() }
+}
+
+/// One V4L2 request and the kernel struct it reads and writes.
+///
+/// # Safety
+///
+/// `REQUEST` must be the request the kernel defines with `Arg` as its argument:
+/// the kernel reads and writes `size_of::<Arg>()` bytes through the pointer, and
+/// whatever it writes there is a valid `Arg` (`Plain`: any bytes are).
+pub(super) unsafe trait Ioctl {
+    const REQUEST: vidioc::_IOC_TYPE;
+    type Arg: Plain;
+}
+
+/// The argument size encoded in a request number (`_IOC_SIZE` in the kernel's
+/// `ioctl.h`: 14 bits from bit 16).
+const fn size_field(request: vidioc::_IOC_TYPE) -> usize {
+    ((request >> 16) & 0x3FFF) as usize
+}
+
+/// Declares one unit type per request, implements [`Ioctl`] for it, and fails the
+/// build when the argument's size is not the one the request number encodes.
+macro_rules! requests {
+    ($($(#[$doc:meta])* $name:ident = $request:ident($arg:ty);)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub(super) struct $name;
+
+        // SAFETY: the v4l crate defines `vidioc::$request` with this argument, as
+        // the kernel's videodev2.h does; the assertion below checks the size the
+        // request number carries against it.
+        unsafe impl Ioctl for $name {
+            const REQUEST: vidioc::_IOC_TYPE = vidioc::$request;
+            type Arg = $arg;
+        }
+
+        const _: () = assert!(size_field(vidioc::$request) == std::mem::size_of::<$arg>());
+    )*};
+}
+
+requests! {
+    /// What the node is: driver, card, bus and capabilities.
+    QueryCap = VIDIOC_QUERYCAP(sys::v4l2_capability);
+    /// One offered pixel format, by index.
+    EnumFmt = VIDIOC_ENUM_FMT(sys::v4l2_fmtdesc);
+    /// One offered frame size of a format, by index.
+    EnumFrameSizes = VIDIOC_ENUM_FRAMESIZES(sys::v4l2_frmsizeenum);
+    /// One offered frame interval of a format and size, by index.
+    EnumFrameIntervals = VIDIOC_ENUM_FRAMEINTERVALS(sys::v4l2_frmivalenum);
+    /// Sets the capture format; the driver answers with the one it took.
+    SetFormat = VIDIOC_S_FMT(sys::v4l2_format);
+    /// Reads the streaming parameters (the frame interval).
+    GetParm = VIDIOC_G_PARM(sys::v4l2_streamparm);
+    /// Sets the streaming parameters; the driver answers with the ones it took.
+    SetParm = VIDIOC_S_PARM(sys::v4l2_streamparm);
+    /// Describes the control after a given id (with `V4L2_CTRL_FLAG_NEXT_CTRL`).
+    QueryExtCtrl = VIDIOC_QUERY_EXT_CTRL(sys::v4l2_query_ext_ctrl);
+    /// One entry of a menu control, by index.
+    QueryMenu = VIDIOC_QUERYMENU(sys::v4l2_querymenu);
+    /// Reads a control's value.
+    GetCtrl = VIDIOC_G_CTRL(sys::v4l2_control);
+    /// Sets a control's value.
+    SetCtrl = VIDIOC_S_CTRL(sys::v4l2_control);
+    /// Asks for (or, with a count of 0, frees) the driver's buffers.
+    ReqBufs = VIDIOC_REQBUFS(sys::v4l2_requestbuffers);
+    /// Where a buffer is, to map it.
+    QueryBuf = VIDIOC_QUERYBUF(sys::v4l2_buffer);
+    /// Gives a buffer to the driver to fill.
+    QBuf = VIDIOC_QBUF(sys::v4l2_buffer);
+    /// Takes a filled buffer back (`WouldBlock` when none is: the fd is non-blocking).
+    DQBuf = VIDIOC_DQBUF(sys::v4l2_buffer);
+    /// Starts streaming. The kernel's argument is an `int` holding a buffer type,
+    /// which `v4l2_buf_type` (a C unsigned int) is in size and layout.
+    StreamOn = VIDIOC_STREAMON(sys::v4l2_buf_type);
+    /// Stops streaming and takes every buffer back from the driver.
+    StreamOff = VIDIOC_STREAMOFF(sys::v4l2_buf_type);
+}
+
+/// Makes `request` on `fd`, again when a signal interrupts it. The source's fds
+/// are non-blocking, so no request waits for a frame.
+pub(super) fn ioctl<I: Ioctl>(fd: BorrowedFd<'_>, _request: I, arg: &mut I::Arg) -> io::Result<()> {
+    loop {
+        let pointer = arg as *mut I::Arg as *mut c_void;
+        // SAFETY: `I::Arg` is the struct the kernel expects for `I::REQUEST`
+        // (`Ioctl`'s contract), and `pointer` is valid and writable for all of it.
+        match unsafe { v4l::v4l2::ioctl(fd.as_raw_fd(), I::REQUEST, pointer) } {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+// SAFETY (every impl below): bindgen's `#[repr(C)]` copies of the kernel's
+// structs, made of integers, arrays, raw pointers and unions or structs of those
+// (checked against the generated bindings), so any bytes are a value of each.
+unsafe impl Plain for sys::v4l2_capability {}
+unsafe impl Plain for sys::v4l2_fmtdesc {}
+unsafe impl Plain for sys::v4l2_frmsizeenum {}
+unsafe impl Plain for sys::v4l2_frmivalenum {}
+unsafe impl Plain for sys::v4l2_format {}
+unsafe impl Plain for sys::v4l2_pix_format {}
+unsafe impl Plain for sys::v4l2_streamparm {}
+unsafe impl Plain for sys::v4l2_query_ext_ctrl {}
+unsafe impl Plain for sys::v4l2_querymenu {}
+unsafe impl Plain for sys::v4l2_control {}
+unsafe impl Plain for sys::v4l2_requestbuffers {}
+unsafe impl Plain for sys::v4l2_buffer {}
+// SAFETY: a C unsigned int.
+unsafe impl Plain for sys::v4l2_buf_type {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_numbers_carry_their_argument_size() {
+        assert_eq!(
+            size_field(vidioc::VIDIOC_QUERYCAP),
+            std::mem::size_of::<sys::v4l2_capability>()
+        );
+        assert_eq!(size_field(vidioc::VIDIOC_STREAMON), 4);
+        // A request whose size differs from a struct is told apart: the check in
+        // `requests!` can fail.
+        assert_ne!(
+            size_field(vidioc::VIDIOC_QBUF),
+            std::mem::size_of::<sys::v4l2_capability>()
+        );
+    }
+
+    #[test]
+    fn zeroed_structs_are_all_zero() {
+        let b: sys::v4l2_buffer = zeroed();
+        assert_eq!(
+            (b.index, b.type_, b.bytesused, b.flags, b.length),
+            (0, 0, 0, 0, 0)
+        );
+    }
+}
