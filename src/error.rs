@@ -24,10 +24,11 @@ pub enum BackendError {
     Unsupported { backend: &'static str, what: String },
     #[error("{what} is not valid: {why}")]
     Invalid { what: String, why: String },
-    /// A library the backend is built on could not start. Its error is kept
-    /// whole as the cause; boxed because its type exists only when that
-    /// backend is compiled in.
-    #[error("{what} could not start: {source}")]
+    /// A library the backend is built on failed to set it up (an engine that
+    /// could not start, a camera that did not open, a picture that does not
+    /// decode). Its error is kept whole as the cause; boxed because its type
+    /// exists only when that backend is compiled in.
+    #[error("{what}: {source}")]
     Library {
         what: String,
         #[source]

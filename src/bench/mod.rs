@@ -55,9 +55,17 @@ pub enum BenchError {
     Thread(#[from] std::io::Error),
     #[error("viewer panicked")]
     ViewerPanicked,
-    /// `bench --seal` reports its errors in words.
-    #[error("{0}")]
-    Seal(String),
+    /// `bench --seal`: the in-memory handshake failed.
+    #[error("the in-memory Noise handshake: {0}")]
+    Noise(#[from] snow::Error),
+    #[error(transparent)]
+    Unfinished(#[from] crate::secure::Unfinished),
+    #[error("sealed records: {0}")]
+    Records(#[source] std::io::Error),
+    #[error("opened records differ from what was sealed")]
+    RecordsDiffer,
+    #[error("encoding the JPEG payload: {0}")]
+    Codec(#[from] crate::error::CodecError),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -172,7 +180,7 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Ben
         .map(|s| parse_size(s))
         .collect::<Result<Vec<_>, _>>()?;
     if args.seal {
-        return seal::run(base, &sizes, args.repeat.unwrap_or(25), stop).map_err(BenchError::Seal);
+        return seal::run(base, &sizes, args.repeat.unwrap_or(25), stop);
     }
     if args.convert {
         return convert::run(base, &sizes, args.repeat.unwrap_or(25), stop).map(|_| ());

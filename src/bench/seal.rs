@@ -13,11 +13,12 @@ use crate::config::Config;
 use crate::registry;
 use crate::secure::{handshake_in_memory, Cipher, Keys, Link, OpenReader, SealWriter};
 
+use super::BenchError;
+
 /// A Noise XX handshake in memory: the two sides' links, (server, viewer).
-fn links(cipher: Cipher) -> Result<(Link, Link), String> {
-    let (mut i, mut r) = handshake_in_memory(cipher).map_err(|e| e.to_string())?;
-    let split =
-        |noise: &mut snow::HandshakeState| Keys::split(noise, cipher).map_err(|e| e.to_string());
+fn links(cipher: Cipher) -> Result<(Link, Link), BenchError> {
+    let (mut i, mut r) = handshake_in_memory(cipher)?;
+    let split = |noise: &mut snow::HandshakeState| Keys::split(noise, cipher);
     Ok((Link::server(split(&mut r)?), Link::viewer(split(&mut i)?)))
 }
 
@@ -27,7 +28,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Seals and opens `payload` `runs` times; medians in ms: (seal, open).
-fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), String> {
+fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), BenchError> {
     let mut wire = Vec::with_capacity(payload.len() + payload.len() / 1000 + 4096);
     let mut out = vec![0u8; payload.len()];
     let header = [0u8; 24];
@@ -39,17 +40,17 @@ fn measure(cipher: Cipher, payload: &[u8], runs: usize) -> Result<(f64, f64), St
         let t = Instant::now();
         let mut w = SealWriter::new(&mut wire, server.tx);
         w.write_vectored(&[IoSlice::new(&header), IoSlice::new(payload)])
-            .map_err(|e| e.to_string())?;
+            .map_err(BenchError::Records)?;
         let sealed = t.elapsed();
         let t = Instant::now();
         let mut r = OpenReader::new(&wire[..], viewer.rx);
         let mut head = [0u8; 24];
         r.read_exact(&mut head)
             .and_then(|_| r.read_exact(&mut out))
-            .map_err(|e| e.to_string())?;
+            .map_err(BenchError::Records)?;
         let opened = t.elapsed();
         if out != payload {
-            return Err("opened records differ from what was sealed".into());
+            return Err(BenchError::RecordsDiffer);
         }
         // The first run grows buffers and warms caches.
         if run > 0 {
@@ -65,17 +66,15 @@ pub fn run(
     sizes: &[(u32, u32)],
     runs: usize,
     stop: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), BenchError> {
     println!("| payload | size | bytes | cipher | seal ms | open ms | seal + open ms |");
     println!("|---|---|---:|---|---:|---:|---:|");
     for &size in sizes {
-        let frame = super::convert::photo(base, size).map_err(|e| e.to_string())?;
-        let backend = registry::codec("jpeg").map_err(|e| e.headline())?;
-        let mut jpeg =
-            (backend.open)(&base.backend(Kind::Codec, "jpeg")).map_err(|e| e.to_string())?;
+        let frame = super::convert::photo(base, size)?;
+        let backend = registry::codec("jpeg")?;
+        let mut jpeg = (backend.open)(&base.backend(Kind::Codec, "jpeg"))?;
         let mut encoded = Vec::new();
-        jpeg.encode(&frame, &mut encoded)
-            .map_err(|e| e.to_string())?;
+        jpeg.encode(&frame, &mut encoded)?;
         for (what, payload) in [("raw rgb24", &frame.data[..]), ("jpeg", &encoded[..])] {
             for cipher in [Cipher::AesGcm, Cipher::ChaChaPoly] {
                 if stop.load(Ordering::Relaxed) {

@@ -136,7 +136,7 @@ fn ask_pairing_code() -> Result<PairingCode, Failure> {
         return Err(ViewFailure::NotPaired.into());
     }
     PairingCode::parse(line.trim())
-        .map_err(|e| Failure::Config(ConfigError::flag("the pairing code", e)))
+        .map_err(|e| Failure::Config(ConfigError::flag("the pairing code", e.to_string())))
 }
 
 /// Why the viewer ended and what it saw, in the log.

@@ -213,11 +213,11 @@ pub(super) fn view(
     let auth = check::auth(file, v.auth)?;
     let pair = match (&overrides.pair, v.pair) {
         (Some(code), _) => {
-            Some(PairingCode::parse(code).map_err(|e| ConfigError::flag("--pair", e))?)
+            Some(PairingCode::parse(code).map_err(|e| ConfigError::flag("--pair", e.to_string()))?)
         }
         (None, Some(code)) => Some(
             PairingCode::parse(code.get_ref())
-                .map_err(|e| ConfigError::at(file, Some(code.span()), e))?,
+                .map_err(|e| ConfigError::at(file, Some(code.span()), e.to_string()))?,
         ),
         (None, None) => None,
     };

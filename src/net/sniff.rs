@@ -3,14 +3,18 @@
 //! the bytes seen so far; the connection's thread peeks and waits for more
 //! (see `server/connection.rs`).
 //!
-//! The rules are disjoint, tried in this order (`docs/protocol.md`):
+//! The rules are tried in this order, and the first that matches decides
+//! (`docs/protocol.md`):
 //! 1. `LSTR` (the native client hello's magic) → native;
-//! 2. a 2-byte length, then `LSEC` (a framed secure hello) → secure;
+//! 2. any 2 bytes (a secure hello's little-endian length: 8 or 41), then
+//!    `LSEC` → secure;
 //! 3. 3 to 7 upper-case ASCII letters, then a space (`GET `, `OPTIONS `) → HTTP;
 //! 4. anything else → native, whose handshake refuses it with a reason.
 //!
 //! Rule 1 first: a native hello whose version's low byte is 0x20 reads
-//! `LSTR ` and would otherwise look like a method. No HTTP method is `LSTR`.
+//! `LSTR ` and would otherwise look like a method. No HTTP method is `LSTR`,
+//! nor has `LSEC` in its third to sixth letters. A prefix that no rule decides
+//! yet waits for more bytes, and a decision never changes with more bytes.
 
 use super::protocol::MAGIC as NATIVE;
 use crate::secure::MAGIC as SECURE;
@@ -32,31 +36,19 @@ pub enum Speaks {
 /// Decides from the first bytes of a connection.
 pub fn sniff(first: &[u8]) -> Speaks {
     let first = &first[..first.len().min(SNIFF_LEN)];
-    if first.is_empty() {
-        return Speaks::NeedMore;
-    }
-    if first.len() < NATIVE.len() && NATIVE.starts_with(first) {
-        return Speaks::NeedMore;
-    }
+    let n = first.len();
     if first.starts_with(&NATIVE) {
         return Speaks::Native;
     }
-    // A secure hello's length (under 2 KiB) never starts with a letter.
-    if !first[0].is_ascii_uppercase() {
-        let magic = &first[2.min(first.len())..first.len().min(6)];
-        return match (first.len() >= 6, SECURE.starts_with(magic)) {
-            (true, true) => Speaks::Secure,
-            (false, true) => Speaks::NeedMore,
-            (_, false) => Speaks::Native,
-        };
+    if n >= 6 && first[2..6] == SECURE {
+        return Speaks::Secure;
     }
+    let could_be_native = n < NATIVE.len() && NATIVE.starts_with(first);
+    let could_be_secure = n < 6 && SECURE.starts_with(&first[n.min(2)..]);
     let letters = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
-    if letters == first.len() {
-        return if letters < SNIFF_LEN {
-            Speaks::NeedMore
-        } else {
-            Speaks::Native
-        };
+    let could_be_http = letters == n && n < SNIFF_LEN;
+    if could_be_native || could_be_secure || could_be_http {
+        return Speaks::NeedMore;
     }
     if (3..=7).contains(&letters) && first[letters] == b' ' {
         Speaks::Http
@@ -74,9 +66,11 @@ mod tests {
         assert_eq!(sniff(b""), Speaks::NeedMore);
         assert_eq!(sniff(b"LS"), Speaks::NeedMore);
         assert_eq!(sniff(b"LSTR\x00\x01"), Speaks::Native);
-        assert_eq!(sniff(b"\x00\x08LSEC\x01"), Speaks::Secure);
-        assert_eq!(sniff(b"\x00\x08LS"), Speaks::NeedMore);
-        assert_eq!(sniff(b"\x00\x08LSXX"), Speaks::Native);
+        assert_eq!(sniff(b"\x08\x00LSEC\x01"), Speaks::Secure);
+        assert_eq!(sniff(b"\x29\x00LSEC\x01"), Speaks::Secure);
+        assert_eq!(sniff(b"\x08\x00LS"), Speaks::NeedMore);
+        assert_eq!(sniff(b"\x08\x00LSXX"), Speaks::Native);
+        assert_eq!(sniff(b"\x08"), Speaks::NeedMore, "a length's first byte");
         assert_eq!(sniff(b"GET / HTTP/1.1"), Speaks::Http);
         assert_eq!(sniff(b"OPTIONS * RTSP/1.0"), Speaks::Http);
         assert_eq!(sniff(b"GE"), Speaks::NeedMore);
@@ -105,7 +99,8 @@ mod tests {
         // Every rule decides on a prefix the longer input agrees with.
         for input in [
             &b"LSTR\x00\x01\x00\x00"[..],
-            b"\x00\x08LSEC\x01\x00",
+            b"\x08\x00LSEC\x01\x00",
+            b"ABLSEC\x01\x00",
             b"GET / HT",
             b"OPTIONS ",
             b"\x16\x03\x01\x02\x00\x01\x00\x01",

@@ -28,7 +28,7 @@
 //! Threads: see each file; nothing here starts a thread.
 
 mod error;
-mod handshake;
+pub mod handshake;
 mod record;
 mod server_auth;
 mod suite;

@@ -445,12 +445,10 @@ impl PairingCode {
     }
 
     /// Reads a code as a person types it: digits, with any dashes or spaces.
-    pub fn parse(s: &str) -> Result<PairingCode, String> {
+    pub fn parse(s: &str) -> Result<PairingCode, BadPairingCode> {
         let digits: String = s.chars().filter(|c| *c != '-' && *c != ' ').collect();
         if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "pairing code {s:?}: expected 8 digits like 1234-5678 (the code `livestream serve` printed)"
-            ));
+            return Err(BadPairingCode(s.chars().take(64).collect()));
         }
         Ok(PairingCode(digits))
     }
@@ -459,6 +457,13 @@ impl PairingCode {
         self.0.as_bytes()
     }
 }
+
+/// What a person typed that is not a pairing code (its first 64 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "pairing code {0:?}: expected 8 digits like 1234-5678 (the code `livestream serve` printed)"
+)]
+pub struct BadPairingCode(pub String);
 
 impl fmt::Display for PairingCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,19 +6,63 @@ use font8x8::{UnicodeFonts, BASIC_FONTS};
 
 use super::Live;
 
+/// One line of overlay text, formatted on the stack: the overlay is drawn on
+/// every frame while shown, so it allocates nothing. Text past its capacity is
+/// cut at a character boundary.
+struct Line {
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Line {
+        Line {
+            buf: [0; 96],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole characters are ever written (see `write_str`).
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
 /// Draws the `h` overlay of a window sink: fps, latency, bitrate, drops, size and
 /// codec, over a `width` x `height` picture.
 pub fn draw_live(buf: &mut [u32], width: u32, height: u32, codec: &str, live: &Live) {
-    let lines = [
-        format!("{:.1} fps  {:.1} Mbit/s", live.fps, live.mbps),
-        format!(
-            "latency {:.1} ms (p50 {:.1} p95 {:.1})",
-            live.latency_ms, live.latency_p50_ms, live.latency_p95_ms
-        ),
-        format!("dropped {}  {width}x{height} {codec}", live.dropped),
-        format!("server clock {:.3} s", live.server_clock_us as f64 / 1e6),
-    ];
-    draw(buf, width as usize, &lines.each_ref().map(String::as_str));
+    use std::fmt::Write as _;
+    let mut lines = [Line::new(), Line::new(), Line::new(), Line::new()];
+    let _ = write!(lines[0], "{:.1} fps  {:.1} Mbit/s", live.fps, live.mbps);
+    let _ = write!(
+        lines[1],
+        "latency {:.1} ms (p50 {:.1} p95 {:.1})",
+        live.latency_ms, live.latency_p50_ms, live.latency_p95_ms
+    );
+    let _ = write!(
+        lines[2],
+        "dropped {}  {width}x{height} {codec}",
+        live.dropped
+    );
+    let _ = write!(
+        lines[3],
+        "server clock {:.3} s",
+        live.server_clock_us as f64 / 1e6
+    );
+    draw(buf, width as usize, &lines.each_ref().map(Line::as_str));
 }
 
 /// Draws `lines` at the top left of a `width`-wide 0x00RRGGBB buffer, white on a
@@ -80,5 +124,21 @@ mod tests {
             &["a very long line that does not fit in 64 pixels at all"],
         );
         super::draw(&mut [], 0, &["x"]);
+    }
+
+    #[test]
+    fn overlay_lines_are_cut_at_a_character_boundary() {
+        use std::fmt::Write as _;
+        let mut line = super::Line::new();
+        write!(line, "{}", "é".repeat(60)).unwrap();
+        assert_eq!(
+            line.as_str(),
+            "é".repeat(48),
+            "96 bytes: 48 two-byte characters"
+        );
+        let mut line = super::Line::new();
+        let (width, height, codec) = (1920, 1080, "jpeg");
+        write!(line, "{width}x{height} {codec}").unwrap();
+        assert_eq!(line.as_str(), "1920x1080 jpeg");
     }
 }

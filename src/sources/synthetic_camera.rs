@@ -76,7 +76,10 @@ fn open(
         ),
         None => (DEFAULT_IMAGE.to_vec(), "built-in coffee.png".to_string()),
     };
-    let image = decode_png(&bytes).map_err(|why| BackendError::Invalid { what: name, why })?;
+    let image = decode_png(&bytes).map_err(|e| BackendError::Library {
+        what: name,
+        source: Box::new(e),
+    })?;
     Ok(Box::new(SyntheticCameraSource::new(
         capture, &image, &opts,
     )?))
@@ -89,14 +92,23 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
+/// Why a picture could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PngError {
+    #[error("not a PNG the decoder can read: {0}")]
+    Decode(#[from] png::DecodingError),
+    #[error("unsupported PNG colour type {0:?}")]
+    ColourType(png::ColorType),
+}
+
 /// Decodes a PNG into RGB24, with the image's size checked before allocating.
-pub fn decode_png(bytes: &[u8]) -> Result<RgbImage, String> {
+pub fn decode_png(bytes: &[u8]) -> Result<RgbImage, PngError> {
     let mut decoder = png::Decoder::new(bytes);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     decoder.set_limits(png::Limits { bytes: 256 << 20 });
-    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    let mut reader = decoder.read_info()?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let info = reader.next_frame(&mut buf)?;
     let (w, h) = (info.width, info.height);
     let px = (w * h) as usize;
     let data = match info.color_type {
@@ -113,7 +125,7 @@ pub fn decode_png(bytes: &[u8]) -> Result<RgbImage, String> {
             .chunks_exact(2)
             .flat_map(|p| [p[0], p[0], p[0]])
             .collect(),
-        other => return Err(format!("unsupported PNG colour type {other:?}")),
+        other => return Err(PngError::ColourType(other)),
     };
     Ok(RgbImage {
         width: w,

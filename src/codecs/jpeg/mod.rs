@@ -93,7 +93,7 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
 /// The engine's library could not start (libjpeg-turbo's handles).
 fn engine_failed(e: EngineError) -> BackendError {
     BackendError::Library {
-        what: format!("the {ENGINE} JPEG engine"),
+        what: format!("the {ENGINE} JPEG engine could not start"),
         source: Box::new(e),
     }
 }
