@@ -8,7 +8,7 @@
 //! it; `cargo test --example custom_source` streams it end to end.
 
 use livestream::backend::always;
-use livestream::config::table::{BackendConfig, CaptureConfig};
+use livestream::backend::table::{BackendConfig, CaptureConfig};
 use livestream::error::{BackendError, SourceError};
 use livestream::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 use livestream::sources::{FrameSource, Pacer, SourceBackend};
@@ -103,7 +103,7 @@ fn main() {
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use livestream::config::table::ConfigText;
+    use livestream::backend::table::ConfigText;
 
     use livestream::backend::Kind;
     use livestream::config::{Config, Overrides};

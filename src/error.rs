@@ -4,7 +4,7 @@
 use std::error::Error;
 use std::io;
 
-use crate::config::table::ConfigError;
+use crate::backend::table::ConfigError;
 use crate::media::frame::{GeometryError, PixelFormat};
 
 /// A backend could not be set up.

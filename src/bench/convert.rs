@@ -186,7 +186,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::table::ConfigText;
+    use crate::backend::table::ConfigText;
 
     #[test]
     fn measures_every_conversion_of_every_format() {

@@ -1,7 +1,7 @@
 //! Frame codecs: how a frame travels over the wire.
 
+use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
-use crate::config::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
 use crate::media::frame::{Frame, FrameInfo};
 
@@ -81,7 +81,7 @@ mod tests {
 
     fn codec(name: &str) -> Box<dyn FrameCodec> {
         let cfg = crate::config::Config::parse(
-            crate::config::table::ConfigText::embedded(),
+            crate::backend::table::ConfigText::embedded(),
             &crate::config::Overrides::default(),
         )
         .unwrap();

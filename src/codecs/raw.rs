@@ -2,7 +2,7 @@
 
 use super::{CodecBackend, Encoded, FrameCodec};
 use crate::backend::always;
-use crate::config::table::BackendConfig;
+use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
 use crate::media::frame::{Frame, FrameInfo};
 

@@ -8,8 +8,8 @@ use std::ops::{Range, RangeInclusive};
 
 use toml::Spanned;
 
-use super::table::{ConfigError, ConfigText};
 use super::Auth;
+use crate::backend::table::{ConfigError, ConfigText};
 use crate::backend::Kind;
 use crate::media::frame::PixelFormat;
 use crate::registry;

@@ -5,7 +5,9 @@
 //!
 //! Every error points at the spot: `file:line:col`, the line, a caret under the
 //! value, and for names "expected one of ...". Unknown keys are errors. What
-//! backends see of the configuration is in [`table`], a leaf they can import.
+//! backends see of the configuration (a backend's own table, `[capture]`, and the
+//! error that points into the file) is in [`crate::backend::table`], a leaf they
+//! can import without importing this module.
 //! Parsed on the main thread at start (and once per case by `bench`).
 
 use std::path::{Path, PathBuf};
@@ -13,10 +15,9 @@ use std::path::{Path, PathBuf};
 mod check;
 mod raw;
 mod resolve;
-pub mod table;
 
-use table::toml_error;
-pub use table::{BackendConfig, CaptureConfig, ConfigError, ConfigText, EMBEDDED};
+use crate::backend::table::toml_error;
+pub use crate::backend::table::{BackendConfig, CaptureConfig, ConfigError, ConfigText, EMBEDDED};
 
 use crate::backend::Kind;
 use crate::media::frame::Limits;

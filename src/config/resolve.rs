@@ -11,8 +11,8 @@ use toml::Spanned;
 
 use super::check::{self, in_range};
 use super::raw::{RawCapture, RawServe, RawView};
-use super::table::{CaptureConfig, ConfigError, ConfigText};
 use super::{Overrides, ServeConfig, ViewConfig};
+use crate::backend::table::{CaptureConfig, ConfigError, ConfigText};
 use crate::backend::Kind;
 use crate::media::frame::{FrameInfo, Limits};
 use crate::registry;

@@ -16,8 +16,7 @@
 //! nor has `LSEC` in its third to sixth letters. A prefix that no rule decides
 //! yet waits for more bytes, and a decision never changes with more bytes.
 
-use super::protocol::MAGIC as NATIVE;
-use crate::secure::MAGIC as SECURE;
+use super::protocol::{MAGIC as NATIVE, SECURE_MAGIC as SECURE};
 
 /// The longest prefix [`sniff`] needs: a 7-letter method and its space.
 pub const SNIFF_LEN: usize = 8;

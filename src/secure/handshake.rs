@@ -34,7 +34,7 @@ use super::suite::{params, Cipher, Role, TAG_LEN};
 use super::trust::{KeyPair, PairingCode, PublicKey, MAX_NAME};
 use crate::net::io::write_all_vectored;
 
-pub const MAGIC: [u8; 4] = *b"LSEC";
+pub const MAGIC: [u8; 4] = crate::net::protocol::SECURE_MAGIC;
 pub const VERSION: u8 = 1;
 /// Handshake frames are small; a longer one is refused before it is read.
 pub const MAX_HANDSHAKE_FRAME: usize = 2048;

@@ -7,7 +7,7 @@ use minifb::{Key, KeyRepeat, ScaleMode, Window, WindowOptions};
 
 use super::window::display_probe;
 use super::{overlay, Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::table::BackendConfig;
+use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::convert;
 use crate::media::frame::Frame;

@@ -1,7 +1,7 @@
 //! Frame sinks: where decoded pictures go.
 
+use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
-use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::frame::{Frame, StreamInfo};
 

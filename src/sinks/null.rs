@@ -2,7 +2,7 @@
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::backend::always;
-use crate::config::table::BackendConfig;
+use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::frame::Frame;
 

@@ -23,7 +23,7 @@ use toml::Spanned;
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::backend::always;
-use crate::config::table::BackendConfig;
+use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::convert;
 use crate::media::frame::{Frame, PixelFormat, StreamInfo};

@@ -11,7 +11,7 @@ use sdl2::video::FullscreenType;
 
 use super::window::display_probe;
 use super::{overlay, Flow, FrameSink, Live, SinkBackend, StreamMeta};
-use crate::config::table::BackendConfig;
+use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::convert;
 use crate::media::frame::Frame;

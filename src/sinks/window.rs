@@ -3,10 +3,9 @@
 //! under X), else minifb (which also speaks Wayland), else sdl2.
 
 use super::{FrameSink, SinkBackend};
+use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
-use crate::config::table::BackendConfig;
 use crate::error::BackendError;
-use crate::registry;
 
 /// A window sink needs a display server to talk to.
 pub fn display_probe() -> Availability {
@@ -44,11 +43,19 @@ inventory::submit! {
     }
 }
 
+/// A window sink of this build, by name (straight from the inventory: the
+/// registry imports the sinks, so the sinks do not import it).
+fn compiled_in(name: &str) -> Option<&'static SinkBackend> {
+    inventory::iter::<SinkBackend>
+        .into_iter()
+        .find(|b| b.name == name)
+}
+
 fn probe() -> Availability {
     let mut why =
         "no window sink in this build: rebuild with --features x11, minifb or sdl2".to_string();
     for name in PREFERENCE {
-        if let Ok(b) = registry::sink(name) {
+        if let Some(b) = compiled_in(name) {
             match (b.probe)() {
                 Availability::Available => return Availability::Available,
                 Availability::Unavailable(w) => why = w,
@@ -59,10 +66,7 @@ fn probe() -> Availability {
 }
 
 fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
-    let compiled: Vec<_> = PREFERENCE
-        .iter()
-        .filter_map(|n| registry::sink(n).ok())
-        .collect();
+    let compiled: Vec<_> = PREFERENCE.iter().filter_map(|n| compiled_in(n)).collect();
     let Some(backend) = compiled
         .iter()
         .find(|b| (b.probe)() == Availability::Available)

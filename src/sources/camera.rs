@@ -91,7 +91,7 @@ impl fmt::Display for ControlKind {
 /// The `timeout` option of a camera backend: seconds without a frame before the
 /// camera counts as lost (default 3, 0.1 to 600).
 pub fn timeout_option(
-    table: &crate::config::table::BackendConfig,
+    table: &crate::backend::table::BackendConfig,
     value: &Option<toml::Spanned<f64>>,
 ) -> Result<Duration, BackendError> {
     match value {

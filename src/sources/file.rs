@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{pace_until, FrameSource, SourceBackend};
 use crate::backend::always;
-use crate::config::table::{BackendConfig, CaptureConfig};
+use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
 use crate::media::frame::{Frame, Limits, StreamInfo};
 use crate::media::recording::{RecordingError, RecordingReader};

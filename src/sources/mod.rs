@@ -3,8 +3,8 @@
 //! Each backend lives in one file here, registers itself with
 //! `inventory::submit!` and is compiled in by the single `#[cfg]` on its `mod` line.
 
+use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::backend::Availability;
-use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
 use crate::media::frame::{Frame, StreamInfo};
 

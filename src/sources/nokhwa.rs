@@ -24,8 +24,8 @@ use toml::Spanned;
 
 use super::camera::{CameraInfo, CameraMode, Reopen, Supervised};
 use super::{FrameSource, SourceBackend};
+use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::backend::Availability;
-use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
 use crate::media::frame::{Frame, FrameInfo, GeometryError, Limits, PixelFormat, StreamInfo};
 use crate::media::slot::{Slot, Taken};

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{FrameSource, Pacer, SourceBackend};
 use crate::backend::always;
-use crate::config::table::{BackendConfig, CaptureConfig};
+use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
 use crate::media::convert;
 use crate::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::{CodecBackend, Encoded, FrameCodec};
-use crate::config::table::BackendConfig;
+use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
 use crate::media::convert;
 use crate::media::frame::{Frame, FrameInfo, PixelFormat};

@@ -34,6 +34,10 @@ pub use packet::{
 };
 
 pub const MAGIC: [u8; 4] = *b"LSTR";
+/// The first four bytes of the secure layer's hellos (`crate::secure`, which
+/// rides on this module's readers and writers). Kept here, beside [`MAGIC`], so
+/// that the sniffer knows every first byte without importing the layer above.
+pub const SECURE_MAGIC: [u8; 4] = *b"LSEC";
 pub const VERSION: u16 = 1;
 
 pub const CLIENT_HELLO_LEN: usize = 12;

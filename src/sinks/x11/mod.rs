@@ -33,8 +33,8 @@ use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::protocol::Event;
 
 use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
+use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
-use crate::config::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::frame::Frame;
 use display::{connect, load_keymap, opening_size, x_error, Display, Win};

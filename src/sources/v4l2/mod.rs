@@ -35,8 +35,8 @@ use toml::Spanned;
 
 use super::camera::{CameraInfo, CameraMode, Reopen, Supervised};
 use super::{FrameSource, SourceBackend};
+use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::backend::Availability;
-use crate::config::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
 use crate::media::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
 use controls::ControlValue;
@@ -386,7 +386,7 @@ mod tests {
 
     fn options(text: &str) -> Result<Request, String> {
         let cfg = crate::config::Config::parse(
-            crate::config::table::ConfigText {
+            crate::backend::table::ConfigText {
                 origin: "cam.toml".into(),
                 text: text.into(),
             },

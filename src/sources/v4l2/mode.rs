@@ -14,7 +14,7 @@ use super::device::{fourcc_text, to_format, Node};
 use super::ioctl::{
     zeroed, EnumFmt, EnumFrameIntervals, EnumFrameSizes, GetParm, SetFormat, SetParm,
 };
-use crate::config::table::CaptureConfig;
+use crate::backend::table::CaptureConfig;
 use crate::error::BackendError;
 use crate::media::frame::PixelFormat;
 use crate::sources::camera::nearest_size;

@@ -1,9 +1,12 @@
 //! The words every backend imports, and nothing else: the three roles, whether a
-//! backend works on this machine, and the entry a backend that cargo features
-//! left out registers instead. A leaf: it imports no other module of the crate,
+//! backend works on this machine, the entry a backend that cargo features left
+//! out registers instead, and (in [`table`]) a backend's own part of the
+//! configuration. A leaf: it imports nothing of the crate but `media::frame`,
 //! so backends, the config and the registry can all use it without circles.
 
 use std::fmt;
+
+pub mod table;
 
 /// The three roles a backend can play.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
