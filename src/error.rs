@@ -105,6 +105,9 @@ pub enum CodecError {
         codec: &'static str,
         format: PixelFormat,
     },
+    /// The codec cannot carry a stream of this geometry or rate.
+    #[error("{codec} cannot carry {what}")]
+    Stream { codec: &'static str, what: String },
     /// The codec's library could not encode the frame.
     #[error("{codec}: {source}")]
     Encode {

@@ -65,6 +65,26 @@ pub fn exists(kind: Kind, name: &str) -> bool {
     names(kind).contains(&name)
 }
 
+/// The codec `codec = "auto"` stands for: `h264` (a tenth of JPEG's bitrate)
+/// when this build has it, else `jpeg`.
+pub fn auto_codec() -> &'static str {
+    if exists(Kind::Codec, "h264") {
+        "h264"
+    } else {
+        "jpeg"
+    }
+}
+
+/// The sink `sink = "auto"` stands for: `window` when a window can open here,
+/// else `null`, with why not (for the viewer to say).
+pub fn auto_sink() -> (&'static str, Option<String>) {
+    match sink("window").map(|b| (b.probe)()) {
+        Ok(Availability::Available) => ("window", None),
+        Ok(Availability::Unavailable(why)) => ("null", Some(why)),
+        Err(_) => ("null", Some("this build has no window sink".into())),
+    }
+}
+
 pub fn is_compiled_out(kind: Kind, name: &str) -> bool {
     compiled_out()
         .iter()
@@ -201,8 +221,12 @@ mod tests {
     fn unknown_name_lists_known_sorted() {
         let e = unknown(Kind::Codec, "zip");
         assert_eq!(e.headline(), "unknown codec `zip`");
-        assert_eq!(e.known, vec!["bincode", "jpeg", "lz4", "raw"]);
-        assert_eq!(e.help(), "expected one of: bincode, jpeg, lz4, raw");
+        if cfg!(feature = "h264") {
+            assert_eq!(e.known, vec!["bincode", "h264", "jpeg", "lz4", "raw"]);
+            assert_eq!(e.help(), "expected one of: bincode, h264, jpeg, lz4, raw");
+        } else {
+            assert_eq!(e.known, vec!["bincode", "jpeg", "lz4", "raw"]);
+        }
     }
 
     // A stand-in for a backend that a cargo feature left out.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{load, seconds, Failure, ServeArgs};
-use crate::config::{Config, Overrides};
+use crate::config::Overrides;
 use crate::error::BackendError;
 use crate::server::{RunningServer, ServeError, ServeLimits};
 
@@ -55,7 +55,7 @@ pub(super) fn run(
         ServeError::Backend(BackendError::Config(c)) => Failure::Config(c),
         e => Failure::failed(e),
     })?;
-    announce(&server, &cfg);
+    announce(&server);
     while !stop.load(Ordering::Relaxed) && !server.finished() {
         report(&server, stop);
     }
@@ -63,7 +63,7 @@ pub(super) fn run(
 }
 
 /// What is streamed, where to watch it, and the pairing code, on stdout.
-fn announce(server: &RunningServer, cfg: &Config) {
+fn announce(server: &RunningServer) {
     let info = server.stream_info();
     let addr = server.local_addr();
     let fps = if info.fps > 0.0 {
@@ -78,7 +78,7 @@ fn announce(server: &RunningServer, cfg: &Config) {
         server.source_name(),
         info.frame,
         fps,
-        cfg.serve.codec
+        server.codec_summary()
     );
     let token = server
         .auth()

@@ -103,6 +103,17 @@ fn watch(
     opts: &ViewOptions,
     stop: &AtomicBool,
 ) -> Result<ViewReport, Failure> {
+    if cfg.view.sink == "auto" {
+        let (name, why_not_window) = registry::auto_sink();
+        if let Some(why) = why_not_window {
+            eprintln!(
+                "no window here ({why}): only counting frames. Choose where they go with \
+                 --sink: window (on a machine with a display), record (files ffmpeg plays) \
+                 or file, or sink = \"...\" in [view] of livestream.toml"
+            );
+        }
+        cfg.view.sink = name.to_string();
+    }
     let backend = registry::sink(&cfg.view.sink).map_err(Failure::failed)?;
     let mut sink =
         (backend.open)(&cfg.backend(Kind::Sink, &cfg.view.sink)).map_err(|e| match e {

@@ -55,7 +55,7 @@ impl FrameCodec for BincodeCodec {
             codec: "bincode",
             source: Box::new(e),
         })?;
-        Ok(Encoded::Written)
+        Ok(Encoded::WRITTEN)
     }
 
     fn max_payload(&self, info: &FrameInfo) -> usize {

@@ -31,7 +31,7 @@ impl FrameCodec for Lz4Codec {
                 source: Box::new(e),
             })?;
         out.truncate(n);
-        Ok(Encoded::Written)
+        Ok(Encoded::WRITTEN)
     }
 
     fn max_payload(&self, info: &FrameInfo) -> usize {

@@ -3,20 +3,47 @@
 use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
 use crate::error::{BackendError, CodecError};
-use crate::media::frame::{Frame, FrameInfo};
+use crate::media::frame::{Frame, FrameInfo, StreamInfo};
 
 pub mod bincode;
+#[cfg(feature = "h264")]
+pub mod h264;
 pub mod jpeg;
 pub mod lz4;
 pub mod raw;
 
 /// What `encode` produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encoded {
-    /// The payload is in `out`.
+pub struct Encoded {
+    pub payload: Payload,
+    /// The payload decodes without any earlier frame: every frame of an
+    /// intra-only codec, an IDR access unit of H.264.
+    pub keyframe: bool,
+}
+
+/// Where an encoded payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// In `out`.
     Written,
     /// The frame's own bytes are the payload, unchanged: send `frame.data` (no copy).
     Passthrough,
+    /// Nothing to send: the encoder's rate control skipped this frame (the
+    /// next one follows on from the one before).
+    Skipped,
+}
+
+impl Encoded {
+    /// A keyframe written into `out`: what intra-only codecs produce.
+    pub const WRITTEN: Encoded = Encoded {
+        payload: Payload::Written,
+        keyframe: true,
+    };
+    /// The frame's own bytes, a keyframe.
+    pub const PASSTHROUGH: Encoded = Encoded {
+        payload: Payload::Passthrough,
+        keyframe: true,
+    };
 }
 
 /// Turns frames into payloads and back. One instance per stream and direction.
@@ -59,6 +86,30 @@ pub trait FrameCodec: Send {
     /// payload that does not decode to exactly the announced frame. The input is
     /// untrusted: never a panic.
     fn decode(&mut self, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError>;
+
+    /// Whether a payload may depend on earlier ones (H.264's P-frames). Then
+    /// every stage keeps the chain whole: after a dropped frame it waits for the
+    /// next keyframe (and asks for one) instead of decoding a corrupt picture.
+    fn inter_frame(&self) -> bool {
+        false
+    }
+
+    /// Makes the next [`encode`](Self::encode) produce a keyframe (an
+    /// intra-only codec makes nothing else).
+    fn request_keyframe(&mut self) {}
+
+    /// What the encoder was set up to do, for a person ("2.8 Mbit/s, a
+    /// keyframe every 2 s and on request"); empty when there is nothing to say.
+    fn settings(&self) -> String {
+        String::new()
+    }
+
+    /// Called once before the first `encode` with the stream it will carry, so
+    /// an encoder can set its rate and refuse a geometry it cannot take.
+    fn begin(&mut self, stream: &StreamInfo) -> Result<(), CodecError> {
+        let _ = stream;
+        Ok(())
+    }
 }
 
 /// A codec backend's registration.
@@ -72,6 +123,16 @@ pub struct CodecBackend {
 }
 
 inventory::collect!(CodecBackend);
+
+#[cfg(not(feature = "h264"))]
+inventory::submit! {
+    crate::backend::CompiledOut {
+        kind: crate::backend::Kind::Codec,
+        name: "h264",
+        feature: "h264",
+        package: "no package (a C++ compiler)",
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -105,9 +166,10 @@ mod tests {
     /// viewer does.
     fn round_trip(c: &mut dyn FrameCodec, f: &Frame) -> Result<(Frame, usize), CodecError> {
         let mut out = Vec::new();
-        let mut payload = match c.encode(f, &mut out)? {
-            Encoded::Written => out,
-            Encoded::Passthrough => f.data.clone(),
+        let mut payload = match c.encode(f, &mut out)?.payload {
+            Payload::Written => out,
+            Payload::Passthrough => f.data.clone(),
+            Payload::Skipped => unreachable!("these codecs skip nothing"),
         };
         let len = payload.len();
         assert!(
@@ -165,9 +227,10 @@ mod tests {
             let mut c = codec(name);
             let f = frame(PixelFormat::Rgb24, 32, 16, 5);
             let mut good = Vec::new();
-            let good = match c.encode(&f, &mut good).unwrap() {
-                Encoded::Written => good,
-                Encoded::Passthrough => f.data.clone(),
+            let good = match c.encode(&f, &mut good).unwrap().payload {
+                Payload::Written => good,
+                Payload::Passthrough => f.data.clone(),
+                Payload::Skipped => unreachable!("these codecs skip nothing"),
             };
             for round in 0..3000 {
                 let mut payload = match round % 3 {

@@ -21,7 +21,7 @@ inventory::submit! {
 impl FrameCodec for RawCodec {
     fn encode(&mut self, _frame: &Frame, out: &mut Vec<u8>) -> Result<Encoded, CodecError> {
         out.clear();
-        Ok(Encoded::Passthrough)
+        Ok(Encoded::PASSTHROUGH)
     }
 
     fn max_payload(&self, info: &FrameInfo) -> usize {

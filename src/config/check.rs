@@ -49,8 +49,9 @@ pub(super) fn unknown_flag_name(flag: &str, kind: Kind, name: &str) -> ConfigErr
 }
 
 /// The backend to use for one role: the flag's name, else the file's, else
-/// `default`; the name must be a compiled-in backend (or `auto`, for a source
-/// given in the file).
+/// `default`; the name must be a compiled-in backend or `auto` (a source:
+/// the first camera that opens; a codec: [`registry::auto_codec`]; the
+/// viewer's sink: [`registry::auto_sink`]).
 pub(super) fn backend_name(
     file: &ConfigText,
     kind: Kind,
@@ -60,15 +61,14 @@ pub(super) fn backend_name(
     default: &str,
 ) -> Result<String, ConfigError> {
     if let Some(name) = flag {
-        if !registry::exists(kind, name) {
+        if !(name == "auto" || registry::exists(kind, name)) {
             return Err(unknown_flag_name(flag_name, kind, name));
         }
         return Ok(name.clone());
     }
     match value {
         Some(v) => {
-            let auto = kind == Kind::Source && v.get_ref() == "auto";
-            if !(auto || registry::exists(kind, v.get_ref())) {
+            if !(v.get_ref() == "auto" || registry::exists(kind, v.get_ref())) {
                 return Err(unknown_name(file, Some(v.span()), kind, v.get_ref()));
             }
             Ok(v.into_inner())
@@ -199,17 +199,19 @@ mod tests {
         let (f, v) = spanned::<String>("\"lz5\"");
         let e = backend_name(&f, Kind::Codec, Some(v), None, "--codec", "lz4").unwrap_err();
         assert_eq!(e.position, Some((2, 7)), "{e}");
-        assert_eq!(
-            e.help.as_deref(),
-            Some("expected one of: bincode, jpeg, lz4, raw")
-        );
+        let known = crate::registry::names(Kind::Codec).join(", ");
+        assert_eq!(e.help, Some(format!("expected one of: {known}")));
         let (f, v) = spanned::<String>("\"auto\"");
         assert_eq!(
             backend_name(&f, Kind::Source, Some(v), None, "--source", "x").unwrap(),
             "auto"
         );
         let (f, v) = spanned::<String>("\"auto\"");
-        assert!(backend_name(&f, Kind::Sink, Some(v), None, "--sink", "x").is_err());
+        assert_eq!(
+            backend_name(&f, Kind::Sink, Some(v), None, "--sink", "x").unwrap(),
+            "auto",
+            "the viewer's sink: a window where one opens"
+        );
         let e = backend_name(&f, Kind::Sink, None, Some(&"tv".into()), "--sink", "x").unwrap_err();
         assert!(
             e.to_string().starts_with("--sink: unknown sink `tv`"),

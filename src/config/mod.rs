@@ -330,7 +330,11 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c.serve.listen, "0.0.0.0:7878");
         assert_eq!(c.serve.source, "test-pattern");
-        assert_eq!(c.serve.codec, "lz4");
+        assert_eq!(
+            c.serve.codec,
+            crate::registry::auto_codec(),
+            "codec = \"auto\""
+        );
         assert_eq!(c.serve.max_viewers, 16);
         assert_eq!(c.serve.connections_per_second, 10.0);
         assert_eq!(c.serve.handshake_timeout, std::time::Duration::from_secs(5));
@@ -340,7 +344,7 @@ mod tests {
             (c.capture.width, c.capture.height, c.capture.fps),
             (1280, 720, 30.0)
         );
-        assert_eq!(c.view.sink, "null");
+        assert_eq!(c.view.sink, "auto");
         assert_eq!(c.view.limits, Limits::default());
         assert!(c.view.pair.is_none());
     }

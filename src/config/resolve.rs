@@ -43,8 +43,13 @@ pub(super) fn serve(
         s.codec,
         overrides.codec.as_ref(),
         "--codec",
-        "lz4",
+        "auto",
     )?;
+    let codec = if codec == "auto" {
+        registry::auto_codec().to_string()
+    } else {
+        codec
+    };
     let connections_per_second = in_range(file, s.connections_per_second, 0.1..=10_000.0, |_| {
         "connections-per-second must be between 0.1 and 10000".into()
     })?;
@@ -208,7 +213,7 @@ pub(super) fn view(
         v.sink,
         overrides.sink.as_ref(),
         "--sink",
-        "null",
+        "auto",
     )?;
     let auth = check::auth(file, v.auth)?;
     let pair = match (&overrides.pair, v.pair) {

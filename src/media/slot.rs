@@ -63,6 +63,21 @@ impl<T> Slot<T> {
         old
     }
 
+    /// Offers `value` unless `keep` says the value already waiting must stay
+    /// (a keyframe not yet sent, when `value` depends on it). Returns what was
+    /// not kept, the value replaced or `value` itself, for the caller to count
+    /// as dropped and to reuse.
+    pub fn offer(&self, value: T, keep: impl FnOnce(&T) -> bool) -> Option<T> {
+        let mut state = self.lock();
+        if state.value.as_ref().is_some_and(keep) {
+            return Some(value);
+        }
+        let old = state.value.replace(value);
+        drop(state);
+        self.ready.notify_one();
+        old
+    }
+
     /// Takes the newest value, waiting up to `timeout` for one.
     pub fn take(&self, timeout: Duration) -> Taken<T> {
         let guard = self.lock();
@@ -102,6 +117,15 @@ mod tests {
         s.close();
         assert_eq!(s.take(Duration::ZERO), Taken::Value(3));
         assert_eq!(s.take(Duration::from_secs(10)), Taken::Closed);
+    }
+
+    #[test]
+    fn offer_keeps_what_must_stay() {
+        let s = Slot::default();
+        assert_eq!(s.offer(10, |_| true), None, "nothing waiting: taken");
+        assert_eq!(s.offer(11, |&old| old == 10), Some(11), "10 stays");
+        assert_eq!(s.offer(12, |&old| old == 99), Some(10), "10 replaced");
+        assert_eq!(s.take(Duration::ZERO), Taken::Value(12));
     }
 
     /// Whether the thread at `task` (`/proc/PID/task/TID`) sleeps in the kernel.

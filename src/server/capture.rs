@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::codecs::{Encoded, FrameCodec};
+use crate::codecs::{FrameCodec, Payload};
 use crate::error::SourceError;
 use crate::media::clock;
 use crate::media::slot::{Slot, Taken};
@@ -23,30 +23,58 @@ use super::ServeLimits;
 /// Consecutive capture failures after which the source counts as failed.
 const MAX_FAILURES: u32 = 10;
 
-/// Encodes a captured frame (which nobody else holds yet), publishes it, and
-/// returns it to the pool.
-fn encode_and_publish(
-    codec: &mut dyn FrameCodec,
-    mut frame: Arc<EncodedFrame>,
-    hub: &Hub,
-    pool: &FramePool,
-) {
-    if let Some(p) = Arc::get_mut(&mut frame) {
-        // CPU time, not wall time.
-        let t0 = clock::thread_cpu_ns();
-        let encoded = codec.encode(&p.frame, &mut p.encoded);
-        hub.encode_ns
-            .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
-        match encoded {
-            Ok(e) => {
-                p.passthrough = e == Encoded::Passthrough;
-                p.encoded_us = clock::now_us();
-                hub.main.publish(&frame);
-            }
-            Err(e) => log::error!("encoding frame {} failed: {e}", p.frame.seq),
-        }
+/// One encoder and how many frames it has made (each frame's `index`).
+struct Encoder {
+    codec: Box<dyn FrameCodec>,
+    made: u64,
+}
+
+impl Encoder {
+    fn new(codec: Box<dyn FrameCodec>) -> Encoder {
+        Encoder { codec, made: 0 }
     }
-    pool.give(frame);
+
+    /// Encodes a captured frame (which nobody else holds yet), publishes it,
+    /// and returns it to the pool. Makes it a keyframe when subscribers asked.
+    fn encode_and_publish(&mut self, mut frame: Arc<EncodedFrame>, hub: &Hub, pool: &FramePool) {
+        if let Some(p) = Arc::get_mut(&mut frame) {
+            if hub.keyframes.due(clock::now_us()) {
+                self.codec.request_keyframe();
+            }
+            // CPU time, not wall time.
+            let t0 = clock::thread_cpu_ns();
+            let encoded = self.codec.encode(&p.frame, &mut p.encoded);
+            hub.encode_ns
+                .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+            match encoded {
+                Ok(e) if e.payload == Payload::Skipped => {
+                    hub.encoder_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(e) => {
+                    p.passthrough = e.payload == Payload::Passthrough;
+                    p.keyframe = e.keyframe;
+                    p.index = self.made;
+                    self.made += 1;
+                    p.encoded_us = clock::now_us();
+                    if e.keyframe {
+                        hub.keyframes.made();
+                    }
+                    hub.main.publish(&frame);
+                    if e.keyframe {
+                        hub.keyframes.published();
+                    }
+                }
+                Err(e) => {
+                    // What the encoder holds as its reference is unknown now.
+                    if self.codec.inter_frame() {
+                        self.codec.request_keyframe();
+                    }
+                    log::error!("encoding frame {} failed: {e}", p.frame.seq)
+                }
+            }
+        }
+        pool.give(frame);
+    }
 }
 
 /// What became of one call to the source.
@@ -120,15 +148,10 @@ impl Capture<'_> {
 
 /// The `encode-N` thread: encodes the newest frame handed over, until the
 /// hand-over closes.
-fn encoder_loop(
-    codec: &mut dyn FrameCodec,
-    work: &Slot<Arc<EncodedFrame>>,
-    hub: &Hub,
-    pool: &FramePool,
-) {
+fn encoder_loop(mut encoder: Encoder, work: &Slot<Arc<EncodedFrame>>, hub: &Hub, pool: &FramePool) {
     loop {
         match work.take(Duration::from_millis(500)) {
-            Taken::Value(frame) => encode_and_publish(codec, frame, hub, pool),
+            Taken::Value(frame) => encoder.encode_and_publish(frame, hub, pool),
             Taken::Timeout => {}
             Taken::Closed => break,
         }
@@ -148,16 +171,18 @@ pub(crate) fn capture_loop(
     let pool = FramePool::default();
     let work: Slot<Arc<EncodedFrame>> = Slot::default();
     let mut inline = if codecs.len() == 1 {
-        codecs.pop()
+        codecs.pop().map(Encoder::new)
     } else {
         None
     };
     std::thread::scope(|scope| {
-        for (i, mut codec) in codecs.into_iter().enumerate() {
+        for (i, codec) in codecs.into_iter().enumerate() {
             let (work, pool) = (&work, &pool);
             let spawned = std::thread::Builder::new()
                 .name(format!("encode-{i}"))
-                .spawn_scoped(scope, move || encoder_loop(codec.as_mut(), work, hub, pool));
+                .spawn_scoped(scope, move || {
+                    encoder_loop(Encoder::new(codec), work, hub, pool)
+                });
             if let Err(e) = spawned {
                 log::error!("cannot start encoder thread {i}: {e}");
             }
@@ -186,7 +211,7 @@ pub(crate) fn capture_loop(
                 Captured::Over(result) => break result,
             };
             match inline.as_mut() {
-                Some(codec) => encode_and_publish(codec.as_mut(), frame, hub, &pool),
+                Some(encoder) => encoder.encode_and_publish(frame, hub, &pool),
                 None => {
                     if let Some(stale) = work.put(frame) {
                         hub.encoder_dropped.fetch_add(1, Ordering::Relaxed);

@@ -29,6 +29,11 @@ pub(crate) struct EncodedFrame {
     pub(crate) frame: Frame,
     pub(crate) encoded: Vec<u8>,
     pub(crate) passthrough: bool,
+    /// The payload decodes without any earlier frame's.
+    pub(crate) keyframe: bool,
+    /// Its place in its encoder's output: consecutive, so a subscriber of an
+    /// inter-frame stream sees when it missed one.
+    pub(crate) index: u64,
     /// When the encoder finished with it (server clock, µs).
     pub(crate) encoded_us: u64,
 }
@@ -60,6 +65,8 @@ impl FramePool {
                 frame: Frame::empty(),
                 encoded: Vec::new(),
                 passthrough: false,
+                keyframe: true,
+                index: 0,
                 encoded_us: 0,
             }),
         }
@@ -94,13 +101,15 @@ pub struct SubscriberCounters {
     pub latency_us: AtomicU64,
 }
 
-/// What a native viewer sent back: pings waiting for their pong, and its last
-/// latency report.
+/// What a native viewer sent back: pings waiting for their pong, its last
+/// latency report, and whether it asked for a keyframe.
 #[derive(Debug, Default)]
 pub(crate) struct Feedback {
     /// (id, t1, t2): ping `id` sent at `t1` (viewer clock), read here at `t2`.
     pub(crate) pings: Mutex<std::collections::VecDeque<(u64, u64, u64)>>,
     pub(crate) report: Mutex<Option<Report>>,
+    /// Its decoder lost the chain: send it nothing until a keyframe.
+    pub(crate) wants_keyframe: AtomicBool,
 }
 
 /// One subscriber of a fan-out: a viewer, a local sink or the transcoder.
@@ -192,7 +201,9 @@ impl Fanout {
     }
 
     /// Hands `frame` to every subscriber, unless a newer frame went out already
-    /// (parallel encoders can finish out of order).
+    /// (parallel encoders can finish out of order). A keyframe still waiting in
+    /// a subscriber's slot stays there, and a newer frame that depends on it is
+    /// the one dropped: the subscriber needs that keyframe to go on.
     pub(crate) fn publish(&self, frame: &Arc<EncodedFrame>) {
         let subscribers = self.lock();
         let seq = frame.frame.seq;
@@ -202,7 +213,8 @@ impl Fanout {
         }
         self.next_seq.store(seq + 1, Ordering::Relaxed);
         for s in subscribers.iter() {
-            if s.slot.put(frame.clone()).is_some() {
+            let keep = |waiting: &Arc<EncodedFrame>| waiting.keyframe && !frame.keyframe;
+            if s.slot.offer(frame.clone(), keep).is_some() {
                 s.dropped();
             }
         }
@@ -219,6 +231,73 @@ impl Fanout {
         for s in self.lock().iter() {
             s.slot.close();
         }
+    }
+}
+
+/// No keyframe is made on request sooner than this after the last one: 20
+/// viewers joining or losing a frame within this time cost at most two.
+pub(crate) const MIN_FORCED_KEYFRAME_GAP_US: u64 = 100_000;
+
+/// Requests for a keyframe from subscribers of an inter-frame stream that
+/// joined or lost a frame, coalesced: however many ask, the encoder makes one
+/// keyframe, and makes them on request at most every
+/// [`MIN_FORCED_KEYFRAME_GAP_US`]. Any thread asks; the encoding thread answers.
+#[derive(Debug, Default)]
+pub(crate) struct Keyframes {
+    wanted: AtomicBool,
+    /// When the encoder last made one on request (server clock, µs).
+    last_forced_us: Mutex<Option<u64>>,
+    /// Requests, and keyframes made for them.
+    pub(crate) asked: AtomicU64,
+    pub(crate) forced: AtomicU64,
+    /// Keyframes made, periodic ones included.
+    made: AtomicU64,
+}
+
+impl Keyframes {
+    /// Asks for a keyframe soon.
+    pub(crate) fn ask(&self) {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.wanted.store(true, Ordering::SeqCst);
+    }
+
+    /// For the encoding thread before each frame, at `now_us`: whether to make
+    /// this frame a keyframe. Every request made before this call is answered
+    /// by it.
+    pub(crate) fn due(&self, now_us: u64) -> bool {
+        if !self.wanted.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut last = self
+            .last_forced_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now_us < t.saturating_add(MIN_FORCED_KEYFRAME_GAP_US)) {
+            return false;
+        }
+        if !self.wanted.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        *last = Some(now_us);
+        self.forced.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// For the encoding thread: it made a keyframe (on request or by its
+    /// period), which is about to be published; requests so far are answered.
+    pub(crate) fn made(&self) {
+        self.wanted.store(false, Ordering::SeqCst);
+    }
+
+    /// For the encoding thread: the keyframe it made is in the subscribers' slots.
+    pub(crate) fn published(&self) {
+        self.made.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Keyframes published so far: a subscriber still waiting after this grew
+    /// missed one.
+    pub(crate) fn made_count(&self) -> u64 {
+        self.made.load(Ordering::SeqCst)
     }
 }
 
@@ -256,6 +335,8 @@ pub(crate) struct Hub {
     pub(crate) jpeg: Fanout,
     /// The encoded payload is a JPEG a browser can show as it is.
     pub(crate) payload_is_jpeg: bool,
+    /// Requests for a keyframe of the main feed.
+    pub(crate) keyframes: Keyframes,
     pub(crate) max_viewers: usize,
     /// HTTP is answered on this port.
     pub(crate) http: bool,
@@ -264,6 +345,8 @@ pub(crate) struct Hub {
     handshaking: AtomicUsize,
     pub(crate) stream: StreamInfo,
     pub(crate) codec: String,
+    /// What the encoder was set up to do, for people (may be empty).
+    pub(crate) codec_settings: String,
     pub(crate) max_payload: u32,
     pub(crate) name: String,
     pub(crate) source_name: String,
@@ -275,6 +358,8 @@ pub(crate) struct Hub {
     pub(crate) encode_ns: AtomicU64,
     /// Frames no encoder was free for.
     pub(crate) encoder_dropped: AtomicU64,
+    /// Frames the encoder's rate control skipped (H.264 over its bitrate).
+    pub(crate) encoder_skipped: AtomicU64,
     /// Capture rate over the last second, f64 bits.
     pub(crate) capture_fps: AtomicU64,
     /// Set when the stream is over.
@@ -292,6 +377,7 @@ pub(crate) struct HubSetup {
     pub(crate) http: bool,
     pub(crate) stream: StreamInfo,
     pub(crate) codec: String,
+    pub(crate) codec_settings: String,
     pub(crate) max_payload: u32,
     pub(crate) name: String,
     pub(crate) source_name: String,
@@ -341,12 +427,14 @@ impl Hub {
             main: Fanout::default(),
             jpeg: Fanout::default(),
             payload_is_jpeg: setup.payload_is_jpeg,
+            keyframes: Keyframes::default(),
             max_viewers: setup.max_viewers,
             http: setup.http,
             watching: AtomicUsize::new(0),
             handshaking: AtomicUsize::new(0),
             stream: setup.stream,
             codec: setup.codec,
+            codec_settings: setup.codec_settings,
             max_payload: setup.max_payload,
             name: setup.name,
             source_name: setup.source_name,
@@ -356,6 +444,7 @@ impl Hub {
             source_ns: AtomicU64::new(0),
             encode_ns: AtomicU64::new(0),
             encoder_dropped: AtomicU64::new(0),
+            encoder_skipped: AtomicU64::new(0),
             capture_fps: AtomicU64::new(0),
             end: Mutex::new(None),
             locals: Mutex::default(),
@@ -457,6 +546,7 @@ mod tests {
                 fps: 30.0,
             },
             codec: "raw".into(),
+            codec_settings: String::new(),
             max_payload: 48,
             name: "t".into(),
             source_name: "test-pattern".into(),
@@ -491,6 +581,50 @@ mod tests {
         hub.finish("done", true);
         let ended = hub.admit(&hub.main, &v()).err().unwrap();
         assert_eq!((ended.status, ended.why.as_str()), (Status::Ended, "done"));
+    }
+
+    #[test]
+    fn keyframe_requests_are_coalesced_and_rate_limited() {
+        let k = Keyframes::default();
+        assert!(!k.due(0), "nobody asked");
+        for _ in 0..20 {
+            k.ask();
+        }
+        assert!(k.due(1_000), "twenty requests, one keyframe");
+        assert!(!k.due(1_001));
+        k.ask();
+        assert!(!k.due(50_000), "too soon after the last");
+        assert!(k.due(101_000), "the request waited, it was not lost");
+        k.ask();
+        k.made();
+        assert!(!k.due(500_000), "a periodic keyframe answered it");
+        assert_eq!(
+            (
+                k.asked.load(Ordering::Relaxed),
+                k.forced.load(Ordering::Relaxed)
+            ),
+            (22, 2)
+        );
+    }
+
+    #[test]
+    fn a_waiting_keyframe_is_not_replaced_by_a_delta() {
+        let fanout = Fanout::default();
+        let pool = FramePool::default();
+        let slow = Subscriber::internal(SubscriberKind::Local);
+        let _s = fanout.subscribe(&slow);
+        let mut key = frame(&pool, 1);
+        Arc::get_mut(&mut key).unwrap().keyframe = true;
+        fanout.publish(&key);
+        let mut delta = frame(&pool, 2);
+        Arc::get_mut(&mut delta).unwrap().keyframe = false;
+        fanout.publish(&delta);
+        let crate::media::slot::Taken::Value(got) = slow.slot.take(std::time::Duration::ZERO)
+        else {
+            panic!("a frame waits")
+        };
+        assert_eq!(got.frame.seq, 1, "the keyframe stayed");
+        assert_eq!(slow.counters.dropped.load(Ordering::Relaxed), 1);
     }
 
     #[test]

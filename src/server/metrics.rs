@@ -52,6 +52,27 @@ fn stream_metrics(out: &mut String, s: &ServerStats) {
     );
     metric(
         out,
+        "encoder_skipped_frames_total",
+        "counter",
+        "Frames the encoder's rate control skipped (h264 over its bitrate).",
+        one(s.encoder_skipped.to_string()),
+    );
+    metric(
+        out,
+        "keyframe_requests_total",
+        "counter",
+        "Keyframes asked for by viewers that joined or lost a frame (inter-frame codecs).",
+        one(s.keyframes_asked.to_string()),
+    );
+    metric(
+        out,
+        "keyframes_forced_total",
+        "counter",
+        "Keyframes the encoder made on request (requests coalesced).",
+        one(s.keyframes_forced.to_string()),
+    );
+    metric(
+        out,
         "uptime_seconds",
         "gauge",
         "Seconds since the server started.",

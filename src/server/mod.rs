@@ -79,6 +79,12 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Secure(#[from] SecureError),
+    #[error("codec {codec} cannot carry this stream: {source}")]
+    Codec {
+        codec: String,
+        #[source]
+        source: crate::error::CodecError,
+    },
 }
 
 pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), ServeError> {
@@ -217,6 +223,8 @@ struct Codecs {
     encoders: Vec<Box<dyn FrameCodec>>,
     max_payload: u32,
     payload_is_jpeg: bool,
+    /// What the encoder was set up to do, for people.
+    settings: String,
     /// The JPEG encoder for browsers, used only while one watches.
     transcoder: Option<Box<dyn FrameCodec>>,
 }
@@ -228,9 +236,27 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
         0 => 1,
         n => n,
     };
-    let encoders = (0..n)
-        .map(|_| (backend.open)(&cfg.backend(Kind::Codec, &cfg.serve.codec)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let open = || (backend.open)(&cfg.backend(Kind::Codec, &cfg.serve.codec));
+    let mut encoders = vec![open()?];
+    let inter_frame = encoders[0].inter_frame();
+    if inter_frame && n > 1 {
+        // Each frame depends on the one before: one encoder makes the chain
+        // (it may use threads of its own).
+        log::info!(
+            "codec {}: one encoder (encode-threads = {n} applies to intra-only codecs)",
+            cfg.serve.codec
+        );
+    } else {
+        for _ in 1..n {
+            encoders.push(open()?);
+        }
+    }
+    for e in &mut encoders {
+        e.begin(stream).map_err(|source| ServeError::Codec {
+            codec: cfg.serve.codec.clone(),
+            source,
+        })?;
+    }
     let max_payload = encoders[0]
         .max_payload(&stream.frame)
         .min(u32::MAX as usize) as u32;
@@ -243,6 +269,7 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
         )?)
     };
     Ok(Codecs {
+        settings: encoders[0].settings(),
         encoders,
         max_payload,
         payload_is_jpeg,
@@ -315,6 +342,7 @@ impl RunningServer {
             http: cfg.serve.http,
             stream,
             codec: cfg.serve.codec.clone(),
+            codec_settings: codecs.settings.clone(),
             max_payload: codecs.max_payload,
             name: cfg.serve.name.clone(),
             source_name,
@@ -358,6 +386,15 @@ impl RunningServer {
 
     pub fn source_name(&self) -> &str {
         &self.hub.source_name
+    }
+
+    /// The codec's name and what it was set up to do ("h264 (2.8 Mbit/s, ...)").
+    pub fn codec_summary(&self) -> String {
+        if self.hub.codec_settings.is_empty() {
+            self.hub.codec.clone()
+        } else {
+            format!("{} ({})", self.hub.codec, self.hub.codec_settings)
+        }
     }
 
     pub fn stream_info(&self) -> StreamInfo {

@@ -235,8 +235,8 @@ fn watch(
     log_departure(viewer, &why);
 }
 
-/// The `viewer-rx` thread: reads pings (answered by the sender with a pong)
-/// and latency reports. A viewer that breaks the protocol is disconnected.
+/// The `viewer-rx` thread: reads pings (answered by the sender with a pong),
+/// latency reports and keyframe requests (which the sender honours). A viewer that breaks the protocol is disconnected.
 fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Subscriber) {
     let _ = stream.set_read_timeout(None);
     let why = loop {
@@ -252,6 +252,12 @@ fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Subscriber)
                     pings.pop_front();
                 }
                 pings.push_back((id, t1, t2));
+            }
+            Ok(protocol::Upstream::KeyframeRequest) => {
+                viewer
+                    .feedback
+                    .wants_keyframe
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(protocol::Upstream::Report(report)) => {
                 *viewer
@@ -317,6 +323,10 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
             kind: protocol::PACKET_FRAME,
             flags: if gap {
                 protocol::FLAG_DROPPED_BEFORE
+            } else {
+                0
+            } | if frame.keyframe {
+                protocol::FLAG_KEYFRAME
             } else {
                 0
             },

@@ -48,9 +48,76 @@ pub(crate) enum SendEnd {
     Poll(#[source] std::io::Error),
 }
 
+/// A subscriber asks for a keyframe again at most this often while it waits.
+const REASK: Duration = Duration::from_millis(500);
+
+/// Where a viewer is in the chain of an inter-frame stream: the frame it was
+/// sent last, and whether it waits for a keyframe (it just joined, or missed
+/// a frame, or its decoder asked). Frames that depend on one it did not get
+/// are not sent: they would decode to a corrupt picture. Every frame of an
+/// intra-only stream is a keyframe, so this never holds one back.
+pub(crate) struct Chain {
+    last: Option<u64>,
+    waiting: bool,
+    /// When it last asked, and how many keyframes the encoder had made then.
+    asked: Option<(Instant, u64)>,
+}
+
+impl Chain {
+    pub(crate) fn new() -> Chain {
+        Chain {
+            last: None,
+            waiting: true,
+            asked: None,
+        }
+    }
+
+    /// Whether `frame` can be sent now. A frame that cannot is dropped, and a
+    /// keyframe asked for (not more often than every [`REASK`]).
+    pub(crate) fn admits(&mut self, frame: &EncodedFrame, hub: &Hub, now: Instant) -> bool {
+        if frame.keyframe {
+            self.waiting = false;
+            return true;
+        }
+        if !self.waiting && self.last.is_some_and(|last| frame.index != last + 1) {
+            // A new break: ask now (the encoder coalesces requests); the
+            // re-asking limit is for a wait that goes on.
+            self.waiting = true;
+            self.asked = None;
+        }
+        if !self.waiting {
+            return true;
+        }
+        // Ask again when a keyframe made since the last request did not reach
+        // it, or the request seems lost.
+        let made = hub.keyframes.made_count();
+        if self
+            .asked
+            .is_none_or(|(t, then)| made != then || now.duration_since(t) >= REASK)
+        {
+            hub.keyframes.ask();
+            self.asked = Some((now, made));
+        }
+        false
+    }
+
+    /// The viewer's decoder lost the chain: wait for a keyframe, and ask.
+    pub(crate) fn lost(&mut self, hub: &Hub, now: Instant) {
+        self.waiting = true;
+        self.asked = Some((now, hub.keyframes.made_count()));
+        hub.keyframes.ask();
+    }
+
+    pub(crate) fn sent(&mut self, frame: &EncodedFrame) {
+        self.last = Some(frame.index);
+    }
+}
+
 /// Waits until the socket takes more (its unsent data is under the low-water
-/// mark). Meanwhile a newer frame replaces `frame`, which counts as dropped for
-/// this viewer. Gives up after the write timeout.
+/// mark). Meanwhile a newer keyframe replaces `frame`, which counts as dropped
+/// for this viewer; a newer frame that is not a keyframe is dropped instead
+/// (after `frame` it would not decode, and in its place it would need the
+/// chain that `frame` continues). Gives up after the write timeout.
 fn wait_writable(
     stream: &TcpStream,
     viewer: &Subscriber,
@@ -70,7 +137,9 @@ fn wait_writable(
         }
         if let Taken::Value(newer) = viewer.slot.take(Duration::ZERO) {
             viewer.dropped();
-            *frame = newer;
+            if newer.keyframe {
+                *frame = newer;
+            }
         }
     }
 }
@@ -86,12 +155,24 @@ pub(crate) fn send_loop<W>(
     framing: &mut impl Framing<W>,
 ) -> SendEnd {
     let mut last_seq: Option<u64> = None;
+    let mut chain = Chain::new();
     if let Err(e) = socket::set_notsent_lowat(stream, NOTSENT_LOWAT) {
         log::debug!("TCP_NOTSENT_LOWAT: {e}");
     }
     loop {
+        if viewer
+            .feedback
+            .wants_keyframe
+            .swap(false, Ordering::Relaxed)
+        {
+            chain.lost(hub, Instant::now());
+        }
         match viewer.slot.take(Duration::from_millis(100)) {
             Taken::Value(mut frame) => {
+                if !chain.admits(&frame, hub, Instant::now()) {
+                    viewer.dropped();
+                    continue;
+                }
                 if let Err(why) = wait_writable(stream, viewer, &mut frame, stop) {
                     return why;
                 }
@@ -100,6 +181,7 @@ pub(crate) fn send_loop<W>(
                     Ok(bytes) => viewer.sent(&frame, bytes),
                     Err(e) => return SendEnd::Write(e),
                 }
+                chain.sent(&frame);
                 last_seq = Some(frame.frame.seq);
             }
             Taken::Timeout if !stop.load(Ordering::Relaxed) => {
@@ -134,4 +216,157 @@ pub(crate) fn log_departure(viewer: &Subscriber, why: &SendEnd) {
         c.bytes.load(Ordering::Relaxed) as f64 / 1e6,
         c.dropped.load(Ordering::Relaxed)
     );
+}
+
+/// The send loop over real TCP with the real H.264 encoder and decoder: a
+/// viewer whose slot loses one frame in three is never sent a frame that
+/// depends on a lost one, so everything it gets decodes to the right picture.
+#[cfg(all(test, feature = "h264"))]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::codecs::FrameCodec;
+    use crate::config::CaptureConfig;
+    use crate::media::frame::{Frame, PixelFormat, StreamInfo};
+    use crate::net::protocol::{self, Packet, PacketHeader, FLAG_KEYFRAME};
+    use crate::server::hub::{FramePool, HubSetup};
+    use crate::sources::test_pattern::{read_stamp, TestPatternSource};
+    use crate::sources::FrameSource;
+
+    /// Frames as the native framing sends them, less the timing packets.
+    struct Plain;
+
+    impl<W: Write> Framing<W> for Plain {
+        fn frame(&mut self, w: &mut W, frame: &EncodedFrame, _gap: bool) -> std::io::Result<usize> {
+            let payload = frame.payload();
+            let header = PacketHeader {
+                kind: protocol::PACKET_FRAME,
+                flags: if frame.keyframe { FLAG_KEYFRAME } else { 0 },
+                len: payload.len() as u32,
+                seq: frame.frame.seq,
+                capture_us: frame.frame.capture_us,
+            };
+            protocol::write_packet(w, &header, payload)?;
+            Ok(payload.len())
+        }
+        fn end(&mut self, w: &mut W, why: &str, final_: bool) {
+            let _ = protocol::write_end(w, why, final_);
+        }
+    }
+
+    fn codec() -> Box<dyn FrameCodec> {
+        let cfg = crate::config::Config::parse(
+            crate::backend::table::ConfigText::embedded(),
+            &crate::config::Overrides::default(),
+        )
+        .unwrap();
+        let table = cfg.backend(crate::backend::Kind::Codec, "h264");
+        (crate::registry::codec("h264").unwrap().open)(&table).unwrap()
+    }
+
+    #[test]
+    fn a_lossy_slot_never_breaks_the_chain() {
+        let capture = CaptureConfig {
+            width: 160,
+            height: 120,
+            fps: 100.0,
+            format: PixelFormat::I420,
+        };
+        let mut pattern = TestPatternSource::new(&capture, 4).unwrap();
+        let stream = StreamInfo {
+            frame: pattern.stream_info().frame,
+            fps: 100.0,
+        };
+        let hub = Hub::new(HubSetup {
+            payload_is_jpeg: false,
+            max_viewers: 1,
+            http: false,
+            stream,
+            codec: "h264".into(),
+            codec_settings: String::new(),
+            max_payload: 1 << 20,
+            name: "t".into(),
+            source_name: "test-pattern".into(),
+            auth: None,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let viewer = Subscriber::new(client.local_addr().unwrap(), SubscriberKind::Native);
+        let subscription = hub.main.subscribe(&viewer);
+        let stop = AtomicBool::new(false);
+        let pool = FramePool::default();
+        let mut encoder = codec();
+        encoder.begin(&stream).unwrap();
+        let received = std::thread::scope(|scope| {
+            let sender = scope.spawn(|| {
+                send_loop(&server, &server, &viewer, &hub, &stop, &mut Plain);
+            });
+            let reader = scope.spawn(|| {
+                let mut decoder = codec();
+                let (mut r, mut payload, mut got) = (&client, Vec::new(), Vec::new());
+                while let Ok(Packet::Frame(h)) =
+                    protocol::read_packet(&mut r, 1 << 20, &mut payload)
+                {
+                    let mut f = Frame::empty();
+                    f.info = stream.frame;
+                    decoder
+                        .decode(&mut payload, &mut f)
+                        .unwrap_or_else(|e| panic!("frame {} sent after a gap: {e}", h.seq));
+                    let stamp = read_stamp(&f).expect("a clean picture");
+                    assert_eq!(stamp.seq, h.seq);
+                    got.push((h.seq, h.flags & FLAG_KEYFRAME != 0));
+                }
+                got
+            });
+            for i in 0..150u64 {
+                let mut shared = pool.take();
+                let p = Arc::get_mut(&mut shared).unwrap();
+                pattern.frame_at(i, i * 10_000, &mut p.frame);
+                if hub.keyframes.due(crate::media::clock::now_us()) {
+                    encoder.request_keyframe();
+                }
+                let e = encoder.encode(&p.frame, &mut p.encoded).unwrap();
+                if e.keyframe {
+                    hub.keyframes.made();
+                }
+                p.keyframe = e.keyframe;
+                p.index = i;
+                p.passthrough = false;
+                // The slot loses every third frame.
+                if i % 3 != 2 {
+                    hub.main.publish(&shared);
+                }
+                if e.keyframe {
+                    hub.keyframes.published();
+                }
+                pool.give(shared);
+                // A camera's pace: the sender takes each frame before the next.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            hub.finish("done", true);
+            sender.join().unwrap();
+            reader.join().unwrap()
+        });
+        drop(subscription);
+        let keys = received.iter().filter(|(_, k)| *k).count();
+        assert!(received.len() >= 20, "{received:?}");
+        assert!(keys >= 5, "keyframes made on request: {received:?}");
+        assert!(
+            hub.keyframes
+                .forced
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 5
+        );
+        for w in received.windows(2) {
+            assert!(
+                w[1].1 || w[1].0 == w[0].0 + 1,
+                "a delta after a gap: {:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
 }

@@ -14,6 +14,11 @@ pub struct CaptureTotals {
     pub frames: u64,
     /// Captured frames that were never sent: no encoder was free in time.
     pub encoder_dropped: u64,
+    /// Frames the encoder's rate control skipped.
+    pub encoder_skipped: u64,
+    /// Keyframes asked for by viewers, and made on request.
+    pub keyframes_asked: u64,
+    pub keyframes_forced: u64,
     pub source_ns: u64,
     pub encode_ns: u64,
 }
@@ -63,6 +68,12 @@ pub struct ServerStats {
     pub frames_captured: u64,
     /// Captured frames no encoder was free for.
     pub encoder_dropped: u64,
+    /// Frames the encoder's rate control skipped (h264 over its bitrate).
+    pub encoder_skipped: u64,
+    /// Keyframe requests from viewers that joined or lost a frame of an
+    /// inter-frame stream, and keyframes made for them (coalesced).
+    pub keyframes_asked: u64,
+    pub keyframes_forced: u64,
     pub uptime_seconds: f64,
     pub viewers: Vec<ViewerStats>,
     /// Sinks on the server itself (preview, recording).
@@ -131,6 +142,9 @@ impl Hub {
             frames: self.captured.load(Ordering::Relaxed),
             encoder_dropped: self.encoder_dropped.load(Ordering::Relaxed)
                 + self.main.late.load(Ordering::Relaxed),
+            encoder_skipped: self.encoder_skipped.load(Ordering::Relaxed),
+            keyframes_asked: self.keyframes.asked.load(Ordering::Relaxed),
+            keyframes_forced: self.keyframes.forced.load(Ordering::Relaxed),
             source_ns: self.source_ns.load(Ordering::Relaxed),
             encode_ns: self.encode_ns.load(Ordering::Relaxed),
         }
@@ -160,6 +174,9 @@ impl Hub {
             capture_fps: f64::from_bits(self.capture_fps.load(Ordering::Relaxed)),
             frames_captured: totals.frames,
             encoder_dropped: totals.encoder_dropped,
+            encoder_skipped: totals.encoder_skipped,
+            keyframes_asked: totals.keyframes_asked,
+            keyframes_forced: totals.keyframes_forced,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             viewers,
             local_sinks: self

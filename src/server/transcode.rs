@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::codecs::{Encoded, FrameCodec};
+use crate::codecs::{FrameCodec, Payload};
 use crate::media::slot::Taken;
 
 use super::hub::{EncodedFrame, FramePool, Hub, Subscriber, SubscriberKind};
@@ -51,11 +51,13 @@ fn transcode(
     o.frame.seq = source.frame.seq;
     o.frame.capture_us = source.frame.capture_us;
     o.passthrough = false;
+    o.keyframe = true;
     // A JPEG frame (MJPEG camera) comes back as it is, with tables added if
     // missing.
     match codec.encode(&source.frame, &mut o.encoded) {
+        Ok(encoded) if encoded.payload == Payload::Skipped => {}
         Ok(encoded) => {
-            if encoded == Encoded::Passthrough {
+            if encoded.payload == Payload::Passthrough {
                 o.encoded.clear();
                 o.encoded.extend_from_slice(&source.frame.data);
             }

@@ -100,6 +100,11 @@ pub struct ViewReport {
     pub dropped_here: u64,
     /// Frames the server skipped for this viewer (gaps in sequence numbers).
     pub dropped_upstream: u64,
+    /// Frames received but not decoded: an inter-frame stream's chain broke,
+    /// and the viewer waited for a keyframe.
+    pub waited_for_keyframe: u64,
+    /// Keyframes this viewer asked the server for.
+    pub keyframes_asked: u64,
     pub bytes: u64,
     pub connections: u32,
     /// Capture to presented, on the server's clock (see `docs/latency.md`).
@@ -168,6 +173,8 @@ impl ViewReport {
             frames: 0,
             dropped_here: 0,
             dropped_upstream: 0,
+            waited_for_keyframe: 0,
+            keyframes_asked: 0,
             bytes: 0,
             connections: 0,
             latency: LatencyHistogram::default(),

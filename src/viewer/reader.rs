@@ -1,39 +1,69 @@
-//! The `net-reader` thread: reads packets into recycled payload buffers and
-//! hands the newest frame to the calling thread through a one-frame slot. It
-//! never waits for the sink: a frame the calling thread has not taken when the
-//! next comes is dropped here, and counted. Pongs become clock samples.
+//! The `net-reader` thread: reads packets into a recycled payload buffer,
+//! decodes every frame into a recycled picture, and hands the newest picture
+//! to the calling thread through a one-picture slot. It never waits for the
+//! sink: a picture the calling thread has not taken when the next is decoded
+//! is dropped, and counted. Pongs become clock samples.
+//!
+//! Decoding here, before the hand-over, is what keeps an inter-frame stream
+//! (H.264) whole: a slow sink drops decoded pictures, never undecoded frames
+//! that later ones depend on. When the chain breaks anyway (a payload that
+//! does not decode), the reader skips frames until the next keyframe and asks
+//! the server for one.
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use crate::codecs::FrameCodec;
+use crate::error::CodecError;
 use crate::media::clock::{self, ClockSync};
+use crate::media::frame::{Frame, FrameInfo};
 use crate::media::slot::Slot;
-use crate::net::protocol::{self, Packet, PacketHeader, ProtocolError};
-use crate::secure::Rx;
+use crate::net::protocol::{self, Packet, PacketHeader, ProtocolError, FLAG_KEYFRAME};
+use crate::secure::{Rx, Tx};
+use crate::sinks::input::SinkInput;
 
-/// A received frame on its way from the reader to the decoder.
-pub(crate) struct Received {
-    pub(crate) header: PacketHeader,
-    pub(crate) payload: Vec<u8>,
-    /// When the payload was in (our clock, µs).
-    pub(crate) received_us: u64,
-    /// The server's stamps from the frame's timing packet: (encoded, sent).
-    pub(crate) timing: Option<(u64, u64)>,
+use super::latency::Stamps;
+
+/// A keyframe is asked for again at most this often while the reader waits.
+const REASK: Duration = Duration::from_millis(500);
+/// Keyframes in a row that do not decode, after which the server counts as
+/// broken (the session ends and the viewer reconnects).
+const MAX_BAD_KEYFRAMES: u32 = 3;
+
+/// A decoded picture on its way from the reader to the sink.
+pub(crate) struct Picture {
+    pub(crate) frame: Frame,
+    pub(crate) stamps: Stamps,
 }
 
-/// How the reader stopped: the server's end packet (message, final), or the
-/// connection's failure.
-pub(crate) type ReadEnd = Result<(String, bool), ProtocolError>;
+/// How the reader stopped.
+pub(crate) enum ReadEnd {
+    /// The server's end packet: its message, and whether the stream is over
+    /// for good.
+    Ended { message: String, final_: bool },
+    /// The connection failed or broke the protocol.
+    Failed(ProtocolError),
+    /// The server's frames do not decode.
+    BadFrame(CodecError),
+}
 
 /// What the reader thread and the calling thread share.
 #[derive(Default)]
 pub(crate) struct Shared {
-    pub(crate) slot: Slot<Received>,
-    /// Payload buffers to reuse.
-    free: Mutex<Vec<Vec<u8>>>,
+    pub(crate) slot: Slot<Picture>,
+    /// Picture buffers to reuse.
+    free: Mutex<Vec<Frame>>,
+    /// Pictures the sink was too busy for, and camera JPEGs that did not decode.
     pub(crate) dropped_here: AtomicU64,
+    /// Frames the server skipped for this viewer (gaps in sequence numbers).
+    pub(crate) dropped_upstream: AtomicU64,
+    /// Frames received but not decoded while waiting for a keyframe.
+    pub(crate) waited: AtomicU64,
+    /// Keyframe requests sent.
+    pub(crate) keyframes_asked: AtomicU64,
     pub(crate) bytes: AtomicU64,
     /// Why the reader stopped, once it has.
     ended: Mutex<Option<ReadEnd>>,
@@ -53,20 +83,20 @@ impl Shared {
         self.clock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Gives a payload buffer back for the next frame.
-    pub(crate) fn recycle(&self, payload: Vec<u8>) {
+    /// Gives a picture's buffer back for the next one.
+    pub(crate) fn recycle(&self, frame: Frame) {
         self.free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(payload);
+            .push(frame);
     }
 
-    fn buffer(&self) -> Vec<u8> {
+    fn picture_buffer(&self) -> Frame {
         self.free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
-            .unwrap_or_default()
+            .unwrap_or_else(Frame::empty)
     }
 
     /// Why the reader stopped (taken once).
@@ -75,23 +105,167 @@ impl Shared {
     }
 }
 
+/// What the reader decodes with: the codec the server named, what the sink
+/// takes, and where the stream's chain stands.
+pub(crate) struct Decoding {
+    pub(crate) codec: Box<dyn FrameCodec>,
+    pub(crate) input: SinkInput,
+    /// The stream's frames as the server announced them.
+    pub(crate) stream: FrameInfo,
+    /// The link's writing half, shared with the calling thread's pings.
+    pub(crate) tx: Arc<Mutex<Tx<TcpStream>>>,
+    /// Deltas are not decoded until a keyframe comes.
+    waiting: bool,
+    asked: Option<Instant>,
+    bad_keyframes: u32,
+    /// The sequence number of the last frame received.
+    last_seq: Option<u64>,
+}
+
+impl Decoding {
+    pub(crate) fn new(
+        codec: Box<dyn FrameCodec>,
+        input: SinkInput,
+        stream: FrameInfo,
+        tx: Arc<Mutex<Tx<TcpStream>>>,
+    ) -> Decoding {
+        Decoding {
+            waiting: codec.inter_frame(),
+            codec,
+            input,
+            stream,
+            tx,
+            asked: None,
+            bad_keyframes: 0,
+            last_seq: None,
+        }
+    }
+
+    /// Asks the server for a keyframe, unless it was asked just now.
+    fn ask(&mut self, shared: &Shared) {
+        let now = Instant::now();
+        if self.asked.is_some_and(|t| now.duration_since(t) < REASK) {
+            return;
+        }
+        self.asked = Some(now);
+        shared.keyframes_asked.fetch_add(1, Ordering::Relaxed);
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed write shows up as a broken connection in the next read.
+        let _ = protocol::write_keyframe_request(&mut *tx);
+    }
+
+    /// Decodes one received frame into a picture for the sink. `Ok(None)`:
+    /// nothing to show for it (skipped until a keyframe, or a camera's JPEG
+    /// that does not decode); `Err`: the server's payloads do not decode.
+    fn decode(
+        &mut self,
+        header: &PacketHeader,
+        payload: &mut Vec<u8>,
+        received_us: u64,
+        timing: Option<(u64, u64)>,
+        shared: &Shared,
+    ) -> Result<Option<Picture>, CodecError> {
+        if let Some(last) = self.last_seq {
+            let gap = header.seq.saturating_sub(last.saturating_add(1));
+            shared.dropped_upstream.fetch_add(gap, Ordering::Relaxed);
+        }
+        self.last_seq = Some(header.seq);
+        let keyframe = header.flags & FLAG_KEYFRAME != 0;
+        if self.waiting && !keyframe {
+            shared.waited.fetch_add(1, Ordering::Relaxed);
+            self.ask(shared);
+            return Ok(None);
+        }
+        let mut frame = shared.picture_buffer();
+        frame.info = self.stream;
+        frame.seq = header.seq;
+        frame.capture_us = header.capture_us;
+        let decoded = if self.input.keeps_jpeg() {
+            if payload.starts_with(&[0xFF, 0xD8]) {
+                frame.info = self.input.info().frame;
+                std::mem::swap(&mut frame.data, payload);
+                Ok(())
+            } else {
+                Err(CodecError::Corrupt {
+                    codec: "jpeg",
+                    why: "the payload does not start with a JPEG marker".into(),
+                })
+            }
+        } else {
+            self.codec.decode(payload, &mut frame)
+        };
+        if let Err(e) = decoded {
+            shared.recycle(frame);
+            return self.lost_chain(e, keyframe, header.seq, shared);
+        }
+        if self.codec.inter_frame() {
+            self.waiting = false;
+            self.bad_keyframes = 0;
+        }
+        if let Some(p) = self.input.to_pixels() {
+            if let Err(e) = p.decode(&mut frame) {
+                log::debug!("frame {}: {e}; skipped", header.seq);
+                shared.dropped_here.fetch_add(1, Ordering::Relaxed);
+                shared.recycle(frame);
+                return Ok(None);
+            }
+        }
+        Ok(Some(Picture {
+            frame,
+            stamps: Stamps {
+                seq: header.seq,
+                captured_us: header.capture_us,
+                timing,
+                ours_us: [received_us, clock::now_us(), 0],
+            },
+        }))
+    }
+
+    /// A payload did not decode. An intra-only stream's server is broken; an
+    /// inter-frame stream waits for the next keyframe, unless keyframes keep
+    /// failing too.
+    fn lost_chain(
+        &mut self,
+        e: CodecError,
+        keyframe: bool,
+        seq: u64,
+        shared: &Shared,
+    ) -> Result<Option<Picture>, CodecError> {
+        if !self.codec.inter_frame() {
+            return Err(e);
+        }
+        if keyframe {
+            self.bad_keyframes += 1;
+            if self.bad_keyframes >= MAX_BAD_KEYFRAMES {
+                return Err(e);
+            }
+        }
+        log::warn!("frame {seq} does not decode ({e}): waiting for a keyframe");
+        self.waiting = true;
+        self.asked = None;
+        self.ask(shared);
+        Ok(None)
+    }
+}
+
 /// Starts the reader on `rx`; payloads over `max_payload` break the connection.
 pub(crate) fn spawn(
     rx: Rx<TcpStream>,
     max_payload: usize,
+    decoding: Decoding,
     shared: &Arc<Shared>,
 ) -> std::io::Result<JoinHandle<()>> {
     let shared = shared.clone();
     std::thread::Builder::new()
         .name("net-reader".into())
-        .spawn(move || read_loop(rx, max_payload, &shared))
+        .spawn(move || read_loop(rx, max_payload, decoding, &shared))
 }
 
-fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, shared: &Shared) {
+fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, shared: &Shared) {
     // The timing packet comes just before its frame: (seq, encoded, sent).
     let mut timing: Option<(u64, u64, u64)> = None;
+    let mut payload = Vec::new();
     let ended = loop {
-        let mut payload = shared.buffer();
         match protocol::read_packet(&mut r, max_payload, &mut payload) {
             Ok(Packet::Frame(header)) => {
                 let received_us = clock::now_us();
@@ -103,19 +277,18 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, shared: &Shared) {
                     .take()
                     .filter(|t| t.0 == header.seq)
                     .map(|(_, e, s)| (e, s));
-                let received = Received {
-                    header,
-                    payload,
-                    received_us,
-                    timing,
-                };
-                if let Some(stale) = shared.slot.put(received) {
-                    shared.dropped_here.fetch_add(1, Ordering::Relaxed);
-                    shared.recycle(stale.payload);
+                match decoding.decode(&header, &mut payload, received_us, timing, shared) {
+                    Ok(Some(picture)) => {
+                        if let Some(stale) = shared.slot.put(picture) {
+                            shared.dropped_here.fetch_add(1, Ordering::Relaxed);
+                            shared.recycle(stale.frame);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => break ReadEnd::BadFrame(e),
                 }
-                continue;
             }
-            Ok(Packet::End { message, final_ }) => break Ok((message, final_)),
+            Ok(Packet::End { message, final_ }) => break ReadEnd::Ended { message, final_ },
             Ok(Packet::Timing {
                 seq,
                 encoded_us,
@@ -125,9 +298,8 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, shared: &Shared) {
                 let t4 = clock::now_us();
                 shared.clock().add(t1, t2, t3, t4);
             }
-            Err(e) => break Err(e),
+            Err(e) => break ReadEnd::Failed(e),
         }
-        shared.recycle(payload);
     };
     *shared.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(ended);
     shared.slot.close();

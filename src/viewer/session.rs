@@ -1,20 +1,18 @@
-//! One connection's session on the calling thread: the newest received frame
-//! → decode → present, with a ping a second and the status line, until an end
+//! One connection's session on the calling thread: the newest decoded picture
+//! → present, with a ping a second and the status line, until an end
 //! condition, the sink's end or the connection's. The `net-reader` thread
-//! (`reader.rs`) feeds it; `latency.rs` keeps the books.
+//! (`reader.rs`) reads and decodes for it; `latency.rs` keeps the books.
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::backend::Kind;
-use crate::codecs::FrameCodec;
 use crate::config::Config;
-use crate::error::CodecError;
 use crate::media::clock;
-use crate::media::frame::{Frame, StreamInfo};
+use crate::media::frame::StreamInfo;
 use crate::media::slot::Taken;
 use crate::net::protocol::{self, ProtocolError, ServerHello};
 use crate::registry;
@@ -23,8 +21,8 @@ use crate::sinks::input::SinkInput;
 use crate::sinks::{Flow, FrameSink, StreamMeta};
 
 use super::connect::Connection;
-use super::latency::{LatencyLog, Stamps};
-use super::reader::{self, Received, Shared};
+use super::latency::LatencyLog;
+use super::reader::{self, Decoding, Picture, ReadEnd, Shared};
 use super::status::StatusLine;
 use super::{Lost, ViewEnd, ViewError, ViewOptions, ViewReport};
 
@@ -66,21 +64,19 @@ struct Pinger {
 
 struct Session {
     hello: ServerHello,
-    codec: Box<dyn FrameCodec>,
-    input: SinkInput,
     info: StreamInfo,
     stream: TcpStream,
-    tx: Tx<TcpStream>,
+    /// The link's writing half; the reader writes keyframe requests on it too.
+    tx: Arc<Mutex<Tx<TcpStream>>>,
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
-    frame: Frame,
     status: StatusLine,
-    last_seq: Option<u64>,
     pinger: Pinger,
 }
 
 impl Session {
-    /// Sets up the codec the server names and the sink, and starts the reader.
+    /// Sets up the codec the server names and the sink, and starts the reader
+    /// (which decodes).
     fn open(
         conn: Connection,
         setup: &Setup<'_>,
@@ -125,23 +121,22 @@ impl Session {
             .stream
             .set_read_timeout(Some(Duration::from_secs_f64(silence)));
         let shared = Arc::new(Shared::new(conn.clock));
-        let reader =
-            reader::spawn(conn.rx, max_payload, &shared).map_err(|e| ViewError::Connection {
+        let tx = Arc::new(Mutex::new(conn.tx));
+        let decoding = Decoding::new(codec, input, hello.frame, tx.clone());
+        let reader = reader::spawn(conn.rx, max_payload, decoding, &shared).map_err(|e| {
+            ViewError::Connection {
                 address: setup.address.to_string(),
                 source: Lost::Link(e.into()),
-            })?;
+            }
+        })?;
         Ok(Session {
             hello,
-            codec,
-            input,
             info,
             stream: conn.stream,
-            tx: conn.tx,
+            tx,
             shared,
             reader: Some(reader),
-            frame: Frame::empty(),
             status: StatusLine::new(setup.opts.quiet),
-            last_seq: None,
             pinger: Pinger {
                 sent: 0,
                 next: Instant::now(),
@@ -165,29 +160,20 @@ impl Session {
                 .status
                 .tick(&self.shared, &self.info, &self.hello.codec)
             {
-                let _ = protocol::write_report(&mut self.tx, &r);
+                let _ = protocol::write_report(&mut *self.lock_tx(), &r);
                 if let Some(log) = log.as_mut() {
                     log.flush();
                 }
             }
-            let received = match self.shared.slot.take(Duration::from_millis(100)) {
-                Taken::Value(received) => received,
+            let picture = match self.shared.slot.take(Duration::from_millis(100)) {
+                Taken::Value(picture) => picture,
                 Taken::Timeout => match sink.idle()? {
                     Flow::Continue => continue,
                     Flow::Stop => return Ok(SessionEnd::Done(ViewEnd::SinkClosed)),
                 },
-                Taken::Closed => return Ok(self.reader_end()),
+                Taken::Closed => return Ok(self.reader_end(setup.address)),
             };
-            let stamps = match self.decode(received, setup.address) {
-                Ok(Some(stamps)) => stamps,
-                Ok(None) => continue,
-                Err(e) => {
-                    // A server that sends undecodable frames is broken: drop it.
-                    log::error!("{}: frame {}: {e}", setup.address, self.frame.seq);
-                    return Ok(SessionEnd::Lost(Lost::BadFrame(e)));
-                }
-            };
-            if self.present(sink, stamps, report, log.as_deref_mut())? == Flow::Stop {
+            if self.present(sink, picture, report, log.as_deref_mut())? == Flow::Stop {
                 return Ok(SessionEnd::Done(ViewEnd::SinkClosed));
             }
         }
@@ -198,7 +184,7 @@ impl Session {
             return;
         }
         // A failed write shows up in the reader as a broken connection.
-        let _ = protocol::write_ping(&mut self.tx, self.pinger.sent, clock::now_us());
+        let _ = protocol::write_ping(&mut *self.lock_tx(), self.pinger.sent, clock::now_us());
         self.pinger.sent += 1;
         // From now, not from when it was due: a stall sends one ping, not a burst.
         self.pinger.next = Instant::now()
@@ -209,83 +195,55 @@ impl Session {
             };
     }
 
+    fn lock_tx(&self) -> std::sync::MutexGuard<'_, Tx<TcpStream>> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Why the reader stopped, as the session's end.
-    fn reader_end(&self) -> SessionEnd {
+    fn reader_end(&self, address: &str) -> SessionEnd {
         match self.shared.take_end() {
-            Some(Ok((message, true))) => SessionEnd::Done(ViewEnd::StreamEnded(message)),
-            Some(Ok((message, false))) => SessionEnd::Lost(Lost::ServerGone(message)),
-            Some(Err(e)) => SessionEnd::Lost(Lost::Link(e)),
+            Some(ReadEnd::Ended {
+                message,
+                final_: true,
+            }) => SessionEnd::Done(ViewEnd::StreamEnded(message)),
+            Some(ReadEnd::Ended { message, .. }) => SessionEnd::Lost(Lost::ServerGone(message)),
+            Some(ReadEnd::Failed(e)) => SessionEnd::Lost(Lost::Link(e)),
+            Some(ReadEnd::BadFrame(e)) => {
+                // A server that sends undecodable frames is broken: drop it.
+                log::error!("{address}: {e}");
+                SessionEnd::Lost(Lost::BadFrame(e))
+            }
             None => SessionEnd::Lost(Lost::Link(ProtocolError::Closed("by the peer"))),
         }
     }
 
-    /// Decodes a received frame into the session's frame, in what the sink
-    /// takes. `Ok(None)`: a camera's JPEG that does not decode, one bad
-    /// picture skipped; `Err`: the server's payload does not decode.
-    fn decode(&mut self, mut rx: Received, address: &str) -> Result<Option<Stamps>, CodecError> {
-        let frame = &mut self.frame;
-        frame.info = self.hello.frame;
-        frame.seq = rx.header.seq;
-        frame.capture_us = rx.header.capture_us;
-        let decoded = if self.input.keeps_jpeg() {
-            if rx.payload.starts_with(&[0xFF, 0xD8]) {
-                frame.info = self.info.frame;
-                std::mem::swap(&mut frame.data, &mut rx.payload);
-                Ok(())
-            } else {
-                Err(CodecError::Corrupt {
-                    codec: "jpeg",
-                    why: "the payload does not start with a JPEG marker".into(),
-                })
-            }
-        } else {
-            self.codec.decode(&mut rx.payload, frame)
-        };
-        self.shared.recycle(rx.payload);
-        decoded?;
-        if let Some(p) = self.input.to_pixels() {
-            if let Err(e) = p.decode(frame) {
-                log::debug!("{address}: frame {}: {e}; skipped", rx.header.seq);
-                self.shared.dropped_here.fetch_add(1, Ordering::Relaxed);
-                return Ok(None);
-            }
-        }
-        Ok(Some(Stamps {
-            seq: rx.header.seq,
-            captured_us: rx.header.capture_us,
-            timing: rx.timing,
-            ours_us: [rx.received_us, clock::now_us(), 0],
-        }))
-    }
-
-    /// Presents the decoded frame and books its latency.
+    /// Presents a decoded picture, books its latency, and gives its buffer
+    /// back to the reader.
     fn present(
         &mut self,
         sink: &mut dyn FrameSink,
-        mut stamps: Stamps,
+        picture: Picture,
         report: &mut ViewReport,
         log: Option<&mut LatencyLog>,
     ) -> Result<Flow, ViewError> {
+        let Picture { frame, mut stamps } = picture;
         let (offset, rtt) = self.shared.clock().offset().unwrap_or((0, 0));
         let decoded_us = stamps.ours_us[1];
         self.status.live.server_clock_us = (decoded_us as i64 + offset).max(0) as u64;
         let presenting = Instant::now();
-        let flow = sink.present(&self.frame, &self.status.live)?;
+        let flow = sink.present(&frame, &self.status.live);
+        self.shared.recycle(frame);
+        let flow = flow?;
         stamps.ours_us[2] = clock::now_us();
         report
             .present
             .record(presenting.elapsed().as_micros() as u64);
         let moments = stamps.on_server(offset);
-        let gap = self
-            .last_seq
-            .map_or(0, |last| self.frame.seq.saturating_sub(last + 1));
-        self.last_seq = Some(self.frame.seq);
         report.latency.record(moments.latency_us());
         report.stages.record(&moments);
         report.clock = Some((offset, rtt));
         report.frames += 1;
-        report.dropped_upstream += gap;
-        self.status.presented(&moments, gap);
+        self.status.presented(&moments);
         if let Some(log) = log {
             log.row(&moments, (offset, rtt));
         }
@@ -298,7 +256,11 @@ impl Session {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        report.dropped_here += self.shared.dropped_here.load(Ordering::Relaxed);
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        report.dropped_here += count(&self.shared.dropped_here);
+        report.dropped_upstream += count(&self.shared.dropped_upstream);
+        report.waited_for_keyframe += count(&self.shared.waited);
+        report.keyframes_asked += count(&self.shared.keyframes_asked);
         report.bytes += self.shared.bytes.load(Ordering::Relaxed);
     }
 }

@@ -20,6 +20,8 @@ pub(crate) struct StatusLine {
     frames: u64,
     bytes_at: u64,
     dropped_at: u64,
+    /// The server's drops counted at the start of this second, and in it.
+    upstream_at: u64,
     dropped_upstream: u64,
     latency: LatencyHistogram,
     stages: Stages,
@@ -43,6 +45,7 @@ impl StatusLine {
             frames: 0,
             bytes_at: 0,
             dropped_at: 0,
+            upstream_at: 0,
             dropped_upstream: 0,
             latency: LatencyHistogram::default(),
             stages: Stages::default(),
@@ -50,14 +53,13 @@ impl StatusLine {
         }
     }
 
-    /// Counts one presented frame; `gap`: frames the server skipped before it.
-    pub(crate) fn presented(&mut self, m: &Moments, gap: u64) {
+    /// Counts one presented frame.
+    pub(crate) fn presented(&mut self, m: &Moments) {
         let latency = m.latency_us();
         self.latency.record(latency);
         self.stages.record(m);
         self.live.latency_ms = latency as f64 / 1000.0;
         self.frames += 1;
-        self.dropped_upstream += gap;
     }
 
     /// Once a second: prints the status line and returns the report for the
@@ -83,6 +85,9 @@ impl StatusLine {
         self.live.latency_p95_ms = us(0.95) / 1000.0;
         let bytes = shared.bytes.load(Ordering::Relaxed);
         let dropped = shared.dropped_here.load(Ordering::Relaxed);
+        let upstream = shared.dropped_upstream.load(Ordering::Relaxed);
+        self.dropped_upstream = upstream - self.upstream_at;
+        self.upstream_at = upstream;
         let second = Second {
             secs: elapsed.as_secs_f64(),
             bytes: bytes - self.bytes_at,

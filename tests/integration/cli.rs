@@ -48,7 +48,7 @@ fn config_errors_point_at_the_line_and_list_what_is_expected() {
         (
             "[serve]\ncodec = \"zstd\"\n",
             "bad.toml:2:9: unknown codec `zstd`",
-            &["expected one of: bincode, jpeg, lz4, raw"],
+            &["expected one of: bincode, h264, jpeg, lz4, raw"],
         ),
     ];
     for (toml, headline, more) in cases {
@@ -115,7 +115,10 @@ fn default_serve_streams_the_test_pattern() {
     let addr = server.wait_listening();
     let out = server.stdout();
     assert!(
-        out.contains("streaming test-pattern, 1280x720 rgb24 at 30 fps, codec lz4"),
+        out.contains(
+            "streaming test-pattern, 1280x720 rgb24 at 30 fps, \
+             codec h264 (2.8 Mbit/s, a keyframe every 2 s and on request)"
+        ),
         "{out}"
     );
     assert!(

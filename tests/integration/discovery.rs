@@ -38,7 +38,7 @@ fn list_and_view_find_the_server_by_itself() {
     list.expect_success(Duration::from_secs(20));
     assert!(
         list.stdout().contains(&format!(
-            "garden cam  10.231.0.1:7878  codec lz4, 320x240, pairing required, key {key}"
+            "garden cam  10.231.0.1:7878  codec h264, 320x240, pairing required, key {key}"
         )),
         "list printed:\n{}\n{}",
         list.stdout(),

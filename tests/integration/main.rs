@@ -6,6 +6,8 @@
 
 mod cli;
 mod discovery;
+#[cfg(feature = "h264")]
+mod h264;
 mod http;
 mod http_client;
 mod latency;

@@ -138,6 +138,8 @@ fn lz4_carries_every_other_format() {
     ] {
         let dir = temp_dir();
         let (mut server, addr) = serve(&[
+            "--codec",
+            "lz4",
             "--width",
             "128",
             "--height",
@@ -192,6 +194,8 @@ fn file_source_replays_a_recording() {
         &src,
         "--set",
         "sources.file.loop=true",
+        "--codec",
+        "raw",
         SERVE_PLAINTEXT,
     ]);
     let copy = dir.path().join("copy.lsr");
@@ -277,7 +281,10 @@ fn y4m_recordings_play_in_ffmpeg() {
     ] {
         let dir = temp_dir();
         let path = dir.path().join("out.y4m");
+        // Lossless, so each format reaches the file as it was captured.
         let (mut server, addr) = serve(&[
+            "--codec",
+            "lz4",
             "--width",
             "160",
             "--height",

@@ -134,8 +134,8 @@ impl FrameCodec for JpegCodec {
         if info.format == PixelFormat::Jpeg {
             // MJPEG from the camera: out as it is, unless it lacks its tables.
             return match markers::with_huffman_tables(&frame.data, out) {
-                Ok(true) => Ok(Encoded::Written),
-                Ok(false) => Ok(Encoded::Passthrough),
+                Ok(true) => Ok(Encoded::WRITTEN),
+                Ok(false) => Ok(Encoded::PASSTHROUGH),
                 Err(e) => Err(CodecError::SourceFrame {
                     codec: "jpeg",
                     seq: frame.seq,
@@ -161,7 +161,7 @@ impl FrameCodec for JpegCodec {
                 codec: "jpeg",
                 source: Box::new(e),
             })?;
-        Ok(Encoded::Written)
+        Ok(Encoded::WRITTEN)
     }
 
     fn max_payload(&self, info: &FrameInfo) -> usize {
@@ -284,9 +284,10 @@ mod tests {
 
     fn round_trip(codec: &mut JpegCodec, f: &Frame) -> (Frame, usize) {
         let mut out = Vec::new();
-        let mut payload = match codec.encode(f, &mut out).unwrap() {
-            Encoded::Written => out,
-            Encoded::Passthrough => f.data.clone(),
+        let mut payload = match codec.encode(f, &mut out).unwrap().payload {
+            crate::codecs::Payload::Written => out,
+            crate::codecs::Payload::Passthrough => f.data.clone(),
+            crate::codecs::Payload::Skipped => unreachable!("JPEG skips nothing"),
         };
         let len = payload.len();
         assert!(len <= codec.max_payload(&f.info));
@@ -385,13 +386,13 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             codec.encode(&camera, &mut out).unwrap(),
-            Encoded::Passthrough
+            Encoded::PASSTHROUGH
         );
         // Without (as UVC cameras send them): tables inserted, and it decodes to the
         // same picture as the original.
         camera.data = markers::strip_huffman_tables(&jpeg_bytes).unwrap();
         assert!(!markers::parse_header(&camera.data).unwrap().has_dht);
-        assert_eq!(codec.encode(&camera, &mut out).unwrap(), Encoded::Written);
+        assert_eq!(codec.encode(&camera, &mut out).unwrap(), Encoded::WRITTEN);
         assert!(markers::parse_header(&out).unwrap().has_dht);
         let mut a = Frame::empty();
         a.info = camera.info;

@@ -147,6 +147,113 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Converts an uncompressed frame of even width and height into tightly packed
+/// I420 (the Y plane, then U, then V, 4:2:0) in `out`, which is resized; what
+/// video encoders take. RGB24 goes through yuvutils-rs's SIMD path; NV12 is a
+/// copy and a deinterleave, YUYV and UYVY a deinterleave with each chroma pair
+/// of rows averaged, grey gets neutral chroma; the other RGB formats go through
+/// RGB24 in `rgb` (scratch). I420 itself needs no conversion (encoders take
+/// its planes with their strides). `false` for JPEG, odd sizes and a buffer
+/// shorter than its geometry. No allocation once the buffers have grown.
+pub fn to_i420(frame: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+    let Some((info, w, h, stride)) = uncompressed(frame) else {
+        return false;
+    };
+    if w % 2 != 0 || h % 2 != 0 {
+        return false;
+    }
+    let target = FrameInfo::packed(PixelFormat::I420, info.width, info.height)
+        .expect("even, validated geometry");
+    out.resize(w * h * 3 / 2, 0);
+    let d = &frame.data;
+    let (y, chroma) = out.split_at_mut(w * h);
+    let (u, v) = chroma.split_at_mut(w * h / 4);
+    match info.format {
+        PixelFormat::I420 => {
+            let (cs, plane) = (stride / 2, stride * h / 4);
+            let chroma = &d[stride * h..];
+            for row in 0..h {
+                y[row * w..][..w].copy_from_slice(&d[row * stride..][..w]);
+            }
+            for row in 0..h / 2 {
+                u[row * w / 2..][..w / 2].copy_from_slice(&chroma[row * cs..][..w / 2]);
+                v[row * w / 2..][..w / 2].copy_from_slice(&chroma[plane + row * cs..][..w / 2]);
+            }
+        }
+        PixelFormat::Nv12 => {
+            for (row, dst) in y.chunks_exact_mut(w).enumerate() {
+                dst.copy_from_slice(&d[row * stride..row * stride + w]);
+            }
+            let uv = &d[stride * h..];
+            for (row, (u, v)) in u
+                .chunks_exact_mut(w / 2)
+                .zip(v.chunks_exact_mut(w / 2))
+                .enumerate()
+            {
+                let line = &uv[row * stride..row * stride + w];
+                for ((pair, u), v) in line.chunks_exact(2).zip(u.iter_mut()).zip(v.iter_mut()) {
+                    *u = pair[0];
+                    *v = pair[1];
+                }
+            }
+        }
+        PixelFormat::Yuyv | PixelFormat::Uyvy => {
+            let (yo, uo, vo) = if info.format == PixelFormat::Yuyv {
+                (0, 1, 3)
+            } else {
+                (1, 0, 2)
+            };
+            for row in 0..h / 2 {
+                let top = &d[2 * row * stride..2 * row * stride + 2 * w];
+                let bottom = &d[(2 * row + 1) * stride..(2 * row + 1) * stride + 2 * w];
+                for (dst, line) in [(2 * row, top), (2 * row + 1, bottom)] {
+                    for (p, px) in y[dst * w..dst * w + w].iter_mut().zip(line.chunks_exact(2)) {
+                        *p = px[yo];
+                    }
+                }
+                let avg = |a: u8, b: u8| (a as u16 + b as u16).div_ceil(2) as u8;
+                let (u, v) = (
+                    &mut u[row * w / 2..][..w / 2],
+                    &mut v[row * w / 2..][..w / 2],
+                );
+                for (((t, b), u), v) in top
+                    .chunks_exact(4)
+                    .zip(bottom.chunks_exact(4))
+                    .zip(u)
+                    .zip(v)
+                {
+                    *u = avg(t[uo], b[uo]);
+                    *v = avg(t[vo], b[vo]);
+                }
+            }
+        }
+        PixelFormat::Grey => {
+            for (row, dst) in y.chunks_exact_mut(w).enumerate() {
+                dst.copy_from_slice(&d[row * stride..row * stride + w]);
+            }
+            u.fill(128);
+            v.fill(128);
+        }
+        _ => {
+            let src: &[u8] = if info.format == PixelFormat::Rgb24 && stride == w * 3 {
+                &d[..w * h * 3]
+            } else {
+                if !to_rgb24(frame, rgb) {
+                    return false;
+                }
+                rgb
+            };
+            if let Err(why) = simd::from_rgb24(src, target, out) {
+                declined(info, why);
+                let mut f = Frame::empty();
+                reference::from_rgb24(src, info.width, info.height, PixelFormat::I420, &mut f);
+                out.copy_from_slice(&f.data);
+            }
+        }
+    }
+    true
+}
+
 /// Converts an uncompressed frame into 32-bit pixels 0x00RRGGBB (what minifb and
 /// X11 windows take) in `out`, directly (no RGB24 step); `rgb` is scratch for the
 /// plain fallback (big-endian targets). Both are reused: no allocation once they

@@ -788,3 +788,60 @@ fn luma_outside_the_frame_is_none() {
 fn jpeg_is_not_a_conversion_target() {
     from_rgb24(&[0; 12], 2, 2, PixelFormat::Jpeg, &mut Frame::empty());
 }
+
+/// `to_i420` against independent paths: the frame's own planes (I420, NV12,
+/// grey), `to_planar`'s 4:2:2 planes with each pair of chroma rows averaged
+/// (YUYV, UYVY), and the reference RGB → I420 (the RGB formats), padded rows
+/// and not.
+#[test]
+fn to_i420_matches_the_planes_it_comes_from() {
+    for format in uncompressed_formats() {
+        for pad in [0, 6] {
+            let f = bars_frame(format, 10, 6, pad);
+            let (mut rgb, mut out) = (Vec::new(), Vec::new());
+            assert!(to_i420(&f, &mut rgb, &mut out), "{format}");
+            let (w, h) = (10usize, 6usize);
+            assert_eq!(out.len(), w * h * 3 / 2, "{format}");
+            let (mut planar, mut want) = (Vec::new(), Vec::new());
+            let tolerance = match format {
+                PixelFormat::I420 | PixelFormat::Nv12 | PixelFormat::Grey => {
+                    // Copies: the planes, tightly packed.
+                    to_planar(&f, &mut planar).unwrap();
+                    if format == PixelFormat::Grey {
+                        want.extend_from_slice(&planar[..w * h]);
+                        want.resize(w * h * 3 / 2, 128);
+                    } else {
+                        want.extend_from_slice(&planar[..w * h * 3 / 2]);
+                    }
+                    0
+                }
+                PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                    assert_eq!(to_planar(&f, &mut planar), Some(Planar::Yuv422));
+                    want.extend_from_slice(&planar[..w * h]);
+                    for plane in [&planar[w * h..w * h * 3 / 2], &planar[w * h * 3 / 2..]] {
+                        for row in 0..h / 2 {
+                            let (a, b) =
+                                (&plane[2 * row * w / 2..], &plane[(2 * row + 1) * w / 2..]);
+                            for x in 0..w / 2 {
+                                want.push((a[x] as u16 + b[x] as u16).div_ceil(2) as u8);
+                            }
+                        }
+                    }
+                    0
+                }
+                _ => {
+                    let mut reference_rgb = Vec::new();
+                    assert!(reference::to_rgb24(&f, &mut reference_rgb));
+                    let mut i420 = Frame::empty();
+                    reference::from_rgb24(&reference_rgb, 10, 6, PixelFormat::I420, &mut i420);
+                    want = i420.data;
+                    TOLERANCE as i32
+                }
+            };
+            assert_near(&out, &want, tolerance, &|| format!("{format}, pad {pad}"));
+        }
+    }
+    // Odd sizes have no 4:2:0 layout.
+    let odd = bars_frame(PixelFormat::Rgb24, 9, 5, 0);
+    assert!(!to_i420(&odd, &mut Vec::new(), &mut Vec::new()));
+}

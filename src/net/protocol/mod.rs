@@ -29,8 +29,8 @@ mod packet;
 
 pub use hello::{ClientHello, ServerHello};
 pub use packet::{
-    pong, read_packet, read_upstream, timing, write_end, write_packet, write_ping, write_report,
-    Packet, PacketHeader, Report, Upstream,
+    pong, read_packet, read_upstream, timing, write_end, write_keyframe_request, write_packet,
+    write_ping, write_report, Packet, PacketHeader, Report, Upstream,
 };
 
 pub const MAGIC: [u8; 4] = *b"LSTR";
@@ -64,6 +64,9 @@ pub const PACKET_PONG: u8 = 4;
 pub const PACKET_PING: u8 = 16;
 /// The viewer's own latency figures, for the server's stats.
 pub const PACKET_REPORT: u8 = 17;
+/// The viewer lost the chain of an inter-frame stream (its decoder failed):
+/// send it nothing more until a keyframe, and make one soon.
+pub const PACKET_KEYFRAME_REQUEST: u8 = 18;
 /// Longest payload of a viewer → server packet (others are a protocol error).
 pub const MAX_UPSTREAM_PAYLOAD: usize = 64;
 /// Payload lengths of the fixed-size packets.
@@ -73,6 +76,9 @@ pub const REPORT_LEN: usize = 32;
 
 /// Frame packet flag: frames were dropped for this viewer just before this one.
 pub const FLAG_DROPPED_BEFORE: u8 = 1;
+/// Frame packet flag: the payload decodes without any earlier one (every frame
+/// of an intra-only codec; an IDR of H.264). Servers before it never set it.
+pub const FLAG_KEYFRAME: u8 = 4;
 /// End packet flag: the stream is over for good (the source ended); without it the
 /// server is only going away (shutdown, restart) and a viewer may reconnect.
 pub const FLAG_FINAL: u8 = 2;

@@ -11,8 +11,8 @@ use std::io::{self, IoSlice, Read, Write};
 
 use super::{
     read_first, skip, u32_at, u64_at, ProtocolError, FLAG_FINAL, MAX_MESSAGE, MAX_UNKNOWN_PAYLOAD,
-    MAX_UPSTREAM_PAYLOAD, PACKET_END, PACKET_FRAME, PACKET_HEADER_LEN, PACKET_PING, PACKET_PONG,
-    PACKET_REPORT, PACKET_TIMING, PONG_LEN, REPORT_LEN, TIMING_LEN,
+    MAX_UPSTREAM_PAYLOAD, PACKET_END, PACKET_FRAME, PACKET_HEADER_LEN, PACKET_KEYFRAME_REQUEST,
+    PACKET_PING, PACKET_PONG, PACKET_REPORT, PACKET_TIMING, PONG_LEN, REPORT_LEN, TIMING_LEN,
 };
 use crate::net::io::write_all_vectored;
 
@@ -76,6 +76,8 @@ pub enum Upstream {
         t1: u64,
     },
     Report(Report),
+    /// Its decoder lost the chain: it wants a keyframe, and nothing before it.
+    KeyframeRequest,
 }
 
 /// A viewer's latency over its last few seconds, capture to presented, µs.
@@ -155,6 +157,10 @@ pub fn read_upstream(r: &mut impl Read) -> Result<Upstream, ProtocolError> {
                 let b = fixed::<REPORT_LEN>(r, len, "report")?;
                 return Ok(Upstream::Report(Report::decode(&b)));
             }
+            PACKET_KEYFRAME_REQUEST => {
+                fixed::<0>(r, len, "keyframe request")?;
+                return Ok(Upstream::KeyframeRequest);
+            }
             _ => skip(r, len)?,
         }
     }
@@ -168,6 +174,18 @@ pub fn write_ping(w: &mut impl Write, id: u64, t1: u64) -> io::Result<()> {
         len: 0,
         seq: id,
         capture_us: t1,
+    };
+    w.write_all(&header.encode())
+}
+
+/// Asks for a keyframe (viewer side).
+pub fn write_keyframe_request(w: &mut impl Write) -> io::Result<()> {
+    let header = PacketHeader {
+        kind: PACKET_KEYFRAME_REQUEST,
+        flags: 0,
+        len: 0,
+        seq: 0,
+        capture_us: 0,
     };
     w.write_all(&header.encode())
 }

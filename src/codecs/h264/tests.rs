@@ -1,0 +1,251 @@
+use super::*;
+use crate::sources::synthetic_camera::decode_png;
+
+/// Peak signal-to-noise ratio of two planes, in dB.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
+}
+
+/// Frames panning across a photograph, 2 pixels a frame, `w` x `h`, RGB24.
+fn panning(w: u32, h: u32, n: usize) -> Vec<Frame> {
+    let img = decode_png(include_bytes!("../../../data/photos/coffee.png")).unwrap();
+    assert!(img.width >= w + 2 * n as u32 && img.height >= h);
+    (0..n)
+        .map(|i| {
+            let mut rgb = Vec::new();
+            for row in img
+                .data
+                .chunks_exact(img.width as usize * 3)
+                .take(h as usize)
+            {
+                let x = i * 2 * 3;
+                rgb.extend_from_slice(&row[x..x + w as usize * 3]);
+            }
+            let mut f = Frame::empty();
+            convert::from_rgb24(&rgb, w, h, PixelFormat::Rgb24, &mut f);
+            f.seq = i as u64;
+            f
+        })
+        .collect()
+}
+
+fn codec(opts: Options) -> H264Codec {
+    H264Codec {
+        opts,
+        encoder: None,
+        decoder: None,
+        want_keyframe: false,
+        i420: Vec::new(),
+        rgb: Vec::new(),
+    }
+}
+
+fn stream(f: &Frame) -> StreamInfo {
+    StreamInfo {
+        frame: f.info,
+        fps: 30.0,
+    }
+}
+
+/// Decodes `payload` as the viewer does: the frame set up from the stream header.
+fn decode(c: &mut H264Codec, info: FrameInfo, payload: &[u8]) -> Result<Frame, CodecError> {
+    let mut out = Frame::empty();
+    out.info = info;
+    c.decode(&mut payload.to_vec(), &mut out)?;
+    Ok(out)
+}
+
+fn luma(f: &Frame) -> Vec<u8> {
+    let mut rgb = Vec::new();
+    let mut i420 = Vec::new();
+    assert!(convert::to_i420(f, &mut rgb, &mut i420));
+    i420.truncate(f.info.width as usize * f.info.height as usize);
+    i420
+}
+
+#[test]
+fn round_trip_is_sharp_and_starts_on_a_keyframe() {
+    let frames = panning(480, 320, 30);
+    let mut enc = codec(Options::default());
+    enc.begin(&stream(&frames[0])).unwrap();
+    let mut dec = codec(Options::default());
+    let mut bytes = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let mut out = Vec::new();
+        let e = enc.encode(f, &mut out).unwrap();
+        assert_eq!(e.payload, Payload::Written);
+        assert_eq!(e.keyframe, i == 0, "frame {i}: only the first is an IDR");
+        let au = annexb::check_access_unit(&out).unwrap();
+        assert_eq!(au.keyframe, e.keyframe);
+        if e.keyframe {
+            assert_eq!(
+                au.sps_size,
+                Some((480, 320)),
+                "parameter sets before the IDR"
+            );
+            assert!(au.has_pps);
+        }
+        assert!(out.len() <= enc.max_payload(&f.info));
+        bytes += out.len();
+        let back = decode(&mut dec, f.info, &out).unwrap();
+        assert_eq!(back.info, enc.decoded_info(&f.info));
+        let p = psnr(&luma(f), &back.data[..480 * 320]);
+        eprintln!("frame {i}: {} bytes, Y-PSNR {p:.1} dB", out.len());
+        assert!(p >= 35.0, "frame {i}: Y-PSNR {p:.1} dB");
+    }
+    // The automatic rate for 480x320 at 30 fps is 0.46 Mbit/s: about 1.9 KB a
+    // frame on average, the IDR's share included.
+    let per_frame = bytes / frames.len();
+    assert!(per_frame < 6_000, "{per_frame} bytes a frame");
+}
+
+#[test]
+fn a_keyframe_on_request() {
+    let frames = panning(320, 240, 6);
+    let mut enc = codec(Options::default());
+    let mut out = Vec::new();
+    let keys: Vec<bool> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == 3 {
+                enc.request_keyframe();
+            }
+            enc.encode(f, &mut out).unwrap().keyframe
+        })
+        .collect();
+    assert_eq!(keys, [true, false, false, true, false, false]);
+    // A decoder that starts at the requested keyframe decodes from there.
+    let mut dec = codec(Options::default());
+    enc.request_keyframe();
+    enc.encode(&frames[5], &mut out).unwrap();
+    decode(&mut dec, frames[5].info, &out).unwrap();
+}
+
+#[test]
+fn a_delta_without_its_reference_is_an_error_not_a_picture() {
+    let frames = panning(320, 240, 3);
+    let mut enc = codec(Options::default());
+    let payloads: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut out = Vec::new();
+            enc.encode(f, &mut out).unwrap();
+            out
+        })
+        .collect();
+    // A decoder that never saw the keyframe.
+    let mut dec = codec(Options::default());
+    assert!(decode(&mut dec, frames[1].info, &payloads[1]).is_err());
+}
+
+#[test]
+fn every_input_format_encodes() {
+    let frames = panning(64, 48, 1);
+    let mut rgb = Vec::new();
+    convert::to_rgb24(&frames[0], &mut rgb);
+    for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_compressed()) {
+        let mut f = Frame::empty();
+        convert::from_rgb24(&rgb, 64, 48, format, &mut f);
+        let mut enc = codec(Options::default());
+        let mut out = Vec::new();
+        assert!(enc.encode(&f, &mut out).unwrap().keyframe, "{format}");
+        let back = decode(&mut codec(Options::default()), f.info, &out).unwrap();
+        let p = psnr(&luma(&f), &back.data[..64 * 48]);
+        assert!(p >= 30.0, "{format}: Y-PSNR {p:.1} dB");
+    }
+}
+
+#[test]
+fn streams_it_cannot_carry_are_refused_at_the_start() {
+    let mut enc = codec(Options::default());
+    let odd = StreamInfo {
+        frame: FrameInfo::packed(PixelFormat::Rgb24, 641, 480).unwrap(),
+        fps: 30.0,
+    };
+    let e = enc.begin(&odd).unwrap_err();
+    assert!(e.to_string().contains("even width and height"), "{e}");
+    let huge = StreamInfo {
+        frame: FrameInfo::packed(PixelFormat::Grey, 4096, 2304).unwrap(),
+        fps: 30.0,
+    };
+    assert!(enc.begin(&huge).is_err());
+}
+
+#[test]
+fn the_automatic_bitrate_follows_size_and_rate() {
+    let at = |w, h, fps| {
+        bitrate(
+            &Options::default(),
+            &StreamInfo {
+                frame: FrameInfo::packed(PixelFormat::I420, w, h).unwrap(),
+                fps,
+            },
+        )
+    };
+    assert_eq!(at(1280, 720, 30.0), 2_764_800);
+    assert_eq!(at(1280, 720, 0.0), 2_764_800, "unpaced counts as 30 fps");
+    assert_eq!(at(160, 120, 5.0), 150_000, "the floor");
+    assert_eq!(at(3840, 2160, 60.0), 16_000_000, "the ceiling");
+    let set = Options {
+        bitrate: 1500,
+        ..Options::default()
+    };
+    assert_eq!(
+        bitrate(
+            &set,
+            &StreamInfo {
+                frame: FrameInfo::packed(PixelFormat::I420, 64, 64).unwrap(),
+                fps: 30.0
+            }
+        ),
+        1_500_000
+    );
+}
+
+/// Random, truncated and mutated payloads from a peer: an error or a picture
+/// of the stream's size, never a panic.
+#[test]
+fn hostile_payloads_never_panic() {
+    let frames = panning(160, 120, 4);
+    let mut enc = codec(Options::default());
+    let good: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut out = Vec::new();
+            enc.encode(f, &mut out).unwrap();
+            out
+        })
+        .collect();
+    let info = frames[0].info;
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut dec = codec(Options::default());
+    for round in 0..2000 {
+        let base = &good[round % good.len()];
+        let payload: Vec<u8> = match round % 3 {
+            0 => (0..rng.usize(..600)).map(|_| rng.u8(..)).collect(),
+            1 => base[..rng.usize(..base.len())].to_vec(),
+            _ => {
+                let mut p = base.clone();
+                for _ in 0..rng.usize(1..6) {
+                    let i = rng.usize(..p.len());
+                    p[i] = rng.u8(..);
+                }
+                p
+            }
+        };
+        if let Ok(f) = decode(&mut dec, info, &payload) {
+            assert_eq!(f.data.len(), 160 * 120 * 3 / 2);
+        }
+        // Now and then a good keyframe, so the decoder has state to lose.
+        if round % 50 == 0 {
+            let _ = decode(&mut dec, info, &good[0]);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! H.264 end to end over real TCP on 127.0.0.1: viewers never present a
+//! corrupt picture, whatever happens to their frames on the way (joins,
+//! stalls, hostile payloads), and keyframes made on request are coalesced.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use livestream::config::CaptureConfig;
+use livestream::media::convert;
+use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
+use livestream::net::protocol::{
+    self, ClientHello, PacketHeader, ServerHello, Status, FLAG_KEYFRAME,
+};
+use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
+
+use crate::http_client::stats;
+use crate::stream::read_recording;
+use crate::util::{record, serve, temp_dir, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+use crate::wait::wait_until;
+
+const W: u32 = 320;
+const H: u32 = 240;
+
+fn serve_h264(more: &[&str]) -> (Proc, String) {
+    let mut args = vec![
+        "--codec",
+        "h264",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ];
+    args.extend_from_slice(more);
+    serve(&args)
+}
+
+/// Peak signal-to-noise ratio of two luma planes, dB.
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
+}
+
+fn luma(f: &Frame) -> Vec<u8> {
+    let (mut rgb, mut i420) = (Vec::new(), Vec::new());
+    assert!(convert::to_i420(f, &mut rgb, &mut i420), "{}", f.info);
+    i420.truncate((f.info.width * f.info.height) as usize);
+    i420
+}
+
+/// Every recorded (presented) frame carries the test pattern's stamp for its
+/// own sequence number and capture time, in rising order, and is within
+/// `min_psnr` of the picture the pattern draws for that stamp: no corrupt
+/// picture was presented. Returns the frames' sequence numbers.
+fn assert_clean(path: &Path, min_psnr: f64) -> Vec<u64> {
+    let frames = read_recording(path);
+    assert!(!frames.is_empty(), "{}: no frames", path.display());
+    let capture = CaptureConfig {
+        width: W,
+        height: H,
+        fps: 30.0,
+        format: PixelFormat::Rgb24,
+    };
+    let mut pattern = TestPatternSource::new(&capture, 4).unwrap();
+    let mut expected = Frame::empty();
+    let mut seqs = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let what = format!("{}: frame {i} (seq {})", path.display(), f.seq);
+        let stamp = read_stamp(f).unwrap_or_else(|| panic!("{what}: no readable stamp"));
+        assert_eq!(
+            (stamp.seq, stamp.capture_us),
+            (f.seq, f.capture_us),
+            "{what}: the picture is another frame's"
+        );
+        if let Some(&last) = seqs.last() {
+            assert!(f.seq > last, "{what}: out of order");
+        }
+        pattern.frame_at(stamp.seq, stamp.capture_us, &mut expected);
+        let p = psnr(&luma(&expected), &luma(f));
+        assert!(p >= min_psnr, "{what}: Y-PSNR {p:.1} dB");
+        seqs.push(f.seq);
+    }
+    seqs
+}
+
+#[test]
+fn viewers_decode_clean_pictures() {
+    let dir = temp_dir();
+    let (mut server, addr) = serve_h264(&[]);
+    let mut viewers: Vec<Proc> = (0..3)
+        .map(|i| {
+            record(
+                &addr,
+                &dir.path().join(format!("v{i}.lsr")),
+                60,
+                &[VIEW_PLAINTEXT],
+            )
+        })
+        .collect();
+    for v in &mut viewers {
+        v.expect_success(Duration::from_secs(30));
+        v.assert_no_panic();
+    }
+    for i in 0..3 {
+        let seqs = assert_clean(&dir.path().join(format!("v{i}.lsr")), 35.0);
+        assert_eq!(seqs.len(), 60);
+        // Each viewer started on a keyframe made for it, then got every frame.
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "viewer {i}: a gap after {}", w[0]);
+        }
+    }
+    let s = stats(&addr);
+    assert_eq!(s["codec"], "h264");
+    assert!(s["keyframes_asked"].as_u64().unwrap() >= 1);
+    server.terminate();
+    server.assert_no_panic();
+}
+
+#[test]
+fn a_stalled_viewer_resumes_on_a_keyframe() {
+    let dir = temp_dir();
+    // No periodic keyframes: only the ones asked for can bring it back.
+    let (mut server, addr) = serve_h264(&["--set", "codecs.h264.keyframe-interval=0"]);
+    let path = dir.path().join("stalled.lsr");
+    let mut viewer = record(&addr, &path, 90, &[VIEW_PLAINTEXT]);
+    viewer.wait_stderr("connected to", 1, Duration::from_secs(10));
+    wait_until(
+        Duration::from_secs(10),
+        "the viewer's first 20 frames",
+        || (stats(&addr)["viewers"][0]["sent"].as_u64().unwrap_or(0) >= 20).then_some(()),
+    );
+    viewer.signal(libc::SIGSTOP);
+    // Stalled for a second: its socket fills, the server drops frames for it.
+    wait_until(Duration::from_secs(10), "frames dropped for it", || {
+        (stats(&addr)["viewers"][0]["dropped"].as_u64().unwrap_or(0) >= 20).then_some(())
+    });
+    let forced_before = stats(&addr)["keyframes_forced"].as_u64().unwrap();
+    viewer.signal(libc::SIGCONT);
+    viewer.expect_success(Duration::from_secs(30));
+    let seqs = assert_clean(&path, 35.0);
+    assert_eq!(seqs.len(), 90);
+    assert!(
+        seqs.windows(2).any(|w| w[1] > w[0] + 1),
+        "frames were dropped in the stall"
+    );
+    let forced = stats(&addr)["keyframes_forced"].as_u64().unwrap();
+    assert!(
+        forced > forced_before,
+        "it resumed on a keyframe made on request ({forced_before} → {forced})"
+    );
+    server.terminate();
+}
+
+#[test]
+fn twenty_joins_cost_few_keyframes() {
+    let dir = temp_dir();
+    let (mut server, addr) = serve_h264(&[
+        "--set",
+        "codecs.h264.keyframe-interval=0",
+        "--set",
+        "serve.max-viewers=32",
+    ]);
+    let started = Instant::now();
+    let mut viewers: Vec<Proc> = (0..20)
+        .map(|i| {
+            record(
+                &addr,
+                &dir.path().join(format!("j{i}.lsr")),
+                15,
+                &[VIEW_PLAINTEXT],
+            )
+        })
+        .collect();
+    for v in &mut viewers {
+        v.expect_success(Duration::from_secs(60));
+    }
+    let spread = started.elapsed();
+    for i in 0..20 {
+        assert_clean(&dir.path().join(format!("j{i}.lsr")), 35.0);
+    }
+    // Keyframes on request are at least 100 ms apart, and answer every
+    // request made before them: however the joins spread, at most one
+    // keyframe per 100 ms of it, plus the first.
+    let forced = stats(&addr)["keyframes_forced"].as_u64().unwrap();
+    let asked = stats(&addr)["keyframes_asked"].as_u64().unwrap();
+    let bound = spread.as_millis() as u64 / 100 + 1;
+    // A viewer whose first frame happens to be a keyframe made for another
+    // need not ask.
+    assert!(
+        asked >= 1 && forced >= 1,
+        "{asked} requests, {forced} keyframes"
+    );
+    assert!(
+        forced <= bound,
+        "{forced} keyframes for {asked} requests over {spread:?}"
+    );
+    server.terminate();
+}
+
+/// A server of our own that speaks the protocol and sends the h264 payloads
+/// `frames` gives it, with their keyframe flags; returns once it sent them
+/// all and the viewer closed the connection or 10 s passed.
+fn fake_server(listener: TcpListener, frames: Vec<(Vec<u8>, bool)>) {
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ClientHello::read(&mut s).unwrap();
+    ServerHello {
+        status: Status::Ok,
+        codec: "h264".into(),
+        frame: FrameInfo::packed(PixelFormat::I420, W, H).unwrap(),
+        fps: 30.0,
+        max_payload: 1 << 20,
+        server_time_us: livestream::media::clock::now_us(),
+        message: "hostile".into(),
+    }
+    .write(&mut s)
+    .unwrap();
+    for (seq, (payload, key)) in frames.into_iter().enumerate() {
+        let header = PacketHeader {
+            kind: protocol::PACKET_FRAME,
+            flags: if key { FLAG_KEYFRAME } else { 0 },
+            len: payload.len() as u32,
+            seq: seq as u64,
+            // The time the test pattern stamped into the picture.
+            capture_us: seq as u64 * 33_333,
+        };
+        if protocol::write_packet(&mut s, &header, &payload).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5)); // paced, as a camera is
+    }
+    let _ = protocol::write_end(&mut s, "done", true);
+    let _ = s.flush();
+}
+
+/// Real H.264 of the test pattern, from the codec the server uses.
+fn encoded(n: usize, key_every: usize) -> Vec<(Vec<u8>, bool)> {
+    let capture = CaptureConfig {
+        width: W,
+        height: H,
+        fps: 30.0,
+        format: PixelFormat::I420,
+    };
+    let mut pattern = TestPatternSource::new(&capture, 4).unwrap();
+    let cfg = livestream::config::Config::parse(
+        livestream::backend::table::ConfigText::embedded(),
+        &livestream::config::Overrides::default(),
+    )
+    .unwrap();
+    let backend = livestream::registry::codec("h264").unwrap();
+    let mut codec = (backend.open)(&cfg.backend(livestream::backend::Kind::Codec, "h264")).unwrap();
+    let mut f = Frame::empty();
+    (0..n)
+        .map(|i| {
+            pattern.frame_at(i as u64, i as u64 * 33_333, &mut f);
+            if i % key_every == 0 {
+                codec.request_keyframe();
+            }
+            let mut out = Vec::new();
+            let e = codec.encode(&f, &mut out).unwrap();
+            (out, e.keyframe)
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_payloads_resynchronise_at_a_keyframe() {
+    let mut frames = encoded(60, 20);
+    assert!(frames[0].1 && frames[20].1 && frames[40].1);
+    let mut rng = fastrand::Rng::with_seed(5);
+    // Random bytes first (it cannot decode), then truncated and mutated frames
+    // and a truncated keyframe, all while the viewer waits for a keyframe:
+    // they must be skipped, not decoded.
+    frames[3].0 = (0..300).map(|_| rng.u8(..)).collect();
+    let half = frames[5].0.len() / 2;
+    frames[5].0.truncate(half);
+    for _ in 0..8 {
+        let at = rng.usize(4..frames[7].0.len());
+        frames[7].0[at] = rng.u8(..);
+    }
+    frames[20].0.truncate(12);
+    frames[22].0 = vec![0, 0, 1];
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || fake_server(listener, frames));
+    let dir = temp_dir();
+    let path = dir.path().join("hostile.lsr");
+    let mut viewer = record(&addr, &path, 1000, &[VIEW_PLAINTEXT, "--no-reconnect"]);
+    viewer.wait_exit(Duration::from_secs(30));
+    server.join().unwrap();
+    viewer.assert_no_panic();
+    let said = viewer.stderr();
+    assert!(said.contains("waiting for a keyframe"), "{said}");
+    // It presented frames from before the damage, skipped everything up to
+    // the next good keyframe (20 was damaged itself), and went on from 40 to
+    // the end (a picture the file sink was too busy for may be dropped: newest
+    // wins after the decoder).
+    let seqs = assert_clean(&path, 35.0);
+    assert!(seqs.iter().any(|&s| s < 3), "{seqs:?}");
+    assert!(!seqs.iter().any(|s| (3..40).contains(s)), "{seqs:?}");
+    assert!(seqs.iter().filter(|&&s| s >= 40).count() >= 10, "{seqs:?}");
+    assert_eq!(seqs.last(), Some(&59), "{seqs:?}");
+}
