@@ -16,6 +16,7 @@ use crate::viewer::ViewError;
 
 pub mod alloc;
 pub mod convert;
+pub mod encode;
 mod loopback;
 pub mod seal;
 
@@ -66,6 +67,12 @@ pub enum BenchError {
     RecordsDiffer,
     #[error("encoding the JPEG payload: {0}")]
     Codec(#[from] crate::error::CodecError),
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -113,6 +120,18 @@ pub struct BenchArgs {
     /// and as JPEG, sealed into records and opened again, with each cipher.
     #[arg(long)]
     seal: bool,
+    /// Measure the codecs alone instead: --frames frames of each content and
+    /// size, encoded and decoded (bitrate at 30 fps, bits per pixel, Y-PSNR,
+    /// CPU per frame).
+    #[arg(long)]
+    encode: bool,
+    /// Frames per run of --encode.
+    #[arg(long, default_value_t = 150)]
+    frames: usize,
+    /// With --encode: also write each run's source frames as DIR/CONTENT-WxH.y4m
+    /// (for another encoder: scripts/bench-h264.sh).
+    #[arg(long, value_name = "DIR")]
+    y4m: Option<std::path::PathBuf>,
 }
 
 /// The median of every column over several runs of one case.
@@ -184,6 +203,16 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Ben
     }
     if args.convert {
         return convert::run(base, &sizes, args.repeat.unwrap_or(25), stop).map(|_| ());
+    }
+    if args.encode {
+        let what = encode::EncodeArgs {
+            codecs: &args.codecs,
+            contents: &args.content,
+            sizes: &sizes,
+            frames: args.frames,
+            y4m: args.y4m.as_ref(),
+        };
+        return encode::run(base, &what, stop).map(|_| ());
     }
     let paces = args
         .pace

@@ -352,7 +352,9 @@ mod tests {
         });
         drop(subscription);
         let keys = received.iter().filter(|(_, k)| *k).count();
-        assert!(received.len() >= 20, "{received:?}");
+        // At most one keyframe on request per 100 ms, and every third frame
+        // lost: about one picture in ten gets through, all of them clean.
+        assert!(received.len() >= 8, "{received:?}");
         assert!(keys >= 5, "keyframes made on request: {received:?}");
         assert!(
             hub.keyframes
