@@ -202,8 +202,8 @@ impl Fanout {
 
     /// Hands `frame` to every subscriber, unless a newer frame went out already
     /// (parallel encoders can finish out of order). A keyframe still waiting in
-    /// a subscriber's slot stays there, and a newer frame that depends on it is
-    /// the one dropped: the subscriber needs that keyframe to go on.
+    /// a native viewer's slot stays there, and a newer frame that depends on it
+    /// is the one dropped: the viewer needs that keyframe to go on.
     pub(crate) fn publish(&self, frame: &Arc<EncodedFrame>) {
         let subscribers = self.lock();
         let seq = frame.frame.seq;
@@ -213,7 +213,10 @@ impl Fanout {
         }
         self.next_seq.store(seq + 1, Ordering::Relaxed);
         for s in subscribers.iter() {
-            let keep = |waiting: &Arc<EncodedFrame>| waiting.keyframe && !frame.keyframe;
+            // Only a viewer decodes the payload; the transcoder and local
+            // sinks take the captured pixels, any frame of which will do.
+            let chained = s.kind == SubscriberKind::Native;
+            let keep = |waiting: &Arc<EncodedFrame>| chained && waiting.keyframe && !frame.keyframe;
             if s.slot.offer(frame.clone(), keep).is_some() {
                 s.dropped();
             }
@@ -611,8 +614,10 @@ mod tests {
     fn a_waiting_keyframe_is_not_replaced_by_a_delta() {
         let fanout = Fanout::default();
         let pool = FramePool::default();
-        let slow = Subscriber::internal(SubscriberKind::Local);
+        let slow = Subscriber::new("10.0.0.1:1".parse().unwrap(), SubscriberKind::Native);
         let _s = fanout.subscribe(&slow);
+        let local = Subscriber::internal(SubscriberKind::Local);
+        let _l = fanout.subscribe(&local);
         let mut key = frame(&pool, 1);
         Arc::get_mut(&mut key).unwrap().keyframe = true;
         fanout.publish(&key);
@@ -625,6 +630,11 @@ mod tests {
         };
         assert_eq!(got.frame.seq, 1, "the keyframe stayed");
         assert_eq!(slow.counters.dropped.load(Ordering::Relaxed), 1);
+        let crate::media::slot::Taken::Value(got) = local.slot.take(std::time::Duration::ZERO)
+        else {
+            panic!("a frame waits")
+        };
+        assert_eq!(got.frame.seq, 2, "a local sink takes pixels: the newest");
     }
 
     #[test]
