@@ -15,6 +15,7 @@ use crate::config::{Config, Overrides};
 use crate::media::clock;
 use crate::media::convert;
 use crate::media::frame::{Frame, StreamInfo};
+use crate::media::quality::{luma, psnr};
 use crate::registry;
 
 /// The frame rate the bitrate is given at, and rate control is set up for.
@@ -69,26 +70,6 @@ fn capture(
         out.push(f);
     }
     Ok(out)
-}
-
-/// Y of a frame as I420 luma.
-fn luma(f: &Frame, rgb: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
-    let ok = convert::to_i420(f, rgb, out);
-    out.truncate((f.info.width * f.info.height) as usize);
-    ok
-}
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let sum: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| {
-            let d = x as i64 - y as i64;
-            (d * d) as u64
-        })
-        .sum();
-    let mse = sum as f64 / a.len().max(1) as f64;
-    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use livestream::config::CaptureConfig;
-use livestream::media::convert;
 use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
+use livestream::media::quality::psnr_y;
 use livestream::net::protocol::{
     self, ClientHello, PacketHeader, ServerHello, Status, FLAG_KEYFRAME,
 };
@@ -37,24 +37,6 @@ fn serve_h264(more: &[&str]) -> (Proc, String) {
     ];
     args.extend_from_slice(more);
     serve(&args)
-}
-
-/// Peak signal-to-noise ratio of two luma planes, dB.
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
-}
-
-fn luma(f: &Frame) -> Vec<u8> {
-    let (mut rgb, mut i420) = (Vec::new(), Vec::new());
-    assert!(convert::to_i420(f, &mut rgb, &mut i420), "{}", f.info);
-    i420.truncate((f.info.width * f.info.height) as usize);
-    i420
 }
 
 /// Every recorded (presented) frame carries the test pattern's stamp for its
@@ -85,7 +67,7 @@ fn assert_clean(path: &Path, min_psnr: f64) -> Vec<u64> {
             assert!(f.seq > last, "{what}: out of order");
         }
         pattern.frame_at(stamp.seq, stamp.capture_us, &mut expected);
-        let p = psnr(&luma(&expected), &luma(f));
+        let p = psnr_y(&expected, f).unwrap_or_else(|| panic!("{what}: no luma"));
         assert!(p >= min_psnr, "{what}: Y-PSNR {p:.1} dB");
         seqs.push(f.seq);
     }

@@ -97,14 +97,7 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
             why: format!("{} is over 16", opts.threads),
         });
     }
-    Ok(Box::new(H264Codec {
-        opts,
-        encoder: None,
-        decoder: None,
-        want_keyframe: false,
-        i420: Vec::new(),
-        rgb: Vec::new(),
-    }))
+    Ok(Box::new(H264Codec::new(opts)))
 }
 
 /// The encoder and decoder halves; each is made when first used (a viewer
@@ -246,6 +239,17 @@ impl<'a> Planes<'a> {
 }
 
 impl H264Codec {
+    fn new(opts: Options) -> H264Codec {
+        H264Codec {
+            opts,
+            encoder: None,
+            decoder: None,
+            want_keyframe: false,
+            i420: Vec::new(),
+            rgb: Vec::new(),
+        }
+    }
+
     /// The target bitrate the encoder runs at, bit/s (once it has begun).
     pub fn bitrate(&self) -> Option<u32> {
         self.encoder.as_ref().map(|e| e.bitrate)

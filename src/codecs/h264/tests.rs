@@ -1,16 +1,6 @@
 use super::*;
+use crate::media::quality::psnr_y;
 use crate::sources::synthetic_camera::decode_png;
-
-/// Peak signal-to-noise ratio of two planes, in dB.
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
-}
 
 /// Frames panning across a photograph, 2 pixels a frame, `w` x `h`, RGB24.
 fn panning(w: u32, h: u32, n: usize) -> Vec<Frame> {
@@ -36,14 +26,20 @@ fn panning(w: u32, h: u32, n: usize) -> Vec<Frame> {
 }
 
 fn codec(opts: Options) -> H264Codec {
-    H264Codec {
-        opts,
-        encoder: None,
-        decoder: None,
-        want_keyframe: false,
-        i420: Vec::new(),
-        rgb: Vec::new(),
-    }
+    H264Codec::new(opts)
+}
+
+/// Each frame's access unit, from one encoder in order.
+fn encode_all(frames: &[Frame]) -> Vec<Vec<u8>> {
+    let mut enc = codec(Options::default());
+    frames
+        .iter()
+        .map(|f| {
+            let mut out = Vec::new();
+            enc.encode(f, &mut out).unwrap();
+            out
+        })
+        .collect()
 }
 
 fn stream(f: &Frame) -> StreamInfo {
@@ -59,14 +55,6 @@ fn decode(c: &mut H264Codec, info: FrameInfo, payload: &[u8]) -> Result<Frame, C
     out.info = info;
     c.decode(&mut payload.to_vec(), &mut out)?;
     Ok(out)
-}
-
-fn luma(f: &Frame) -> Vec<u8> {
-    let mut rgb = Vec::new();
-    let mut i420 = Vec::new();
-    assert!(convert::to_i420(f, &mut rgb, &mut i420));
-    i420.truncate(f.info.width as usize * f.info.height as usize);
-    i420
 }
 
 #[test]
@@ -95,7 +83,7 @@ fn round_trip_is_sharp_and_starts_on_a_keyframe() {
         bytes += out.len();
         let back = decode(&mut dec, f.info, &out).unwrap();
         assert_eq!(back.info, enc.decoded_info(&f.info));
-        let p = psnr(&luma(f), &back.data[..480 * 320]);
+        let p = psnr_y(f, &back).unwrap();
         eprintln!("frame {i}: {} bytes, Y-PSNR {p:.1} dB", out.len());
         assert!(p >= 35.0, "frame {i}: Y-PSNR {p:.1} dB");
     }
@@ -131,15 +119,7 @@ fn a_keyframe_on_request() {
 #[test]
 fn a_delta_without_its_reference_is_an_error_not_a_picture() {
     let frames = panning(320, 240, 3);
-    let mut enc = codec(Options::default());
-    let payloads: Vec<Vec<u8>> = frames
-        .iter()
-        .map(|f| {
-            let mut out = Vec::new();
-            enc.encode(f, &mut out).unwrap();
-            out
-        })
-        .collect();
+    let payloads = encode_all(&frames);
     // A decoder that never saw the keyframe.
     let mut dec = codec(Options::default());
     assert!(decode(&mut dec, frames[1].info, &payloads[1]).is_err());
@@ -157,7 +137,7 @@ fn every_input_format_encodes() {
         let mut out = Vec::new();
         assert!(enc.encode(&f, &mut out).unwrap().keyframe, "{format}");
         let back = decode(&mut codec(Options::default()), f.info, &out).unwrap();
-        let p = psnr(&luma(&f), &back.data[..64 * 48]);
+        let p = psnr_y(&f, &back).unwrap();
         assert!(p >= 30.0, "{format}: Y-PSNR {p:.1} dB");
     }
 }
@@ -214,15 +194,7 @@ fn the_automatic_bitrate_follows_size_and_rate() {
 #[test]
 fn hostile_payloads_never_panic() {
     let frames = panning(160, 120, 4);
-    let mut enc = codec(Options::default());
-    let good: Vec<Vec<u8>> = frames
-        .iter()
-        .map(|f| {
-            let mut out = Vec::new();
-            enc.encode(f, &mut out).unwrap();
-            out
-        })
-        .collect();
+    let good = encode_all(&frames);
     let info = frames[0].info;
     let mut rng = fastrand::Rng::with_seed(11);
     let mut dec = codec(Options::default());

@@ -254,16 +254,7 @@ mod tests {
     use super::*;
     use crate::sources::synthetic_camera::decode_png;
 
-    /// Peak signal-to-noise ratio of two RGB24 images, in dB.
-    fn psnr(a: &[u8], b: &[u8]) -> f64 {
-        let mse = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-            .sum::<f64>()
-            / a.len() as f64;
-        10.0 * (255.0 * 255.0 / mse).log10()
-    }
+    use crate::media::quality::psnr;
 
     fn photo(name: &str) -> Frame {
         let img = decode_png(&std::fs::read(format!("data/photos/{name}")).unwrap()).unwrap();
