@@ -17,26 +17,16 @@ use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
 
 use crate::http_client::stats;
 use crate::stream::read_recording;
-use crate::util::{record, serve, temp_dir, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+use crate::util::{record, serve_small, temp_dir, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
 use crate::wait::wait_until;
 
 const W: u32 = 320;
 const H: u32 = 240;
 
 fn serve_h264(more: &[&str]) -> (Proc, String) {
-    let mut args = vec![
-        "--codec",
-        "h264",
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--fps",
-        "30",
-        SERVE_PLAINTEXT,
-    ];
+    let mut args = vec!["--codec", "h264", SERVE_PLAINTEXT];
     args.extend_from_slice(more);
-    serve(&args)
+    serve_small(&args)
 }
 
 /// Every recorded (presented) frame carries the test pattern's stamp for its
