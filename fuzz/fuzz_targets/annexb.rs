@@ -1,10 +1,10 @@
-//! `codecs::h264::annexb`, on an access unit from a peer or a file: never
+//! `media::annexb`, on an access unit from a peer or a file: never
 //! panics; every NAL unit it yields lies inside the input, after a start code,
 //! in order, without overlap; a unit that passes the check holds a picture.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livestream::codecs::h264::annexb::{check_access_unit, nal_units};
+use livestream::media::annexb::{check_access_unit, nal_units};
 
 fuzz_target!(|data: &[u8]| {
     let mut end = 0;

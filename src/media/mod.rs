@@ -4,6 +4,7 @@
 //! stamped into frames, the recording format, and how close a picture is to its
 //! source (PSNR).
 
+pub mod annexb;
 pub mod clock;
 pub mod convert;
 pub mod frame;

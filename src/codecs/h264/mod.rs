@@ -27,10 +27,9 @@ use super::{CodecBackend, Encoded, FrameCodec, Payload};
 use crate::backend::always;
 use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
+use crate::media::annexb;
 use crate::media::convert;
 use crate::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
-
-pub mod annexb;
 
 const NAME: &str = "h264";
 
