@@ -3,7 +3,7 @@
 use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
 use crate::error::{BackendError, CodecError};
-use crate::media::frame::{Frame, FrameInfo, StreamInfo};
+use crate::media::frame::{Frame, FrameInfo, PixelFormat, StreamInfo};
 
 pub mod bincode;
 #[cfg(feature = "h264")]
@@ -62,11 +62,18 @@ pub trait FrameCodec: Send {
     /// valid. Decoders reject anything larger before reading it.
     fn max_payload(&self, info: &FrameInfo) -> usize;
 
-    /// Whether the payload for frames of `info` is a complete JPEG image, which
-    /// browsers can be sent as it is (MJPEG over HTTP).
-    fn payload_is_jpeg(&self, info: &FrameInfo) -> bool {
+    /// The format of the payload for frames of `info` when each is a whole
+    /// picture in a standard format that others can send or store as it is:
+    /// `Jpeg` (browsers get it over MJPEG as it is), `H264` (one access unit in
+    /// Annex-B form). `None` for payloads only our own decoder reads.
+    fn payload_format(&self, info: &FrameInfo) -> Option<PixelFormat> {
         let _ = info;
-        false
+        None
+    }
+
+    /// Whether the payload for frames of `info` is a complete JPEG image.
+    fn payload_is_jpeg(&self, info: &FrameInfo) -> bool {
+        self.payload_format(info) == Some(PixelFormat::Jpeg)
     }
 
     /// What `decode` turns a frame of `info` into: the same geometry for lossless

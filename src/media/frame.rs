@@ -30,11 +30,14 @@ pub enum PixelFormat {
     Grey,
     /// A complete JPEG image (baseline, as delivered by MJPEG cameras).
     Jpeg,
+    /// One H.264 access unit in Annex-B form (NAL units behind start codes), as
+    /// a camera's H.264 mode or a recording of an H.264 stream delivers it.
+    H264,
 }
 
 impl PixelFormat {
     /// Every format, in the order `livestream` lists them.
-    pub const ALL: [PixelFormat; 10] = [
+    pub const ALL: [PixelFormat; 11] = [
         PixelFormat::Rgb24,
         PixelFormat::Bgr24,
         PixelFormat::Xrgb32,
@@ -45,6 +48,7 @@ impl PixelFormat {
         PixelFormat::I420,
         PixelFormat::Grey,
         PixelFormat::Jpeg,
+        PixelFormat::H264,
     ];
 
     /// The name used in `livestream.toml` and on the command line.
@@ -60,6 +64,7 @@ impl PixelFormat {
             PixelFormat::I420 => "i420",
             PixelFormat::Grey => "grey",
             PixelFormat::Jpeg => "jpeg",
+            PixelFormat::H264 => "h264",
         }
     }
 
@@ -80,6 +85,7 @@ impl PixelFormat {
             PixelFormat::I420 => b"YU12",
             PixelFormat::Grey => b"GREY",
             PixelFormat::Jpeg => b"MJPG",
+            PixelFormat::H264 => b"H264",
         }
     }
 
@@ -95,7 +101,7 @@ impl PixelFormat {
             PixelFormat::Xrgb32 | PixelFormat::Rgba32 => 4,
             PixelFormat::Yuyv | PixelFormat::Uyvy => 2,
             PixelFormat::Nv12 | PixelFormat::I420 | PixelFormat::Grey => 1,
-            PixelFormat::Jpeg => return Some(0),
+            PixelFormat::Jpeg | PixelFormat::H264 => return Some(0),
         };
         width.checked_mul(per_pixel)
     }
@@ -111,8 +117,10 @@ impl PixelFormat {
         matches!(self, PixelFormat::Nv12 | PixelFormat::I420)
     }
 
+    /// A whole compressed picture (JPEG) or access unit (H.264) per frame, of
+    /// varying size, rather than pixels.
     pub fn is_compressed(self) -> bool {
-        self == PixelFormat::Jpeg
+        matches!(self, PixelFormat::Jpeg | PixelFormat::H264)
     }
 }
 
@@ -263,9 +271,10 @@ impl FrameInfo {
             height,
             max: limits.max_frame_bytes,
         };
-        let len = if format == PixelFormat::Jpeg {
-            // A baseline JPEG is far smaller than this in practice; the bound keeps a
-            // hostile peer from announcing an unbounded payload.
+        let len = if format.is_compressed() {
+            // A baseline JPEG or an H.264 access unit is far smaller than this in
+            // practice; the bound keeps a hostile peer from announcing an
+            // unbounded payload.
             (width as usize)
                 .checked_mul(height as usize)
                 .and_then(|n| n.checked_mul(3))

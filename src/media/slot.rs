@@ -94,6 +94,11 @@ impl<T> Slot<T> {
 
     /// No more values will come; a waiting consumer wakes up. A value still in the
     /// slot can still be taken.
+    /// Nothing waits in the slot (the taker has the last value, or none came).
+    pub fn is_empty(&self) -> bool {
+        self.lock().value.is_none()
+    }
+
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();

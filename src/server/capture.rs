@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::codecs::{FrameCodec, Payload};
 use crate::error::SourceError;
 use crate::media::clock;
+use crate::media::frame::PixelFormat;
 use crate::media::slot::{Slot, Taken};
 use crate::sources::FrameSource;
 
@@ -35,11 +36,19 @@ impl Encoder {
     }
 
     /// Encodes a captured frame (which nobody else holds yet), publishes it,
-    /// and returns it to the pool. Makes it a keyframe when subscribers asked.
-    fn encode_and_publish(&mut self, mut frame: Arc<EncodedFrame>, hub: &Hub, pool: &FramePool) {
+    /// and returns it to the pool. Makes it a keyframe when subscribers asked,
+    /// and then returns true (a source that delivers H.264 itself is asked).
+    fn encode_and_publish(
+        &mut self,
+        mut frame: Arc<EncodedFrame>,
+        hub: &Hub,
+        pool: &FramePool,
+    ) -> bool {
+        let mut asked = false;
         if let Some(p) = Arc::get_mut(&mut frame) {
             if hub.keyframes.due(clock::now_us()) {
                 self.codec.request_keyframe();
+                asked = true;
             }
             // CPU time, not wall time.
             let t0 = clock::thread_cpu_ns();
@@ -74,6 +83,7 @@ impl Encoder {
             }
         }
         pool.give(frame);
+        asked
     }
 }
 
@@ -94,6 +104,8 @@ struct Capture<'a> {
     failures: u32,
     /// When the rate was last measured, and the frame count then.
     meter: (Instant, u64),
+    /// The source said once that it cannot make a keyframe on request.
+    told_no_keyframes: bool,
 }
 
 impl Capture<'_> {
@@ -134,6 +146,17 @@ impl Capture<'_> {
         Captured::Nothing
     }
 
+    /// Viewers wait for a keyframe of an H.264 source: asks it for one.
+    fn keyframe_from_source(&mut self) {
+        if !self.source.request_keyframe() && !self.told_no_keyframes {
+            self.told_no_keyframes = true;
+            log::info!(
+                "the source cannot make a keyframe on request: viewers that join or \
+                 lose a frame wait for its next one"
+            );
+        }
+    }
+
     /// Counts a captured frame, and once a second the capture rate.
     fn count(&mut self) {
         let captured = self.hub.captured.fetch_add(1, Ordering::Relaxed) + 1;
@@ -151,11 +174,30 @@ impl Capture<'_> {
 fn encoder_loop(mut encoder: Encoder, work: &Slot<Arc<EncodedFrame>>, hub: &Hub, pool: &FramePool) {
     loop {
         match work.take(Duration::from_millis(500)) {
-            Taken::Value(frame) => encoder.encode_and_publish(frame, hub, pool),
+            Taken::Value(frame) => {
+                encoder.encode_and_publish(frame, hub, pool);
+            }
             Taken::Timeout => {}
             Taken::Closed => break,
         }
     }
+}
+
+/// For a source that does not pace itself: waits until a frame read now would
+/// be taken, by an encoder (when they run on threads of their own) and then by
+/// some subscriber, instead of reading frames only to replace them unseen.
+/// Polls: subscribers take frames on threads of their own, from slots that
+/// know nothing of each other, and a quarter of a millisecond is far below a
+/// frame's cost. False when no one took anything for 100 ms.
+fn wait_for_demand(work: &Slot<Arc<EncodedFrame>>, hub: &Hub) -> bool {
+    let started = Instant::now();
+    while !(work.is_empty() && hub.main.someone_ready()) {
+        if started.elapsed() >= Duration::from_millis(100) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(250));
+    }
+    true
 }
 
 /// The capture thread: source → (encoders) → subscribers, until `stop`, the
@@ -187,12 +229,15 @@ pub(crate) fn capture_loop(
                 log::error!("cannot start encoder thread {i}: {e}");
             }
         }
+        // H.264 from the source goes out as it came: keyframes come from it.
+        let passthrough = source.stream_info().frame.format == PixelFormat::H264;
         let mut capture = Capture {
             source,
             hub,
             pool: &pool,
             failures: 0,
             meter: (Instant::now(), 0),
+            told_no_keyframes: false,
         };
         let result = loop {
             if stop.load(Ordering::Relaxed) {
@@ -205,13 +250,20 @@ pub(crate) fn capture_loop(
                 hub.finish("the stream has ended (frame or time limit)", true);
                 break Ok(());
             }
+            if !capture.source.paces_itself() && !wait_for_demand(&work, hub) {
+                continue; // checks `stop` and the limits, then waits again
+            }
             let frame = match capture.next() {
                 Captured::Frame(frame) => frame,
                 Captured::Nothing => continue,
                 Captured::Over(result) => break result,
             };
             match inline.as_mut() {
-                Some(encoder) => encoder.encode_and_publish(frame, hub, &pool),
+                Some(encoder) => {
+                    if encoder.encode_and_publish(frame, hub, &pool) && passthrough {
+                        capture.keyframe_from_source();
+                    }
+                }
                 None => {
                     if let Some(stale) = work.put(frame) {
                         hub.encoder_dropped.fetch_add(1, Ordering::Relaxed);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::media::frame::{Frame, StreamInfo};
+use crate::media::frame::{Frame, PixelFormat, StreamInfo};
 use crate::media::slot::Slot;
 use crate::net::protocol::{Report, Status};
 use crate::secure::ServerAuth;
@@ -120,6 +120,10 @@ pub(crate) struct Subscriber {
     pub(crate) counters: SubscriberCounters,
     pub(crate) feedback: Feedback,
     pub(crate) connected: Instant,
+    /// It takes the payload of an inter-frame stream (a native viewer, a
+    /// local recording of H.264): a keyframe waiting in its slot is not
+    /// replaced by a delta that depends on it.
+    pub(crate) chained: AtomicBool,
 }
 
 impl Subscriber {
@@ -131,6 +135,7 @@ impl Subscriber {
             counters: SubscriberCounters::default(),
             feedback: Feedback::default(),
             connected: Instant::now(),
+            chained: AtomicBool::new(kind == SubscriberKind::Native),
         })
     }
 
@@ -213,14 +218,21 @@ impl Fanout {
         }
         self.next_seq.store(seq + 1, Ordering::Relaxed);
         for s in subscribers.iter() {
-            // Only a viewer decodes the payload; the transcoder and local
-            // sinks take the captured pixels, any frame of which will do.
-            let chained = s.kind == SubscriberKind::Native;
+            // A viewer decodes the payload, a local recording may keep it;
+            // the transcoder and other local sinks take the captured pixels,
+            // any frame of which will do.
+            let chained = s.chained.load(Ordering::Relaxed);
             let keep = |waiting: &Arc<EncodedFrame>| chained && waiting.keyframe && !frame.keyframe;
             if s.slot.offer(frame.clone(), keep).is_some() {
                 s.dropped();
             }
         }
+    }
+
+    /// Some subscriber has taken the last frame it was given: a new one would
+    /// not just replace one nobody took.
+    pub(crate) fn someone_ready(&self) -> bool {
+        self.lock().iter().any(|s| s.slot.is_empty())
     }
 
     /// No one but the transcoder is subscribed.
@@ -336,8 +348,9 @@ pub(crate) struct Hub {
     pub(crate) main: Fanout,
     /// HTTP viewers fed by the JPEG transcoder, when the payload is not JPEG.
     pub(crate) jpeg: Fanout,
-    /// The encoded payload is a JPEG a browser can show as it is.
-    pub(crate) payload_is_jpeg: bool,
+    /// The encoded payload's format when each is a whole picture in a
+    /// standard format: JPEG a browser can show as it is, or H.264.
+    pub(crate) payload_format: Option<PixelFormat>,
     /// Requests for a keyframe of the main feed.
     pub(crate) keyframes: Keyframes,
     pub(crate) max_viewers: usize,
@@ -375,7 +388,7 @@ pub(crate) struct Hub {
 
 /// What a hub is made from; the counters start at zero.
 pub(crate) struct HubSetup {
-    pub(crate) payload_is_jpeg: bool,
+    pub(crate) payload_format: Option<PixelFormat>,
     pub(crate) max_viewers: usize,
     pub(crate) http: bool,
     pub(crate) stream: StreamInfo,
@@ -429,7 +442,7 @@ impl Hub {
         Hub {
             main: Fanout::default(),
             jpeg: Fanout::default(),
-            payload_is_jpeg: setup.payload_is_jpeg,
+            payload_format: setup.payload_format,
             keyframes: Keyframes::default(),
             max_viewers: setup.max_viewers,
             http: setup.http,
@@ -457,7 +470,7 @@ impl Hub {
 
     /// Where HTTP viewers get their JPEG frames.
     pub(crate) fn http_feed(&self) -> &Fanout {
-        if self.payload_is_jpeg {
+        if self.payload_format == Some(PixelFormat::Jpeg) {
             &self.main
         } else {
             &self.jpeg
@@ -541,7 +554,7 @@ mod tests {
 
     fn hub(max_viewers: usize) -> Hub {
         Hub::new(HubSetup {
-            payload_is_jpeg: false,
+            payload_format: None,
             max_viewers,
             http: true,
             stream: StreamInfo {

@@ -20,6 +20,7 @@ use crate::sinks::input::SinkInput;
 use crate::sinks::{Flow, FrameSink, Live, StreamMeta};
 
 use super::hub::{EncodedFrame, Hub, LocalSink, Subscriber, SubscriberKind, Subscription};
+use super::send::Chain;
 use super::ServeError;
 
 /// How long a sink may take to open (a window: the display's answer).
@@ -130,7 +131,7 @@ fn run(
         let _ = sink.finish();
         return;
     }
-    feed(sink, input, stops[0], state);
+    feed(sink, input, hub, stops[0], state);
     drop(subscription);
 }
 
@@ -142,7 +143,11 @@ fn begin<'h>(
     state: &LocalSink,
 ) -> Result<(SinkInput, Subscription<'h>), LocalSinkError> {
     let input =
-        SinkInput::choose(sink, hub.payload_is_jpeg, hub.stream).map_err(LocalSinkError::Open)?;
+        SinkInput::choose(sink, hub.payload_format, hub.stream).map_err(LocalSinkError::Open)?;
+    // A recording that keeps an H.264 stream as it came needs every frame
+    // of the chain it records.
+    let chained = input.keeps() == Some(PixelFormat::H264);
+    state.viewer.chained.store(chained, Ordering::Relaxed);
     sink.start(&StreamMeta {
         info: input.info(),
         name: hub.name.clone(),
@@ -160,7 +165,7 @@ fn picture<'a>(
     frame: &'a EncodedFrame,
     scratch: &'a mut Frame,
 ) -> Result<&'a Frame, CodecError> {
-    if input.keeps_jpeg() && frame.frame.info.format != PixelFormat::Jpeg {
+    if input.keeps().is_some_and(|f| f != frame.frame.info.format) {
         scratch.info = input.info().frame;
         scratch.seq = frame.frame.seq;
         scratch.capture_us = frame.frame.capture_us;
@@ -179,7 +184,13 @@ fn picture<'a>(
 
 /// The sink thread's loop: newest frame → sink, until the server stops or the
 /// sink ends.
-fn feed(mut sink: Box<dyn FrameSink>, mut input: SinkInput, stop: &AtomicBool, state: &LocalSink) {
+fn feed(
+    mut sink: Box<dyn FrameSink>,
+    mut input: SinkInput,
+    hub: &Hub,
+    stop: &AtomicBool,
+    state: &LocalSink,
+) {
     let name = &state.name;
     let fail = |why: String| {
         log::error!("local sink {name} stopped: {why}; viewers go on");
@@ -188,14 +199,28 @@ fn feed(mut sink: Box<dyn FrameSink>, mut input: SinkInput, stop: &AtomicBool, s
     let mut scratch = Frame::empty();
     let mut live = Live::default();
     let mut meter = (Instant::now(), 0u64, 0u64);
+    // A recording of the stream as it came follows the encoder's chain as a
+    // viewer does: after a frame it missed, nothing until a keyframe.
+    let mut chain = state.viewer.chained.load(Ordering::Relaxed).then(Chain::new);
     while !stop.load(Ordering::Relaxed) {
         let flow = match state.viewer.slot.take(Duration::from_millis(100)) {
+            Taken::Value(frame)
+                if chain
+                    .as_mut()
+                    .is_some_and(|c| !c.admits(&frame, hub, Instant::now())) =>
+            {
+                state.viewer.dropped();
+                continue;
+            }
             Taken::Value(frame) => match picture(&mut input, &frame, &mut scratch) {
                 Ok(picture) => {
                     live.latency_ms =
                         clock::now_us().saturating_sub(picture.capture_us) as f64 / 1000.0;
                     let presented = sink.present(picture, &live);
                     if presented.is_ok() {
+                        if let Some(c) = chain.as_mut() {
+                            c.sent(&frame);
+                        }
                         state.presented.fetch_add(1, Ordering::Relaxed);
                         state.viewer.sent(&frame, frame.payload().len());
                     }

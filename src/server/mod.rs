@@ -41,7 +41,7 @@ use crate::backend::{Availability, Kind};
 use crate::codecs::FrameCodec;
 use crate::config::Config;
 use crate::error::{BackendError, SourceError};
-use crate::media::frame::StreamInfo;
+use crate::media::frame::{PixelFormat, StreamInfo};
 use crate::net::discovery::{Advertiser, Announcement};
 use crate::registry;
 use crate::secure::{SecureError, ServerAuth};
@@ -222,7 +222,7 @@ pub struct RunningServer {
 struct Codecs {
     encoders: Vec<Box<dyn FrameCodec>>,
     max_payload: u32,
-    payload_is_jpeg: bool,
+    payload_format: Option<PixelFormat>,
     /// What the encoder was set up to do, for people.
     settings: String,
     /// The JPEG encoder for browsers, used only while one watches.
@@ -260,8 +260,8 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
     let max_payload = encoders[0]
         .max_payload(&stream.frame)
         .min(u32::MAX as usize) as u32;
-    let payload_is_jpeg = encoders[0].payload_is_jpeg(&stream.frame);
-    let transcoder = if payload_is_jpeg || !cfg.serve.http {
+    let payload_format = encoders[0].payload_format(&stream.frame);
+    let transcoder = if payload_format == Some(PixelFormat::Jpeg) || !cfg.serve.http {
         None
     } else {
         Some((registry::codec("jpeg")?.open)(
@@ -272,7 +272,7 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
         settings: encoders[0].settings(),
         encoders,
         max_payload,
-        payload_is_jpeg,
+        payload_format,
         transcoder,
     })
 }
@@ -337,7 +337,7 @@ impl RunningServer {
         let auth = open_auth(cfg)?;
         let (listener, addr) = bind(cfg)?;
         let hub = Arc::new(Hub::new(HubSetup {
-            payload_is_jpeg: codecs.payload_is_jpeg,
+            payload_format: codecs.payload_format,
             max_viewers: cfg.serve.max_viewers,
             http: cfg.serve.http,
             stream,

@@ -280,7 +280,7 @@ mod tests {
             fps: 100.0,
         };
         let hub = Hub::new(HubSetup {
-            payload_is_jpeg: false,
+            payload_format: None,
             max_viewers: 1,
             http: false,
             stream,

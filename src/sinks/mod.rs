@@ -3,7 +3,7 @@
 use crate::backend::table::BackendConfig;
 use crate::backend::Availability;
 use crate::error::{BackendError, SinkError};
-use crate::media::frame::{Frame, StreamInfo};
+use crate::media::frame::{Frame, PixelFormat, StreamInfo};
 
 pub mod file;
 pub mod input;
@@ -99,9 +99,12 @@ pub trait FrameSink {
     /// sinks that show figures (a window's overlay).
     fn present(&mut self, frame: &Frame, live: &Live) -> Result<Flow, SinkError>;
 
-    /// True for a sink that would rather have the stream's JPEG, as received, than
-    /// decoded pixels (a recording): it gets JPEG frames when the stream is JPEG.
-    fn takes_jpeg(&self) -> bool {
+    /// True for a sink that would rather store the stream's payload as it came
+    /// than decoded pixels, when the payload is whole pictures in `format`
+    /// (`Jpeg`, or `H264` access units): a recording. It then gets frames in
+    /// that format, with no decode and no re-encode.
+    fn keeps(&self, format: PixelFormat) -> bool {
+        let _ = format;
         false
     }
 
@@ -109,7 +112,7 @@ pub trait FrameSink {
     /// carried by `raw` or `lz4`): it stores or ignores them. Others (windows,
     /// Y4M) are given the frames decoded to RGB24.
     fn accepts_jpeg(&self) -> bool {
-        self.takes_jpeg()
+        self.keeps(PixelFormat::Jpeg)
     }
 
     /// No frame came for a while (about 0.1 s): a window handles its events here.

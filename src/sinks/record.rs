@@ -364,8 +364,8 @@ impl FrameSink for RecordSink {
         self.new_segment()
     }
 
-    fn takes_jpeg(&self) -> bool {
-        true
+    fn keeps(&self, format: PixelFormat) -> bool {
+        format == PixelFormat::Jpeg
     }
 
     fn present(&mut self, frame: &Frame, _live: &Live) -> Result<Flow, SinkError> {

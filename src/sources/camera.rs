@@ -140,6 +140,12 @@ pub fn nearest_size(offered: &[(u32, u32)], width: u32, height: u32) -> Option<(
 /// the middle, in the stream's own format and geometry, so viewers need no new
 /// handshake. The same geometry always gives the same bytes (tests compare them).
 pub fn no_signal_frame(info: FrameInfo) -> Result<Frame, BackendError> {
+    if info.format == PixelFormat::H264 {
+        return Err(BackendError::Unsupported {
+            backend: "camera",
+            what: "a \"no signal\" picture in H.264".into(),
+        });
+    }
     let (w, h) = (info.width as usize, info.height as usize);
     let mut rgb = vec![40u8; w * h * 3];
     let text = "NO SIGNAL";
@@ -214,7 +220,9 @@ pub struct Supervised {
     info: StreamInfo,
     camera: Option<Box<dyn FrameSource>>,
     reopen: Reopen,
-    no_signal: Frame,
+    /// None for an H.264 camera: a picture would need an encoder, so its
+    /// viewers keep the last picture while it is away.
+    no_signal: Option<Frame>,
     seq: u64,
     next_attempt: Instant,
     next_no_signal: Instant,
@@ -234,7 +242,10 @@ impl Supervised {
             info,
             camera: Some(camera),
             reopen,
-            no_signal: no_signal_frame(info.frame)?,
+            no_signal: match info.frame.format {
+                PixelFormat::H264 => None,
+                _ => Some(no_signal_frame(info.frame)?),
+            },
             seq: 0,
             next_attempt: Instant::now(),
             next_no_signal: Instant::now(),
@@ -284,6 +295,10 @@ impl FrameSource for Supervised {
         self.info
     }
 
+    fn request_keyframe(&mut self) -> bool {
+        self.camera.as_mut().is_some_and(|c| c.request_keyframe())
+    }
+
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
         loop {
             if let Some(camera) = self.camera.as_mut() {
@@ -306,15 +321,21 @@ impl FrameSource for Supervised {
                 }
             }
             let now = Instant::now();
-            if now >= self.next_no_signal {
+            if let Some(no_signal) = self.no_signal.as_ref().filter(|_| now >= self.next_no_signal) {
                 self.next_no_signal = now + RETRY_INTERVAL;
-                frame.info = self.no_signal.info;
+                frame.info = no_signal.info;
                 frame.data.clear();
-                frame.data.extend_from_slice(&self.no_signal.data);
+                frame.data.extend_from_slice(&no_signal.data);
                 frame.capture_us = crate::media::clock::now_us();
                 frame.seq = self.seq;
                 self.seq += 1;
                 return Ok(());
+            }
+            if self.no_signal.is_none() {
+                // Nothing to send meanwhile: the caller gets control back.
+                let wait = self.next_attempt.saturating_duration_since(now);
+                std::thread::sleep(wait);
+                return Err(SourceError::Timeout(wait));
             }
             std::thread::sleep(self.next_attempt.min(self.next_no_signal) - now);
         }
@@ -358,6 +379,12 @@ mod tests {
     fn no_signal_frame_honours_the_stride_and_is_stable() {
         for format in PixelFormat::ALL {
             let mut info = FrameInfo::packed(format, 64, 48).unwrap();
+            if format == PixelFormat::H264 {
+                // Would need an encoder: an H.264 camera's viewers keep the
+                // last picture instead.
+                assert!(no_signal_frame(info).is_err());
+                continue;
+            }
             if format != PixelFormat::Jpeg {
                 info.stride += 8;
             }

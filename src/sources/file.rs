@@ -111,6 +111,10 @@ impl FrameSource for FileSource {
         self.reader.stream_info()
     }
 
+    fn paces_itself(&self) -> bool {
+        self.pace == Pace::Original
+    }
+
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
         let mut got = self.reader.read(frame).map_err(|e| self.corrupt(e))?;
         if !got && self.repeat {

@@ -55,6 +55,21 @@ pub trait FrameSource: Send {
     /// Errors: [`SourceError::EndOfStream`] when a finite source is done; `Io` or
     /// `Corrupt` when the device or file fails.
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError>;
+
+    /// A source of inter-frame compressed video (a camera's H.264 mode) is
+    /// asked for a keyframe soon: a viewer joined or lost the chain. Returns
+    /// false when it cannot make one on request (a recording, a camera without
+    /// the control): viewers then wait for its next one.
+    fn request_keyframe(&mut self) -> bool {
+        false
+    }
+
+    /// False for a source that delivers frames as fast as it is asked (a
+    /// recording replayed with `pace = "fast"`, a generator at `fps = 0`): the
+    /// capture thread then reads a frame only when someone will take it.
+    fn paces_itself(&self) -> bool {
+        true
+    }
 }
 
 /// A source backend's registration.

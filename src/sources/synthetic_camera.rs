@@ -251,6 +251,10 @@ impl FrameSource for SyntheticCameraSource {
         self.info
     }
 
+    fn paces_itself(&self) -> bool {
+        self.info.fps > 0.0
+    }
+
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
         self.pacer.wait();
         let info = self.info.frame;

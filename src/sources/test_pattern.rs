@@ -191,6 +191,10 @@ impl FrameSource for TestPatternSource {
         self.info
     }
 
+    fn paces_itself(&self) -> bool {
+        self.info.fps > 0.0
+    }
+
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
         let capture_us = self.pacer.wait();
         self.frame_at(self.seq, capture_us, frame);

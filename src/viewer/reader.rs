@@ -9,6 +9,11 @@
 //! that later ones depend on. When the chain breaks anyway (a payload that
 //! does not decode), the reader skips frames until the next keyframe and asks
 //! the server for one.
+//!
+//! A sink that stores an H.264 stream as it came (a recording) gets the access
+//! units themselves, checked but not decoded. For it the hand-over keeps the
+//! chain too: a delta that would follow a picture the sink has not taken is
+//! dropped instead, and the reader waits for a keyframe and asks for one.
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +24,8 @@ use std::time::{Duration, Instant};
 use crate::codecs::FrameCodec;
 use crate::error::CodecError;
 use crate::media::clock::{self, ClockSync};
-use crate::media::frame::{Frame, FrameInfo};
+use crate::media::annexb;
+use crate::media::frame::{Frame, FrameInfo, PixelFormat};
 use crate::media::slot::Slot;
 use crate::net::protocol::{self, Packet, PacketHeader, ProtocolError, FLAG_KEYFRAME};
 use crate::secure::{Rx, Tx};
@@ -180,19 +186,12 @@ impl Decoding {
         frame.info = self.stream;
         frame.seq = header.seq;
         frame.capture_us = header.capture_us;
-        let decoded = if self.input.keeps_jpeg() {
-            if payload.starts_with(&[0xFF, 0xD8]) {
+        let decoded = match self.input.keeps() {
+            Some(format) => {
                 frame.info = self.input.info().frame;
-                std::mem::swap(&mut frame.data, payload);
-                Ok(())
-            } else {
-                Err(CodecError::Corrupt {
-                    codec: "jpeg",
-                    why: "the payload does not start with a JPEG marker".into(),
-                })
+                keep(format, payload, &mut frame)
             }
-        } else {
-            self.codec.decode(payload, &mut frame)
+            None => self.codec.decode(payload, &mut frame),
         };
         if let Err(e) = decoded {
             shared.recycle(frame);
@@ -221,6 +220,19 @@ impl Decoding {
         }))
     }
 
+    /// The sink keeps the stream as it came and has not taken the last picture:
+    /// the next it gets must be a keyframe.
+    fn lost_in_slot(&mut self, shared: &Shared) {
+        self.waiting = true;
+        self.asked = None;
+        self.ask(shared);
+    }
+
+    /// Whether the hand-over to the sink must keep the chain whole.
+    fn keeps_chain(&self) -> bool {
+        self.input.keeps().is_some() && self.codec.inter_frame()
+    }
+
     /// A payload did not decode. An intra-only stream's server is broken; an
     /// inter-frame stream waits for the next keyframe, unless keyframes keep
     /// failing too.
@@ -245,6 +257,41 @@ impl Decoding {
         self.asked = None;
         self.ask(shared);
         Ok(None)
+    }
+}
+
+/// Hands a payload the sink keeps as it came over into `frame`, once it is
+/// checked to be what the stream says: a whole JPEG, or an H.264 access unit
+/// of the stream's picture size.
+fn keep(format: PixelFormat, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError> {
+    let corrupt = |codec, why: String| CodecError::Corrupt { codec, why };
+    match format {
+        PixelFormat::Jpeg if !payload.starts_with(&[0xFF, 0xD8]) => Err(corrupt(
+            "jpeg",
+            "the payload does not start with a JPEG marker".into(),
+        )),
+        PixelFormat::H264 => {
+            let au = annexb::check_access_unit(payload).map_err(|e| CodecError::Decode {
+                codec: "h264",
+                source: Box::new(e),
+            })?;
+            let stream = (frame.info.width, frame.info.height);
+            if let Some((w, h)) = au.sps_size.filter(|&s| s != stream) {
+                return Err(corrupt(
+                    "h264",
+                    format!(
+                        "its parameter set says {w}x{h}, the stream {}x{}",
+                        stream.0, stream.1
+                    ),
+                ));
+            }
+            std::mem::swap(&mut frame.data, payload);
+            Ok(())
+        }
+        _ => {
+            std::mem::swap(&mut frame.data, payload);
+            Ok(())
+        }
     }
 }
 
@@ -279,7 +326,16 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
                     .map(|(_, e, s)| (e, s));
                 match decoding.decode(&header, &mut payload, received_us, timing, shared) {
                     Ok(Some(picture)) => {
-                        if let Some(stale) = shared.slot.put(picture) {
+                        let keyframe = header.flags & FLAG_KEYFRAME != 0;
+                        if decoding.keeps_chain() && !keyframe {
+                            // The sink's last picture is still there: this
+                            // delta would follow a gap in its recording.
+                            if let Some(refused) = shared.slot.offer(picture, |_| true) {
+                                shared.dropped_here.fetch_add(1, Ordering::Relaxed);
+                                shared.recycle(refused.frame);
+                                decoding.lost_in_slot(shared);
+                            }
+                        } else if let Some(stale) = shared.slot.put(picture) {
                             shared.dropped_here.fetch_add(1, Ordering::Relaxed);
                             shared.recycle(stale.frame);
                         }

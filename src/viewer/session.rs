@@ -94,7 +94,7 @@ impl Session {
             frame: codec.decoded_info(&hello.frame),
             fps: hello.fps,
         };
-        let input = SinkInput::choose(sink, codec.payload_is_jpeg(&hello.frame), decoded)?;
+        let input = SinkInput::choose(sink, codec.payload_format(&hello.frame), decoded)?;
         let info = input.info();
         report.stream = Some(info);
         log::info!(

@@ -106,6 +106,8 @@ pub struct H264Codec {
     encoder: Option<Encoding>,
     decoder: Option<Decoder>,
     want_keyframe: bool,
+    /// The picture size of a stream of H.264 frames passed through.
+    passthrough: Option<(u32, u32)>,
     /// Scratch for frames that are not I420 already.
     i420: Vec<u8>,
     rgb: Vec<u8>,
@@ -244,6 +246,7 @@ impl H264Codec {
             encoder: None,
             decoder: None,
             want_keyframe: false,
+            passthrough: None,
             i420: Vec::new(),
             rgb: Vec::new(),
         }
@@ -293,13 +296,53 @@ impl H264Codec {
     }
 }
 
+impl H264Codec {
+    /// An access unit the source delivered as H.264: checked (NAL units, a
+    /// picture, its parameter set's size against the stream's, the size bound
+    /// viewers enforce) and sent as it came.
+    fn pass_through(&mut self, frame: &Frame) -> Result<Encoded, CodecError> {
+        let info = frame.info;
+        let (w, h) = *self.passthrough.get_or_insert((info.width, info.height));
+        let corrupt = |why: String| CodecError::Corrupt { codec: NAME, why };
+        if frame.data.len() > self.max_payload(&info) {
+            return Err(corrupt(format!(
+                "an access unit of {} bytes, more than a {w}x{h} stream allows",
+                frame.data.len()
+            )));
+        }
+        let au = annexb::check_access_unit(&frame.data).map_err(|e| CodecError::Decode {
+            codec: NAME,
+            source: Box::new(e),
+        })?;
+        if let Some(size) = au.sps_size.filter(|&s| s != (w, h)) {
+            return Err(corrupt(format!(
+                "its parameter set says {}x{}, the stream {w}x{h}",
+                size.0, size.1
+            )));
+        }
+        Ok(Encoded {
+            payload: Payload::Passthrough,
+            keyframe: au.keyframe,
+        })
+    }
+}
+
 impl FrameCodec for H264Codec {
     fn begin(&mut self, stream: &StreamInfo) -> Result<(), CodecError> {
+        if stream.frame.format == PixelFormat::H264 {
+            // A camera or a recording that delivers H.264 already: its access
+            // units go out as they came, checked, and nothing is encoded.
+            self.passthrough = Some((stream.frame.width, stream.frame.height));
+            return Ok(());
+        }
         self.encoder = Some(Encoding::new(&self.opts, stream)?);
         Ok(())
     }
 
     fn settings(&self) -> String {
+        if self.passthrough.is_some() {
+            return "the source's own H.264, passed through".into();
+        }
         let Some(e) = &self.encoder else {
             return String::new();
         };
@@ -316,6 +359,9 @@ impl FrameCodec for H264Codec {
 
     fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<Encoded, CodecError> {
         let info = frame.info;
+        if info.format == PixelFormat::H264 {
+            return self.pass_through(frame);
+        }
         if info.format.is_compressed() {
             return Err(CodecError::Unsupported {
                 codec: NAME,
@@ -379,6 +425,10 @@ impl FrameCodec for H264Codec {
         (info.width as usize * info.height as usize)
             .saturating_mul(2)
             .saturating_add(1 << 16)
+    }
+
+    fn payload_format(&self, _info: &FrameInfo) -> Option<PixelFormat> {
+        Some(PixelFormat::H264)
     }
 
     fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {

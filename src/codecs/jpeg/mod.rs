@@ -171,8 +171,8 @@ impl FrameCodec for JpegCodec {
             .saturating_add(1 << 16)
     }
 
-    fn payload_is_jpeg(&self, _info: &FrameInfo) -> bool {
-        true
+    fn payload_format(&self, _info: &FrameInfo) -> Option<PixelFormat> {
+        Some(PixelFormat::Jpeg)
     }
 
     fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {

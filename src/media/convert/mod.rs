@@ -107,7 +107,7 @@ fn uncompressed(frame: &Frame) -> Option<(FrameInfo, usize, usize, usize)> {
         max_frame_bytes: usize::MAX,
     };
     let len = info.validate(&unbounded).ok()?;
-    (info.format != PixelFormat::Jpeg && frame.data.len() >= len).then_some((
+    (!info.format.is_compressed() && frame.data.len() >= len).then_some((
         info,
         info.width as usize,
         info.height as usize,
@@ -320,7 +320,7 @@ pub fn luma_at(frame: &Frame, x: u32, y: u32) -> Option<u8> {
         PixelFormat::Yuyv => d.get(row + x * 2).copied(),
         PixelFormat::Uyvy => d.get(row + x * 2 + 1).copied(),
         PixelFormat::Nv12 | PixelFormat::I420 | PixelFormat::Grey => d.get(row + x).copied(),
-        PixelFormat::Jpeg => None,
+        PixelFormat::Jpeg | PixelFormat::H264 => None,
     }
 }
 
@@ -347,7 +347,7 @@ impl Planar {
                 Some(Planar::Yuv444)
             }
             PixelFormat::Grey => Some(Planar::Mono),
-            PixelFormat::Jpeg => None,
+            PixelFormat::Jpeg | PixelFormat::H264 => None,
         }
     }
 }

@@ -78,7 +78,9 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
                 }
             }
         }
-        PixelFormat::Jpeg => unreachable!("JPEG is encoded by a codec, not converted"),
+        PixelFormat::Jpeg | PixelFormat::H264 => {
+            unreachable!("{format} is encoded by a codec, not converted")
+        }
     }
 }
 
@@ -148,7 +150,7 @@ pub fn to_rgb24(frame: &Frame, out: &mut Vec<u8>) -> bool {
                 }
             }
         }
-        PixelFormat::Jpeg => return false,
+        PixelFormat::Jpeg | PixelFormat::H264 => return false,
     }
     true
 }
@@ -269,7 +271,7 @@ pub fn to_planar(frame: &Frame, out: &mut Vec<u8>) -> Option<Planar> {
                 }
             }
         }
-        PixelFormat::Jpeg => return None,
+        PixelFormat::Jpeg | PixelFormat::H264 => return None,
     }
     Some(layout)
 }

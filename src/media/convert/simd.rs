@@ -154,7 +154,9 @@ fn decode_rows(
         PixelFormat::Yuyv | PixelFormat::Uyvy => packed_422_rows(info.format, strip),
         PixelFormat::I420 => i420_rows(frame, rows, strip),
         PixelFormat::Nv12 => nv12_rows(frame, rows, strip),
-        PixelFormat::Jpeg => unreachable!("JPEG frames are decoded by a codec"),
+        PixelFormat::Jpeg | PixelFormat::H264 => {
+            unreachable!("{} frames are decoded by a codec", info.format)
+        }
     }
 }
 
@@ -344,7 +346,7 @@ pub(super) fn from_rgb24(src: &[u8], info: FrameInfo, out: &mut [u8]) -> Result<
                 pack(&mut packed, &planar.to_fixed())?;
             }
         }
-        PixelFormat::Grey | PixelFormat::Jpeg => {
+        PixelFormat::Grey | PixelFormat::Jpeg | PixelFormat::H264 => {
             unreachable!("{} is not converted here (see the module doc)", info.format)
         }
     }

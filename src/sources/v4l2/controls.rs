@@ -122,6 +122,12 @@ impl Node {
         self.ioctl(SetCtrl, &mut c)
     }
 
+    /// Asks an H.264 camera for a keyframe (a button control: any value
+    /// presses it). Fails when the driver has no such control.
+    pub(super) fn force_keyframe(&self) -> io::Result<()> {
+        self.set_control(sys::V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME, 1)
+    }
+
     /// Sets the configured controls, each checked against what the device says
     /// about it first.
     pub(super) fn apply_controls(

@@ -38,6 +38,7 @@ use super::{FrameSource, SourceBackend};
 use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::backend::Availability;
 use crate::error::{BackendError, SourceError};
+use crate::media::annexb;
 use crate::media::frame::{Frame, FrameInfo, Limits, PixelFormat, StreamInfo};
 use controls::ControlValue;
 use device::{capture_nodes, find, fourcc_text, stable_id, to_format, Node};
@@ -208,6 +209,8 @@ struct V4l2Source {
     broken: u64,
     /// Older frames given back unread because a newer one was waiting.
     skipped: u64,
+    /// H.264: an access unit was broken, so the ones after it wait for a keyframe.
+    chain_broken: bool,
 }
 
 impl V4l2Source {
@@ -244,7 +247,14 @@ impl V4l2Source {
             last_frame: Instant::now(),
             broken: 0,
             skipped: 0,
+            chain_broken: false,
         })
+    }
+
+    /// H.264 from the camera: each access unit depends on the one before, so
+    /// none is skipped for a newer one.
+    fn inter_frame(&self) -> bool {
+        self.info.frame.format == PixelFormat::H264
     }
 
     fn lost(&self, what: &str, e: io::Error) -> SourceError {
@@ -253,6 +263,29 @@ impl V4l2Source {
             what: format!("{} ({}): {what}", node.path.display(), node.card),
             source: e,
         }
+    }
+}
+
+/// An H.264 camera's access unit (`None`: the driver's was broken), or `None`
+/// while the chain is broken: after a broken one, nothing until a keyframe,
+/// which is asked of `node`.
+fn follows_chain(chain_broken: &mut bool, node: &Node, au: Option<&[u8]>) -> Option<usize> {
+    match au {
+        None => {
+            if !*chain_broken {
+                *chain_broken = true;
+                if let Err(e) = node.force_keyframe() {
+                    log::debug!("{}: no keyframe on request: {e}", node.path.display());
+                }
+            }
+            None
+        }
+        Some(au) if *chain_broken => {
+            let keyframe = annexb::check_access_unit(au).is_ok_and(|a| a.keyframe);
+            *chain_broken = !keyframe;
+            keyframe.then_some(au.len())
+        }
+        Some(au) => Some(au.len()),
     }
 }
 
@@ -277,14 +310,14 @@ fn negotiate(node: &Node, req: &Request) -> Result<(FrameInfo, f64), BackendErro
         format,
         width: pix.width,
         height: pix.height,
-        stride: if format == PixelFormat::Jpeg {
+        stride: if format.is_compressed() {
             0
         } else {
             pix.bytesperline
         },
     };
     let len = info.validate(&Limits::default())?;
-    if format != PixelFormat::Jpeg && (pix.sizeimage as usize) < len {
+    if !format.is_compressed() && (pix.sizeimage as usize) < len {
         return Err(BackendError::Invalid {
             what: node.path.display().to_string(),
             why: format!(
@@ -299,6 +332,17 @@ fn negotiate(node: &Node, req: &Request) -> Result<(FrameInfo, f64), BackendErro
 impl FrameSource for V4l2Source {
     fn stream_info(&self) -> StreamInfo {
         self.info
+    }
+
+    fn request_keyframe(&mut self) -> bool {
+        let asked = self.stream.node().force_keyframe();
+        if let Err(e) = &asked {
+            log::debug!(
+                "{}: no keyframe on request (V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME): {e}",
+                self.stream.node().path.display()
+            );
+        }
+        asked.is_ok()
     }
 
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
@@ -325,12 +369,17 @@ impl FrameSource for V4l2Source {
             else {
                 continue;
             };
-            // Newest wins: older frames go back to the driver unread.
-            while let Some(newer) = self
-                .stream
-                .dequeue()
-                .map_err(|e| self.lost("VIDIOC_DQBUF", e))?
-            {
+            // Newest wins: older frames go back to the driver unread (not
+            // for H.264, where the newer would not decode without them).
+            let newest_wins = !self.inter_frame();
+            while newest_wins {
+                let Some(newer) = self
+                    .stream
+                    .dequeue()
+                    .map_err(|e| self.lost("VIDIOC_DQBUF", e))?
+                else {
+                    break;
+                };
                 self.stream
                     .requeue(b)
                     .map_err(|e| self.lost("VIDIOC_QBUF", e))?;
@@ -339,7 +388,11 @@ impl FrameSource for V4l2Source {
             }
             let bytes = self.stream.bytes(&b);
             let (used, flags) = (b.buffer().bytesused as usize, b.buffer().flags);
-            let usable = usable_len(info, bytes, used, flags);
+            let mut usable = usable_len(info, bytes, used, flags);
+            if self.inter_frame() {
+                let au = usable.map(|n| &bytes[..n]);
+                usable = follows_chain(&mut self.chain_broken, self.stream.node(), au);
+            }
             if let Some(n) = usable {
                 frame.info = info;
                 frame.data.clear();

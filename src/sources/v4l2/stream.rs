@@ -248,6 +248,13 @@ pub(super) fn usable_len(
         let whole = end >= 4 && data[..2] == [0xFF, 0xD8] && data[end - 2..end] == [0xFF, 0xD9];
         return whole.then_some(end);
     }
+    if info.format == PixelFormat::H264 {
+        // An access unit: what the driver filled, starting with a start code
+        // (its NAL units are checked before they are sent).
+        let data = &mapped[..bytesused.min(mapped.len())];
+        let starts = data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]);
+        return starts.then_some(data.len());
+    }
     // Some drivers leave `bytesused` unset for raw formats.
     let used = if bytesused == 0 {
         mapped.len()
@@ -260,6 +267,23 @@ pub(super) fn usable_len(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h264_access_units_are_taken_as_filled() {
+        let info = FrameInfo {
+            format: PixelFormat::H264,
+            width: 64,
+            height: 48,
+            stride: 0,
+        };
+        let buf = [0, 0, 0, 1, 0x65, 0x88, 0x84, 0, 0, 0];
+        assert_eq!(usable_len(info, &buf, 7, 0), Some(7));
+        assert_eq!(usable_len(info, &buf, 0, 0), None, "nothing filled");
+        assert_eq!(usable_len(info, &buf[1..], 6, 0), Some(6), "3-byte start code");
+        assert_eq!(usable_len(info, &buf[4..], 3, 0), None, "no start code");
+        assert_eq!(usable_len(info, &buf, 99, 0), Some(10), "bytesused past the mapping");
+        assert_eq!(usable_len(info, &buf, 7, sys::V4L2_BUF_FLAG_ERROR), None);
+    }
 
     #[test]
     fn only_whole_frames_are_taken() {
