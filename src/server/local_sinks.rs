@@ -201,7 +201,11 @@ fn feed(
     let mut meter = (Instant::now(), 0u64, 0u64);
     // A recording of the stream as it came follows the encoder's chain as a
     // viewer does: after a frame it missed, nothing until a keyframe.
-    let mut chain = state.viewer.chained.load(Ordering::Relaxed).then(Chain::new);
+    let mut chain = state
+        .viewer
+        .chained
+        .load(Ordering::Relaxed)
+        .then(Chain::new);
     while !stop.load(Ordering::Relaxed) {
         let flow = match state.viewer.slot.take(Duration::from_millis(100)) {
             Taken::Value(frame)

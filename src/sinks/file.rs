@@ -15,7 +15,7 @@ use crate::backend::always;
 use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
 use crate::media::convert;
-use crate::media::frame::{Frame, StreamInfo};
+use crate::media::frame::{Frame, PixelFormat, StreamInfo};
 use crate::media::recording;
 
 inventory::submit! {
@@ -42,6 +42,9 @@ enum Container {
 struct Options {
     path: Option<PathBuf>,
     format: Container,
+    /// An H.264 stream's access units as received (the `file` source replays
+    /// them without re-encoding) instead of decoded pictures.
+    keep_h264: bool,
 }
 
 fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
@@ -60,11 +63,17 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
         Container::Auto => Container::Native,
         c => c,
     };
+    if opts.keep_h264 && container == Container::Y4m {
+        return Err(table
+            .error("`keep-h264` needs livestream's own format, not Y4M".into())
+            .into());
+    }
     let file = File::create(&path)
         .map_err(|e| BackendError::io(format!("cannot create {}", path.display()), e))?;
     Ok(Box::new(FileSink {
         path,
         container,
+        keep_h264: opts.keep_h264,
         out: BufWriter::with_capacity(1 << 20, file),
         stream: None,
         planar: Vec::new(),
@@ -74,6 +83,7 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
 pub struct FileSink {
     path: PathBuf,
     container: Container,
+    keep_h264: bool,
     out: BufWriter<File>,
     /// The stream being written; a file holds one geometry.
     stream: Option<StreamInfo>,
@@ -104,6 +114,10 @@ impl FileSink {
 }
 
 impl FrameSink for FileSink {
+    fn keeps(&self, format: PixelFormat) -> bool {
+        self.keep_h264 && format == PixelFormat::H264
+    }
+
     /// livestream's own format keeps JPEG frames as they are; Y4M needs pixels.
     fn accepts_jpeg(&self) -> bool {
         self.container == Container::Native

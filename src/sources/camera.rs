@@ -321,7 +321,11 @@ impl FrameSource for Supervised {
                 }
             }
             let now = Instant::now();
-            if let Some(no_signal) = self.no_signal.as_ref().filter(|_| now >= self.next_no_signal) {
+            if let Some(no_signal) = self
+                .no_signal
+                .as_ref()
+                .filter(|_| now >= self.next_no_signal)
+            {
                 self.next_no_signal = now + RETRY_INTERVAL;
                 frame.info = no_signal.info;
                 frame.data.clear();

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::codecs::FrameCodec;
 use crate::error::CodecError;
-use crate::media::clock::{self, ClockSync};
 use crate::media::annexb;
+use crate::media::clock::{self, ClockSync};
 use crate::media::frame::{Frame, FrameInfo, PixelFormat};
 use crate::media::slot::Slot;
 use crate::net::protocol::{self, Packet, PacketHeader, ProtocolError, FLAG_KEYFRAME};

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use livestream::config::CaptureConfig;
+use livestream::media::annexb;
 use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
 use livestream::media::quality::psnr_y;
 use livestream::net::protocol::{
@@ -285,4 +286,74 @@ fn hostile_payloads_resynchronise_at_a_keyframe() {
     assert!(!seqs.iter().any(|s| (3..40).contains(s)), "{seqs:?}");
     assert!(seqs.iter().filter(|&&s| s >= 40).count() >= 10, "{seqs:?}");
     assert_eq!(seqs.last(), Some(&59), "{seqs:?}");
+}
+
+/// The access units of an H.264 stream recorded as they came (`keep-h264`),
+/// replayed by the `file` source through the `h264` codec, reach a viewer
+/// byte for byte (no re-encode), and another viewer decodes them into the
+/// pictures that were first recorded.
+#[test]
+fn recorded_h264_passes_through_unchanged() {
+    let dir = temp_dir();
+    let original = dir.path().join("original.lsr");
+    let keep = ["--set", "sinks.file.keep-h264=true", VIEW_PLAINTEXT];
+    let (mut server, addr) = serve_h264(&[]);
+    record(&addr, &original, 90, &keep).expect_success(Duration::from_secs(30));
+    server.terminate();
+    let recorded = read_recording(&original);
+    assert_eq!(recorded.len(), 90);
+    for (i, f) in recorded.iter().enumerate() {
+        assert_eq!(f.info.format, PixelFormat::H264, "frame {i}");
+        let au = annexb::check_access_unit(&f.data).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        assert!(i > 0 || au.keyframe, "the recording starts on a keyframe");
+    }
+    assert!(
+        recorded.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "the recording has every frame of its stretch"
+    );
+
+    let path = format!("sources.file.path={}", original.display());
+    let (mut replay, addr) = crate::util::serve(&[
+        "--source",
+        "file",
+        "--set",
+        &path,
+        "--set",
+        "sources.file.loop=true",
+        "--codec",
+        "h264",
+        SERVE_PLAINTEXT,
+    ]);
+    let (copy, decoded) = (dir.path().join("copy.lsr"), dir.path().join("decoded.lsr"));
+    let mut a = record(&addr, &copy, 60, &keep);
+    let mut b = record(&addr, &decoded, 60, &[VIEW_PLAINTEXT]);
+    a.expect_success(Duration::from_secs(30));
+    b.expect_success(Duration::from_secs(30));
+    replay.terminate();
+    replay.assert_no_panic();
+    assert!(
+        replay.stdout().contains("passed through"),
+        "{}",
+        replay.said()
+    );
+
+    // The file source numbers frames from 0 as it replays them, in a loop.
+    let original_of = |seq: u64| &recorded[(seq % recorded.len() as u64) as usize];
+    let copies = read_recording(&copy);
+    assert_eq!(copies.len(), 60);
+    for f in &copies {
+        assert_eq!(f.info.format, PixelFormat::H264);
+        assert!(
+            f.data == original_of(f.seq).data,
+            "replayed frame {}: its bytes changed on the way",
+            f.seq
+        );
+    }
+    assert!(copies.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    // Decoded: each picture is the test pattern's frame that was first
+    // recorded in that place.
+    for f in read_recording(&decoded) {
+        let stamp = read_stamp(&f).unwrap_or_else(|| panic!("frame {}: no stamp", f.seq));
+        assert_eq!(stamp.seq, original_of(f.seq).seq, "frame {}", f.seq);
+    }
 }

@@ -279,9 +279,17 @@ mod tests {
         let buf = [0, 0, 0, 1, 0x65, 0x88, 0x84, 0, 0, 0];
         assert_eq!(usable_len(info, &buf, 7, 0), Some(7));
         assert_eq!(usable_len(info, &buf, 0, 0), None, "nothing filled");
-        assert_eq!(usable_len(info, &buf[1..], 6, 0), Some(6), "3-byte start code");
+        assert_eq!(
+            usable_len(info, &buf[1..], 6, 0),
+            Some(6),
+            "3-byte start code"
+        );
         assert_eq!(usable_len(info, &buf[4..], 3, 0), None, "no start code");
-        assert_eq!(usable_len(info, &buf, 99, 0), Some(10), "bytesused past the mapping");
+        assert_eq!(
+            usable_len(info, &buf, 99, 0),
+            Some(10),
+            "bytesused past the mapping"
+        );
         assert_eq!(usable_len(info, &buf, 7, sys::V4L2_BUF_FLAG_ERROR), None);
     }
 
