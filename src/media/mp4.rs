@@ -51,9 +51,13 @@
 //! A failed push writes nothing (`out` is as it was) and changes nothing: the
 //! caller may drop that frame and go on.
 //!
-//! [`boxes`] reads back the top-level box headers of what was written (the
-//! tests and the `mp4_write` fuzz target check the output with it; a recorder
-//! can find where the last whole fragment of a cut file ends).
+//! [`boxes`] reads back the box headers of what was written (the tests and
+//! the `mp4_write` fuzz target check the output with it). A file cut inside a
+//! fragment's `mdat` plays in ffmpeg up to the fragment before; one cut inside
+//! a `moof` plays when read as a stream, but ffmpeg 5.1 refuses to open it as
+//! a (seekable) file, as it does its own fragmented output cut there: a
+//! recorder that reopens a cut file trims it to the end of its last whole box
+//! first.
 
 use std::time::Duration;
 
@@ -216,7 +220,7 @@ impl Fmp4Writer {
             if !found.keyframe {
                 return Err(Mp4Error::FirstNotKeyframe);
             }
-            let stream = Stream::from_keyframe(access_unit, found.sps_size, time_us)?;
+            let stream = Stream::from_keyframe(access_unit, time_us)?;
             write_init(out, &stream);
             let init_bytes = out.len() - start;
             let fragment = Fragment {
@@ -290,15 +294,14 @@ fn sample_size(au: &[u8], frame: u64) -> Result<u32, Mp4Error> {
 
 impl Stream {
     /// The stream the first keyframe sets up: its first SPS and PPS.
-    fn from_keyframe(
-        au: &[u8],
-        size: Option<(u32, u32)>,
-        time_us: u64,
-    ) -> Result<Stream, Mp4Error> {
+    fn from_keyframe(au: &[u8], time_us: u64) -> Result<Stream, Mp4Error> {
         let first = |kind| annexb::nal_units(au).flatten().find(|n| n.kind() == kind);
-        let (Some(sps), Some(size)) = (first(NAL_SPS), size) else {
+        let Some(sps) = first(NAL_SPS) else {
             return Err(Mp4Error::MissingParameterSet { which: "SPS" });
         };
+        // The size of the SPS kept (`check_access_unit` gives the last one's).
+        let size =
+            annexb::sps_size(&sps).map_err(|source| Mp4Error::AccessUnit { frame: 0, source })?;
         let Some(pps) = first(NAL_PPS) else {
             return Err(Mp4Error::MissingParameterSet { which: "PPS" });
         };
@@ -655,6 +658,7 @@ pub fn boxes(data: &[u8]) -> Boxes<'_> {
     }
 }
 
+/// The iterator [`boxes`] returns.
 pub struct Boxes<'a> {
     data: &'a [u8],
     at: usize,
