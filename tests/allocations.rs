@@ -124,6 +124,46 @@ fn conversion_allocations() -> Vec<String> {
     found
 }
 
+/// Allocations in 59 pushes of H.264 access units (from our encoder) into the
+/// fragmented-MP4 writer, once the caller's buffer has grown.
+#[cfg(feature = "h264")]
+fn mp4_allocations() -> u64 {
+    use livestream::config::CaptureConfig;
+    use livestream::media::mp4::Fmp4Writer;
+    use livestream::sources::test_pattern::TestPatternSource;
+    use livestream::sources::FrameSource;
+    let cfg = Config::parse(ConfigText::embedded(), &Overrides::default()).unwrap();
+    let table = cfg.backend(livestream::backend::Kind::Codec, "h264");
+    let mut codec = (livestream::registry::codec("h264").unwrap().open)(&table).unwrap();
+    let capture = CaptureConfig {
+        width: 320,
+        height: 240,
+        fps: 30.0,
+        format: PixelFormat::I420,
+    };
+    let mut pattern = TestPatternSource::new(&capture, 4).unwrap();
+    codec.begin(&pattern.stream_info()).unwrap();
+    let mut frame = Frame::empty();
+    let units: Vec<(Vec<u8>, u64)> = (0..60)
+        .map(|_| {
+            pattern.next_frame(&mut frame).unwrap();
+            let mut au = Vec::new();
+            codec.encode(&frame, &mut au).unwrap();
+            (au, frame.capture_us)
+        })
+        .collect();
+    let mut writer = Fmp4Writer::new();
+    let largest = units.iter().map(|(au, _)| au.len()).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(largest + 4096);
+    writer.push(&units[0].0, units[0].1, &mut out).unwrap();
+    let a0 = ALLOCATIONS.load(Ordering::SeqCst);
+    for (au, t) in &units[1..] {
+        out.clear();
+        writer.push(au, *t, &mut out).unwrap();
+    }
+    ALLOCATIONS.load(Ordering::SeqCst) - a0
+}
+
 /// The counter counts (else every measurement below would pass): `alloc`,
 /// `alloc_zeroed` and `realloc` each.
 fn assert_counting() {
@@ -175,6 +215,12 @@ fn steady_state_allocates_nothing_per_frame() {
     let n = allocations_per_frame("lz4", "test-pattern", "rgb24");
     eprintln!("lz4/test-pattern/rgb24: {n:.3} allocations per frame");
     assert!(n < 1.05, "lz4: {n:.3} allocations per frame");
+    #[cfg(feature = "h264")]
+    {
+        let n = mp4_allocations();
+        eprintln!("mp4 writer: {n} allocations in 59 pushes");
+        assert_eq!(n, 0, "the MP4 writer allocated per frame");
+    }
     // Pixel conversion (yuvutils-rs inside) on its own, at 1080p.
     let found = conversion_allocations();
     assert!(found.is_empty(), "{}", found.join("\n"));

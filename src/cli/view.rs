@@ -175,6 +175,13 @@ fn log_report(report: &ViewReport) {
         ms(0.5),
         ms(0.99)
     );
+    if let Some(first) = report.first_picture {
+        log::info!(
+            "first picture {:.1} ms after connecting; longest gap between pictures {:.1} ms",
+            first.as_secs_f64() * 1000.0,
+            report.longest_gap.as_secs_f64() * 1000.0
+        );
+    }
 }
 
 /// Where `view` connects: HOST:PORT as given, or a server found on the network

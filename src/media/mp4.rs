@@ -44,8 +44,8 @@
 //! - **No allocation per frame.** A push checks the access unit with
 //!   [`annexb::check_access_unit`] (which allocates nothing), then appends to
 //!   `out`; the writer keeps only the SPS and PPS, copied at the first keyframe.
-//!   A caller that clears and reuses `out` allocates once it has grown to the
-//!   largest fragment (measured in the tests with a counting allocator).
+//!   A caller that clears and reuses `out` allocates nothing more once it has
+//!   grown to the largest fragment (`tests/allocations.rs` counts it).
 //! - **No `mehd` or durations in `moov`**: the stream is live, its length unknown.
 //!
 //! A failed push writes nothing (`out` is as it was) and changes nothing: the
@@ -1247,81 +1247,5 @@ mod tests {
         assert!(boxes(&out).all(|b| b.is_ok()));
         eprintln!("{written} of 5000 hostile units written");
         assert!(written > 100, "the mutations should leave some units whole");
-    }
-
-    /// The system allocator, counting allocations of the calling thread only
-    /// (the other tests of this binary run alongside).
-    mod counting {
-        use std::alloc::{GlobalAlloc, Layout, System};
-        use std::cell::Cell;
-
-        thread_local! {
-            static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-        }
-
-        fn count() {
-            // A const thread-local with no destructor allocates nothing itself.
-            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        }
-
-        pub fn allocations() -> u64 {
-            ALLOCATIONS.with(Cell::get)
-        }
-
-        pub struct PerThread;
-
-        // SAFETY: forwards every call to the system allocator unchanged;
-        // counting touches no memory the allocator hands out.
-        unsafe impl GlobalAlloc for PerThread {
-            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-                count();
-                // SAFETY: the caller upholds `alloc`'s contract, passed on.
-                unsafe { System.alloc(layout) }
-            }
-
-            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-                // SAFETY: `ptr` came from `System` through this allocator.
-                unsafe { System.dealloc(ptr, layout) }
-            }
-
-            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-                count();
-                // SAFETY: as `alloc`.
-                unsafe { System.alloc_zeroed(layout) }
-            }
-
-            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-                count();
-                // SAFETY: `ptr` came from `System` through this allocator with
-                // `layout`; the caller upholds `realloc`'s contract.
-                unsafe { System.realloc(ptr, layout, new_size) }
-            }
-        }
-
-        #[global_allocator]
-        static GLOBAL: PerThread = PerThread;
-    }
-
-    #[test]
-    fn pushes_allocate_nothing_once_out_has_grown() {
-        let aus = x264_stream("320x240", 60, 30);
-        let t = times(aus.len(), &[33_333]);
-        let mut w = Fmp4Writer::new();
-        // The caller's buffer, as a recorder keeps one: room for the largest
-        // fragment.
-        let largest = aus.iter().map(Vec::len).max().unwrap();
-        let mut out = Vec::with_capacity(largest + 4096);
-        w.push(&aus[0], t[0], &mut out).unwrap();
-        let before = counting::allocations();
-        for (au, &t) in aus.iter().zip(&t).skip(1) {
-            out.clear();
-            w.push(au, t, &mut out).unwrap();
-        }
-        let after = counting::allocations();
-        assert_eq!(after - before, 0, "allocations in 59 pushes");
-        // The counter counts: the first push allocates (the SPS and PPS kept).
-        let before = counting::allocations();
-        Fmp4Writer::new().push(&aus[0], 0, &mut out).unwrap();
-        assert!(counting::allocations() > before);
     }
 }

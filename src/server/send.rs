@@ -20,8 +20,54 @@ use super::hub::{EncodedFrame, Hub, StreamEnd, Subscriber, SubscriberKind};
 
 /// A viewer that accepts no bytes for this long is disconnected.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this much written but not yet sent stays in a viewer's socket.
-const NOTSENT_LOWAT: usize = 128 << 10;
+/// A viewer is written its next frame only once less than its low-water mark
+/// is left unsent in its socket, so what waits there is at most about two
+/// frames: the mark is twice the stream's average frame, within these bounds.
+/// Bytes stand for time here, so a fixed mark would not do: 128 KiB (the value
+/// before) is one raw or LZ4 frame at 320x240 but seconds of a few hundred
+/// kbit/s of H.264 on a weak link (the test
+/// `a_viewer_behind_a_narrow_link_sees_fewer_frames_never_a_corrupt_one` holds
+/// it). A mark that follows each viewer's measured rate is the adaptive-quality
+/// issue's.
+const MIN_NOTSENT_LOWAT: usize = 16 << 10;
+const MAX_NOTSENT_LOWAT: usize = 128 << 10;
+
+/// Sets a viewer's low-water mark from the sizes of the frames it is sent,
+/// again only when it moves by more than a quarter.
+struct LowWater {
+    average: f64,
+    set: usize,
+}
+
+impl LowWater {
+    fn new(stream: &TcpStream) -> LowWater {
+        let mut lw = LowWater {
+            average: 0.0,
+            set: 0,
+        };
+        lw.apply(stream, MAX_NOTSENT_LOWAT);
+        lw
+    }
+
+    fn sent(&mut self, stream: &TcpStream, bytes: usize) {
+        self.average = if self.average == 0.0 {
+            bytes as f64
+        } else {
+            self.average * 0.9 + bytes as f64 * 0.1
+        };
+        let want = ((self.average * 2.0) as usize).clamp(MIN_NOTSENT_LOWAT, MAX_NOTSENT_LOWAT);
+        if want.abs_diff(self.set) > self.set / 4 {
+            self.apply(stream, want);
+        }
+    }
+
+    fn apply(&mut self, stream: &TcpStream, bytes: usize) {
+        match socket::set_notsent_lowat(stream, bytes) {
+            Ok(()) => self.set = bytes,
+            Err(e) => log::debug!("TCP_NOTSENT_LOWAT: {e}"),
+        }
+    }
+}
 
 /// How one kind of viewer frames what it is sent.
 pub(crate) trait Framing<W> {
@@ -156,9 +202,7 @@ pub(crate) fn send_loop<W>(
 ) -> SendEnd {
     let mut last_seq: Option<u64> = None;
     let mut chain = Chain::new();
-    if let Err(e) = socket::set_notsent_lowat(stream, NOTSENT_LOWAT) {
-        log::debug!("TCP_NOTSENT_LOWAT: {e}");
-    }
+    let mut low_water = LowWater::new(stream);
     loop {
         if viewer
             .feedback
@@ -178,7 +222,10 @@ pub(crate) fn send_loop<W>(
                 }
                 let gap = last_seq.is_some_and(|s| frame.frame.seq != s + 1);
                 match framing.frame(&mut w, &frame, gap) {
-                    Ok(bytes) => viewer.sent(&frame, bytes),
+                    Ok(bytes) => {
+                        viewer.sent(&frame, bytes);
+                        low_water.sent(stream, bytes);
+                    }
                     Err(e) => return SendEnd::Write(e),
                 }
                 chain.sent(&frame);

@@ -117,6 +117,12 @@ pub struct ViewReport {
     /// measured over.
     pub clock: Option<(i64, u64)>,
     pub stream: Option<StreamInfo>,
+    /// From the start of the first connection to its first picture presented
+    /// (connect, handshake, the keyframe made for this viewer, decode).
+    pub first_picture: Option<Duration>,
+    /// The longest time between two pictures presented in one connection
+    /// (after a drop: until the keyframe that resumes the stream is shown).
+    pub longest_gap: Duration,
 }
 
 /// Why a connection was lost, with its cause.
@@ -182,6 +188,8 @@ impl ViewReport {
             stages: Stages::default(),
             clock: None,
             stream: None,
+            first_picture: None,
+            longest_gap: Duration::ZERO,
         }
     }
 }
@@ -221,11 +229,13 @@ pub fn run(
         if let Some(end) = stopping(&setup) {
             break end;
         }
+        let connecting = Instant::now();
         let failure = match connect::connect(address, &opts.limits, auth.as_mut()) {
             Ok(conn) => {
                 report.connections += 1;
                 let frames_before = report.frames;
-                let outcome = session::session(conn, &setup, sink, &mut report, log.as_mut());
+                let outcome =
+                    session::session(conn, connecting, &setup, sink, &mut report, log.as_mut());
                 if report.frames > frames_before {
                     backoff = BACKOFF_START;
                 }

@@ -43,14 +43,17 @@ pub(crate) struct Setup<'a> {
 }
 
 /// Runs one session on `conn`; returns how it ended.
+/// `connecting`: when the connection was begun.
 pub(crate) fn session(
     conn: Connection,
+    connecting: Instant,
     setup: &Setup<'_>,
     sink: &mut dyn FrameSink,
     report: &mut ViewReport,
     log: Option<&mut LatencyLog>,
 ) -> Result<SessionEnd, ViewError> {
     let mut session = Session::open(conn, setup, sink, report)?;
+    session.connecting = connecting;
     let result = session.run(setup, sink, report, log);
     session.close(report);
     result
@@ -72,6 +75,9 @@ struct Session {
     reader: Option<JoinHandle<()>>,
     status: StatusLine,
     pinger: Pinger,
+    connecting: Instant,
+    /// When the last picture was presented.
+    last_presented: Option<Instant>,
 }
 
 impl Session {
@@ -141,6 +147,8 @@ impl Session {
                 sent: 0,
                 next: Instant::now(),
             },
+            connecting: Instant::now(),
+            last_presented: None,
         })
     }
 
@@ -243,6 +251,14 @@ impl Session {
         report.stages.record(&moments);
         report.clock = Some((offset, rtt));
         report.frames += 1;
+        let now = Instant::now();
+        match self.last_presented.replace(now) {
+            None if report.first_picture.is_none() => {
+                report.first_picture = Some(now - self.connecting);
+            }
+            None => {}
+            Some(last) => report.longest_gap = report.longest_gap.max(now - last),
+        }
         self.status.presented(&moments);
         if let Some(log) = log {
             log.row(&moments, (offset, rtt));

@@ -18,7 +18,9 @@ use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
 
 use crate::http_client::stats;
 use crate::stream::read_recording;
-use crate::util::{record, serve_small, temp_dir, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+use crate::util::{
+    record, serve_small, temp_dir, NetnsPair, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 use crate::wait::wait_until;
 
 const W: u32 = 320;
@@ -65,6 +67,39 @@ fn assert_clean(path: &Path, min_psnr: f64) -> Vec<u64> {
     seqs
 }
 
+/// What a viewer logged at its end: how long after it began connecting its
+/// first picture came, and the longest time between two pictures, in ms.
+fn picture_times(viewer: &Proc) -> (f64, f64) {
+    let said = viewer.stderr();
+    let number_after = |label: &str| -> f64 {
+        let at = said
+            .find(label)
+            .unwrap_or_else(|| panic!("no \"{label}\" in {}", viewer.said()));
+        said[at + label.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after \"{label}\" in {}", viewer.said()))
+    };
+    (
+        number_after("first picture "),
+        number_after("longest gap between pictures "),
+    )
+}
+
+/// How many frames a viewer logged that the server dropped for it.
+fn dropped_by_server(viewer: &Proc) -> u64 {
+    let said = viewer.stderr();
+    let at = said
+        .find("(server ")
+        .unwrap_or_else(|| panic!("no drop count in {}", viewer.said()));
+    said[at + "(server ".len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no drop count in {}", viewer.said()))
+}
+
 #[test]
 fn viewers_decode_clean_pictures() {
     let dir = temp_dir();
@@ -83,7 +118,16 @@ fn viewers_decode_clean_pictures() {
         v.expect_success(Duration::from_secs(30));
         v.assert_no_panic();
     }
-    for i in 0..3 {
+    for (i, v) in viewers.iter().enumerate() {
+        // Joining costs a connection, a handshake and one keyframe made on
+        // request: on loopback about 20 ms (the benchmark measures it); the
+        // bound leaves room for a loaded CI machine.
+        let (first_ms, gap_ms) = picture_times(v);
+        eprintln!("viewer {i}: first picture after {first_ms:.1} ms, longest gap {gap_ms:.1} ms");
+        assert!(
+            first_ms < 1000.0,
+            "viewer {i}: first picture after {first_ms} ms"
+        );
         let seqs = assert_clean(&dir.path().join(format!("v{i}.lsr")), 35.0);
         assert_eq!(seqs.len(), 60);
         // Each viewer started on a keyframe made for it, then got every frame.
@@ -93,7 +137,6 @@ fn viewers_decode_clean_pictures() {
     }
     let s = stats(&addr);
     assert_eq!(s["codec"], "h264");
-    assert!(s["keyframes_asked"].as_u64().unwrap() >= 1);
     server.terminate();
     server.assert_no_panic();
 }
@@ -349,11 +392,76 @@ fn recorded_h264_passes_through_unchanged() {
             f.seq
         );
     }
-    assert!(copies.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    // A frame the server had to drop for it (a loaded machine) is followed
+    // by the file's next keyframe, never by a delta that needed it.
+    for w in copies.windows(2) {
+        let resumed = annexb::check_access_unit(&w[1].data).is_ok_and(|a| a.keyframe);
+        assert!(
+            w[1].seq == w[0].seq + 1 || resumed,
+            "after a gap ({} to {}) a delta",
+            w[0].seq,
+            w[1].seq
+        );
+    }
     // Decoded: each picture is the test pattern's frame that was first
     // recorded in that place.
     for f in read_recording(&decoded) {
         let stamp = read_stamp(&f).unwrap_or_else(|| panic!("frame {}: no stamp", f.seq));
         assert_eq!(stamp.seq, original_of(f.seq).seq, "frame {}", f.seq);
     }
+}
+
+/// A link that carries less than the stream: the server drops frames for this
+/// viewer, each drop breaks the chain, and the viewer resumes on a keyframe
+/// made for it. It sees fewer frames, each of them whole and in order, and no
+/// long freeze.
+#[test]
+fn a_viewer_behind_a_narrow_link_sees_fewer_frames_never_a_corrupt_one() {
+    // The test pattern's stream takes about 270 kbit/s here; the link's
+    // queue holds 20 ms, as a WiFi link's does when it is not bloated.
+    let link = NetnsPair::shaped(Some(("150kbit", "4kb", "20ms")));
+    let mut server = link.serve(
+        "10.231.0.1:7879",
+        &[
+            "--codec",
+            "h264",
+            "--set",
+            "codecs.h264.bitrate=1500",
+            SERVE_PLAINTEXT,
+        ],
+    );
+    let dir = temp_dir();
+    let path = dir.path().join("narrow.lsr");
+    let set = format!("sinks.file.path={}", path.display());
+    let mut view = NetnsPair::livestream(
+        &link.viewer_ns,
+        "view (narrow link)",
+        &[
+            "view",
+            "10.231.0.1:7879",
+            "--sink",
+            "file",
+            "--set",
+            &set,
+            "--duration",
+            "6",
+            "-q",
+            VIEW_PLAINTEXT,
+        ],
+    );
+    view.expect_success(Duration::from_secs(30));
+    view.assert_no_panic();
+    server.terminate();
+    server.assert_no_panic();
+    let seqs = assert_clean(&path, 35.0);
+    let dropped = dropped_by_server(&view);
+    let (first_ms, gap_ms) = picture_times(&view);
+    eprintln!(
+        "narrow link: {} pictures in 6 s, {dropped} frames dropped by the server, \
+         first picture after {first_ms:.0} ms, longest gap {gap_ms:.0} ms",
+        seqs.len()
+    );
+    assert!(dropped > 0, "the link carried everything: {}", view.said());
+    assert!(seqs.len() >= 20, "{} pictures in 6 s", seqs.len());
+    assert!(gap_ms < 1500.0, "a freeze of {gap_ms} ms");
 }

@@ -375,6 +375,12 @@ pub struct NetnsPair {
 
 impl NetnsPair {
     pub fn new(rate: Option<&str>) -> NetnsPair {
+        NetnsPair::shaped(rate.map(|r| (r, "32kb", "50ms")))
+    }
+
+    /// With tbf's rate, burst and latency (its queue) given: a small queue
+    /// makes TCP back off at once rather than fill seconds of buffer first.
+    pub fn shaped(tbf: Option<(&str, &str, &str)>) -> NetnsPair {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
         let id = format!("{}{n}", std::process::id() % 100_000);
@@ -403,10 +409,10 @@ impl NetnsPair {
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        if let Some(rate) = rate {
+        if let Some((rate, burst, latency)) = tbf {
             run(&[
                 "ip", "netns", "exec", s, "tc", "qdisc", "add", "dev", &a, "root", "tbf", "rate",
-                rate, "burst", "32kb", "latency", "50ms",
+                rate, "burst", burst, "latency", latency,
             ]);
         }
         link
