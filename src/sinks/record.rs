@@ -1,13 +1,21 @@
 //! `record`: records the stream into a folder of files that ffmpeg, ffplay and mpv
-//! play: JPEG streams as MJPEG (`.mjpeg`, the JPEGs one after another, as
-//! received: no decoding, no encoding), everything else as Y4M (`.y4m`).
+//! play: H.264 streams as fragmented MP4 (`.mp4`, the access units as received,
+//! one fragment per frame: browsers and VLC play it too), JPEG streams as MJPEG
+//! (`.mjpeg`, the JPEGs one after another, as received: no decoding, no
+//! encoding), everything else as Y4M (`.y4m`).
 //!
 //! - Each frame is one `write` of whole bytes; when a write fails (a full disk)
 //!   the file is cut back to the end of the last whole frame, so every file ends
 //!   on a frame boundary except after `kill -9` in the middle of a write, which
 //!   leaves at most one partial frame at the end: players stop before it.
 //! - Segments: a new file every `segment-seconds` or `segment-bytes`, named from
-//!   `name` (strftime, local time): `record-20261123-221500.mjpeg`.
+//!   `name` (strftime, local time): `record-20261123-221500.mjpeg`. An MP4
+//!   segment starts on a keyframe, so it waits for the next one.
+//! - H.264: the sink gets every frame of the chain it records (the viewer and
+//!   the server hold back frames that follow one it missed, up to a keyframe);
+//!   a frame the MP4 writer refuses is logged and skipped, and frames after it
+//!   wait for the next keyframe, so a recording never holds a frame whose
+//!   reference it lacks.
 //! - `max-total-bytes` keeps the folder's recordings (files named like this
 //!   sink's, and only those) under a cap by deleting the oldest; on a full disk the
 //!   oldest is deleted and the write tried again, and when there is nothing left
@@ -25,13 +33,15 @@ use super::{Flow, FrameSink, Live, SinkBackend, StreamMeta};
 use crate::backend::always;
 use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, SinkError};
+use crate::media::annexb;
 use crate::media::convert;
 use crate::media::frame::{Frame, PixelFormat, StreamInfo};
+use crate::media::mp4::{Fmp4Writer, Mp4Error};
 
 inventory::submit! {
     SinkBackend {
         name: "record",
-        summary: "records into a folder: .mjpeg (JPEG streams) or .y4m, in segments, with a size cap",
+        summary: "records into a folder: .mp4 (H.264), .mjpeg (JPEG) or .y4m, in segments, with a size cap",
         probe: always,
         open,
     }
@@ -126,6 +136,7 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameSink>, BackendError> {
         segment: None,
         buf: Vec::new(),
         planar: Vec::new(),
+        mp4: Mp4State::default(),
         frames: 0,
         total: 0,
     }))
@@ -164,6 +175,8 @@ pub struct RecordSink {
     buf: Vec<u8>,
     /// Y4M planes, reused.
     planar: Vec<u8>,
+    /// The MP4 writer of the current segment (H.264 streams).
+    mp4: Mp4State,
     frames: u64,
     /// Bytes of this sink's recordings in the folder, as of the last look plus
     /// what was written since (the cap is checked against it).
@@ -193,7 +206,7 @@ impl RecordSink {
                         .filter_map(|e| {
                             let name = e.file_name().to_string_lossy().into_owned();
                             let ours = name.starts_with(prefix)
-                                && (name.ends_with(".mjpeg") || name.ends_with(".y4m"));
+                                && [".mp4", ".mjpeg", ".y4m"].iter().any(|e| name.ends_with(e));
                             let meta = e.metadata().ok()?;
                             let modified = meta.modified().ok()?;
                             (ours && meta.is_file()).then(|| (modified, e.path(), meta.len()))
@@ -259,6 +272,7 @@ impl RecordSink {
             .open(&path)
             .map_err(|e| self.io("cannot create", &path, e))?;
         log::info!("record: writing {}", path.display());
+        self.mp4 = Mp4State::default();
         self.segment = Some(Segment {
             path,
             file,
@@ -275,6 +289,13 @@ impl RecordSink {
     }
 
     fn close_segment(&mut self) {
+        if self.mp4.skipped > 0 {
+            log::info!(
+                "record: {} H.264 frames not recorded (before the first keyframe, or after a refused frame)",
+                self.mp4.skipped
+            );
+            self.mp4.skipped = 0;
+        }
         if let Some(s) = self.segment.take() {
             if let Err(e) = s.file.sync_data() {
                 log::warn!("record: syncing {}: {e}", s.path.display());
@@ -318,6 +339,63 @@ impl RecordSink {
     }
 }
 
+/// One MP4 segment's writer, and whether it waits for a keyframe after a
+/// frame it could not take.
+#[derive(Default)]
+struct Mp4State {
+    writer: Fmp4Writer,
+    waiting: bool,
+    skipped: u64,
+}
+
+/// What became of a frame offered to the MP4 writer.
+enum Fragment {
+    /// Its bytes are in the buffer.
+    Ready,
+    Skipped,
+    /// A keyframe that does not continue this file (new parameter sets, or a
+    /// clock that went back, as after the viewer reconnected to a restarted
+    /// server): it starts a new one.
+    NewFile,
+}
+
+impl Mp4State {
+    /// Appends `frame`'s fragment (and, first, the init segment) to `out`.
+    fn fragment(&mut self, frame: &Frame, keyframe: bool, out: &mut Vec<u8>) -> Fragment {
+        if self.waiting && !keyframe {
+            self.skipped += 1;
+            return Fragment::Skipped;
+        }
+        match self.writer.push(&frame.data, frame.capture_us, out) {
+            Ok(_) => {
+                self.waiting = false;
+                Fragment::Ready
+            }
+            // Before the file's first keyframe: nothing to lose yet.
+            Err(Mp4Error::FirstNotKeyframe) => {
+                self.skipped += 1;
+                Fragment::Skipped
+            }
+            Err(
+                Mp4Error::SizeChanged { .. }
+                | Mp4Error::ParameterSetChanged { .. }
+                | Mp4Error::TimeNotIncreasing { .. },
+            ) if keyframe => Fragment::NewFile,
+            Err(e) => {
+                self.skipped += 1;
+                if !self.waiting {
+                    log::warn!(
+                        "record: frame {} not recorded ({e}); the recording goes on at the next keyframe",
+                        frame.seq
+                    );
+                }
+                self.waiting = true;
+                Fragment::Skipped
+            }
+        }
+    }
+}
+
 /// The Y4M stream header for a raw stream.
 pub(crate) fn y4m_header(info: &StreamInfo) -> Result<String, SinkError> {
     let colour = match convert::Planar::for_format(info.frame.format) {
@@ -345,11 +423,13 @@ pub(crate) fn y4m_header(info: &StreamInfo) -> Result<String, SinkError> {
 
 impl FrameSink for RecordSink {
     fn start(&mut self, meta: &StreamMeta) -> Result<(), SinkError> {
-        let ext = if meta.info.frame.format == PixelFormat::Jpeg {
-            "mjpeg"
-        } else {
-            y4m_header(&meta.info)?;
-            "y4m"
+        let ext = match meta.info.frame.format {
+            PixelFormat::H264 => "mp4",
+            PixelFormat::Jpeg => "mjpeg",
+            _ => {
+                y4m_header(&meta.info)?;
+                "y4m"
+            }
         };
         if self
             .stream
@@ -365,7 +445,7 @@ impl FrameSink for RecordSink {
     }
 
     fn keeps(&self, format: PixelFormat) -> bool {
-        format == PixelFormat::Jpeg
+        matches!(format, PixelFormat::Jpeg | PixelFormat::H264)
     }
 
     fn present(&mut self, frame: &Frame, _live: &Live) -> Result<Flow, SinkError> {
@@ -378,7 +458,10 @@ impl FrameSink for RecordSink {
                 what: format!("a {} frame in a {} stream", frame.info, info.frame),
             });
         }
-        if let Some(seg) = &self.segment {
+        // An MP4 segment can only begin on a keyframe.
+        let keyframe =
+            ext != "mp4" || annexb::check_access_unit(&frame.data).is_ok_and(|a| a.keyframe);
+        if let Some(seg) = self.segment.as_ref().filter(|_| keyframe) {
             let by_time = self
                 .plan
                 .segment_time
@@ -389,7 +472,17 @@ impl FrameSink for RecordSink {
             }
         }
         self.buf.clear();
-        if ext == "mjpeg" {
+        if ext == "mp4" {
+            let mut fragment = self.mp4.fragment(frame, keyframe, &mut self.buf);
+            if let Fragment::NewFile = fragment {
+                log::info!("record: frame {} starts a new file", frame.seq);
+                self.new_segment()?;
+                fragment = self.mp4.fragment(frame, keyframe, &mut self.buf);
+            }
+            if !matches!(fragment, Fragment::Ready) {
+                return Ok(Flow::Continue);
+            }
+        } else if ext == "mjpeg" {
             self.buf.extend_from_slice(&frame.data);
         } else {
             convert::to_planar(frame, &mut self.planar);

@@ -1,6 +1,7 @@
-//! Sinks on the server: `serve --record DIR` while viewers watch. The recordings
-//! are checked with ffmpeg (they must play) and, for raw streams, frame by frame
-//! through the test pattern's stamps.
+//! Sinks on the server: `serve --record DIR` while viewers watch, and a viewer's
+//! own `record` sink. The recordings are checked with ffmpeg (they must play),
+//! frame by frame through the test pattern's stamps, and for H.264 (fragmented
+//! MP4) in headless Chromium.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,10 @@ fn recordings(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "y4m" || e == "mjpeg"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "y4m" || e == "mjpeg" || e == "mp4")
+        })
         .collect();
     files.sort();
     files
@@ -39,7 +43,8 @@ fn ffmpeg_frames(path: &Path) -> (usize, String) {
     let out = cmd
         .arg("-i")
         .arg(path)
-        .args(["-f", "framemd5", "-"])
+        // Every decoded frame, whatever its timing (no frame rate imposed).
+        .args(["-fps_mode", "passthrough", "-f", "framemd5", "-"])
         .output()
         .unwrap();
     assert!(
@@ -53,6 +58,137 @@ fn ffmpeg_frames(path: &Path) -> (usize, String) {
         .filter(|l| !l.starts_with('#'))
         .count();
     (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The test-pattern frame numbers in a video file of `w`x`h` pictures, as
+/// ffmpeg decodes it, read from each picture's luma.
+fn decoded_stamps(path: &Path, w: usize, h: usize) -> Vec<u64> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(w * h)
+        .enumerate()
+        .map(|(i, luma)| {
+            let frame = Frame {
+                info: FrameInfo::packed(PixelFormat::Grey, w as u32, h as u32).unwrap(),
+                seq: 0,
+                capture_us: 0,
+                data: luma.to_vec(),
+            };
+            read_stamp(&frame)
+                .unwrap_or_else(|| panic!("{}: picture {i} has no readable stamp", path.display()))
+                .seq
+        })
+        .collect()
+}
+
+/// Which of a file's video packets are keyframes, in order (ffprobe's view).
+fn key_flags(path: &Path) -> Vec<bool> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["packet=flags", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.starts_with('K'))
+        .collect()
+}
+
+/// Headless Chromium plays `path` past its first second.
+fn chromium_plays(path: &Path) {
+    let node = which("node").expect("node is needed");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/play_mp4.mjs");
+    let out = Command::new(node).arg(&script).arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "Chromium did not play {}: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn h264_recordings_are_mp4_that_ffmpeg_and_chromium_play() {
+    let dir = temp_dir();
+    let (on_server, on_viewer) = (dir.path().join("server"), dir.path().join("viewer"));
+    let (mut server, addr) = serve_small(&[
+        "--codec",
+        "h264",
+        "--record",
+        on_server.to_str().unwrap(),
+        SERVE_PLAINTEXT,
+    ]);
+    let set = format!("sinks.record.dir={}", on_viewer.display());
+    let mut view = Proc::spawn(
+        "view --sink record",
+        &[
+            "view",
+            &addr,
+            "--sink",
+            "record",
+            "--set",
+            &set,
+            "--frames",
+            "90",
+            "-q",
+            VIEW_PLAINTEXT,
+        ],
+    );
+    view.expect_success(Duration::from_secs(30));
+    server.terminate();
+    server.assert_no_panic();
+    for folder in [&on_server, &on_viewer] {
+        let files = recordings(folder);
+        assert_eq!(files.len(), 1, "{files:?}");
+        let file = &files[0];
+        assert!(file.extension().is_some_and(|e| e == "mp4"), "{file:?}");
+        let (frames, complaints) = ffmpeg_frames(file);
+        assert_eq!(complaints, "", "{}: ffmpeg complained", file.display());
+        assert!(frames >= 90, "{}: {frames} frames", file.display());
+        // Each picture is the one it should be, in order: the recording kept
+        // the encoder's access units as they came. A frame the sink was too
+        // slow for (a loaded machine) is followed by a keyframe, never by a
+        // picture that needed it.
+        let stamps = decoded_stamps(file, 320, 240);
+        let keys = key_flags(file);
+        assert_eq!((stamps.len(), keys.len()), (frames, frames));
+        assert!(keys[0], "{}: starts on a delta", file.display());
+        for (i, w) in stamps.windows(2).enumerate() {
+            assert!(
+                w[1] == w[0] + 1 || (w[1] > w[0] && keys[i + 1]),
+                "{}: {} after {}",
+                file.display(),
+                w[1],
+                w[0]
+            );
+        }
+    }
+    chromium_plays(&recordings(&on_server)[0]);
 }
 
 /// The test-pattern frame numbers in a Y4M file, read from each frame's Y plane.
@@ -128,7 +264,8 @@ fn recording_holds_every_frame_while_viewers_watch() {
     server.expect_success(Duration::from_secs(20));
     let files = recordings(&rec);
     assert_eq!(files.len(), 1, "{files:?}");
-    let stamps = y4m_stamps(&files[0]);
+    // The default codec is H.264: an MP4 of the encoder's access units.
+    let stamps = decoded_stamps(&files[0], 320, 240);
     assert_eq!(
         stamps,
         (0..90).collect::<Vec<u64>>(),
@@ -140,7 +277,7 @@ fn recording_holds_every_frame_while_viewers_watch() {
 
 #[test]
 fn kill_9_leaves_a_recording_that_plays() {
-    for codec in ["jpeg", "lz4"] {
+    for codec in ["jpeg", "lz4", "h264"] {
         let dir = temp_dir();
         let (mut server, addr) = serve(&[
             "--width",
@@ -160,7 +297,11 @@ fn kill_9_leaves_a_recording_that_plays() {
         server.wait_exit(Duration::from_secs(5));
         let files = recordings(dir.path());
         assert_eq!(files.len(), 1, "{files:?}");
-        let ext = if codec == "jpeg" { "mjpeg" } else { "y4m" };
+        let ext = match codec {
+            "jpeg" => "mjpeg",
+            "h264" => "mp4",
+            _ => "y4m",
+        };
         assert!(files[0].extension().is_some_and(|e| e == ext), "{files:?}");
         let (frames, complaints) = ffmpeg_frames(&files[0]);
         assert!(frames >= 40, "{codec}: {frames} frames");
@@ -207,12 +348,59 @@ impl Drop for TinyDisk {
     }
 }
 
+/// H.264 on a full disk: the MP4 is cut back to its last whole fragment and
+/// plays to there, in ffmpeg and in Chromium.
+#[test]
+fn a_full_disk_leaves_an_mp4_that_plays() {
+    let tmpfs = TinyDisk::mount();
+    let disk = tmpfs.path();
+    // A camera-like picture at 8 Mbit/s fills the 2 MiB disk in about 2 s.
+    let (mut server, _addr) = serve(&[
+        "--source",
+        "synthetic-camera",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--fps",
+        "30",
+        "--codec",
+        "h264",
+        "--set",
+        "codecs.h264.bitrate=8000",
+        "--record",
+        disk.to_str().unwrap(),
+        SERVE_PLAINTEXT,
+    ]);
+    server.wait_stderr(
+        "the disk is full: recording stopped after",
+        1,
+        Duration::from_secs(30),
+    );
+    server.terminate();
+    let files = recordings(disk);
+    assert_eq!(files.len(), 1);
+    let said = server.stderr();
+    let at = said.find("recording stopped after ").unwrap() + "recording stopped after ".len();
+    let recorded: usize = said[at..].split(' ').next().unwrap().parse().unwrap();
+    let (frames, complaints) = ffmpeg_frames(&files[0]);
+    assert_eq!((frames, complaints.as_str()), (recorded, ""));
+    assert!(frames >= 30, "{frames} frames");
+    chromium_plays(&files[0]);
+}
+
 #[test]
 fn a_full_disk_stops_the_recording_not_the_stream() {
     let tmpfs = TinyDisk::mount();
     let disk = tmpfs.path();
     // 320x240 4:4:4 Y4M frames are 230 KB: the disk is full after 9.
-    let (mut server, addr) = serve_small(&["--record", disk.to_str().unwrap(), SERVE_PLAINTEXT]);
+    let (mut server, addr) = serve_small(&[
+        "--codec",
+        "lz4",
+        "--record",
+        disk.to_str().unwrap(),
+        SERVE_PLAINTEXT,
+    ]);
     server.wait_stderr(
         "the disk is full: recording stopped after",
         1,

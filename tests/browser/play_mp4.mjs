@@ -1,0 +1,47 @@
+// Plays a recording in Debian's headless Chromium, as a person opening it
+// would: a <video> element on a local page, muted so it may autoplay. Passes
+// when playback gets past one second. Prints one JSON line; exit 0 = pass.
+//
+// usage: node play_mp4.mjs /path/to/recording.mp4
+import { chromium } from 'playwright-core';
+import { writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [file] = process.argv.slice(2);
+const page_path = join(dirname(file), 'play.html');
+writeFileSync(page_path,
+  `<!doctype html><video id="v" src="${encodeURIComponent(basename(file))}" muted autoplay playsinline></video>`);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--autoplay-policy=no-user-gesture-required',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const result = { ok: false };
+try {
+  const page = await browser.newPage();
+  await page.goto(pathToFileURL(page_path).href, { timeout: 15000 });
+  result.canPlay = await page.evaluate(() => document.createElement('video').canPlayType('video/mp4; codecs="avc1.42E01E"'));
+  try {
+    await page.waitForFunction(() => {
+      const v = document.getElementById('v');
+      return v.error || v.currentTime > 1;
+    }, null, { timeout: 15000 });
+  } catch (e) {
+    result.wait = String(e);
+  }
+  Object.assign(result, await page.evaluate(() => {
+    const v = document.getElementById('v');
+    return {
+      currentTime: v.currentTime, duration: v.duration, width: v.videoWidth, height: v.videoHeight,
+      readyState: v.readyState, mediaError: v.error ? `${v.error.code}: ${v.error.message}` : null,
+    };
+  }));
+  result.ok = !result.mediaError && result.currentTime > 1;
+} catch (e) {
+  result.error = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
