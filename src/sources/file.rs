@@ -17,7 +17,7 @@ use crate::media::recording::{RecordingError, RecordingReader};
 inventory::submit! {
     SourceBackend {
         name: "file",
-        summary: "replays a recording made by the file sink",
+        summary: "replays a recording made by the file sink (H.264 ones as recorded)",
         probe: always,
         devices: None,
         open,
