@@ -62,7 +62,7 @@ struct Options {
     bitrate: u32,
     /// Seconds between periodic keyframes; 0: only when a viewer asks.
     keyframe_interval: f64,
-    /// Encoder threads; 0: openh264 decides.
+    /// Encoder threads, one slice each; 0: one per core up to 4 (see `slice_count`).
     threads: u16,
 }
 
@@ -182,8 +182,12 @@ impl Encoding {
             .scene_change_detect(false)
             .background_detection(false)
             .vui(VuiConfig::bt601().full_range(true));
-        let encoder =
+        let mut encoder =
             Encoder::with_api_config(OpenH264API::from_source(), config).map_err(library)?;
+        let slices = slice_count(opts.threads, w, h);
+        if slices > 1 {
+            into_slices(&mut encoder, w, h, slices)?;
+        }
         Ok(Encoding {
             encoder,
             width: w,
@@ -191,6 +195,68 @@ impl Encoding {
             bitrate,
         })
     }
+}
+
+/// How many slices (and so threads) a frame of `w`x`h` is encoded in:
+/// `threads` when set, else one per core up to 4, and one for pictures under
+/// 640x360, where a thread's hand-over costs more than its share of the work.
+fn slice_count(threads: u16, w: u32, h: u32) -> u16 {
+    if threads > 0 {
+        return threads;
+    }
+    if w * h < 640 * 360 {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u16)
+}
+
+/// Switches an encoder to `slices` slices a frame, one thread each.
+///
+/// openh264 threads a frame by its slices, and the crate sets up one slice
+/// (or size-limited ones) only. The crate sets the encoder up at its first
+/// frame: a black frame is encoded (and thrown away) for that, then the
+/// parameters are read back, given a fixed slice count and thread count, and
+/// set again, which makes openh264 start over with them (its next frame is an
+/// IDR). Each slice is coded independently, so a frame costs a little more
+/// (measured in docs/benchmarks.md).
+fn into_slices(encoder: &mut Encoder, w: u32, h: u32, slices: u16) -> Result<(), CodecError> {
+    use openh264_sys2::{SEncParamExt, ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, SM_FIXEDSLCNUM_SLICE};
+    let (w, h) = (w as usize, h as usize);
+    let mut black = vec![128u8; w * h * 3 / 2];
+    black[..w * h].fill(0);
+    encoder
+        .encode(&Planes::i420(&black, w, h, w))
+        .map_err(library)?;
+    let failed = |what: &str, code: i32| CodecError::Stream {
+        codec: NAME,
+        what: format!("openh264 refused {what} (code {code})"),
+    };
+    let mut params = SEncParamExt::default();
+    // SAFETY: the encoder is initialised (it has encoded a frame); the option
+    // reads and writes exactly one SEncParamExt, which `params` is.
+    unsafe {
+        let raw = encoder.raw_api();
+        let got = raw.get_option(
+            ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+            (&raw mut params).cast(),
+        );
+        if got != 0 {
+            return Err(failed("to give its parameters", got));
+        }
+        params.iMultipleThreadIdc = slices;
+        let slice = &mut params.sSpatialLayers[0].sSliceArgument;
+        slice.uiSliceMode = SM_FIXEDSLCNUM_SLICE;
+        slice.uiSliceNum = u32::from(slices);
+        let set = raw.set_option(
+            ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+            (&raw mut params).cast(),
+        );
+        if set != 0 {
+            return Err(failed(&format!("{slices} slices"), set));
+        }
+    }
+    encoder.force_intra_frame();
+    Ok(())
 }
 
 /// Borrowed I420 planes, as openh264 reads them.

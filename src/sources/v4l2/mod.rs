@@ -371,20 +371,18 @@ impl FrameSource for V4l2Source {
             };
             // Newest wins: older frames go back to the driver unread (not
             // for H.264, where the newer would not decode without them).
-            let newest_wins = !self.inter_frame();
-            while newest_wins {
-                let Some(newer) = self
+            if !self.inter_frame() {
+                while let Some(newer) = self
                     .stream
                     .dequeue()
                     .map_err(|e| self.lost("VIDIOC_DQBUF", e))?
-                else {
-                    break;
-                };
-                self.stream
-                    .requeue(b)
-                    .map_err(|e| self.lost("VIDIOC_QBUF", e))?;
-                self.skipped += 1;
-                b = newer;
+                {
+                    self.stream
+                        .requeue(b)
+                        .map_err(|e| self.lost("VIDIOC_QBUF", e))?;
+                    self.skipped += 1;
+                    b = newer;
+                }
             }
             let bytes = self.stream.bytes(&b);
             let (used, flags) = (b.buffer().bytesused as usize, b.buffer().flags);
