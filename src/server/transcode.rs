@@ -15,6 +15,7 @@ use super::hub::{EncodedFrame, FramePool, Hub, Subscriber, SubscriberKind};
 pub(crate) fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &AtomicBool) {
     let me = Subscriber::internal(SubscriberKind::Transcoder);
     let pool = FramePool::default();
+    let mut failures = 0u64;
     let mut subscription = None;
     while !stop.load(Ordering::Relaxed) {
         let wanted = !hub.jpeg.has_no_viewers();
@@ -31,7 +32,7 @@ pub(crate) fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &A
             Taken::Closed => break,
         };
         let out = pool.take();
-        transcode(codec.as_mut(), &source, out, hub, &pool);
+        transcode(codec.as_mut(), &source, out, hub, &pool, &mut failures);
     }
 }
 
@@ -43,6 +44,7 @@ fn transcode(
     mut out: Arc<EncodedFrame>,
     hub: &Hub,
     pool: &FramePool,
+    failures: &mut u64,
 ) {
     let Some(o) = Arc::get_mut(&mut out) else {
         unreachable!("the pool hands out unshared frames")
@@ -63,7 +65,18 @@ fn transcode(
             }
             hub.jpeg.publish(&out);
         }
-        Err(e) => log::error!("JPEG for browsers: frame {}: {e}", source.frame.seq),
+        // Logged at the 1st, 2nd, 4th, 8th... failure: a source the JPEG
+        // encoder cannot take (an H.264 camera) fails every frame.
+        Err(e) => {
+            *failures += 1;
+            if failures.is_power_of_two() {
+                log::error!(
+                    "JPEG for browsers: frame {} ({} failed so far): {e}",
+                    source.frame.seq,
+                    failures
+                );
+            }
+        }
     }
     pool.give(out);
 }
