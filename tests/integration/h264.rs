@@ -465,3 +465,35 @@ fn a_viewer_behind_a_narrow_link_sees_fewer_frames_never_a_corrupt_one() {
     assert!(seqs.len() >= 20, "{} pictures in 6 s", seqs.len());
     assert!(gap_ms < 1500.0, "a freeze of {gap_ms} ms");
 }
+
+/// A source that does not pace itself (`fps = 0`) is read only when a frame
+/// will be taken: what it captures stays close to what the one viewer gets,
+/// instead of several frames read and thrown away for each one sent.
+#[test]
+fn an_unpaced_source_is_read_only_as_fast_as_frames_are_taken() {
+    let dir = temp_dir();
+    let (mut server, addr) = crate::util::serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "0",
+        "--codec",
+        "jpeg",
+        SERVE_PLAINTEXT,
+    ]);
+    let path = dir.path().join("unpaced.lsr");
+    record(&addr, &path, 120, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(30));
+    let s = stats(&addr);
+    let captured = s["frames_captured"].as_u64().unwrap();
+    server.terminate();
+    let got = read_recording(&path).len() as u64;
+    eprintln!("unpaced: {captured} frames captured for {got} presented");
+    // Between the viewer's 120th frame and the stats call the server goes on
+    // for one frame at a time per subscriber; the bound leaves room for that.
+    assert!(
+        captured <= got * 3 / 2 + 20,
+        "{captured} frames captured for {got} the viewer got"
+    );
+}
