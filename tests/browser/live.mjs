@@ -3,17 +3,13 @@
 // apart differ, and the stats line fills in. Prints one JSON line; exit 0 = pass.
 //
 // usage: node live.mjs http://127.0.0.1:PORT/ OUT_DIR
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const [url, outDir] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const result = { ok: false };
 try {
   const context = await browser.newContext({ viewport: { width: 800, height: 600 } });

@@ -3,7 +3,7 @@
 // when playback gets past one second. Prints one JSON line; exit 0 = pass.
 //
 // usage: node play_mp4.mjs /path/to/recording.mp4
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,11 +12,7 @@ const [file] = process.argv.slice(2);
 const page_path = join(dirname(file), 'play.html');
 writeFileSync(page_path,
   `<!doctype html><video id="v" src="${encodeURIComponent(basename(file))}" muted autoplay playsinline></video>`);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--autoplay-policy=no-user-gesture-required',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(['--autoplay-policy=no-user-gesture-required']);
 const result = { ok: false };
 try {
   const page = await browser.newPage();
