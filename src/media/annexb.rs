@@ -46,6 +46,8 @@ pub enum AnnexBError {
     ShortSps { offset: usize },
     #[error("the sequence parameter set at byte {offset} is invalid: {why}")]
     BadSps { offset: usize, why: &'static str },
+    #[error("its parameter set says {}x{}, the stream {}x{}", sps.0, sps.1, stream.0, stream.1)]
+    OtherPictureSize { sps: (u32, u32), stream: (u32, u32) },
 }
 
 /// One NAL unit: its header byte and payload, without the start code.
@@ -172,6 +174,17 @@ pub struct AccessUnit {
     /// The picture size of its sequence parameter set, when it carries one.
     pub sps_size: Option<(u32, u32)>,
     pub has_pps: bool,
+}
+
+/// [`check_access_unit`] for an access unit of a stream of pictures of
+/// `stream` size (width, height): a sequence parameter set in it must declare
+/// that size, so the decoder never sizes its buffers for another picture.
+pub fn check_stream_access_unit(au: &[u8], stream: (u32, u32)) -> Result<AccessUnit, AnnexBError> {
+    let found = check_access_unit(au)?;
+    match found.sps_size {
+        Some(sps) if sps != stream => Err(AnnexBError::OtherPictureSize { sps, stream }),
+        _ => Ok(found),
+    }
 }
 
 /// Walks an access unit: every NAL unit has a sound header and a type a
@@ -519,6 +532,31 @@ mod tests {
         // zero before a four-byte start code.
         let kinds: Vec<_> = nal_units(&unit).map(|n| n.unwrap().bytes.len()).collect();
         assert_eq!(kinds, vec![sps.len(), 4, 3]);
+    }
+
+    #[test]
+    fn a_parameter_set_must_declare_the_streams_size() {
+        let unit = au(&[
+            &sps_720p(),
+            &[0x68, 0xce, 0x3c, 0x80],
+            &[0x65, 0x88, 0x84, 0x00, 0x00],
+        ]);
+        assert!(check_stream_access_unit(&unit, (1280, 720)).is_ok());
+        let err = check_stream_access_unit(&unit, (640, 360)).unwrap_err();
+        assert_eq!(
+            err,
+            AnnexBError::OtherPictureSize {
+                sps: (1280, 720),
+                stream: (640, 360)
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "its parameter set says 1280x720, the stream 640x360"
+        );
+        // A delta carries no parameter set: nothing to compare.
+        let delta = au(&[&[0x41, 0x9a, 0x02]]);
+        assert!(check_stream_access_unit(&delta, (640, 360)).is_ok());
     }
 
     #[test]

@@ -264,27 +264,17 @@ impl Decoding {
 /// checked to be what the stream says: a whole JPEG, or an H.264 access unit
 /// of the stream's picture size.
 fn keep(format: PixelFormat, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError> {
-    let corrupt = |codec, why: String| CodecError::Corrupt { codec, why };
     match format {
-        PixelFormat::Jpeg if !payload.starts_with(&[0xFF, 0xD8]) => Err(corrupt(
-            "jpeg",
-            "the payload does not start with a JPEG marker".into(),
-        )),
+        PixelFormat::Jpeg if !payload.starts_with(&[0xFF, 0xD8]) => Err(CodecError::Corrupt {
+            codec: "jpeg",
+            why: "the payload does not start with a JPEG marker".into(),
+        }),
         PixelFormat::H264 => {
-            let au = annexb::check_access_unit(payload).map_err(|e| CodecError::Decode {
+            let stream = (frame.info.width, frame.info.height);
+            annexb::check_stream_access_unit(payload, stream).map_err(|e| CodecError::Decode {
                 codec: "h264",
                 source: Box::new(e),
             })?;
-            let stream = (frame.info.width, frame.info.height);
-            if let Some((w, h)) = au.sps_size.filter(|&s| s != stream) {
-                return Err(corrupt(
-                    "h264",
-                    format!(
-                        "its parameter set says {w}x{h}, the stream {}x{}",
-                        stream.0, stream.1
-                    ),
-                ));
-            }
             std::mem::swap(&mut frame.data, payload);
             Ok(())
         }

@@ -376,16 +376,12 @@ impl H264Codec {
                 frame.data.len()
             )));
         }
-        let au = annexb::check_access_unit(&frame.data).map_err(|e| CodecError::Decode {
-            codec: NAME,
-            source: Box::new(e),
+        let au = annexb::check_stream_access_unit(&frame.data, (w, h)).map_err(|e| {
+            CodecError::Decode {
+                codec: NAME,
+                source: Box::new(e),
+            }
         })?;
-        if let Some(size) = au.sps_size.filter(|&s| s != (w, h)) {
-            return Err(corrupt(format!(
-                "its parameter set says {}x{}, the stream {w}x{h}",
-                size.0, size.1
-            )));
-        }
         Ok(Encoded {
             payload: Payload::Passthrough,
             keyframe: au.keyframe,
@@ -502,21 +498,11 @@ impl FrameCodec for H264Codec {
     }
 
     fn decode(&mut self, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError> {
-        let au = annexb::check_access_unit(payload).map_err(|e| CodecError::Decode {
+        let stream = (frame.info.width, frame.info.height);
+        annexb::check_stream_access_unit(payload, stream).map_err(|e| CodecError::Decode {
             codec: NAME,
             source: Box::new(e),
         })?;
-        if let Some((w, h)) = au.sps_size {
-            if (w, h) != (frame.info.width, frame.info.height) {
-                return Err(CodecError::Corrupt {
-                    codec: NAME,
-                    why: format!(
-                        "its parameter set says {w}x{h}, the stream {}x{}",
-                        frame.info.width, frame.info.height
-                    ),
-                });
-            }
-        }
         if self.decoder.is_none() {
             let decoder =
                 Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
