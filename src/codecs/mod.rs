@@ -11,6 +11,7 @@ pub mod h264;
 pub mod jpeg;
 pub mod lz4;
 pub mod raw;
+pub mod to_pixels;
 
 /// What `encode` produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -74,9 +74,14 @@ impl Encoder {
                     }
                 }
                 Err(e) => {
-                    // What the encoder holds as its reference is unknown now.
                     if self.codec.inter_frame() {
+                        // What the encoder holds as its reference is unknown
+                        // now, and frames after this one may depend on it (a
+                        // camera's H.264 passed through): the numbering skips
+                        // it, so every subscriber sees the gap and waits for
+                        // a keyframe, which it asks for.
                         self.codec.request_keyframe();
+                        self.made += 1;
                     }
                     log::error!("encoding frame {} failed: {e}", p.frame.seq)
                 }

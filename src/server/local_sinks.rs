@@ -13,7 +13,7 @@ use crate::backend::Kind;
 use crate::config::Config;
 use crate::error::{BackendError, CodecError, SinkError};
 use crate::media::clock;
-use crate::media::frame::{Frame, PixelFormat};
+use crate::media::frame::Frame;
 use crate::media::slot::Taken;
 use crate::registry;
 use crate::sinks::input::SinkInput;
@@ -144,10 +144,12 @@ fn begin<'h>(
 ) -> Result<(SinkInput, Subscription<'h>), LocalSinkError> {
     let input =
         SinkInput::choose(sink, hub.payload_format, hub.stream).map_err(LocalSinkError::Open)?;
-    // A recording that keeps an H.264 stream as it came needs every frame
-    // of the chain it records.
-    let chained = input.keeps() == Some(PixelFormat::H264);
-    state.viewer.chained.store(chained, Ordering::Relaxed);
+    // A recording that keeps an H.264 stream as it came, or a window that
+    // decodes an H.264 camera's, needs every frame of the chain.
+    state
+        .viewer
+        .chained
+        .store(input.follows_chain(), Ordering::Relaxed);
     sink.start(&StreamMeta {
         info: input.info(),
         name: hub.name.clone(),
@@ -159,7 +161,7 @@ fn begin<'h>(
 }
 
 /// The frame `sink` is given for `frame`: the payload as it came, the captured
-/// pixels, or those decoded from a camera's JPEG (into `scratch`).
+/// pixels, or those decoded from a camera's JPEG or H.264 (into `scratch`).
 fn picture<'a>(
     input: &mut SinkInput,
     frame: &'a EncodedFrame,
@@ -231,8 +233,13 @@ fn feed(
                     presented
                 }
                 Err(e) => {
-                    // One bad camera frame: skipped, the preview goes on.
+                    // One bad camera frame: skipped, the preview goes on (from
+                    // the next keyframe, if the frames depend on each other).
                     log::debug!("local sink {name}: frame {}: {e}", frame.frame.seq);
+                    state.viewer.dropped();
+                    if let Some(c) = chain.as_mut() {
+                        c.lost(hub, Instant::now());
+                    }
                     continue;
                 }
             },

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Availability, Kind};
 use crate::codecs::FrameCodec;
 use crate::config::Config;
-use crate::error::{BackendError, SourceError};
+use crate::error::{BackendError, CodecError, SourceError};
 use crate::media::frame::{PixelFormat, StreamInfo};
 use crate::net::discovery::{Advertiser, Announcement};
 use crate::registry;
@@ -239,6 +239,19 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
     let open = || (backend.open)(&cfg.backend(Kind::Codec, &cfg.serve.codec));
     let mut encoders = vec![open()?];
     let inter_frame = encoders[0].inter_frame();
+    if stream.frame.format == PixelFormat::H264 && !inter_frame {
+        // Its frames depend on each other: a codec that may drop any frame
+        // would hand viewers broken chains.
+        return Err(ServeError::Codec {
+            codec: cfg.serve.codec.clone(),
+            source: CodecError::Stream {
+                codec: "it",
+                what: "H.264 frames, which depend on each other (codec `h264` or `auto` \
+                       passes them through)"
+                    .into(),
+            },
+        });
+    }
     if inter_frame && n > 1 {
         // Each frame depends on the one before: one encoder makes the chain
         // (it may use threads of its own).

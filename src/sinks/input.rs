@@ -3,11 +3,12 @@
 //!
 //! A sink that stores JPEG or H.264 (`record`) gets such a stream's payload as
 //! it came, with no decode and no re-encode. Every other sink gets pixels: what the
-//! codec decoded, and, when those are JPEG pictures that a codec carried as
-//! they were (an MJPEG camera over `raw` or `lz4`) and the sink cannot take
-//! JPEG, those pictures decoded once more into RGB24.
+//! codec decoded, and, when those are pictures still compressed, decoded once
+//! more: JPEG pictures that a codec carried as they were (an MJPEG camera over
+//! `raw` or `lz4`) into RGB24 when the sink cannot take JPEG; an H.264
+//! camera's access units as the server's own sinks get them, into I420.
 
-use crate::codecs::jpeg::JpegToPixels;
+use crate::codecs::to_pixels::{self, ToPixels};
 use crate::error::BackendError;
 use crate::media::frame::{FrameInfo, PixelFormat, StreamInfo};
 
@@ -16,7 +17,7 @@ use super::FrameSink;
 /// The choice for one sink and one stream, with the decoder it needs.
 pub struct SinkInput {
     keeps: Option<PixelFormat>,
-    to_pixels: Option<JpegToPixels>,
+    to_pixels: Option<Box<dyn ToPixels>>,
     info: StreamInfo,
 }
 
@@ -31,10 +32,10 @@ impl SinkInput {
         pictures: StreamInfo,
     ) -> Result<SinkInput, BackendError> {
         let keeps = payload.filter(|&f| sink.keeps(f));
-        let needs_pixels =
-            keeps.is_none() && pictures.frame.format == PixelFormat::Jpeg && !sink.accepts_jpeg();
+        let format = pictures.frame.format;
+        let needs_pixels = keeps.is_none() && !(format == PixelFormat::Jpeg && sink.accepts_jpeg());
         let to_pixels = if needs_pixels {
-            Some(JpegToPixels::new()?)
+            to_pixels::for_format(format)?
         } else {
             None
         };
@@ -67,9 +68,17 @@ impl SinkInput {
         self.keeps
     }
 
-    /// The decoder for JPEG pictures, when the sink needs them as pixels.
-    pub fn to_pixels(&mut self) -> Option<&mut JpegToPixels> {
-        self.to_pixels.as_mut()
+    /// The decoder for compressed pictures, when the sink needs them as pixels.
+    pub fn to_pixels(&mut self) -> Option<&mut (dyn ToPixels + 'static)> {
+        self.to_pixels.as_deref_mut()
+    }
+
+    /// The sink needs every frame of an inter-frame stream in order (it keeps
+    /// the H.264 as it came, or decodes it): after a frame it missed, nothing
+    /// until a keyframe.
+    pub fn follows_chain(&self) -> bool {
+        self.keeps == Some(PixelFormat::H264)
+            || self.to_pixels.as_ref().is_some_and(|p| p.inter_frame())
     }
 }
 
@@ -105,7 +114,7 @@ mod tests {
 
     fn stream(format: PixelFormat) -> StreamInfo {
         let frame = match format {
-            PixelFormat::Jpeg => FrameInfo {
+            PixelFormat::Jpeg | PixelFormat::H264 => FrameInfo {
                 format,
                 ..FrameInfo::packed(PixelFormat::Rgb24, 64, 48).unwrap()
             },
@@ -148,6 +157,28 @@ mod tests {
             let mut w = SinkInput::choose(&window, payload, stream(PixelFormat::Yuyv)).unwrap();
             assert!(w.keeps().is_none() && w.to_pixels().is_none());
             assert_eq!(w.info().frame.format, PixelFormat::Yuyv);
+            assert!(!w.follows_chain());
         }
+        // A recording of H.264 needs the whole chain; of JPEG, any frame.
+        let r = SinkInput::choose(&recorder, h264, stream(PixelFormat::H264)).unwrap();
+        assert!(r.follows_chain());
+        let r = SinkInput::choose(&recorder, jpeg, stream(PixelFormat::Jpeg)).unwrap();
+        assert!(!r.follows_chain());
+    }
+
+    /// The server's preview window on an H.264 camera: its access units are
+    /// decoded, in order.
+    #[cfg(feature = "h264")]
+    #[test]
+    fn a_window_on_an_h264_camera_gets_decoded_pictures_in_chain() {
+        let window = Wants {
+            keeps: &[],
+            accepts_jpeg: true,
+        };
+        let mut w =
+            SinkInput::choose(&window, Some(PixelFormat::H264), stream(PixelFormat::H264)).unwrap();
+        assert!(w.keeps().is_none() && w.to_pixels().is_some() && w.follows_chain());
+        assert_eq!(w.info().frame.format, PixelFormat::I420);
+        assert_eq!((w.info().frame.width, w.info().frame.height), (64, 48));
     }
 }

@@ -17,7 +17,7 @@ use livestream::net::protocol::{
 use livestream::sources::test_pattern::{read_stamp, TestPatternSource};
 
 use crate::http_client::stats;
-use crate::stream::read_recording;
+use crate::stream::{read_recording, which};
 use crate::util::{
     record, serve_small, temp_dir, NetnsPair, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
 };
@@ -331,17 +331,14 @@ fn hostile_payloads_resynchronise_at_a_keyframe() {
     assert_eq!(seqs.last(), Some(&59), "{seqs:?}");
 }
 
-/// The access units of an H.264 stream recorded as they came (`keep-h264`),
-/// replayed by the `file` source through the `h264` codec, reach a viewer
-/// byte for byte (no re-encode), and another viewer decodes them into the
-/// pictures that were first recorded.
-#[test]
-fn recorded_h264_passes_through_unchanged() {
-    let dir = temp_dir();
-    let original = dir.path().join("original.lsr");
-    let keep = ["--set", "sinks.file.keep-h264=true", VIEW_PLAINTEXT];
+const KEEP_H264: [&str; 3] = ["--set", "sinks.file.keep-h264=true", VIEW_PLAINTEXT];
+
+/// 90 frames of the test pattern's H.264 stream as a viewer kept them, in
+/// `dir`/original.lsr: the stand-in for a camera that delivers H.264.
+fn h264_recording(dir: &Path) -> (std::path::PathBuf, Vec<Frame>) {
+    let original = dir.join("original.lsr");
     let (mut server, addr) = serve_h264(&[]);
-    record(&addr, &original, 90, &keep).expect_success(Duration::from_secs(30));
+    record(&addr, &original, 90, &KEEP_H264).expect_success(Duration::from_secs(30));
     server.terminate();
     let recorded = read_recording(&original);
     assert_eq!(recorded.len(), 90);
@@ -354,9 +351,13 @@ fn recorded_h264_passes_through_unchanged() {
         recorded.windows(2).all(|w| w[1].seq == w[0].seq + 1),
         "the recording has every frame of its stretch"
     );
+    (original, recorded)
+}
 
-    let path = format!("sources.file.path={}", original.display());
-    let (mut replay, addr) = crate::util::serve(&[
+/// A server replaying `recording` (H.264) in a loop, as an H.264 camera.
+fn replay_h264(recording: &Path, more: &[&str]) -> (Proc, String) {
+    let path = format!("sources.file.path={}", recording.display());
+    let mut args = vec![
         "--source",
         "file",
         "--set",
@@ -366,7 +367,21 @@ fn recorded_h264_passes_through_unchanged() {
         "--codec",
         "h264",
         SERVE_PLAINTEXT,
-    ]);
+    ];
+    args.extend_from_slice(more);
+    crate::util::serve(&args)
+}
+
+/// The access units of an H.264 stream recorded as they came (`keep-h264`),
+/// replayed by the `file` source through the `h264` codec, reach a viewer
+/// byte for byte (no re-encode), and another viewer decodes them into the
+/// pictures that were first recorded.
+#[test]
+fn recorded_h264_passes_through_unchanged() {
+    let dir = temp_dir();
+    let (original, recorded) = h264_recording(dir.path());
+    let keep = KEEP_H264;
+    let (mut replay, addr) = replay_h264(&original, &[]);
     let (copy, decoded) = (dir.path().join("copy.lsr"), dir.path().join("decoded.lsr"));
     let mut a = record(&addr, &copy, 60, &keep);
     let mut b = record(&addr, &decoded, 60, &[VIEW_PLAINTEXT]);
@@ -403,6 +418,30 @@ fn recorded_h264_passes_through_unchanged() {
             w[1].seq
         );
     }
+    // A codec that may drop any frame is refused for such a source, saying
+    // which to use.
+    let path = format!("sources.file.path={}", original.display());
+    let mut lz4 = Proc::spawn(
+        "serve-lz4",
+        &[
+            "serve",
+            "--source",
+            "file",
+            "--set",
+            &path,
+            "--codec",
+            "lz4",
+            "--listen",
+            "127.0.0.1:0",
+            SERVE_PLAINTEXT,
+        ],
+    );
+    let status = lz4.wait_exit(Duration::from_secs(20));
+    assert!(
+        !status.success() && lz4.stderr().contains("codec `h264` or `auto`"),
+        "{}",
+        lz4.said()
+    );
     // Decoded: each picture is the test pattern's frame that was first
     // recorded in that place.
     for f in read_recording(&decoded) {
@@ -496,4 +535,195 @@ fn an_unpaced_source_is_read_only_as_fast_as_frames_are_taken() {
         captured <= got * 3 / 2 + 20,
         "{captured} frames captured for {got} the viewer got"
     );
+}
+
+/// Grey pictures of `W`x`H`, as ffmpeg decodes `input` (a JPEG file, an MJPEG
+/// URL), at most `frames` of them.
+fn ffmpeg_grey(input: &str, frames: usize) -> Vec<Frame> {
+    let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
+    let out = std::process::Command::new(ffmpeg)
+        .args(["-v", "error", "-i", input, "-frames:v"])
+        .arg(frames.to_string())
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg on {input}: {stderr}");
+    let info = FrameInfo::packed(PixelFormat::Grey, W, H).unwrap();
+    out.stdout
+        .chunks_exact(info.byte_len())
+        .map(|luma| Frame {
+            info,
+            seq: 0,
+            capture_us: 0,
+            data: luma.to_vec(),
+        })
+        .collect()
+}
+
+/// An H.264 camera (the `file` source replaying H.264) for browsers and for
+/// the server's own sinks that want pixels: `/snapshot.jpg`, `/stream.mjpg`
+/// and a local `file` sink storing pixels get decoded pictures, each the test
+/// pattern's frame that was recorded, never a corrupt one (the stamp's check
+/// word would not read).
+#[test]
+fn an_h264_camera_reaches_browsers_and_local_sinks_as_pictures() {
+    let dir = temp_dir();
+    let (original, recorded) = h264_recording(dir.path());
+    let local = dir.path().join("local.lsr");
+    let local_path = format!("sinks.file.path={}", local.display());
+    let (mut replay, addr) = replay_h264(
+        &original,
+        &["--set", "serve.sinks=[\"file\"]", "--set", &local_path],
+    );
+    let recorded_seqs: Vec<u64> = recorded.iter().map(|f| f.seq).collect();
+    let is_recorded = |what: &str, f: &Frame| {
+        let stamp = read_stamp(f).unwrap_or_else(|| panic!("{what}: no readable stamp"));
+        assert!(
+            recorded_seqs.contains(&stamp.seq),
+            "{what}: frame {} was never recorded",
+            stamp.seq
+        );
+        stamp.seq
+    };
+
+    let snapshot = crate::http_client::get(&addr, "/snapshot.jpg");
+    assert_eq!(snapshot.status, 200, "{}", replay.said());
+    assert_eq!(snapshot.header("content-type"), Some("image/jpeg"));
+    let jpg = dir.path().join("snapshot.jpg");
+    std::fs::write(&jpg, &snapshot.body).unwrap();
+    let pictures = ffmpeg_grey(jpg.to_str().unwrap(), 1);
+    assert_eq!(pictures.len(), 1);
+    is_recorded("snapshot", &pictures[0]);
+
+    let url = format!("http://{addr}/stream.mjpg");
+    let pictures = ffmpeg_grey(&url, 30);
+    assert_eq!(pictures.len(), 30);
+    let mut seen: Vec<u64> = pictures
+        .iter()
+        .enumerate()
+        .map(|(i, f)| is_recorded(&format!("MJPEG picture {i}"), f))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert!(seen.len() > 20, "only {} distinct pictures", seen.len());
+
+    wait_until(
+        Duration::from_secs(20),
+        "60 frames in the server's own file sink",
+        || (stats(&addr)["local_sinks"][0]["presented"].as_u64()? >= 60).then_some(()),
+    );
+    replay.terminate();
+    replay.assert_no_panic();
+    let frames = read_recording(&local);
+    assert!(frames.len() >= 60, "{} frames", frames.len());
+    let original_of = |seq: u64| recorded[(seq % recorded.len() as u64) as usize].seq;
+    for w in frames.windows(2) {
+        assert!(
+            w[1].seq > w[0].seq,
+            "out of order: {} then {}",
+            w[0].seq,
+            w[1].seq
+        );
+    }
+    for f in &frames {
+        assert_ne!(f.info.format, PixelFormat::H264, "pixels, not access units");
+        let seq = is_recorded(&format!("local frame {}", f.seq), f);
+        assert_eq!(seq, original_of(f.seq), "local frame {}", f.seq);
+    }
+}
+
+/// A camera's H.264 with one broken access unit: the server refuses it, and
+/// no frame that depends on it reaches a viewer (the encoder's numbering
+/// skips it, so every viewer's chain waits for the next keyframe). Every
+/// picture the viewer presents is the recorded frame of its place.
+#[test]
+fn a_broken_access_unit_from_the_source_takes_its_dependants_with_it() {
+    let dir = temp_dir();
+    let (original, recorded) = h264_recording(dir.path());
+    let keyframes: Vec<usize> = (0..recorded.len())
+        .filter(|&i| annexb::check_access_unit(&recorded[i].data).is_ok_and(|a| a.keyframe))
+        .collect();
+    // The delta after the first keyframe breaks; up to the next keyframe
+    // (the loop's first frame, if none is in between) nothing may be shown.
+    let broken = keyframes[0] + 1;
+    let next_key = keyframes
+        .iter()
+        .copied()
+        .find(|&k| k > broken)
+        .unwrap_or(recorded.len());
+    assert!(
+        next_key > broken + 2 && !keyframes.contains(&broken),
+        "keyframes at {keyframes:?}"
+    );
+    let stream = {
+        let file = std::fs::File::open(&original).unwrap();
+        let limits = livestream::media::frame::Limits::default();
+        livestream::media::recording::RecordingReader::new(std::io::BufReader::new(file), &limits)
+            .unwrap()
+            .stream_info()
+    };
+    let damaged = dir.path().join("damaged.lsr");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&damaged).unwrap());
+    livestream::media::recording::write_header(&mut out, &stream).unwrap();
+    for (i, f) in recorded.iter().enumerate() {
+        let mut f = f.clone();
+        if i == broken {
+            f.data = vec![0xa5; f.data.len().max(64)];
+        }
+        livestream::media::recording::write_record(&mut out, &f).unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+
+    // The server's own recording keeps the H.264 as it came; a viewer
+    // decodes it.
+    let (kept, decoded) = (dir.path().join("kept.lsr"), dir.path().join("decoded.lsr"));
+    let kept_path = format!("sinks.file.path={}", kept.display());
+    let (mut replay, addr) = replay_h264(
+        &damaged,
+        &[
+            "--set",
+            "serve.sinks=[\"file\"]",
+            "--set",
+            &kept_path,
+            "--set",
+            "sinks.file.keep-h264=true",
+        ],
+    );
+    record(&addr, &decoded, 30, &[VIEW_PLAINTEXT]).expect_success(Duration::from_secs(60));
+    replay.terminate();
+    replay.assert_no_panic();
+    assert!(
+        replay.stderr().contains("failed"),
+        "the server said nothing of the broken frame: {}",
+        replay.said()
+    );
+    let n = recorded.len() as u64;
+    // What the server's recording kept: not one dependant of the broken
+    // access unit (a viewer also sees the gap in the frame numbers, but the
+    // server's own sinks follow the encoder's count).
+    let kept = read_recording(&kept);
+    assert!(kept.len() >= 30, "{} frames kept", kept.len());
+    for f in &kept {
+        let place = (f.seq % n) as usize;
+        assert!(
+            !(broken..next_key).contains(&place),
+            "kept frame {} (place {place}) depends on the broken one at {broken}",
+            f.seq
+        );
+        assert!(f.data == recorded[place].data, "kept frame {}", f.seq);
+    }
+    let frames = read_recording(&decoded);
+    assert_eq!(frames.len(), 30);
+    for f in &frames {
+        let place = (f.seq % n) as usize;
+        assert!(
+            !(broken..next_key).contains(&place),
+            "frame {} (place {place} of the recording) depends on the broken one at {broken}",
+            f.seq
+        );
+        let stamp = read_stamp(f).unwrap_or_else(|| panic!("frame {}: no stamp", f.seq));
+        assert_eq!(stamp.seq, recorded[place].seq, "frame {}", f.seq);
+    }
 }

@@ -23,6 +23,7 @@ use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 use serde::Deserialize;
 
+use super::to_pixels::ToPixels;
 use super::{CodecBackend, Encoded, FrameCodec, Payload};
 use crate::backend::always;
 use crate::backend::table::BackendConfig;
@@ -174,8 +175,9 @@ impl Encoding {
             // Over its budget, the rate control raises the quantiser rather
             // than skipping frames: skipping held 0.46 Mbit/s, but froze the
             // picture for several frames after every IDR. (openh264 warns
-            // once at start that it cannot guarantee the rate this way; it
-            // held it within a few percent in our measurements.)
+            // at start that it cannot guarantee the rate this way, silenced
+            // by `quiet_start`; it held it within a few percent in our
+            // measurements.)
             .skip_frames(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(period))
             .num_threads(opts.threads)
@@ -184,6 +186,7 @@ impl Encoding {
             .vui(VuiConfig::bt601().full_range(true));
         let mut encoder =
             Encoder::with_api_config(OpenH264API::from_source(), config).map_err(library)?;
+        quiet_start(&mut encoder);
         let slices = slice_count(opts.threads, w, h);
         if slices > 1 {
             into_slices(&mut encoder, w, h, slices)?;
@@ -194,6 +197,21 @@ impl Encoding {
             height: h,
             bitrate,
         })
+    }
+}
+
+/// openh264 prints its warnings to stderr while it sets an encoder up (with
+/// our settings, always one about rate control without frame skipping); the
+/// crate quiets it only once that is done. Errors still print.
+fn quiet_start(encoder: &mut Encoder) {
+    use openh264_sys2::{ENCODER_OPTION_TRACE_LEVEL, WELS_LOG_ERROR};
+    let mut level = WELS_LOG_ERROR;
+    // SAFETY: the trace level is the one option openh264 takes before it is
+    // initialised; it reads one int, which `level` is.
+    unsafe {
+        encoder
+            .raw_api()
+            .set_option(ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast());
     }
 }
 
@@ -362,6 +380,75 @@ impl H264Codec {
     }
 }
 
+/// Decodes the access unit `au` (untrusted: checked first) into `frame`,
+/// whose `info` gives the stream's picture size, as I420. The decoder is made
+/// on first use.
+fn decode_access_unit(
+    decoder: &mut Option<Decoder>,
+    au: &[u8],
+    frame: &mut Frame,
+) -> Result<(), CodecError> {
+    let stream = (frame.info.width, frame.info.height);
+    annexb::check_stream_access_unit(au, stream).map_err(|e| CodecError::Decode {
+        codec: NAME,
+        source: Box::new(e),
+    })?;
+    if decoder.is_none() {
+        let made = Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
+            .map_err(|e| CodecError::Decode {
+                codec: NAME,
+                source: Box::new(e),
+            })?;
+        *decoder = Some(made);
+    }
+    let Some(decoder) = decoder.as_mut() else {
+        unreachable!("made above")
+    };
+    match decoder.decode(au) {
+        Ok(Some(picture)) => H264Codec::take_picture(&picture, frame),
+        Ok(None) => Err(CodecError::Corrupt {
+            codec: NAME,
+            why: "the access unit gave no picture (a parameter set or reference missing)".into(),
+        }),
+        Err(e) => Err(CodecError::Decode {
+            codec: NAME,
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// Turns the frames of an H.264 source (a camera's or a recording's access
+/// units) into I420 for a consumer on the server that needs pixels: a preview
+/// window, JPEG for browsers. Every access unit of the chain must come
+/// through, in order; after a gap, a keyframe first (`send::Chain` does that).
+#[derive(Default)]
+pub struct H264ToPixels {
+    decoder: Option<Decoder>,
+    scratch: Vec<u8>,
+}
+
+impl ToPixels for H264ToPixels {
+    fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
+        FrameInfo::packed(PixelFormat::I420, info.width, info.height).unwrap_or(*info)
+    }
+
+    fn decode_into(&mut self, h264: &Frame, out: &mut Frame) -> Result<(), CodecError> {
+        out.info = h264.info;
+        out.seq = h264.seq;
+        out.capture_us = h264.capture_us;
+        decode_access_unit(&mut self.decoder, &h264.data, out)
+    }
+
+    fn decode(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
+        std::mem::swap(&mut self.scratch, &mut frame.data);
+        decode_access_unit(&mut self.decoder, &self.scratch, frame)
+    }
+
+    fn inter_frame(&self) -> bool {
+        true
+    }
+}
+
 impl H264Codec {
     /// An access unit the source delivered as H.264: checked (NAL units, a
     /// picture, its parameter set's size against the stream's, the size bound
@@ -498,35 +585,7 @@ impl FrameCodec for H264Codec {
     }
 
     fn decode(&mut self, payload: &mut Vec<u8>, frame: &mut Frame) -> Result<(), CodecError> {
-        let stream = (frame.info.width, frame.info.height);
-        annexb::check_stream_access_unit(payload, stream).map_err(|e| CodecError::Decode {
-            codec: NAME,
-            source: Box::new(e),
-        })?;
-        if self.decoder.is_none() {
-            let decoder =
-                Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
-                    .map_err(|e| CodecError::Decode {
-                        codec: NAME,
-                        source: Box::new(e),
-                    })?;
-            self.decoder = Some(decoder);
-        }
-        let Some(decoder) = self.decoder.as_mut() else {
-            unreachable!("made above")
-        };
-        match decoder.decode(payload) {
-            Ok(Some(picture)) => Self::take_picture(&picture, frame),
-            Ok(None) => Err(CodecError::Corrupt {
-                codec: NAME,
-                why: "the access unit gave no picture (a parameter set or reference missing)"
-                    .into(),
-            }),
-            Err(e) => Err(CodecError::Decode {
-                codec: NAME,
-                source: Box::new(e),
-            }),
-        }
+        decode_access_unit(&mut self.decoder, payload, frame)
     }
 
     fn inter_frame(&self) -> bool {

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use super::to_pixels::ToPixels;
 use super::{CodecBackend, Encoded, FrameCodec};
 use crate::backend::table::BackendConfig;
 use crate::error::{BackendError, CodecError};
@@ -228,24 +229,23 @@ impl JpegToPixels {
             scratch: Vec::new(),
         })
     }
+}
 
-    /// What a JPEG frame of `info`'s size becomes.
-    pub fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
+impl ToPixels for JpegToPixels {
+    fn decoded_info(&self, info: &FrameInfo) -> FrameInfo {
         rgb_info(info)
     }
 
-    /// Decodes `frame` (JPEG) in place into RGB24, reusing buffers.
-    pub fn decode(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
-        std::mem::swap(&mut self.scratch, &mut frame.data);
-        decode_checked(&mut self.decoder, &self.scratch, frame)
-    }
-
-    /// Decodes the JPEG frame `jpeg` into `out` (RGB24), reading it where it is.
-    pub fn decode_into(&mut self, jpeg: &Frame, out: &mut Frame) -> Result<(), CodecError> {
+    fn decode_into(&mut self, jpeg: &Frame, out: &mut Frame) -> Result<(), CodecError> {
         out.info = jpeg.info;
         out.seq = jpeg.seq;
         out.capture_us = jpeg.capture_us;
         decode_checked(&mut self.decoder, &jpeg.data, out)
+    }
+
+    fn decode(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
+        std::mem::swap(&mut self.scratch, &mut frame.data);
+        decode_checked(&mut self.decoder, &self.scratch, frame)
     }
 }
 
