@@ -46,6 +46,10 @@ pub struct BenchResult {
     pub dropped_server: u64,
     pub dropped_viewer: u64,
     pub allocs_per_frame: f64,
+    /// A second viewer joining the running stream after the measured time:
+    /// from its connect to its first picture (handshake, the keyframe made for
+    /// it, decode).
+    pub join_ms: f64,
 }
 
 /// CPU time (ns) per thread of this process, keyed by thread id, with names.
@@ -80,6 +84,13 @@ fn is_server_thread(name: &str) -> bool {
         || name == "http-jpeg"
 }
 
+/// openh264's slice threads: a new thread takes its maker's name, and the
+/// server makes its encoder on the thread that runs the bench (the process's
+/// first, `main`, whose id is the process id) before capture starts.
+fn is_encoder_worker(tid: u64, name: &str, main: &str) -> bool {
+    name == main && tid != u64::from(std::process::id())
+}
+
 /// A bench case's key directory, removed when the case is done.
 #[derive(Debug)]
 struct KeyDir(std::path::PathBuf);
@@ -96,9 +107,11 @@ fn cpu_split(
     after: &HashMap<u64, (String, u64)>,
 ) -> (u64, u64) {
     let (mut server, mut view) = (0, 0);
+    let pid = u64::from(std::process::id());
+    let main = after.get(&pid).map_or("", |(name, _)| name.as_str());
     for (tid, (name, ns)) in after {
         let used = ns - before.get(tid).map_or(0, |b| b.1.min(*ns));
-        if is_server_thread(name) {
+        if is_server_thread(name) || is_encoder_worker(*tid, name, main) {
             server += used;
         } else if name == "net-reader" || name == "bench-view" {
             view += used;
@@ -147,8 +160,13 @@ pub fn measure(base: &Config, case: &Case) -> Result<BenchResult, BenchError> {
         let before = Sample::start(&server);
         std::thread::sleep(measured);
         let after = Sample::end(&server);
+        let joined = join(&cfg, &address, &stop)?;
         let report = view.join().map_err(|_| BenchError::ViewerPanicked)??;
-        Ok(result(case, &before, &after, &report))
+        let mut r = result(case, &before, &after, &report);
+        r.join_ms = joined
+            .first_picture
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        Ok(r)
     });
     server.stop()?;
     result
@@ -213,6 +231,21 @@ fn view(
     let opts = ViewOptions {
         frames: None,
         duration: Some(duration),
+        quiet: true,
+        reconnect: false,
+        limits: cfg.view.limits,
+        latency_log: None,
+    };
+    Ok(viewer::run(address, sink.as_mut(), cfg, &opts, stop)?)
+}
+
+/// A second viewer (`null` sink) that joins the running stream and leaves
+/// after its first picture, or after 5 s without one.
+fn join(cfg: &Config, address: &str, stop: &AtomicBool) -> Result<ViewReport, BenchError> {
+    let mut sink = (registry::sink("null")?.open)(&cfg.backend(Kind::Sink, "null"))?;
+    let opts = ViewOptions {
+        frames: Some(1),
+        duration: Some(Duration::from_secs(5)),
         quiet: true,
         reconnect: false,
         limits: cfg.view.limits,
@@ -316,6 +349,7 @@ fn result(case: &Case, before: &Sample, after: &Sample, report: &ViewReport) -> 
         dropped_server: report.dropped_upstream,
         dropped_viewer: report.dropped_here,
         allocs_per_frame: per((after.allocations - before.allocations) as f64),
+        join_ms: f64::NAN,
     }
 }
 
@@ -381,5 +415,10 @@ mod tests {
             (5, "main", 1000),
         ]);
         assert_eq!(cpu_split(&before, &after), (240, 35));
+        // openh264's slice threads carry the name of the process's first
+        // thread, which is not counted itself.
+        let pid = u64::from(std::process::id());
+        let after = snap(&[(pid, "livestream", 1000), (pid + 1, "livestream", 70)]);
+        assert_eq!(cpu_split(&HashMap::new(), &after), (70, 0));
     }
 }

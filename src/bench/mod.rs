@@ -167,6 +167,7 @@ fn median(runs: &[BenchResult]) -> BenchResult {
         dropped_server: mid(&|r| r.dropped_server as f64) as u64,
         dropped_viewer: mid(&|r| r.dropped_viewer as f64) as u64,
         allocs_per_frame: mid(&|r| r.allocs_per_frame),
+        join_ms: mid(&|r| r.join_ms),
         ..runs[0].clone()
     }
 }
@@ -220,9 +221,9 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Ben
         .map(|p| parse_pace(p))
         .collect::<Result<Vec<_>, _>>()?;
     println!(
-        "| codec | auth | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame | present p50 / p99 ms |"
+        "| codec | auth | content | size | pace | fps | server CPU ms/frame | (source ms | encode ms) | viewer CPU ms/frame | KB/frame | latency p50 ms | p99 ms | dropped server/viewer | allocs/frame | present p50 / p99 ms | join → picture ms |"
     );
-    println!("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut done = Vec::new();
     for case in cases(args, &sizes, &paces) {
         if stop.load(Ordering::Relaxed) {
@@ -286,7 +287,7 @@ fn pace(fps: f64) -> String {
 /// A case's line in the main table.
 fn row(r: &BenchResult) -> String {
     format!(
-        "| {} | {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} | {:.2} / {:.2} |",
+        "| {} | {} | {} | {}x{} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {}/{} | {:.2} | {:.2} / {:.2} | {:.1} |",
         r.codec,
         r.auth,
         r.content,
@@ -305,7 +306,8 @@ fn row(r: &BenchResult) -> String {
         r.dropped_viewer,
         r.allocs_per_frame,
         r.present_p50_ms,
-        r.present_p99_ms
+        r.present_p99_ms,
+        r.join_ms
     )
 }
 
@@ -370,6 +372,7 @@ mod tests {
             dropped_server: 7,
             dropped_viewer: 1,
             allocs_per_frame: 0.0,
+            join_ms: 40.0,
         }
     }
 
@@ -417,7 +420,7 @@ mod tests {
         let r = result("lz4", 29.96, 1.234);
         assert_eq!(
             row(&r),
-            "| lz4 | pair | photo | 640x480 | unpaced | 30.0 | 1.00 | 0.50 | 0.25 | 2.00 | 2.0 | 1.23 | 4.00 | 7/1 | 0.00 | 0.50 / 0.75 |"
+            "| lz4 | pair | photo | 640x480 | unpaced | 30.0 | 1.00 | 0.50 | 0.25 | 2.00 | 2.0 | 1.23 | 4.00 | 7/1 | 0.00 | 0.50 / 0.75 | 40.0 |"
         );
         let r = BenchResult {
             fps_target: 30.0,
