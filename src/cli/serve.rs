@@ -83,10 +83,16 @@ fn announce(server: &RunningServer) {
     let token = server
         .auth()
         .map_or(String::new(), |a| format!("?token={}", a.http_token()));
+    let rtsp_user = server
+        .auth()
+        .map_or(String::new(), |a| format!("livestream:{}@", a.http_token()));
     for ip in view_addresses(addr) {
         let at = SocketAddr::new(ip, addr.port());
         let _ = writeln!(out, "  watch with: livestream view {at}");
         let _ = writeln!(out, "  or open:    http://{at}/{token}");
+        if server.serves_rtsp() {
+            let _ = writeln!(out, "  or play:    rtsp://{rtsp_user}{at}/stream");
+        }
     }
     match server.auth() {
         Some(auth) => {

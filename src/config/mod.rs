@@ -38,6 +38,11 @@ pub struct ServeConfig {
     pub encode_threads: usize,
     /// Answer HTTP (browsers, MJPEG, stats) on the same port.
     pub http: bool,
+    /// Answer RTSP (VLC, ffmpeg, NVRs) on the same port.
+    pub rtsp: bool,
+    /// The even UDP port for RTSP clients' RTP (RTCP on the next); 0: any
+    /// free pair.
+    pub rtsp_udp_port: u16,
     /// Sinks fed on the server itself from the same capture (a preview window,
     /// a recording), each with its own newest-wins slot.
     pub sinks: Vec<String>,

@@ -41,6 +41,8 @@ pub(super) struct RawServe {
     pub handshake_timeout: Option<Spanned<f64>>,
     pub encode_threads: Option<Spanned<u32>>,
     pub http: Option<bool>,
+    pub rtsp: Option<bool>,
+    pub rtsp_udp_port: Option<Spanned<u16>>,
     pub sinks: Option<Vec<Spanned<String>>>,
     pub discovery: Option<bool>,
     pub connections_per_second: Option<Spanned<f64>>,

@@ -63,6 +63,17 @@ pub(super) fn serve(
     let encode_threads = in_range(file, s.encode_threads, 0..=16, |_| {
         "encode-threads must be from 0 (auto) to 16".into()
     })?;
+    let rtsp_udp_port = match s.rtsp_udp_port {
+        Some(p) if p.get_ref() % 2 != 0 || *p.get_ref() == u16::MAX => {
+            return Err(ConfigError::at(
+                file,
+                Some(p.span()),
+                "rtsp-udp-port must be even (RTP on it, RTCP on the next), or 0 for any free pair"
+                    .into(),
+            ))
+        }
+        p => p.map_or(0, |p| p.into_inner()),
+    };
     Ok(ServeConfig {
         listen,
         source,
@@ -74,6 +85,8 @@ pub(super) fn serve(
             .map_or(Duration::from_secs(5), Duration::from_secs_f64),
         encode_threads: encode_threads.map_or(0, |n| n as usize),
         http: s.http.unwrap_or(true),
+        rtsp: s.rtsp.unwrap_or(true),
+        rtsp_udp_port,
         discovery: s.discovery.unwrap_or(true),
         auth: check::auth(file, s.auth)?,
         key_dir: s.key_dir.map(Into::into),

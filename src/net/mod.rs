@@ -5,5 +5,7 @@
 pub mod discovery;
 pub mod io;
 pub mod protocol;
+pub mod rtp;
+pub mod rtsp;
 pub mod sniff;
 pub mod socket;

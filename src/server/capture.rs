@@ -67,6 +67,12 @@ impl Encoder {
                     p.encoded_us = clock::now_us();
                     if e.keyframe {
                         hub.keyframes.made();
+                        // RTSP's DESCRIBE names the parameter sets.
+                        if let Some(rtsp) = &hub.rtsp {
+                            if hub.payload_format == Some(PixelFormat::H264) {
+                                rtsp.keyframe(p.payload());
+                            }
+                        }
                     }
                     hub.main.publish(&frame);
                     if e.keyframe {

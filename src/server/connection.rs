@@ -1,6 +1,6 @@
 //! A connection's own thread, `viewer-ADDR`: waits for its first bytes, tells
-//! HTTP from the native protocol (`net/sniff.rs`) and hands the connection to
-//! `http.rs` or `native.rs`. Every failure ends this connection only.
+//! HTTP, RTSP and the native protocol apart (`net/sniff.rs`) and hands the
+//! connection to `http.rs`, `rtsp.rs` or `native.rs`. Every failure ends this connection only.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::AtomicBool;
@@ -25,6 +25,9 @@ pub(crate) fn serve_connection(
     match first_bytes(&stream, deadline) {
         Speaks::Http if hub.http => {
             super::http::serve(&stream, peer, &hub, stop, deadline, handshaking)
+        }
+        Speaks::Rtsp if hub.rtsp.is_some() => {
+            super::rtsp::serve(&stream, peer, &hub, stop, deadline, handshaking)
         }
         speaks => super::native::serve(&stream, peer, speaks, handshaking, stop, deadline),
     }

@@ -85,6 +85,8 @@ pub enum SubscriberKind {
     Native,
     /// A browser or media player: MJPEG over HTTP.
     Http,
+    /// An RTSP client (VLC, ffmpeg, an NVR): H.264 in RTP.
+    Rtsp,
     /// The server's own JPEG transcoder (not a viewer; not in the stats).
     Transcoder,
     /// A sink on the server itself (in the stats as a local sink).
@@ -108,6 +110,8 @@ pub(crate) struct Feedback {
     /// (id, t1, t2): ping `id` sent at `t1` (viewer clock), read here at `t2`.
     pub(crate) pings: Mutex<std::collections::VecDeque<(u64, u64, u64)>>,
     pub(crate) report: Mutex<Option<Report>>,
+    /// An RTSP client's latest RTCP reception report.
+    pub(crate) rtcp: Mutex<Option<crate::net::rtp::ReceptionReport>>,
     /// Its decoder lost the chain: send it nothing until a keyframe.
     pub(crate) wants_keyframe: AtomicBool,
 }
@@ -135,7 +139,10 @@ impl Subscriber {
             counters: SubscriberCounters::default(),
             feedback: Feedback::default(),
             connected: Instant::now(),
-            chained: AtomicBool::new(kind == SubscriberKind::Native),
+            chained: AtomicBool::new(matches!(
+                kind,
+                SubscriberKind::Native | SubscriberKind::Rtsp
+            )),
         })
     }
 
@@ -384,6 +391,8 @@ pub(crate) struct Hub {
     pub(crate) locals: Mutex<Vec<Arc<LocalSink>>>,
     /// Pairing and encryption; `None` with `auth = "none"`.
     pub(crate) auth: Option<Arc<ServerAuth>>,
+    /// RTSP is answered on this port (`[serve] rtsp`).
+    pub(crate) rtsp: Option<super::rtsp::RtspShared>,
 }
 
 /// What a hub is made from; the counters start at zero.
@@ -398,6 +407,7 @@ pub(crate) struct HubSetup {
     pub(crate) name: String,
     pub(crate) source_name: String,
     pub(crate) auth: Option<Arc<ServerAuth>>,
+    pub(crate) rtsp: Option<super::rtsp::RtspShared>,
 }
 
 /// A viewer's place among those watching; dropping it leaves the fan-out and
@@ -465,6 +475,7 @@ impl Hub {
             end: Mutex::new(None),
             locals: Mutex::default(),
             auth: setup.auth,
+            rtsp: setup.rtsp,
         }
     }
 
@@ -567,6 +578,7 @@ mod tests {
             name: "t".into(),
             source_name: "test-pattern".into(),
             auth: None,
+            rtsp: None,
         })
     }
 

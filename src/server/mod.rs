@@ -27,6 +27,7 @@ pub(crate) mod hub;
 mod local_sinks;
 pub mod metrics;
 mod native;
+mod rtsp;
 mod send;
 pub mod stats;
 mod transcode;
@@ -134,6 +135,7 @@ struct Threads {
     locals: Vec<JoinHandle<()>>,
     capture: Option<JoinHandle<Result<(), SourceError>>>,
     transcoder: Option<JoinHandle<()>>,
+    rtcp: Option<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -145,6 +147,7 @@ impl Threads {
             locals: Vec::new(),
             capture: None,
             transcoder: None,
+            rtcp: None,
             accept: None,
         }
     }
@@ -169,6 +172,9 @@ impl Threads {
         // Every slot closes: viewers send their end packet, sinks finish.
         self.hub.finish("the server is shutting down", false);
         if let Some(t) = self.transcoder.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.rtcp.take() {
             let _ = t.join();
         }
         for t in self.locals.drain(..) {
@@ -314,6 +320,31 @@ fn bind(cfg: &Config) -> Result<(TcpListener, SocketAddr), ServeError> {
     Ok((listener, addr))
 }
 
+/// RTSP on the server's port when `[serve] rtsp` is on and the stream is
+/// H.264 (with a JPEG or raw stream, DESCRIBE says why not), with the UDP
+/// pair for clients that want RTP over UDP.
+fn open_rtsp(
+    cfg: &Config,
+    addr: SocketAddr,
+    payload_format: Option<PixelFormat>,
+) -> Result<Option<rtsp::RtspShared>, ServeError> {
+    if !cfg.serve.rtsp {
+        return Ok(None);
+    }
+    let udp = if payload_format == Some(PixelFormat::H264) {
+        let port = cfg.serve.rtsp_udp_port;
+        Some(
+            rtsp::RtspUdp::bind(addr.ip(), port).map_err(|source| ServeError::Listen {
+                addr: format!("{}:{port} (UDP, for RTSP)", addr.ip()),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    Ok(Some(rtsp::RtspShared::new(udp)))
+}
+
 /// Announces the server with mDNS, if configured; a convenience, so a failure
 /// is only said.
 fn advertise(cfg: &Config, hub: &Hub, addr: SocketAddr) -> Option<Advertiser> {
@@ -349,6 +380,7 @@ impl RunningServer {
         let codecs = open_codecs(cfg, &stream)?;
         let auth = open_auth(cfg)?;
         let (listener, addr) = bind(cfg)?;
+        let rtsp = open_rtsp(cfg, addr, codecs.payload_format)?;
         let hub = Arc::new(Hub::new(HubSetup {
             payload_format: codecs.payload_format,
             max_viewers: cfg.serve.max_viewers,
@@ -360,6 +392,7 @@ impl RunningServer {
             name: cfg.serve.name.clone(),
             source_name,
             auth,
+            rtsp,
         }));
         let mut threads = Threads::new(&hub);
         // Local sinks first, so a recording holds every frame from the first.
@@ -374,6 +407,13 @@ impl RunningServer {
         if let Some(codec) = codecs.transcoder {
             threads.transcoder = Some(threads.spawn("http-jpeg", move |hub, stop| {
                 transcode::transcode_loop(codec, hub, stop)
+            })?);
+        }
+        if hub.rtsp.as_ref().is_some_and(|r| r.udp.is_some()) {
+            threads.rtcp = Some(threads.spawn("rtsp-rtcp", |hub, stop| {
+                if let Some(udp) = hub.rtsp.as_ref().and_then(|r| r.udp.as_ref()) {
+                    rtsp::rtcp_loop(udp, stop);
+                }
             })?);
         }
         let advertiser = advertise(cfg, &hub, addr);
@@ -395,6 +435,20 @@ impl RunningServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// RTSP clients can play the stream here (`[serve] rtsp`, an H.264 stream).
+    pub fn serves_rtsp(&self) -> bool {
+        self.hub.rtsp.is_some() && self.hub.payload_format == Some(PixelFormat::H264)
+    }
+
+    /// The UDP ports (RTP, RTCP) RTSP clients get the stream from, if any.
+    pub fn rtsp_udp_ports(&self) -> Option<(u16, u16)> {
+        self.hub
+            .rtsp
+            .as_ref()
+            .and_then(|r| r.udp.as_ref())
+            .map(|u| u.ports())
     }
 
     pub fn source_name(&self) -> &str {

@@ -256,6 +256,7 @@ pub(crate) fn log_departure(viewer: &Subscriber, why: &SendEnd) {
         "{} viewer {} left: {why}; sent {} frames ({:.1} MB), dropped {}",
         match viewer.kind {
             SubscriberKind::Http => "HTTP",
+            SubscriberKind::Rtsp => "RTSP",
             _ => "native",
         },
         viewer.peer,
@@ -337,6 +338,7 @@ mod tests {
             name: "t".into(),
             source_name: "test-pattern".into(),
             auth: None,
+            rtsp: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

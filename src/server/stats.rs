@@ -41,7 +41,20 @@ pub struct ViewerStats {
     /// Capture to presented, as the viewer measured it over its last seconds
     /// (native viewers that report it).
     pub reported_latency: Option<ReportedLatency>,
+    /// What an RTSP client's RTCP receiver reports say.
+    pub rtcp: Option<RtcpStats>,
     pub connected_seconds: f64,
+}
+
+/// An RTSP client's latest reception report (RFC 3550 section 6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RtcpStats {
+    /// Packets lost since its previous report, as a fraction (0 to 1).
+    pub fraction_lost: f64,
+    /// Packets lost in all.
+    pub packets_lost: i32,
+    /// Interarrival jitter, ms.
+    pub jitter_ms: f64,
 }
 
 /// A viewer's own latency figures, capture to presented, ms.
@@ -131,6 +144,16 @@ impl Subscriber {
                 p50_ms: r.p50_us as f64 / 1000.0,
                 p95_ms: r.p95_us as f64 / 1000.0,
             }),
+            rtcp: self
+                .feedback
+                .rtcp
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|r| RtcpStats {
+                    fraction_lost: f64::from(r.fraction_lost) / 256.0,
+                    packets_lost: r.cumulative_lost,
+                    jitter_ms: f64::from(r.jitter) / 90.0,
+                }),
             connected_seconds: secs,
         }
     }
@@ -157,7 +180,12 @@ impl Hub {
             let list = feed.lock();
             viewers.extend(
                 list.iter()
-                    .filter(|v| matches!(v.kind, SubscriberKind::Native | SubscriberKind::Http))
+                    .filter(|v| {
+                        matches!(
+                            v.kind,
+                            SubscriberKind::Native | SubscriberKind::Http | SubscriberKind::Rtsp
+                        )
+                    })
                     .map(|v| v.stats()),
             );
         }

@@ -13,6 +13,8 @@ mod http_client;
 mod latency;
 mod record;
 mod robustness;
+#[cfg(feature = "h264")]
+mod rtsp;
 mod secure;
 mod stream;
 mod util;

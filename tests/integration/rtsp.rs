@@ -1,0 +1,427 @@
+//! RTSP over real TCP and UDP on 127.0.0.1, with real clients: ffmpeg over
+//! TCP and UDP (digest auth), GStreamer's `rtspsrc`, and raw requests for
+//! basic auth and the hostile cases. Every picture a client decodes carries
+//! the test pattern's stamp, in order: none is corrupt.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
+use livestream::sources::test_pattern::read_stamp;
+
+use crate::stream::which;
+use crate::util::{record, serve_small, Proc, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+
+const W: u32 = 320;
+const H: u32 = 240;
+
+/// `serve` of the test pattern in H.264, with pairing: the server, its
+/// address and the RTSP URL it printed (with the token).
+fn serve_rtsp(more: &[&str]) -> (Proc, String, String) {
+    let mut args = vec!["--codec", "h264"];
+    args.extend_from_slice(more);
+    let (server, addr) = serve_small(&args);
+    server.wait_for("the RTSP URL", Duration::from_secs(10), |out, _| {
+        out.contains("rtsp://")
+    });
+    let url = server
+        .stdout()
+        .split_whitespace()
+        .find(|w| w.starts_with("rtsp://"))
+        .unwrap()
+        .to_string();
+    (server, addr, url)
+}
+
+/// Pictures decoded by ffmpeg from `url` over `transport`, as grey frames.
+fn ffmpeg_pictures(url: &str, transport: &str, frames: usize) -> Result<Vec<Frame>, String> {
+    let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
+    let out = Command::new(ffmpeg)
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-timeout",
+            "10000000",
+        ])
+        .args(["-i", url, "-frames:v"])
+        .arg(frames.to_string())
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(grey_frames(&out.stdout))
+}
+
+fn grey_frames(bytes: &[u8]) -> Vec<Frame> {
+    let info = FrameInfo::packed(PixelFormat::Grey, W, H).unwrap();
+    bytes
+        .chunks_exact(info.byte_len())
+        .map(|luma| Frame {
+            info,
+            seq: 0,
+            capture_us: 0,
+            data: luma.to_vec(),
+        })
+        .collect()
+}
+
+/// Every picture has a readable stamp (its check word holds: not corrupt),
+/// and they come in capture order.
+fn assert_whole_and_in_order(pictures: &[Frame], what: &str) {
+    let mut last = None;
+    for (i, p) in pictures.iter().enumerate() {
+        let stamp = read_stamp(p).unwrap_or_else(|| panic!("{what}: picture {i} is corrupt"));
+        if let Some(last) = last {
+            assert!(
+                stamp.seq > last,
+                "{what}: picture {i} (frame {}) after frame {last}",
+                stamp.seq
+            );
+        }
+        last = Some(stamp.seq);
+    }
+}
+
+#[test]
+fn ffmpeg_plays_over_tcp_and_udp_and_every_picture_is_whole() {
+    let (mut server, _addr, url) = serve_rtsp(&[]);
+    for transport in ["tcp", "udp"] {
+        let pictures = ffmpeg_pictures(&url, transport, 60)
+            .unwrap_or_else(|e| panic!("{transport}: ffmpeg: {e}\n{}", server.said()));
+        assert_eq!(pictures.len(), 60, "{transport}");
+        assert_whole_and_in_order(&pictures, transport);
+    }
+    server.wait_for("both clients gone", Duration::from_secs(10), |_, err| {
+        err.matches("RTSP viewer").count() >= 2
+    });
+    let said = server.stderr();
+    assert!(
+        said.contains("playing over TCP") && said.contains("playing over UDP"),
+        "{said}"
+    );
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// One request on its own connection; the response head and body.
+fn exchange(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    read_response(&mut s)
+}
+
+/// Reads one response (head and `Content-Length` body).
+fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&got[..end + 4 + len]).into_owned();
+            }
+        }
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return text;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_token_is_the_password_of_basic_and_digest_auth() {
+    let (mut server, addr, url) = serve_rtsp(&[]);
+    let token = url
+        .split_once(':')
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(t, _)| t.to_string())
+        .unwrap();
+    let plain = format!("rtsp://{addr}/stream");
+    // No token: 401, offering digest and basic. OPTIONS needs none.
+    let options = exchange(
+        &addr,
+        &format!("OPTIONS {plain} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(
+        options.starts_with("RTSP/1.0 200 OK\r\nCSeq: 1\r\n"),
+        "{options}"
+    );
+    assert!(options.contains("DESCRIBE"), "{options}");
+    let refused = exchange(
+        &addr,
+        &format!("DESCRIBE {plain} RTSP/1.0\r\nCSeq: 2\r\n\r\n"),
+    );
+    assert!(
+        refused.starts_with("RTSP/1.0 401 Unauthorized\r\nCSeq: 2\r\n"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("WWW-Authenticate: Basic realm=\"livestream\""),
+        "{refused}"
+    );
+    let nonce = refused
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    assert!(nonce.len() >= 16, "{refused}");
+    // ffmpeg without the token says 401.
+    let err = ffmpeg_pictures(&plain, "tcp", 1).unwrap_err();
+    assert!(err.contains("401"), "{err}");
+
+    // Basic, with the token as the password (any user): the SDP.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let describe = |auth: &str| {
+        exchange(
+            &addr,
+            &format!("DESCRIBE {plain} RTSP/1.0\r\nCSeq: 3\r\nAuthorization: {auth}\r\n\r\n"),
+        )
+    };
+    let ok = describe(&format!("Basic {}", b64.encode(format!("nvr:{token}"))));
+    assert!(ok.starts_with("RTSP/1.0 200 OK\r\n"), "{ok}");
+    assert!(ok.contains("Content-Type: application/sdp"), "{ok}");
+    assert!(ok.contains("a=rtpmap:96 H264/90000"), "{ok}");
+    assert!(ok.contains("sprop-parameter-sets="), "{ok}");
+    assert!(ok.contains("a=x-dimensions:320,240"), "{ok}");
+    let wrong = describe(&format!("Basic {}", b64.encode("nvr:not-the-token")));
+    assert!(wrong.starts_with("RTSP/1.0 401"), "{wrong}");
+
+    // Digest on one connection (its nonce), as ffmpeg and NVRs do it.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("DESCRIBE {plain} RTSP/1.0\r\nCSeq: 1\r\n\r\n").as_bytes())
+        .unwrap();
+    let challenge = read_response(&mut s);
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap();
+    let ha1 = md5_hex(&format!("ha:livestream:{token}"));
+    let ha2 = md5_hex(&format!("DESCRIBE:{plain}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+    s.write_all(
+        format!(
+            "DESCRIBE {plain} RTSP/1.0\r\nCSeq: 2\r\nAuthorization: Digest username=\"ha\", \
+             realm=\"livestream\", nonce=\"{nonce}\", uri=\"{plain}\", response=\"{response}\"\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let ok = read_response(&mut s);
+    assert!(ok.starts_with("RTSP/1.0 200 OK\r\nCSeq: 2\r\n"), "{ok}");
+    server.terminate();
+    server.assert_no_panic();
+}
+
+#[test]
+fn gstreamer_rtspsrc_decodes_the_stream() {
+    let Some(gst) = which("gst-launch-1.0") else {
+        panic!("gst-launch-1.0 is needed: the README's test command installs it");
+    };
+    let (mut server, _addr, url) = serve_rtsp(&[]);
+    let dir = crate::util::temp_dir();
+    let out = dir.path().join("frames.grey");
+    let (user, token) = {
+        let creds = url.trim_start_matches("rtsp://").split('@').next().unwrap();
+        let (u, t) = creds.split_once(':').unwrap();
+        (u.to_string(), t.to_string())
+    };
+    let plain = format!("rtsp://{}", url.split('@').nth(1).unwrap());
+    let result = Command::new(gst)
+        .args(["-q", "-e", "rtspsrc"])
+        .arg(format!("location={plain}"))
+        .arg(format!("user-id={user}"))
+        .arg(format!("user-pw={token}"))
+        .args([
+            "protocols=tcp",
+            "latency=0",
+            "!",
+            "rtph264depay",
+            "!",
+            "avdec_h264",
+        ])
+        .args(["!", "identity", "eos-after=60", "!", "videoconvert", "!"])
+        .arg("video/x-raw,format=GRAY8")
+        .args(["!", "filesink"])
+        .arg(format!("location={}", out.display()))
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "gst-launch: {}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let pictures = grey_frames(&std::fs::read(&out).unwrap());
+    assert!(pictures.len() >= 59, "{} pictures", pictures.len());
+    assert_whole_and_in_order(&pictures, "gstreamer");
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// Broken and hostile requests get clear answers, each ends only its own
+/// connection, and a native viewer watching meanwhile sees every frame.
+#[test]
+fn hostile_requests_get_clear_answers_and_harm_no_one() {
+    // Open (no pairing): what is tried here is RTSP itself.
+    let (mut server, addr, _url) = serve_rtsp(&[SERVE_PLAINTEXT]);
+    let dir = crate::util::temp_dir();
+    let rec = dir.path().join("native.lsr");
+    let mut native = record(&addr, &rec, 90, &[VIEW_PLAINTEXT]);
+    let auth = "";
+    let plain = format!("rtsp://{addr}/stream");
+    let cases: Vec<(String, &str)> = vec![
+        // A head over the bound.
+        (
+            format!(
+                "OPTIONS {plain} RTSP/1.0\r\nX: {}\r\n\r\n",
+                "a".repeat(9000)
+            ),
+            "RTSP/1.0 400",
+        ),
+        // Not RTSP after its method.
+        ("SETUP \x01\x02\x03\r\n\r\n".to_string(), "RTSP/1.0 400"),
+        // No such path.
+        (
+            format!("DESCRIBE rtsp://{addr}/other RTSP/1.0\r\nCSeq: 1\r\n{auth}\r\n"),
+            "RTSP/1.0 404",
+        ),
+        // PLAY with no session set up, and of a session that is not there.
+        (
+            format!("PLAY {plain} RTSP/1.0\r\nCSeq: 1\r\n{auth}Session: 1234\r\n\r\n"),
+            "RTSP/1.0 455",
+        ),
+        // A transport we do not serve, and an interleaved channel out of range.
+        (
+            format!(
+                "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+                 Transport: RTP/AVP;multicast\r\n\r\n"
+            ),
+            "RTSP/1.0 461",
+        ),
+        (
+            format!(
+                "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+                 Transport: RTP/AVP/TCP;interleaved=255-256\r\n\r\n"
+            ),
+            "RTSP/1.0 461",
+        ),
+        // Publishing is not taken.
+        (
+            format!("ANNOUNCE {plain} RTSP/1.0\r\nCSeq: 1\r\n{auth}\r\n"),
+            "RTSP/1.0 405",
+        ),
+    ];
+    for (request, expected) in &cases {
+        let answer = exchange(&addr, request);
+        assert!(
+            answer.starts_with(expected),
+            "{:?} → {answer:?}",
+            &request[..request.len().min(80)]
+        );
+    }
+    // SETUP, then PLAY of another session id: 454.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let setup = read_response(&mut s);
+    assert!(setup.starts_with("RTSP/1.0 200"), "{setup}");
+    assert!(setup.contains("Session: "), "{setup}");
+    s.write_all(
+        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\n{auth}Session: FFFF\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(read_response(&mut s).starts_with("RTSP/1.0 454"));
+    // UDP to ports where no one listens: the server sends into the void
+    // until the client's connection goes.
+    let mut u = TcpStream::connect(&addr).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    u.write_all(
+        format!(
+            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+             Transport: RTP/AVP;unicast;client_port=9-10\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let setup = read_response(&mut u);
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    u.write_all(
+        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\n{auth}Session: {session}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(read_response(&mut u).starts_with("RTSP/1.0 200"));
+    // Many sessions set up and never played, then dropped.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(
+                format!(
+                    "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+                     Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            assert!(read_response(&mut c).starts_with("RTSP/1.0 200"));
+            c
+        })
+        .collect();
+    native.expect_success(Duration::from_secs(30));
+    crate::util::assert_no_gaps(&rec, 90);
+    drop(idle);
+    drop(u);
+    drop(s);
+    server.wait_for(
+        "the UDP session to end",
+        Duration::from_secs(10),
+        |_, err| err.contains("RTSP viewer") && err.contains("closed the connection"),
+    );
+    server.terminate();
+    server.assert_no_panic();
+}
