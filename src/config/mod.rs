@@ -211,6 +211,13 @@ mod tests {
         assert!(e.help.as_deref().unwrap().contains("rgb24"), "{e}");
         let e = parse("[capture]\nfps = -1\n").unwrap_err();
         assert_eq!(e.position, Some((2, 7)), "{e}");
+        let e = parse("[serve]\nrtsp-udp-port = 8001\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 17)), "{e}");
+        assert!(e.message.contains("must be even"), "{e}");
+        let e = parse("[serve]\nrtsp-udp-port = 70000\n").unwrap_err();
+        assert_eq!(e.position, Some((2, 17)), "{e}");
+        let c = parse("[serve]\nrtsp-udp-port = 8000\nrtsp = false\n").unwrap();
+        assert_eq!((c.serve.rtsp_udp_port, c.serve.rtsp), (8000, false));
     }
 
     #[test]
