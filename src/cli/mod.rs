@@ -87,9 +87,14 @@ struct ServeArgs {
     /// server running).
     #[arg(long)]
     preview: bool,
-    /// Also record into DIR (.mjpeg for JPEG streams, else .y4m; see [sinks.record]).
+    /// Also record into DIR (.mp4 for H.264, .mjpeg for JPEG streams, else
+    /// .y4m; see [sinks.record]).
     #[arg(long, value_name = "DIR")]
     record: Option<PathBuf>,
+    /// Also push the stream to a media server (MediaMTX, go2rtc...) at
+    /// rtsp://[user:password@]host[:port]/path, reconnecting when it goes away.
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -34,6 +34,12 @@ pub(super) fn run(
         let dir = toml::Value::String(dir.display().to_string());
         sets.push(format!("sinks.record.dir={dir}"));
     }
+    if let Some(url) = &args.publish {
+        sets.push(format!(
+            "serve.publish={}",
+            toml::Value::String(url.clone())
+        ));
+    }
     let overrides = Overrides {
         source: args.source,
         codec: args.codec,

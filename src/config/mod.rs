@@ -43,6 +43,8 @@ pub struct ServeConfig {
     /// The even UDP port for RTSP clients' RTP (RTCP on the next); 0: any
     /// free pair.
     pub rtsp_udp_port: u16,
+    /// Push the stream to this RTSP media server (`rtsp://...`).
+    pub publish: Option<String>,
     /// Sinks fed on the server itself from the same capture (a preview window,
     /// a recording), each with its own newest-wins slot.
     pub sinks: Vec<String>,

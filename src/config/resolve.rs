@@ -74,6 +74,21 @@ pub(super) fn serve(
         }
         p => p.map_or(0, |p| p.into_inner()),
     };
+    let publish = match s.publish {
+        Some(p) => {
+            let ok = rtsp_types::Url::parse(p.get_ref())
+                .is_ok_and(|u| u.scheme() == "rtsp" && u.host_str().is_some_and(|h| !h.is_empty()));
+            if !ok {
+                return Err(ConfigError::at(
+                    file,
+                    Some(p.span()),
+                    "publish must be an RTSP URL: rtsp://[user:password@]host[:port]/path".into(),
+                ));
+            }
+            Some(p.into_inner())
+        }
+        None => None,
+    };
     Ok(ServeConfig {
         listen,
         source,
@@ -87,6 +102,7 @@ pub(super) fn serve(
         http: s.http.unwrap_or(true),
         rtsp: s.rtsp.unwrap_or(true),
         rtsp_udp_port,
+        publish,
         discovery: s.discovery.unwrap_or(true),
         auth: check::auth(file, s.auth)?,
         key_dir: s.key_dir.map(Into::into),

@@ -282,16 +282,7 @@ pub fn authorized(authorization: Option<&str>, method: &str, nonce: &str, token:
     if their_nonce != nonce || realm != REALM {
         return false;
     }
-    let hex = |data: &[&str]| -> String {
-        let mut h = Md5::new();
-        for (i, part) in data.iter().enumerate() {
-            if i > 0 {
-                h.update(b":");
-            }
-            h.update(part.as_bytes());
-        }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    };
+    let hex = md5_hex;
     let ha1 = hex(&[user, realm, token]);
     let ha2 = hex(&[method, uri]);
     // RFC 2617 with qop=auth, or RFC 2069 without.
@@ -341,6 +332,73 @@ pub fn challenges(nonce: &str) -> [String; 2] {
         format!("Digest realm=\"{REALM}\", nonce=\"{nonce}\""),
         format!("Basic realm=\"{REALM}\""),
     ]
+}
+
+/// The `Authorization` header a client sends after a `401` whose
+/// `WWW-Authenticate` is `challenge`: digest when offered (with `qop=auth`
+/// when the server asks for it; `cnonce` is the caller's), else basic.
+/// `None` when neither is offered.
+pub fn authorization(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> Option<String> {
+    if let Some(at) = find_ignore_case(challenge, "Digest ") {
+        let params = digest_params(&challenge[at + 7..]);
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let (realm, nonce) = (get("realm")?, get("nonce")?);
+        let ha1 = md5_hex(&[user, realm, password]);
+        let ha2 = md5_hex(&[method, uri]);
+        let quote = |s: &str| s.replace(['"', '\\', '\r', '\n'], "");
+        let mut header = format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\"",
+            quote(user),
+            quote(realm),
+            quote(nonce),
+            quote(uri)
+        );
+        if get("qop").is_some_and(|q| q.split(',').any(|q| q.trim() == "auth")) {
+            let response = md5_hex(&[&ha1, nonce, "00000001", cnonce, "auth", &ha2]);
+            let _ = write!(
+                header,
+                ", qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{response}\""
+            );
+        } else {
+            let response = md5_hex(&[&ha1, nonce, &ha2]);
+            let _ = write!(header, ", response=\"{response}\"");
+        }
+        return Some(header);
+    }
+    find_ignore_case(challenge, "Basic").map(|_| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        format!("Basic {}", b64.encode(format!("{user}:{password}")))
+    })
+}
+
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .to_ascii_lowercase()
+        .find(&needle.to_ascii_lowercase())
+}
+
+/// MD5 of the parts joined by `:`, in lower-case hex (RFC 2617's H()).
+fn md5_hex(parts: &[&str]) -> String {
+    let mut h = Md5::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update(b":");
+        }
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The method's name as it appears on the request line.
@@ -571,6 +629,36 @@ mod tests {
         assert_eq!(
             challenges("n1")[0],
             "Digest realm=\"livestream\", nonce=\"n1\""
+        );
+    }
+
+    #[test]
+    fn a_client_answers_each_challenge_as_the_server_checks_it() {
+        let token = "secret";
+        let uri = "rtsp://h/stream";
+        for challenge in [
+            "Digest realm=\"livestream\", nonce=\"n1\"".to_string(),
+            "Digest realm=\"livestream\", nonce=\"n1\", qop=\"auth,auth-int\"".to_string(),
+            challenges("n1").join(", "),
+            "Basic realm=\"livestream\"".to_string(),
+        ] {
+            let header = authorization(&challenge, "me", token, "ANNOUNCE", uri, "c0ffee").unwrap();
+            assert!(
+                authorized(Some(&header), "ANNOUNCE", "n1", token),
+                "{challenge}: {header}"
+            );
+            assert!(
+                !authorized(Some(&header), "ANNOUNCE", "n1", "other"),
+                "{challenge}"
+            );
+        }
+        assert_eq!(
+            authorization("Bearer x", "me", token, "ANNOUNCE", uri, "c"),
+            None
+        );
+        assert_eq!(
+            authorization("Digest realm=\"x\"", "me", token, "ANNOUNCE", uri, "c"),
+            None
         );
     }
 }

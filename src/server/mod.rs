@@ -27,6 +27,7 @@ pub(crate) mod hub;
 mod local_sinks;
 pub mod metrics;
 mod native;
+mod publish;
 mod rtsp;
 mod send;
 pub mod stats;
@@ -80,6 +81,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Secure(#[from] SecureError),
+    #[error("cannot publish: {0}")]
+    Publish(String),
     #[error("codec {codec} cannot carry this stream: {source}")]
     Codec {
         codec: String,
@@ -136,6 +139,7 @@ struct Threads {
     capture: Option<JoinHandle<Result<(), SourceError>>>,
     transcoder: Option<JoinHandle<()>>,
     rtcp: Option<JoinHandle<()>>,
+    publish: Option<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -148,6 +152,7 @@ impl Threads {
             capture: None,
             transcoder: None,
             rtcp: None,
+            publish: None,
             accept: None,
         }
     }
@@ -175,6 +180,9 @@ impl Threads {
             let _ = t.join();
         }
         if let Some(t) = self.rtcp.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.publish.take() {
             let _ = t.join();
         }
         for t in self.locals.drain(..) {
@@ -414,6 +422,13 @@ impl RunningServer {
                 if let Some(udp) = hub.rtsp.as_ref().and_then(|r| r.udp.as_ref()) {
                     rtsp::rtcp_loop(udp, stop);
                 }
+            })?);
+        }
+        if let Some(url) = &cfg.serve.publish {
+            let target =
+                publish::Target::parse(url).map_err(|e| ServeError::Publish(e.to_string()))?;
+            threads.publish = Some(threads.spawn("publish", move |hub, stop| {
+                publish::publish_loop(target, hub, stop)
             })?);
         }
         let advertiser = advertise(cfg, &hub, addr);

@@ -168,7 +168,7 @@ pub(crate) fn rtcp_loop(udp: &RtspUdp, stop: &AtomicBool) {
 
 /// A session's state that its threads share: what the client asked for and
 /// said back, and answers waiting for the sender to write.
-struct Control {
+pub(crate) struct Control {
     peer: SocketAddr,
     /// Responses to requests read while playing, for the sender to write.
     outbox: Mutex<Vec<u8>>,
@@ -185,7 +185,7 @@ struct Control {
 }
 
 impl Control {
-    fn new(peer: SocketAddr) -> Control {
+    pub(crate) fn new(peer: SocketAddr) -> Control {
         Control {
             peer,
             outbox: Mutex::default(),
@@ -197,21 +197,21 @@ impl Control {
         }
     }
 
-    fn end(&self, why: impl Into<String>) {
+    pub(crate) fn end(&self, why: impl Into<String>) {
         let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         if ended.is_none() {
             *ended = Some(why.into());
         }
     }
 
-    fn ended(&self) -> Option<String> {
+    pub(crate) fn ended(&self) -> Option<String> {
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A compound RTCP packet from the client: its reception reports. Packets
     /// it lost (over UDP) mean a damaged picture until the next keyframe: ask
     /// for one.
-    fn rtcp(&self, packet: &[u8]) {
+    pub(crate) fn rtcp(&self, packet: &[u8]) {
         self.heard_us.store(clock::now_us(), Ordering::Relaxed);
         let result = reception_reports(packet, |r| {
             let lost = r.cumulative_lost.max(0) as u64;
@@ -752,6 +752,7 @@ fn play(stream: &TcpStream, conn: Connection<'_>, inbuf: Vec<u8>, stop: &AtomicB
         }
         let mut framing = RtpFraming {
             control: &control,
+            silence_ends: true,
             viewer,
             delivery,
             udp,
@@ -845,8 +846,11 @@ fn receive(stream: &TcpStream, mut conn: Connection<'_>, mut inbuf: Vec<u8>, del
 /// RTP as one RTSP client gets it: interleaved in the RTSP connection
 /// (`$`, channel, length, packet) or in UDP datagrams; sender reports every
 /// few seconds; the answers `rtsp-rx` left, written between frames.
-struct RtpFraming<'a> {
+pub(crate) struct RtpFraming<'a> {
     control: &'a Control,
+    /// A client silent for the session timeout is gone (not so for a media
+    /// server we publish to, which need not talk back).
+    silence_ends: bool,
     viewer: &'a Subscriber,
     delivery: Delivery,
     /// The shared sockets, and where RTP and RTCP go.
@@ -861,6 +865,31 @@ struct RtpFraming<'a> {
 
 /// Packets of one access unit written in one vectored write over TCP.
 const BATCH: usize = 32;
+
+impl<'a> RtpFraming<'a> {
+    /// RTP interleaved on `channel` (RTCP on the next) of a connection we
+    /// opened to publish: no silence limit.
+    pub(crate) fn publishing(
+        control: &'a Control,
+        viewer: &'a Subscriber,
+        channel: u8,
+        rtp: RtpStream,
+        cname: String,
+    ) -> RtpFraming<'a> {
+        RtpFraming {
+            control,
+            silence_ends: false,
+            viewer,
+            delivery: Delivery::Interleaved { rtp: channel },
+            udp: None,
+            rtp,
+            cname,
+            report: Vec::with_capacity(128),
+            last_report: None,
+            datagram: Vec::new(),
+        }
+    }
+}
 
 impl RtpFraming<'_> {
     /// Writes the answers waiting, and says whether the session is over.
@@ -879,7 +908,9 @@ impl RtpFraming<'_> {
             return Err(std::io::Error::other(why));
         }
         let heard = self.control.heard_us.load(Ordering::Relaxed);
-        if clock::now_us().saturating_sub(heard) > SESSION_TIMEOUT.as_micros() as u64 {
+        if self.silence_ends
+            && clock::now_us().saturating_sub(heard) > SESSION_TIMEOUT.as_micros() as u64
+        {
             return Err(std::io::Error::other(format!(
                 "nothing heard from it for {} s (session timeout)",
                 SESSION_TIMEOUT.as_secs()

@@ -425,3 +425,65 @@ fn hostile_requests_get_clear_answers_and_harm_no_one() {
     server.terminate();
     server.assert_no_panic();
 }
+
+/// ffmpeg listening for a publisher at `url`: takes 60 pictures into `out`.
+fn rtsp_listener(url: &str, out: &std::path::Path) -> Proc {
+    let out = out.to_str().unwrap();
+    Proc::spawn_program(
+        "ffmpeg",
+        "ffmpeg-listen",
+        &[
+            "-v",
+            "error",
+            "-rtsp_flags",
+            "listen",
+            "-i",
+            url,
+            "-frames:v",
+            "60",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-y",
+            out,
+        ],
+    )
+}
+
+/// `serve --publish`: ffmpeg's RTSP listener takes our ANNOUNCE, SETUP and
+/// RECORD and decodes 60 whole pictures; when it goes and comes back, the
+/// server connects again by itself and pictures flow again.
+#[test]
+fn publishing_reaches_a_listener_and_comes_back_after_it_restarts() {
+    assert!(which("ffmpeg").is_some(), "ffmpeg is needed");
+    let dir = crate::util::temp_dir();
+    let url = format!("rtsp://127.0.0.1:{}/live", crate::util::free_port());
+    let first = dir.path().join("first.grey");
+    let mut listener = rtsp_listener(&url, &first);
+    let (mut server, _addr) = serve_small(&["--codec", "h264", SERVE_PLAINTEXT, "--publish", &url]);
+    listener.expect_success(Duration::from_secs(30));
+    let pictures = grey_frames(&std::fs::read(&first).unwrap());
+    assert_eq!(pictures.len(), 60);
+    assert_whole_and_in_order(&pictures, "first listener");
+    // The listener is gone: the server notices and tries again.
+    server.wait_for("a retry", Duration::from_secs(15), |_, err| {
+        err.contains("trying again")
+    });
+    let second = dir.path().join("second.grey");
+    let mut listener = rtsp_listener(&url, &second);
+    listener.expect_success(Duration::from_secs(60));
+    let pictures = grey_frames(&std::fs::read(&second).unwrap());
+    assert_eq!(pictures.len(), 60);
+    assert_whole_and_in_order(&pictures, "second listener");
+    let sessions = server
+        .stderr()
+        .lines()
+        .filter(|l| l.ends_with(&format!("publishing to {url}")))
+        .count();
+    assert!(sessions >= 2, "{}", server.said());
+    server.terminate();
+    server.assert_no_panic();
+}
