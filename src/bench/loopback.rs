@@ -53,7 +53,7 @@ pub struct BenchResult {
 }
 
 /// CPU time (ns) per thread of this process, keyed by thread id, with names.
-fn thread_cpu() -> HashMap<u64, (String, u64)> {
+pub(super) fn thread_cpu() -> HashMap<u64, (String, u64)> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -82,6 +82,16 @@ fn is_server_thread(name: &str) -> bool {
         || name.starts_with("viewer-")
         || name.starts_with("encode-")
         || name == "http-jpeg"
+        || name.starts_with("rtsp-r")
+        || name.starts_with("publish")
+}
+
+/// The server's CPU time between two snapshots (openh264's threads included).
+pub(super) fn server_cpu_ns(
+    before: &HashMap<u64, (String, u64)>,
+    after: &HashMap<u64, (String, u64)>,
+) -> u64 {
+    cpu_split(before, after).0
 }
 
 /// openh264's slice threads: a new thread takes its maker's name, and the

@@ -18,6 +18,7 @@ pub mod alloc;
 pub mod convert;
 pub mod encode;
 mod loopback;
+pub mod rtsp;
 pub mod seal;
 
 pub use alloc::{CountingAlloc, ALLOCATIONS};
@@ -132,6 +133,15 @@ pub struct BenchArgs {
     /// (for another encoder: scripts/bench-h264.sh).
     #[arg(long, value_name = "DIR")]
     y4m: Option<std::path::PathBuf>,
+    /// Measure RTSP instead: H.264 at 30 fps (--sizes, --content) to clients
+    /// over TCP and UDP: server CPU per frame with 1 and --clients receiving
+    /// clients, and latency capture → decoded in ffmpeg beside the native
+    /// viewer's (test pattern).
+    #[arg(long)]
+    rtsp: bool,
+    /// Receiving clients for --rtsp.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
 }
 
 /// The median of every column over several runs of one case.
@@ -204,6 +214,15 @@ pub fn run(base: &Config, args: &BenchArgs, stop: &AtomicBool) -> Result<(), Ben
     }
     if args.convert {
         return convert::run(base, &sizes, args.repeat.unwrap_or(25), stop).map(|_| ());
+    }
+    if args.rtsp {
+        let what = rtsp::RtspArgs {
+            sizes: &sizes,
+            contents: &args.content,
+            seconds: args.seconds,
+            clients: args.clients.max(1),
+        };
+        return rtsp::run(base, &what, stop);
     }
     if args.encode {
         let what = encode::EncodeArgs {
