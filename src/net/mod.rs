@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod io;
 pub mod protocol;
 pub mod rtp;
+pub mod rtp_jpeg;
 pub mod rtsp;
 pub mod sniff;
 pub mod socket;

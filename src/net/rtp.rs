@@ -22,6 +22,10 @@ pub const H264_PAYLOAD_TYPE: u8 = 96;
 pub const MAX_PAYLOAD: usize = 1400;
 /// RTP header without CSRCs or extension.
 pub const RTP_HEADER: usize = 12;
+/// Payload-format headers a packet's head may hold after the RTP header: an
+/// FU-A's two bytes, or RTP/JPEG's main, restart and quantisation-table
+/// headers (8 + 4 + 4 + 128).
+pub const MAX_FORMAT_HEADER: usize = 144;
 
 const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
@@ -39,6 +43,34 @@ pub struct RtpStream {
 }
 
 impl RtpStream {
+    /// The next packet of this stream: its RTP header, then `format_head`
+    /// (the payload format's own headers, at most [`MAX_FORMAT_HEADER`]
+    /// bytes), then `payload`. Counts it for sender reports.
+    pub fn packet<'a>(
+        &mut self,
+        timestamp: u32,
+        marker: bool,
+        format_head: &[u8],
+        payload: &'a [u8],
+    ) -> RtpPacket<'a> {
+        let mut head = [0u8; RTP_HEADER + MAX_FORMAT_HEADER];
+        head[0] = 0x80; // version 2, no padding, no extension, no CSRC
+        head[1] = (u8::from(marker) << 7) | (self.payload_type & 0x7f);
+        head[2..4].copy_from_slice(&self.next_seq.to_be_bytes());
+        head[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        head[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        let extra = format_head.len().min(MAX_FORMAT_HEADER);
+        head[RTP_HEADER..RTP_HEADER + extra].copy_from_slice(&format_head[..extra]);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add((extra + payload.len()) as u32);
+        RtpPacket {
+            head,
+            head_len: (RTP_HEADER + extra) as u8,
+            payload,
+        }
+    }
+
     /// A stream with a random source id and first sequence number, as RFC
     /// 3550 asks (`random` is the caller's, so tests can fix it).
     pub fn new(payload_type: u8, random: u64) -> RtpStream {
@@ -55,14 +87,15 @@ impl RtpStream {
 /// One RTP packet of an access unit.
 #[derive(Clone, Copy)]
 pub struct RtpPacket<'a> {
-    head: [u8; RTP_HEADER + 2],
+    head: [u8; RTP_HEADER + MAX_FORMAT_HEADER],
     head_len: u8,
     /// The rest of the packet, in the access unit.
     pub payload: &'a [u8],
 }
 
 impl RtpPacket<'_> {
-    /// The RTP header, and for an FU-A fragment its indicator and header.
+    /// The RTP header, and the payload format's own (an FU-A fragment's
+    /// indicator and header, RTP/JPEG's headers).
     pub fn head(&self) -> &[u8] {
         &self.head[..self.head_len as usize]
     }
@@ -140,27 +173,8 @@ impl<'a, 's> H264Packets<'a, 's> {
     }
 
     fn packet(&mut self, marker: bool, fu: Option<[u8; 2]>, payload: &'a [u8]) -> RtpPacket<'a> {
-        let s = &mut *self.stream;
-        let mut head = [0u8; RTP_HEADER + 2];
-        head[0] = 0x80; // version 2, no padding, no extension, no CSRC
-        head[1] = (u8::from(marker) << 7) | (s.payload_type & 0x7f);
-        head[2..4].copy_from_slice(&s.next_seq.to_be_bytes());
-        head[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
-        head[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
-        let mut head_len = RTP_HEADER;
-        if let Some(fu) = fu {
-            head[RTP_HEADER..].copy_from_slice(&fu);
-            head_len += 2;
-        }
-        s.next_seq = s.next_seq.wrapping_add(1);
-        s.packets = s.packets.wrapping_add(1);
-        let octets = head_len - RTP_HEADER + payload.len();
-        s.octets = s.octets.wrapping_add(octets as u32);
-        RtpPacket {
-            head,
-            head_len: head_len as u8,
-            payload,
-        }
+        let fu = fu.as_ref().map_or(&[][..], |f| &f[..]);
+        self.stream.packet(self.timestamp, marker, fu, payload)
     }
 }
 

@@ -169,6 +169,16 @@ pub fn parameter_sets(au: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((sps?, pps?))
 }
 
+/// The track's payload.
+#[derive(Debug, Clone, Copy)]
+pub enum Media<'a> {
+    /// H.264 (RFC 6184 mode 1, payload type 96), with the SPS and PPS when a
+    /// keyframe has been made.
+    H264(Option<(&'a [u8], &'a [u8])>),
+    /// JPEG (RFC 2435, static payload type 26).
+    Jpeg,
+}
+
 /// What the SDP of the stream says.
 #[derive(Debug, Clone)]
 pub struct Description<'a> {
@@ -177,8 +187,8 @@ pub struct Description<'a> {
     /// A number fixed for the server's run (`o=` session id).
     pub session_id: u64,
     pub name: &'a str,
-    /// SPS and PPS, when a keyframe has been made.
-    pub parameter_sets: Option<(&'a [u8], &'a [u8])>,
+    /// What the track carries.
+    pub media: Media<'a>,
     pub width: u32,
     pub height: u32,
     /// Frames per second; 0 when unpaced.
@@ -203,14 +213,25 @@ pub fn describe(d: &Description<'_>) -> String {
     let _ = write!(
         sdp,
         "v=0\r\no=- {id} 1 IN {ip} {addr}\r\ns={name}\r\nc=IN {ip} {any}\r\nt=0 0\r\n\
-         a=tool:livestream\r\na=type:broadcast\r\na=control:*\r\na=range:npt=now-\r\n\
-         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1",
+         a=tool:livestream\r\na=type:broadcast\r\na=control:*\r\na=range:npt=now-\r\n",
         id = d.session_id,
         addr = d.origin,
         name = if name.is_empty() { "livestream" } else { &name },
         any = if ip == "IP4" { "0.0.0.0" } else { "::" },
     );
-    if let Some((sps, pps)) = d.parameter_sets {
+    let sets = match d.media {
+        Media::Jpeg => {
+            sdp.push_str("m=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\n");
+            None
+        }
+        Media::H264(sets) => {
+            sdp.push_str(
+                "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1",
+            );
+            Some(sets)
+        }
+    };
+    if let Some(Some((sps, pps))) = sets {
         let b64 = base64::engine::general_purpose::STANDARD;
         if sps.len() >= 4 {
             let _ = write!(
@@ -226,7 +247,9 @@ pub fn describe(d: &Description<'_>) -> String {
             b64.encode(pps)
         );
     }
-    sdp.push_str("\r\n");
+    if sets.is_some() {
+        sdp.push_str("\r\n");
+    }
     if d.fps > 0.0 {
         let _ = write!(sdp, "a=framerate:{}\r\n", d.fps);
     }
@@ -543,7 +566,7 @@ mod tests {
             origin: "192.168.1.5".parse().unwrap(),
             session_id: 42,
             name: "cam\r\na=evil",
-            parameter_sets: Some(sets),
+            media: Media::H264(Some(sets)),
             width: 1280,
             height: 720,
             fps: 30.0,

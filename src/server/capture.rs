@@ -67,10 +67,13 @@ impl Encoder {
                     p.encoded_us = clock::now_us();
                     if e.keyframe {
                         hub.keyframes.made();
-                        // RTSP's DESCRIBE names the parameter sets.
+                        // RTSP's DESCRIBE names the parameter sets, or
+                        // says whether RTP/JPEG carries the JPEG.
                         if let Some(rtsp) = &hub.rtsp {
-                            if hub.payload_format == Some(PixelFormat::H264) {
-                                rtsp.keyframe(p.payload());
+                            match hub.payload_format {
+                                Some(PixelFormat::H264) => rtsp.keyframe(p.payload()),
+                                Some(PixelFormat::Jpeg) => rtsp.jpeg(p.payload()),
+                                _ => {}
                             }
                         }
                     }

@@ -328,9 +328,9 @@ fn bind(cfg: &Config) -> Result<(TcpListener, SocketAddr), ServeError> {
     Ok((listener, addr))
 }
 
-/// RTSP on the server's port when `[serve] rtsp` is on and the stream is
-/// H.264 (with a JPEG or raw stream, DESCRIBE says why not), with the UDP
-/// pair for clients that want RTP over UDP.
+/// RTSP on the server's port when `[serve] rtsp` is on (for a stream RTSP
+/// does not carry, DESCRIBE says why), with the UDP pair for clients that
+/// want RTP over UDP when the stream is H.264 or JPEG.
 fn open_rtsp(
     cfg: &Config,
     addr: SocketAddr,
@@ -339,7 +339,7 @@ fn open_rtsp(
     if !cfg.serve.rtsp {
         return Ok(None);
     }
-    let udp = if payload_format == Some(PixelFormat::H264) {
+    let udp = if matches!(payload_format, Some(PixelFormat::H264 | PixelFormat::Jpeg)) {
         let port = cfg.serve.rtsp_udp_port;
         Some(
             rtsp::RtspUdp::bind(addr.ip(), port).map_err(|source| ServeError::Listen {
@@ -452,9 +452,14 @@ impl RunningServer {
         self.addr
     }
 
-    /// RTSP clients can play the stream here (`[serve] rtsp`, an H.264 stream).
+    /// RTSP clients can play the stream here (`[serve] rtsp`, an H.264 or
+    /// JPEG stream).
     pub fn serves_rtsp(&self) -> bool {
-        self.hub.rtsp.is_some() && self.hub.payload_format == Some(PixelFormat::H264)
+        self.hub.rtsp.is_some()
+            && matches!(
+                self.hub.payload_format,
+                Some(PixelFormat::H264 | PixelFormat::Jpeg)
+            )
     }
 
     /// The UDP ports (RTP, RTCP) RTSP clients get the stream from, if any.

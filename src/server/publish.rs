@@ -18,7 +18,7 @@ use crate::media::frame::PixelFormat;
 use crate::media::slot::Taken;
 use crate::net::io::DeadlineReader;
 use crate::net::rtp::{RtpStream, H264_PAYLOAD_TYPE};
-use crate::net::rtsp::{self, authorization, describe, Description, MAX_REQUEST};
+use crate::net::rtsp::{self, authorization, describe, Description, Media, MAX_REQUEST};
 
 use super::hub::{Hub, Subscriber, SubscriberKind};
 use super::rtsp::{Control, RtpFraming};
@@ -316,7 +316,7 @@ fn session(target: &Target, hub: &Hub, stop: &AtomicBool) -> Result<(), PublishE
         origin: stream.local_addr()?.ip(),
         session_id: u64::from(fastrand::u32(..)),
         name: &hub.name,
-        parameter_sets: Some((&sets.0, &sets.1)),
+        media: Media::H264(Some((&sets.0, &sets.1))),
         width: hub.stream.frame.width,
         height: hub.stream.frame.height,
         fps: hub.stream.fps,

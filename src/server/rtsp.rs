@@ -25,12 +25,14 @@ use crate::media::clock;
 use crate::media::frame::PixelFormat;
 use crate::net::io::{write_all_vectored, DeadlineReader};
 use crate::net::rtp::{
-    ntp_time, reception_reports, write_sender_report, H264Packets, ReceptionReport, RtpStream,
-    H264_PAYLOAD_TYPE, MAX_PAYLOAD,
+    ntp_time, reception_reports, write_sender_report, H264Packets, ReceptionReport, RtpPacket,
+    RtpStream, H264_PAYLOAD_TYPE, MAX_PAYLOAD,
 };
+use crate::net::rtp_jpeg::{rtp_jpeg, JpegPackets, RtpJpegError, JPEG_PAYLOAD_TYPE};
 use crate::net::rtsp::{
     self, authorized, challenges, choose_transport, describe, method_name, read_message,
-    transport_reply, Delivery, Description, Incoming, RtspError, MAX_INTERLEAVED, MAX_REQUEST,
+    transport_reply, Delivery, Description, Incoming, Media, RtspError, MAX_INTERLEAVED,
+    MAX_REQUEST,
 };
 
 use super::hub::{Admission, EncodedFrame, Handshaking, Hub, Subscriber, SubscriberKind};
@@ -50,6 +52,8 @@ const PATHS: [&str; 2] = ["/stream", "/"];
 pub(crate) struct RtspShared {
     pub(crate) udp: Option<RtspUdp>,
     parameter_sets: Mutex<Option<(Vec<u8>, Vec<u8>)>>,
+    /// Whether the latest JPEG fits RTP/JPEG, for a JPEG stream.
+    jpeg: Mutex<Option<Result<(), RtpJpegError>>>,
     sdp_session: u64,
 }
 
@@ -58,7 +62,21 @@ impl RtspShared {
         RtspShared {
             udp,
             parameter_sets: Mutex::new(None),
+            jpeg: Mutex::new(None),
             sdp_session: u64::from(fastrand::u32(..)),
+        }
+    }
+
+    /// Notes whether a JPEG of the stream fits RTP/JPEG (called by the
+    /// capture thread for each; a walk of its markers, no allocation).
+    pub(crate) fn jpeg(&self, jpeg: &[u8]) {
+        let fits = rtp_jpeg(jpeg).map(|_| ());
+        let mut kept = self.jpeg.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.as_ref() != Some(&fits) {
+            if let Err(e) = &fits {
+                log::warn!("RTSP clients cannot get this stream's JPEG: {e}");
+            }
+            *kept = Some(fits);
         }
     }
 
@@ -393,41 +411,50 @@ impl Connection<'_> {
         if !PATHS.contains(&path.trim_end_matches('/')) && path != "/" {
             return Answer::text(404, "Not Found", "the stream is at /stream");
         }
-        if self.hub.payload_format != Some(PixelFormat::H264) {
-            return Answer::text(
-                415,
-                "Unsupported Media Type",
-                format!(
-                    "RTSP here carries H.264, and this server's codec is {}: \
-                     set codec = \"h264\" (or \"auto\")",
-                    self.hub.codec
-                ),
-            );
+        if let Err(why) = carried(self.hub) {
+            return Answer::text(415, "Unsupported Media Type", why);
         }
         let Some(shared) = &self.hub.rtsp else {
             return Answer::new(503, "Service Unavailable");
         };
         // No keyframe yet (just started): ask for one and give it a moment,
-        // so the SDP can carry the parameter sets; clients take them in band
-        // too.
+        // so the SDP can carry the parameter sets (clients take them in band
+        // too), or the first JPEG can say whether RTP/JPEG carries it.
         let deadline = Instant::now() + Duration::from_secs(1);
-        let sets = loop {
+        let (sets, jpeg) = loop {
             let sets = shared
                 .parameter_sets
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            if sets.is_some() || Instant::now() >= deadline {
-                break sets;
+            let jpeg = shared
+                .jpeg
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if sets.is_some() || jpeg.is_some() || Instant::now() >= deadline {
+                break (sets, jpeg);
             }
             self.hub.keyframes.ask();
             std::thread::sleep(Duration::from_millis(20));
+        };
+        let media = if self.hub.payload_format == Some(PixelFormat::Jpeg) {
+            if let Some(Err(e)) = jpeg {
+                return Answer::text(
+                    415,
+                    "Unsupported Media Type",
+                    format!("this stream's JPEG does not fit RTP/JPEG (RFC 2435): {e}"),
+                );
+            }
+            Media::Jpeg
+        } else {
+            Media::H264(sets.as_ref().map(|(s, p)| (s.as_slice(), p.as_slice())))
         };
         let sdp = describe(&Description {
             origin: self.local,
             session_id: shared.sdp_session,
             name: &self.hub.name,
-            parameter_sets: sets.as_ref().map(|(s, p)| (s.as_slice(), p.as_slice())),
+            media,
             width: self.hub.stream.frame.width,
             height: self.hub.stream.frame.height,
             fps: self.hub.stream.fps,
@@ -461,8 +488,8 @@ impl Connection<'_> {
                 "one track per session, set up already",
             );
         }
-        if self.hub.payload_format != Some(PixelFormat::H264) {
-            return Answer::text(415, "Unsupported Media Type", "RTSP here carries H.264");
+        if let Err(why) = carried(self.hub) {
+            return Answer::text(415, "Unsupported Media Type", why);
         }
         let path = path_of(request);
         let last = path.rsplit('/').next().unwrap_or("");
@@ -494,7 +521,12 @@ impl Connection<'_> {
             }
             _ => (0, 0),
         };
-        let stream = RtpStream::new(H264_PAYLOAD_TYPE, fastrand::u64(..));
+        let payload_type = if self.hub.payload_format == Some(PixelFormat::Jpeg) {
+            JPEG_PAYLOAD_TYPE
+        } else {
+            H264_PAYLOAD_TYPE
+        };
+        let stream = RtpStream::new(payload_type, fastrand::u64(..));
         let session = format!("{:016X}", fastrand::u64(..));
         let a = Answer::new(200, "OK")
             .header(
@@ -572,6 +604,18 @@ impl Connection<'_> {
             .heard_us
             .store(clock::now_us(), Ordering::Relaxed);
         Answer::new(200, "OK")
+    }
+}
+
+/// Whether RTSP carries this server's stream: H.264, or JPEG; else why not.
+fn carried(hub: &Hub) -> Result<(), String> {
+    match hub.payload_format {
+        Some(PixelFormat::H264 | PixelFormat::Jpeg) => Ok(()),
+        _ => Err(format!(
+            "RTSP here carries H.264 or JPEG, and this server's codec is {}: \
+             set codec = \"h264\" (or \"auto\")",
+            hub.codec
+        )),
     }
 }
 
@@ -760,7 +804,8 @@ fn play(stream: &TcpStream, conn: Connection<'_>, inbuf: Vec<u8>, stop: &AtomicB
             cname: format!("livestream@{}", hub.name),
             report: Vec::with_capacity(128),
             last_report: None,
-            datagram: Vec::with_capacity(MAX_PAYLOAD + 64),
+            datagram: Vec::with_capacity(MAX_PAYLOAD + 200),
+            told: false,
         };
         let why = send_loop(stream, stream, viewer, hub, stop, &mut framing);
         let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -861,6 +906,8 @@ pub(crate) struct RtpFraming<'a> {
     last_report: Option<Instant>,
     /// One UDP datagram being put together.
     datagram: Vec<u8>,
+    /// It was told once that frames are skipped.
+    told: bool,
 }
 
 /// Packets of one access unit written in one vectored write over TCP.
@@ -887,6 +934,7 @@ impl<'a> RtpFraming<'a> {
             report: Vec::with_capacity(128),
             last_report: None,
             datagram: Vec::new(),
+            told: false,
         }
     }
 }
@@ -971,73 +1019,110 @@ impl RtpFraming<'_> {
             (Delivery::Udp { .. }, None) => Ok(()),
         }
     }
+}
 
-    /// Over TCP: batches of packets, each `$`, channel, length, head, payload.
-    fn interleaved(
-        &mut self,
-        w: &mut &TcpStream,
-        au: &[u8],
-        channel: u8,
-        ts: u32,
-    ) -> std::io::Result<usize> {
-        let mut packets = H264Packets::new(au, ts, &mut self.rtp, MAX_PAYLOAD);
-        let mut written = 0;
-        loop {
-            let mut batch = [None; BATCH];
-            let mut n = 0;
-            for p in packets.by_ref().take(BATCH) {
-                batch[n] = Some((interleave_head(channel, p.len()), p));
-                n += 1;
-            }
-            if n == 0 {
+/// The packets of one frame in the stream's payload format.
+enum Packets<'a, 's> {
+    H264(H264Packets<'a, 's>),
+    Jpeg(JpegPackets<'a, 's>),
+}
+
+impl<'a, 's> Packets<'a, 's> {
+    /// `Err`: a JPEG that RTP/JPEG cannot carry, and why.
+    fn new(
+        payload: &'a [u8],
+        timestamp: u32,
+        stream: &'s mut RtpStream,
+    ) -> Result<Packets<'a, 's>, RtpJpegError> {
+        Ok(if stream.payload_type == JPEG_PAYLOAD_TYPE {
+            Packets::Jpeg(JpegPackets::new(
+                rtp_jpeg(payload)?,
+                timestamp,
+                stream,
+                MAX_PAYLOAD,
+            ))
+        } else {
+            Packets::H264(H264Packets::new(payload, timestamp, stream, MAX_PAYLOAD))
+        })
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self, Packets::H264(p) if p.failed())
+    }
+}
+
+impl<'a> Iterator for Packets<'a, '_> {
+    type Item = RtpPacket<'a>;
+
+    fn next(&mut self) -> Option<RtpPacket<'a>> {
+        match self {
+            Packets::H264(p) => p.next(),
+            Packets::Jpeg(p) => p.next(),
+        }
+    }
+}
+
+/// Over TCP: batches of packets, each `$`, channel, length, head, payload,
+/// one vectored write a batch.
+fn send_interleaved(
+    w: &mut &TcpStream,
+    packets: &mut Packets<'_, '_>,
+    channel: u8,
+) -> std::io::Result<usize> {
+    let mut written = 0;
+    loop {
+        let mut batch = [None; BATCH];
+        let mut n = 0;
+        for p in packets.by_ref().take(BATCH) {
+            batch[n] = Some((interleave_head(channel, p.len()), p));
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(written);
+        }
+        let mut slices = [IoSlice::new(&[]); BATCH * 3];
+        for (i, (head, p)) in batch[..n].iter().flatten().enumerate() {
+            slices[3 * i] = IoSlice::new(head);
+            slices[3 * i + 1] = IoSlice::new(p.head());
+            slices[3 * i + 2] = IoSlice::new(p.payload);
+            written += 4 + p.len();
+        }
+        write_all_vectored(w, &mut slices[..3 * n])?;
+    }
+}
+
+/// Over UDP: one datagram per packet, put together in `datagram`. The
+/// socket does not block: a packet it cannot take now is lost, like one lost
+/// on the way, and the client gets a keyframe next.
+fn send_datagrams(
+    udp: &RtspUdp,
+    to: SocketAddr,
+    datagram: &mut Vec<u8>,
+    viewer: &Subscriber,
+    packets: &mut Packets<'_, '_>,
+) -> std::io::Result<usize> {
+    let mut written = 0;
+    for p in packets {
+        datagram.clear();
+        datagram.extend_from_slice(p.head());
+        datagram.extend_from_slice(p.payload);
+        match udp.rtp.send_to(datagram, to) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                viewer.dropped();
+                viewer
+                    .feedback
+                    .wants_keyframe
+                    .store(true, Ordering::Relaxed);
                 break;
             }
-            let mut slices = [IoSlice::new(&[]); BATCH * 3];
-            for (i, (head, p)) in batch[..n].iter().flatten().enumerate() {
-                slices[3 * i] = IoSlice::new(head);
-                slices[3 * i + 1] = IoSlice::new(p.head());
-                slices[3 * i + 2] = IoSlice::new(p.payload);
-                written += 4 + p.len();
-            }
-            write_all_vectored(w, &mut slices[..3 * n])?;
+            // ICMP unreachable from an earlier datagram: the client's port
+            // is closed. Its session ends when it stops talking.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e),
         }
-        if packets.failed() {
-            log::error!("RTSP: an access unit did not packetise (a bug: it was checked)");
-        }
-        Ok(written)
     }
-
-    /// Over UDP: one datagram per packet. The socket does not block: a
-    /// packet it cannot take now is lost, like one lost on the way, and the
-    /// client gets a keyframe next.
-    fn datagrams(&mut self, au: &[u8], ts: u32) -> std::io::Result<usize> {
-        let Some((udp, rtp_to, _)) = self.udp else {
-            return Ok(0);
-        };
-        let mut written = 0;
-        let mut packets = H264Packets::new(au, ts, &mut self.rtp, MAX_PAYLOAD);
-        for p in packets.by_ref() {
-            self.datagram.clear();
-            self.datagram.extend_from_slice(p.head());
-            self.datagram.extend_from_slice(p.payload);
-            match udp.rtp.send_to(&self.datagram, rtp_to) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.viewer.dropped();
-                    self.viewer
-                        .feedback
-                        .wants_keyframe
-                        .store(true, Ordering::Relaxed);
-                    break;
-                }
-                // ICMP unreachable from an earlier datagram: the client's
-                // port is closed. Its session ends when it stops talking.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(written)
-    }
+    Ok(written)
 }
 
 fn interleave_head(channel: u8, len: usize) -> [u8; 4] {
@@ -1055,11 +1140,28 @@ impl Framing<&TcpStream> for RtpFraming<'_> {
         self.housekeeping(w)?;
         self.sender_report(w)?;
         let ts = rtp_time(frame.frame.capture_us, self.rtp.ssrc);
-        let au = frame.payload();
-        match self.delivery {
-            Delivery::Interleaved { rtp } => self.interleaved(w, au, rtp, ts),
-            Delivery::Udp { .. } => self.datagrams(au, ts),
+        let mut packets = match Packets::new(frame.payload(), ts, &mut self.rtp) {
+            Ok(p) => p,
+            Err(e) => {
+                // Said once a session (and by the capture thread once).
+                if !std::mem::replace(&mut self.told, true) {
+                    log::warn!("RTSP client {}: frames skipped: {e}", self.control.peer);
+                }
+                self.viewer.dropped();
+                return Ok(0);
+            }
+        };
+        let written = match (self.delivery, self.udp) {
+            (Delivery::Interleaved { rtp }, _) => send_interleaved(w, &mut packets, rtp)?,
+            (Delivery::Udp { .. }, Some((udp, to, _))) => {
+                send_datagrams(udp, to, &mut self.datagram, self.viewer, &mut packets)?
+            }
+            (Delivery::Udp { .. }, None) => 0,
+        };
+        if packets.failed() {
+            log::error!("RTSP: an access unit did not packetise (a bug: it was checked)");
         }
+        Ok(written)
     }
 
     fn idle(&mut self, w: &mut &TcpStream) -> std::io::Result<()> {

@@ -20,7 +20,12 @@ const H: u32 = 240;
 /// `serve` of the test pattern in H.264, with pairing: the server, its
 /// address and the RTSP URL it printed (with the token).
 fn serve_rtsp(more: &[&str]) -> (Proc, String, String) {
-    let mut args = vec!["--codec", "h264"];
+    serve_rtsp_codec("h264", more)
+}
+
+/// [`serve_rtsp`] with another codec.
+fn serve_rtsp_codec(codec: &str, more: &[&str]) -> (Proc, String, String) {
+    let mut args = vec!["--codec", codec];
     args.extend_from_slice(more);
     let (server, addr) = serve_small(&args);
     server.wait_for("the RTSP URL", Duration::from_secs(10), |out, _| {
@@ -115,6 +120,37 @@ fn ffmpeg_plays_over_tcp_and_udp_and_every_picture_is_whole() {
     );
     server.terminate();
     server.assert_no_panic();
+}
+
+/// A JPEG stream goes out as RTP/JPEG (RFC 2435): ffmpeg rebuilds every
+/// picture, whole and in order, over TCP and UDP; a 4:4:4 stream, which
+/// RTP/JPEG cannot carry, is refused at DESCRIBE with the reason.
+#[test]
+fn a_jpeg_stream_plays_as_rtp_jpeg_and_one_that_cannot_is_refused() {
+    let (mut server, _addr, url) = serve_rtsp_codec("jpeg", &[]);
+    for transport in ["tcp", "udp"] {
+        let pictures = ffmpeg_pictures(&url, transport, 30)
+            .unwrap_or_else(|e| panic!("{transport}: ffmpeg: {e}\n{}", server.said()));
+        assert_eq!(pictures.len(), 30, "{transport}");
+        assert_whole_and_in_order(&pictures, transport);
+    }
+    server.terminate();
+    server.assert_no_panic();
+    let (mut server, addr, _url) = serve_rtsp_codec(
+        "jpeg",
+        &[
+            "--set",
+            "codecs.jpeg.subsampling=\"4:4:4\"",
+            SERVE_PLAINTEXT,
+        ],
+    );
+    let answer = exchange(
+        &addr,
+        &format!("DESCRIBE rtsp://{addr}/stream RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(answer.starts_with("RTSP/1.0 415"), "{answer}");
+    assert!(answer.contains("4:4:4"), "{answer}");
+    server.terminate();
 }
 
 /// One request on its own connection; the response head and body.
