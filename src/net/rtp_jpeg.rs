@@ -279,7 +279,6 @@ impl<'a> Iterator for JpegPackets<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codecs::FrameCodec;
     use crate::media::frame::{Frame, FrameInfo, PixelFormat};
 
     /// A 64x48 JPEG from our own codec (4:2:0, standard tables), with
