@@ -43,6 +43,9 @@ pub struct ServeConfig {
     /// The even UDP port for RTSP clients' RTP (RTCP on the next); 0: any
     /// free pair.
     pub rtsp_udp_port: u16,
+    /// An RTSP session (or connection before PLAY) with nothing from its
+    /// client for this long ends.
+    pub rtsp_session_timeout: std::time::Duration,
     /// Push the stream to this RTSP media server (`rtsp://...`).
     pub publish: Option<String>,
     /// Sinks fed on the server itself from the same capture (a preview window,

@@ -63,6 +63,9 @@ pub(super) fn serve(
     let encode_threads = in_range(file, s.encode_threads, 0..=16, |_| {
         "encode-threads must be from 0 (auto) to 16".into()
     })?;
+    let rtsp_session_timeout = in_range(file, s.rtsp_session_timeout, 1.0..=3600.0, |_| {
+        "rtsp-session-timeout must be between 1 and 3600 seconds".into()
+    })?;
     let rtsp_udp_port = match s.rtsp_udp_port {
         Some(p) if p.get_ref() % 2 != 0 || *p.get_ref() == u16::MAX => {
             return Err(ConfigError::at(
@@ -102,6 +105,8 @@ pub(super) fn serve(
         http: s.http.unwrap_or(true),
         rtsp: s.rtsp.unwrap_or(true),
         rtsp_udp_port,
+        rtsp_session_timeout: rtsp_session_timeout
+            .map_or(Duration::from_secs(60), Duration::from_secs_f64),
         publish,
         discovery: s.discovery.unwrap_or(true),
         auth: check::auth(file, s.auth)?,

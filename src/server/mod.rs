@@ -350,7 +350,10 @@ fn open_rtsp(
     } else {
         None
     };
-    Ok(Some(rtsp::RtspShared::new(udp)))
+    Ok(Some(rtsp::RtspShared::new(
+        udp,
+        cfg.serve.rtsp_session_timeout,
+    )))
 }
 
 /// Announces the server with mDNS, if configured; a convenience, so a failure

@@ -38,9 +38,6 @@ use crate::net::rtsp::{
 use super::hub::{Admission, EncodedFrame, Handshaking, Hub, Subscriber, SubscriberKind};
 use super::send::{log_departure, send_loop, Framing, SendEnd, WRITE_TIMEOUT};
 
-/// A session with no request and no receiver report for this long ends
-/// (announced in each `Session` header, so clients keep it alive).
-pub(crate) const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Sender reports go out this often (RFC 3550 suggests 5 s at least for a
 /// small session; clients map RTP time to wall time with the first one).
 const SENDER_REPORT_EVERY: Duration = Duration::from_secs(2);
@@ -51,6 +48,10 @@ const PATHS: [&str; 2] = ["/stream", "/"];
 /// parameter sets (for DESCRIBE), a session id for the SDP.
 pub(crate) struct RtspShared {
     pub(crate) udp: Option<RtspUdp>,
+    /// A session with no request and no receiver report for this long ends
+    /// (announced in each `Session` header, so clients keep it alive); so
+    /// does a connection that sends no next request in this time.
+    pub(crate) timeout: Duration,
     parameter_sets: Mutex<Option<(Vec<u8>, Vec<u8>)>>,
     /// Whether the latest JPEG fits RTP/JPEG, for a JPEG stream.
     jpeg: Mutex<Option<Result<(), RtpJpegError>>>,
@@ -58,9 +59,10 @@ pub(crate) struct RtspShared {
 }
 
 impl RtspShared {
-    pub(crate) fn new(udp: Option<RtspUdp>) -> RtspShared {
+    pub(crate) fn new(udp: Option<RtspUdp>, timeout: Duration) -> RtspShared {
         RtspShared {
             udp,
+            timeout,
             parameter_sets: Mutex::new(None),
             jpeg: Mutex::new(None),
             sdp_session: u64::from(fastrand::u32(..)),
@@ -345,6 +347,13 @@ fn path_of<B: AsRef<[u8]>>(request: &Request<B>) -> &str {
 }
 
 impl Connection<'_> {
+    fn timeout(&self) -> Duration {
+        self.hub
+            .rtsp
+            .as_ref()
+            .map_or(Duration::from_secs(60), |r| r.timeout)
+    }
+
     /// Answers one request.
     fn answer<B: AsRef<[u8]>>(&mut self, request: &Request<B>) -> Answer {
         let method = request.method();
@@ -535,7 +544,7 @@ impl Connection<'_> {
             )
             .header(
                 "Session",
-                format!("{session};timeout={}", SESSION_TIMEOUT.as_secs()),
+                format!("{session};timeout={}", self.timeout().as_secs()),
             );
         let track_url = request.request_uri().map_or_else(String::new, |u| {
             let mut u = u.clone();
@@ -670,7 +679,7 @@ pub(crate) fn serve(
                 return;
             }
         };
-        deadline = Instant::now() + SESSION_TIMEOUT;
+        deadline = Instant::now() + conn.timeout();
         out.clear();
         let then = match &request {
             Ok((request, used)) => {
@@ -760,6 +769,7 @@ fn play(stream: &TcpStream, conn: Connection<'_>, inbuf: Vec<u8>, stop: &AtomicB
         }
     };
     let control = conn.control.clone();
+    let conn_timeout = conn.timeout();
     let udp = match delivery {
         Delivery::Udp {
             rtp: rtp_port,
@@ -797,6 +807,7 @@ fn play(stream: &TcpStream, conn: Connection<'_>, inbuf: Vec<u8>, stop: &AtomicB
         let mut framing = RtpFraming {
             control: &control,
             silence_ends: true,
+            timeout: conn_timeout,
             viewer,
             delivery,
             udp,
@@ -896,6 +907,8 @@ pub(crate) struct RtpFraming<'a> {
     /// A client silent for the session timeout is gone (not so for a media
     /// server we publish to, which need not talk back).
     silence_ends: bool,
+    /// The session timeout.
+    timeout: Duration,
     viewer: &'a Subscriber,
     delivery: Delivery,
     /// The shared sockets, and where RTP and RTCP go.
@@ -926,6 +939,7 @@ impl<'a> RtpFraming<'a> {
         RtpFraming {
             control,
             silence_ends: false,
+            timeout: Duration::MAX,
             viewer,
             delivery: Delivery::Interleaved { rtp: channel },
             udp: None,
@@ -957,11 +971,11 @@ impl RtpFraming<'_> {
         }
         let heard = self.control.heard_us.load(Ordering::Relaxed);
         if self.silence_ends
-            && clock::now_us().saturating_sub(heard) > SESSION_TIMEOUT.as_micros() as u64
+            && clock::now_us().saturating_sub(heard) > self.timeout.as_micros() as u64
         {
             return Err(std::io::Error::other(format!(
                 "nothing heard from it for {} s (session timeout)",
-                SESSION_TIMEOUT.as_secs()
+                self.timeout.as_secs()
             )));
         }
         let report = *self

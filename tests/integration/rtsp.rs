@@ -649,3 +649,56 @@ fn sixteen_clients_each_get_every_frame_for_little_more_cpu() {
     server.assert_no_panic();
     println!("server CPU ticks in 4 s: {alone} with 1 client, {together} with 16");
 }
+
+/// Threads of process `pid`.
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// 100 connections that set a session up and never play: the server lets in
+/// as many as its handshake bound allows (closing the rest at once), ends
+/// each after the session timeout, and is then back to its own threads and
+/// serving a new client.
+#[test]
+fn sessions_never_played_are_timed_out_and_freed() {
+    let (mut server, addr, _url) =
+        serve_rtsp(&[SERVE_PLAINTEXT, "--set", "serve.rtsp-session-timeout=2"]);
+    let plain = format!("rtsp://{addr}/stream");
+    let baseline = threads(server.pid());
+    let mut answered = 0;
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = c.write_all(
+                format!(
+                    "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
+                     Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            let answer = read_response(&mut c);
+            if answer.starts_with("RTSP/1.0 200") {
+                answered += 1;
+            } else {
+                assert!(answer.is_empty(), "{answer}");
+            }
+            c
+        })
+        .collect();
+    assert!(answered >= 50, "only {answered} of 100 sessions set up");
+    // Each is closed by the server after the timeout: its read sees the end.
+    for mut c in idle {
+        let mut buf = [0u8; 64];
+        assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "a closed session");
+    }
+    crate::wait::wait_until(Duration::from_secs(10), "the server's threads back", || {
+        (threads(server.pid()) <= baseline).then_some(())
+    });
+    let pictures = ffmpeg_pictures(&plain, "tcp", 10).unwrap();
+    assert_whole_and_in_order(&pictures, "after the flood");
+    server.terminate();
+    server.assert_no_panic();
+}
