@@ -1,9 +1,10 @@
 //! Bytes on the wire, and no threads: the native protocol's messages and
-//! bounded readers, and mDNS discovery (whose daemon thread belongs to
-//! `mdns-sd`).
+//! bounded readers, the checks of WHEP requests, and mDNS discovery (whose
+//! daemon thread belongs to `mdns-sd`).
 
 pub mod discovery;
 pub mod io;
 pub mod protocol;
 pub mod sniff;
 pub mod socket;
+pub mod whep;
