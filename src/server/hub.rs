@@ -10,12 +10,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::media::frame::{Frame, PixelFormat, StreamInfo};
 use crate::media::slot::Slot;
 use crate::net::protocol::{Report, Status};
+use crate::net::whep::SessionId;
 use crate::secure::ServerAuth;
 
 /// Connections still in their handshake beyond which new ones are closed at once:
@@ -85,6 +86,8 @@ pub enum SubscriberKind {
     Native,
     /// A browser or media player: MJPEG over HTTP.
     Http,
+    /// A browser over WebRTC (WHEP), sent by the `webrtc` thread.
+    Webrtc,
     /// The server's own JPEG transcoder (not a viewer; not in the stats).
     Transcoder,
     /// A sink on the server itself (in the stats as a local sink).
@@ -124,10 +127,30 @@ pub(crate) struct Subscriber {
     /// local recording of H.264): a keyframe waiting in its slot is not
     /// replaced by a delta that depends on it.
     pub(crate) chained: AtomicBool,
+    /// Called after each frame offered to its slot, for a taker that waits on
+    /// more than the slot (the `webrtc` thread also polls its socket).
+    notify: Option<Notify>,
 }
+
+/// What [`Fanout::publish`] calls to wake a subscriber's taker: cheap, never
+/// blocking (it runs under the fan-out's lock).
+pub(crate) type Notify = Arc<dyn Fn() + Send + Sync>;
 
 impl Subscriber {
     pub(crate) fn new(peer: SocketAddr, kind: SubscriberKind) -> Arc<Subscriber> {
+        Subscriber::build(peer, kind, None)
+    }
+
+    /// A subscriber whose taker is woken by `notify` after each frame offered.
+    pub(crate) fn notified(
+        peer: SocketAddr,
+        kind: SubscriberKind,
+        notify: Notify,
+    ) -> Arc<Subscriber> {
+        Subscriber::build(peer, kind, Some(notify))
+    }
+
+    fn build(peer: SocketAddr, kind: SubscriberKind, notify: Option<Notify>) -> Arc<Subscriber> {
         Arc::new(Subscriber {
             peer,
             kind,
@@ -135,7 +158,11 @@ impl Subscriber {
             counters: SubscriberCounters::default(),
             feedback: Feedback::default(),
             connected: Instant::now(),
-            chained: AtomicBool::new(kind == SubscriberKind::Native),
+            chained: AtomicBool::new(matches!(
+                kind,
+                SubscriberKind::Native | SubscriberKind::Webrtc
+            )),
+            notify,
         })
     }
 
@@ -225,6 +252,9 @@ impl Fanout {
             let keep = |waiting: &Arc<EncodedFrame>| chained && waiting.keyframe && !frame.keyframe;
             if s.slot.offer(frame.clone(), keep).is_some() {
                 s.dropped();
+            }
+            if let Some(notify) = &s.notify {
+                notify();
             }
         }
     }
@@ -326,6 +356,30 @@ pub(crate) struct LocalSink {
     pub(crate) running: AtomicBool,
 }
 
+/// Where WHEP requests go (`server/whep.rs` asks, the `webrtc` thread's side
+/// answers): the one way into WebRTC sessions from HTTP.
+pub(crate) trait WhepEndpoint: Send + Sync {
+    /// Answers a browser's SDP offer (already checked to be text that starts
+    /// like SDP): the new session's id and the SDP answer.
+    fn offer(&self, sdp: &str, peer: SocketAddr) -> Result<(SessionId, String), WhepRefusal>;
+    /// Ends a session (a 404 refusal when there is no such session).
+    fn delete(&self, id: SessionId) -> Result<(), WhepRefusal>;
+}
+
+/// Why an offer got no session, as an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WhepRefusal {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
+    pub(crate) detail: String,
+}
+
+/// Whether this server answers WHEP, and if not, why (said with 501).
+pub(crate) enum Whep {
+    Ready(Box<dyn WhepEndpoint>),
+    Off(String),
+}
+
 /// How the stream ended: the message viewers get, and whether it is final (the
 /// source is done: viewers should not reconnect).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,6 +438,8 @@ pub(crate) struct Hub {
     pub(crate) locals: Mutex<Vec<Arc<LocalSink>>>,
     /// Pairing and encryption; `None` with `auth = "none"`.
     pub(crate) auth: Option<Arc<ServerAuth>>,
+    /// WebRTC for browsers (WHEP), set once at start.
+    pub(crate) whep: OnceLock<Whep>,
 }
 
 /// What a hub is made from; the counters start at zero.
@@ -465,6 +521,7 @@ impl Hub {
             end: Mutex::new(None),
             locals: Mutex::default(),
             auth: setup.auth,
+            whep: OnceLock::new(),
         }
     }
 

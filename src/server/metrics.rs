@@ -87,6 +87,7 @@ fn stream_metrics(out: &mut String, s: &ServerStats) {
         vec![
             format!("{{protocol=\"native\"}} {}", count(SubscriberKind::Native)),
             format!("{{protocol=\"http\"}} {}", count(SubscriberKind::Http)),
+            format!("{{protocol=\"webrtc\"}} {}", count(SubscriberKind::Webrtc)),
         ],
     );
 }
@@ -128,6 +129,7 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
             .map(|v| {
                 let protocol = match v.protocol {
                     SubscriberKind::Http => "http",
+                    SubscriberKind::Webrtc => "webrtc",
                     _ => "native",
                 };
                 format!("{{peer=\"{}\",protocol=\"{protocol}\"}} {}", v.peer, f(v))

@@ -157,7 +157,12 @@ impl Hub {
             let list = feed.lock();
             viewers.extend(
                 list.iter()
-                    .filter(|v| matches!(v.kind, SubscriberKind::Native | SubscriberKind::Http))
+                    .filter(|v| {
+                        matches!(
+                            v.kind,
+                            SubscriberKind::Native | SubscriberKind::Http | SubscriberKind::Webrtc
+                        )
+                    })
                     .map(|v| v.stats()),
             );
         }
