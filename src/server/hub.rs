@@ -142,6 +142,8 @@ impl Subscriber {
     }
 
     /// A subscriber whose taker is woken by `notify` after each frame offered.
+    // Only the `webrtc` thread takes frames that way.
+    #[cfg_attr(not(feature = "webrtc"), allow(dead_code))]
     pub(crate) fn notified(
         peer: SocketAddr,
         kind: SubscriberKind,
@@ -376,6 +378,8 @@ pub(crate) struct WhepRefusal {
 
 /// Whether this server answers WHEP, and if not, why (said with 501).
 pub(crate) enum Whep {
+    // Made only by `webrtc/` (and tests).
+    #[cfg_attr(not(feature = "webrtc"), allow(dead_code))]
     Ready(Box<dyn WhepEndpoint>),
     Off(String),
 }
