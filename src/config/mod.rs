@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub handshake_timeout: std::time::Duration,
     /// Encoder threads; 0 = one for cheap codecs, one per core (up to 4) for JPEG.
     pub encode_threads: usize,
+    /// The UDP port of WebRTC (WHEP) sessions; 0 = the port number `listen` got.
+    pub webrtc_port: u16,
     /// Answer HTTP (browsers, MJPEG, stats) on the same port.
     pub http: bool,
     /// Answer RTSP (VLC, ffmpeg, NVRs) on the same port.
@@ -301,13 +303,14 @@ mod tests {
     /// refused with an error at the value's line and column.
     #[test]
     fn every_range_rule_points_at_the_value() {
-        let cases: [(&str, &str, &str, &str); 10] = [
+        let cases: [(&str, &str, &str, &str); 11] = [
             ("serve", "connections-per-second", "0.1", "0.09"),
             ("serve", "connections-per-second", "10000", "10000.5"),
             ("serve", "max-viewers", "1", "0"),
             ("serve", "handshake-timeout", "0.01", "0.005"),
             ("serve", "handshake-timeout", "3600", "3601"),
             ("serve", "encode-threads", "16", "17"),
+            ("serve", "webrtc-port", "65535", "65536"),
             ("capture", "fps", "0", "-0.5"),
             ("capture", "fps", "1000", "1000.5"),
             ("view", "max-frame-bytes", "1024", "1023"),

@@ -50,6 +50,7 @@ pub(super) struct RawServe {
     pub connections_per_second: Option<Spanned<f64>>,
     pub auth: Option<Spanned<String>>,
     pub key_dir: Option<String>,
+    pub webrtc_port: Option<Spanned<u32>>,
 }
 
 /// `[capture]`

@@ -92,6 +92,9 @@ pub(super) fn serve(
         }
         None => None,
     };
+    let webrtc_port = in_range(file, s.webrtc_port, 0..=65535, |_| {
+        "webrtc-port must be from 0 (the port of `listen`) to 65535".into()
+    })?;
     Ok(ServeConfig {
         listen,
         source,
@@ -102,6 +105,7 @@ pub(super) fn serve(
         handshake_timeout: handshake_timeout
             .map_or(Duration::from_secs(5), Duration::from_secs_f64),
         encode_threads: encode_threads.map_or(0, |n| n as usize),
+        webrtc_port: webrtc_port.map_or(0, |n| n as u16),
         http: s.http.unwrap_or(true),
         rtsp: s.rtsp.unwrap_or(true),
         rtsp_udp_port,

@@ -1,6 +1,6 @@
 //! Bytes on the wire, and no threads: the native protocol's messages and
-//! bounded readers, and mDNS discovery (whose daemon thread belongs to
-//! `mdns-sd`).
+//! bounded readers, the checks of WHEP requests, and mDNS discovery (whose
+//! daemon thread belongs to `mdns-sd`).
 
 pub mod discovery;
 pub mod io;
@@ -10,3 +10,4 @@ pub mod rtp_jpeg;
 pub mod rtsp;
 pub mod sniff;
 pub mod socket;
+pub mod whep;

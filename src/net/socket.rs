@@ -1,8 +1,10 @@
-//! The socket calls the standard library does not have: waiting on one socket
-//! with `poll`, and the TCP options that keep latency low. Every `libc` call on
-//! a socket is here, each with its `SAFETY` line. No threads.
+//! The socket calls the standard library does not have: waiting on sockets
+//! with `poll`, the TCP options that keep latency low, and reading a UDP
+//! datagram together with the local address it was sent to. Every `libc` call
+//! on a socket is here, each with its `SAFETY` line. No threads.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -39,6 +41,34 @@ pub fn wait(socket: &impl AsRawFd, ready: Ready, timeout: Duration) -> io::Resul
         };
     }
     Ok(n > 0)
+}
+
+/// Waits up to `timeout` (rounded up to a millisecond) until any of `sockets`
+/// is readable; returns which are. A signal ends the wait early with none.
+pub fn wait_readable<const N: usize>(
+    sockets: [&dyn AsRawFd; N],
+    timeout: Duration,
+) -> io::Result<[bool; N]> {
+    let mut fds = sockets.map(|s| libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = timeout
+        .as_micros()
+        .div_ceil(1000)
+        .min(libc::c_int::MAX as u128) as libc::c_int;
+    // SAFETY: N valid pollfds in one array, alive for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), N as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok([false; N])
+        } else {
+            Err(e)
+        };
+    }
+    Ok(fds.map(|p| p.revents != 0))
 }
 
 fn set_int_option(
@@ -80,6 +110,142 @@ pub fn set_rcvlowat(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
     set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
 }
 
+/// Asks for a send buffer of `bytes` (`SO_SNDBUF`; the kernel caps it at
+/// `net.core.wmem_max`): a UDP socket whose buffer is full loses datagrams.
+pub fn set_send_buffer(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let bytes = bytes.min(libc::c_int::MAX as usize) as libc::c_int;
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes)
+}
+
+/// Makes the kernel say, with each datagram [`recv_from_to`] reads, which local
+/// address it was sent to (`IP_PKTINFO`, `IPV6_RECVPKTINFO`): a socket bound to
+/// every address must know which one its peer used.
+pub fn set_recv_destination(socket: &UdpSocket) -> io::Result<()> {
+    match socket.local_addr()? {
+        SocketAddr::V4(_) => set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1),
+        SocketAddr::V6(_) => {
+            set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+            // A dual-stack socket hears IPv4 too: ask for their addresses as well.
+            let _ = set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+            Ok(())
+        }
+    }
+}
+
+/// One datagram read without waiting, `recvmsg` with its control messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram {
+    pub len: usize,
+    pub source: SocketAddr,
+    /// The local address it was sent to, when [`set_recv_destination`] asked
+    /// for it and the kernel said.
+    pub destination: Option<IpAddr>,
+    /// It was longer than the buffer, and cut.
+    pub truncated: bool,
+}
+
+/// Reads one datagram into `buf` without blocking (`WouldBlock` when none
+/// waits). IPv4 addresses mapped into IPv6 come back as IPv4.
+pub fn recv_from_to(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
+    // SAFETY (zeroed): sockaddr_storage and msghdr are plain C structs for
+    // which all-zero bytes are a valid value.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // u64s: aligned for cmsghdr. Room for both PKTINFO messages.
+    let mut control = [0u64; 16];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in msg points at a live local of the size given
+    // beside it; the kernel writes at most those sizes.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let source = socket_addr(&name)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram from no address"))?;
+    let mut destination = None;
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within
+    // msg_controllen, and each message's data is read unaligned with the size
+    // of the struct its level and type say it holds, after checking its length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            let data = libc::CMSG_DATA(c);
+            let room = h.cmsg_len as usize - (data as usize - c as usize);
+            if h.cmsg_level == libc::IPPROTO_IP
+                && h.cmsg_type == libc::IP_PKTINFO
+                && room >= std::mem::size_of::<libc::in_pktinfo>()
+            {
+                let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                destination = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            } else if h.cmsg_level == libc::IPPROTO_IPV6
+                && h.cmsg_type == libc::IPV6_PKTINFO
+                && room >= std::mem::size_of::<libc::in6_pktinfo>()
+            {
+                let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                destination = Some(unmapped(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Datagram {
+        len: n as usize,
+        source,
+        destination,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+    })
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`) as the IPv4 address.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match name.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which
+            // is smaller than the storage and needs no more alignment.
+            let a: &libc::sockaddr_in = unsafe { &*(name as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a: &libc::sockaddr_in6 =
+                unsafe { &*(name as *const _ as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            let port = u16::from_be(a.sin6_port);
+            Some(match unmapped(IpAddr::V6(ip)) {
+                IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                IpAddr::V6(_) => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )),
+            })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +269,28 @@ mod tests {
         assert!(wait(&server, Ready::Read, Duration::from_secs(5)).unwrap());
         assert!(wait(&server, Ready::Write, Duration::from_secs(5)).unwrap());
         set_notsent_lowat(&server, 128 << 10).unwrap();
+    }
+
+    #[test]
+    fn a_datagram_says_where_it_was_sent() {
+        let any = UdpSocket::bind("0.0.0.0:0").unwrap();
+        set_recv_destination(&any).unwrap();
+        let port = any.local_addr().unwrap().port();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            recv_from_to(&any, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        client.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+        let ready = wait_readable([&any, &client], Duration::from_secs(5)).unwrap();
+        assert_eq!(ready, [true, false]);
+        let d = recv_from_to(&any, &mut buf).unwrap();
+        assert_eq!(d.source, client.local_addr().unwrap());
+        assert_eq!(d.destination, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(d.truncated, "5 bytes into 4");
+        assert_eq!(&buf, b"hell");
+        let ready = wait_readable([&any], Duration::from_millis(1)).unwrap();
+        assert_eq!(ready, [false]);
     }
 }

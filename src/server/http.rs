@@ -7,6 +7,7 @@
 //! | `/snapshot.jpg` | the newest frame |
 //! | `/stats` | JSON: the stream, capture rate, every viewer's counters |
 //! | `/metrics` | the same in Prometheus text format |
+//! | `/whep` | WebRTC: `POST` an SDP offer, `DELETE` the session it made (`whep.rs`) |
 //!
 //! With pairing (`auth = "pair"`, the default) every path needs the server's
 //! token: `?token=TOKEN` in the URL (the page then sets a cookie for its own
@@ -14,8 +15,10 @@
 //! password. Without it: 401, and not one frame byte.
 //!
 //! The request head is parsed by `httparse`, bounded in size (8 KiB) and time (the
-//! handshake timeout, for the whole head). One request per connection. MJPEG
-//! viewers get the same newest-frame-wins slot as native viewers.
+//! handshake timeout, for the whole head); a WHEP offer's body by its checked
+//! `Content-Length` (at most 64 KiB) and [`BODY_TIMEOUT`]. One request per
+//! connection. MJPEG viewers get the same newest-frame-wins slot as native
+//! viewers.
 
 use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,25 +27,56 @@ use std::time::{Duration, Instant};
 
 use crate::media::slot::Taken;
 use crate::net::io::{write_all_vectored, DeadlineReader};
+use crate::net::whep::{self as whep_rules, Target, WhepError};
 
 use super::hub::{EncodedFrame, Handshaking, Hub, Subscriber, SubscriberKind};
 use super::metrics::metrics;
 use super::send::{log_departure, send_loop, Framing, WRITE_TIMEOUT};
+use super::whep::{self, Reply};
 
 /// Largest request head accepted.
 pub const MAX_HEAD: usize = 8 << 10;
 const MAX_HEADERS: usize = 32;
 const BOUNDARY: &str = "livestreamframe";
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+/// Time a WHEP offer's body has to arrive once its head has.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const INDEX: &str = include_str!("index.html");
 
+/// The methods answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    /// WHEP offers.
+    Post,
+    /// The end of a WHEP session.
+    Delete,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
 /// A request line we act on.
 struct Request {
+    method: Method,
     head_only: bool,
     path: String,
     /// The token as given, and whether it came in the URL.
     token: Option<(String, bool)>,
+    /// A POST's body: its checked length (content type checked too).
+    body: Option<Result<usize, WhepError>>,
+    /// Bytes read past the head: the start of the body.
+    rest: Vec<u8>,
 }
 
 const COOKIE: &str = "livestream_token";
@@ -130,11 +164,12 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("");
-                let head_only = match method {
-                    "GET" => false,
-                    "HEAD" => true,
+            Ok(httparse::Status::Complete(head_len)) => {
+                let method = match req.method.unwrap_or("") {
+                    "GET" => Method::Get,
+                    "HEAD" => Method::Head,
+                    "POST" => Method::Post,
+                    "DELETE" => Method::Delete,
                     other => {
                         return Err(refusal(
                             405,
@@ -146,10 +181,17 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
                 let target = req.path.unwrap_or("/");
                 let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
                 let token = request_token(target, req.headers);
+                let body = (method == Method::Post).then(|| {
+                    whep_rules::check_content_type(req.headers)
+                        .and_then(|()| whep_rules::offer_length(req.headers))
+                });
                 return Ok(Request {
-                    head_only,
+                    method,
+                    head_only: method == Method::Head,
                     path,
                     token,
+                    body,
+                    rest: buf[head_len..filled].to_vec(),
                 });
             }
             Ok(httparse::Status::Partial) if filled == buf.len() => {
@@ -245,6 +287,34 @@ pub(crate) fn serve(
         return;
     };
     let head_only = request.head_only;
+    if let Some(target) = whep_rules::target(&request.path) {
+        let reply = serve_whep(stream, peer, hub, &request, target);
+        if let Err(e) = respond_with(
+            stream,
+            reply.status,
+            reply.reason,
+            reply.content_type,
+            &reply.headers,
+            &reply.body,
+            head_only,
+        ) {
+            log::debug!("HTTP client {peer}: {e}");
+        }
+        return;
+    }
+    if matches!(request.method, Method::Post | Method::Delete) {
+        let reply = whep::method_not_allowed(request.method.name(), "GET, HEAD");
+        let _ = respond_with(
+            stream,
+            reply.status,
+            reply.reason,
+            reply.content_type,
+            &reply.headers,
+            &reply.body,
+            false,
+        );
+        return;
+    }
     let result = match request.path.as_str() {
         "/" | "/index.html" => respond_with(
             stream,
@@ -281,6 +351,65 @@ pub(crate) fn serve(
     if let Err(e) = result {
         log::debug!("HTTP client {peer}: {e}");
     }
+}
+
+/// A request under `/whep`: an offer (its body read here, bounded), or the end
+/// of a session.
+fn serve_whep(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    hub: &Hub,
+    request: &Request,
+    target: Target,
+) -> Reply {
+    match (target, request.method) {
+        (Target::Endpoint, Method::Post) => {
+            let length = match request.body {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return whep::refused(e),
+                None => return whep::refused(WhepError::LengthRequired),
+            };
+            match read_body(stream, &request.rest, length) {
+                Ok(body) => whep::post(hub, peer, &body),
+                Err(r) => whep::Reply {
+                    status: r.status,
+                    reason: r.reason,
+                    content_type: "text/plain; charset=utf-8",
+                    headers: String::new(),
+                    body: format!("{} {}: {}\n", r.status, r.reason, r.detail).into_bytes(),
+                },
+            }
+        }
+        (Target::Endpoint, m) => whep::method_not_allowed(m.name(), "POST"),
+        (Target::Session(id), Method::Delete) => whep::delete(hub, id),
+        (Target::Session(_), m) => whep::method_not_allowed(m.name(), "DELETE"),
+        (Target::NoSuchSession, _) => whep::no_such_session(),
+    }
+}
+
+/// Reads a body of `length` bytes (already checked against its limit), of
+/// which `rest` came with the head, within [`BODY_TIMEOUT`]. Bytes past it are
+/// ignored: one request per connection.
+fn read_body(stream: &TcpStream, rest: &[u8], length: usize) -> Result<Vec<u8>, Refusal> {
+    let mut body = vec![0u8; length];
+    let have = rest.len().min(length);
+    body[..have].copy_from_slice(&rest[..have]);
+    let mut reader = DeadlineReader {
+        stream,
+        deadline: Instant::now() + BODY_TIMEOUT,
+    };
+    std::io::Read::read_exact(&mut reader, &mut body[have..]).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            refusal(408, "Request Timeout", "the offer did not arrive in time")
+        }
+        std::io::ErrorKind::UnexpectedEof => refusal(
+            400,
+            "Bad Request",
+            "connection closed before the whole offer came",
+        ),
+        _ => refusal(400, "Bad Request", e.to_string()),
+    })?;
+    Ok(body)
 }
 
 /// Checks the request's token when the server has pairing. `Some`: go on,

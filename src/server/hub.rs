@@ -10,12 +10,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::media::frame::{Frame, PixelFormat, StreamInfo};
 use crate::media::slot::Slot;
 use crate::net::protocol::{Report, Status};
+use crate::net::whep::SessionId;
 use crate::secure::ServerAuth;
 
 /// Connections still in their handshake beyond which new ones are closed at once:
@@ -87,6 +88,8 @@ pub enum SubscriberKind {
     Http,
     /// An RTSP client (VLC, ffmpeg, an NVR): H.264 in RTP.
     Rtsp,
+    /// A browser over WebRTC (WHEP), sent by the `webrtc` thread.
+    Webrtc,
     /// The server's own JPEG transcoder (not a viewer; not in the stats).
     Transcoder,
     /// A sink on the server itself (in the stats as a local sink).
@@ -128,10 +131,32 @@ pub(crate) struct Subscriber {
     /// local recording of H.264): a keyframe waiting in its slot is not
     /// replaced by a delta that depends on it.
     pub(crate) chained: AtomicBool,
+    /// Called after each frame offered to its slot, for a taker that waits on
+    /// more than the slot (the `webrtc` thread also polls its socket).
+    notify: Option<Notify>,
 }
+
+/// What [`Fanout::publish`] calls to wake a subscriber's taker: cheap, never
+/// blocking (it runs under the fan-out's lock).
+pub(crate) type Notify = Arc<dyn Fn() + Send + Sync>;
 
 impl Subscriber {
     pub(crate) fn new(peer: SocketAddr, kind: SubscriberKind) -> Arc<Subscriber> {
+        Subscriber::build(peer, kind, None)
+    }
+
+    /// A subscriber whose taker is woken by `notify` after each frame offered.
+    // Only the `webrtc` thread takes frames that way.
+    #[cfg_attr(not(feature = "webrtc"), allow(dead_code))]
+    pub(crate) fn notified(
+        peer: SocketAddr,
+        kind: SubscriberKind,
+        notify: Notify,
+    ) -> Arc<Subscriber> {
+        Subscriber::build(peer, kind, Some(notify))
+    }
+
+    fn build(peer: SocketAddr, kind: SubscriberKind, notify: Option<Notify>) -> Arc<Subscriber> {
         Arc::new(Subscriber {
             peer,
             kind,
@@ -141,8 +166,9 @@ impl Subscriber {
             connected: Instant::now(),
             chained: AtomicBool::new(matches!(
                 kind,
-                SubscriberKind::Native | SubscriberKind::Rtsp
+                SubscriberKind::Native | SubscriberKind::Rtsp | SubscriberKind::Webrtc
             )),
+            notify,
         })
     }
 
@@ -232,6 +258,9 @@ impl Fanout {
             let keep = |waiting: &Arc<EncodedFrame>| chained && waiting.keyframe && !frame.keyframe;
             if s.slot.offer(frame.clone(), keep).is_some() {
                 s.dropped();
+            }
+            if let Some(notify) = &s.notify {
+                notify();
             }
         }
     }
@@ -333,6 +362,32 @@ pub(crate) struct LocalSink {
     pub(crate) running: AtomicBool,
 }
 
+/// Where WHEP requests go (`server/whep.rs` asks, the `webrtc` thread's side
+/// answers): the one way into WebRTC sessions from HTTP.
+pub(crate) trait WhepEndpoint: Send + Sync {
+    /// Answers a browser's SDP offer (already checked to be text that starts
+    /// like SDP): the new session's id and the SDP answer.
+    fn offer(&self, sdp: &str, peer: SocketAddr) -> Result<(SessionId, String), WhepRefusal>;
+    /// Ends a session (a 404 refusal when there is no such session).
+    fn delete(&self, id: SessionId) -> Result<(), WhepRefusal>;
+}
+
+/// Why an offer got no session, as an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WhepRefusal {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
+    pub(crate) detail: String,
+}
+
+/// Whether this server answers WHEP, and if not, why (said with 501).
+pub(crate) enum Whep {
+    // Made only by `webrtc/` (and tests).
+    #[cfg_attr(not(feature = "webrtc"), allow(dead_code))]
+    Ready(Box<dyn WhepEndpoint>),
+    Off(String),
+}
+
 /// How the stream ended: the message viewers get, and whether it is final (the
 /// source is done: viewers should not reconnect).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,6 +448,8 @@ pub(crate) struct Hub {
     pub(crate) auth: Option<Arc<ServerAuth>>,
     /// RTSP is answered on this port (`[serve] rtsp`).
     pub(crate) rtsp: Option<super::rtsp::RtspShared>,
+    /// WebRTC for browsers (WHEP), set once at start.
+    pub(crate) whep: OnceLock<Whep>,
 }
 
 /// What a hub is made from; the counters start at zero.
@@ -476,6 +533,7 @@ impl Hub {
             locals: Mutex::default(),
             auth: setup.auth,
             rtsp: setup.rtsp,
+            whep: OnceLock::new(),
         }
     }
 

@@ -88,6 +88,7 @@ fn stream_metrics(out: &mut String, s: &ServerStats) {
             format!("{{protocol=\"native\"}} {}", count(SubscriberKind::Native)),
             format!("{{protocol=\"http\"}} {}", count(SubscriberKind::Http)),
             format!("{{protocol=\"rtsp\"}} {}", count(SubscriberKind::Rtsp)),
+            format!("{{protocol=\"webrtc\"}} {}", count(SubscriberKind::Webrtc)),
         ],
     );
 }
@@ -130,6 +131,7 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
                 let protocol = match v.protocol {
                     SubscriberKind::Http => "http",
                     SubscriberKind::Rtsp => "rtsp",
+                    SubscriberKind::Webrtc => "webrtc",
                     _ => "native",
                 };
                 format!("{{peer=\"{}\",protocol=\"{protocol}\"}} {}", v.peer, f(v))

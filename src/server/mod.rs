@@ -11,6 +11,7 @@
 //! | `accept` | `accept.rs` | takes connections, bounds the flood, starts a thread for each |
 //! | `viewer-ADDR` | `connection.rs` → `native.rs` or `http.rs` | sniffs, shakes hands, then sends (`send.rs`) |
 //! | `viewer-rx` | `native.rs` | a native viewer's pings and latency reports |
+//! | `webrtc` | `webrtc/` | every WebRTC (WHEP) session: one UDP socket, str0m driven sans-IO |
 //!
 //! What they share is in `hub.rs`; `stats.rs` and `metrics.rs` read it. This
 //! file starts the threads in order and owns every one of them from the first
@@ -32,6 +33,14 @@ mod rtsp;
 mod send;
 pub mod stats;
 mod transcode;
+// WebRTC for browsers (str0m): compiled in with the `webrtc` feature; without
+// it, `/whep` says how to get it.
+#[cfg(feature = "webrtc")]
+pub mod webrtc;
+#[cfg(not(feature = "webrtc"))]
+#[path = "webrtc_off.rs"]
+mod webrtc;
+mod whep;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +149,8 @@ struct Threads {
     transcoder: Option<JoinHandle<()>>,
     rtcp: Option<JoinHandle<()>>,
     publish: Option<JoinHandle<()>>,
+    /// The `webrtc` thread, when WebRTC runs.
+    webrtc: Option<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -153,6 +164,7 @@ impl Threads {
             transcoder: None,
             rtcp: None,
             publish: None,
+            webrtc: None,
             accept: None,
         }
     }
@@ -186,6 +198,11 @@ impl Threads {
             let _ = t.join();
         }
         for t in self.locals.drain(..) {
+            let _ = t.join();
+        }
+        // It sees the stop flag within its longest wait (0.1 s) and ends every
+        // session with a goodbye to its browser.
+        if let Some(t) = self.webrtc.take() {
             let _ = t.join();
         }
         let connections = self
@@ -434,6 +451,7 @@ impl RunningServer {
                 publish::publish_loop(target, hub, stop)
             })?);
         }
+        webrtc::start(cfg, addr, &mut threads)?;
         let advertiser = advertise(cfg, &hub, addr);
         let setup = AcceptSetup {
             listener,

@@ -183,7 +183,10 @@ impl Hub {
                     .filter(|v| {
                         matches!(
                             v.kind,
-                            SubscriberKind::Native | SubscriberKind::Http | SubscriberKind::Rtsp
+                            SubscriberKind::Native
+                                | SubscriberKind::Http
+                                | SubscriberKind::Rtsp
+                                | SubscriberKind::Webrtc
                         )
                     })
                     .map(|v| v.stats()),

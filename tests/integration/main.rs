@@ -21,4 +21,6 @@ mod util;
 #[cfg(feature = "v4l2")]
 mod vivid;
 mod wait;
+#[cfg(all(feature = "webrtc", feature = "h264"))]
+mod webrtc;
 mod window;

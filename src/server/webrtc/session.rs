@@ -1,0 +1,510 @@
+//! WebRTC sessions without sockets or clocks, as str0m itself is: an offer
+//! is answered into an [`Answered`] session (on the HTTP connection's thread),
+//! and [`Sessions`] runs them all: datagrams, time and the hub's frames go
+//! in, datagrams to send come out through a callback. Owned by the `webrtc`
+//! thread (`mod.rs`), which does the socket; the tests drive it with a second
+//! str0m playing the browser, faster than real time.
+//!
+//! A session's life: answered (ICE-lite, a host candidate for each address
+//! given) → connected (ICE and DTLS done: admitted as a viewer and subscribed
+//! to the main fan-out) → ended, by `DELETE`, by the browser (DTLS close, or no
+//! ICE checks for 15 s), by [`CONNECT_TIMEOUT`], or at server stop. At most
+//! [`MAX_CONNECTING`] wait to connect; connected ones count against
+//! `max-viewers` like every other viewer.
+//!
+//! Media: each connected session follows the encoder's chain as a native
+//! viewer does ([`Chain`]: after a frame it missed, nothing until a keyframe,
+//! which it asks for); a PLI or FIR from the browser asks for one through the
+//! same coalescing path. str0m packetises each access unit (RFC 6184) and
+//! answers NACKs from its own send history.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use crate::media::clock;
+use crate::media::slot::Taken;
+use crate::net::whep::SessionId;
+use crate::server::hub::{
+    Admission, EncodedFrame, Hub, Notify, Subscriber, SubscriberKind, WhepRefusal,
+};
+use crate::server::send::Chain;
+use crate::server::whep::short;
+
+/// A session whose browser has not finished ICE and DTLS by then is ended.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sessions waiting to connect at once; more offers get 503.
+pub(crate) const MAX_CONNECTING: usize = 16;
+
+/// The H.264 formats answered, best first: constrained baseline (what the
+/// h264 codec makes), then baseline (which decodes it too); packetization
+/// mode 1 (FU-A, so a slice may be bigger than a datagram). (payload type,
+/// its retransmission payload type, profile-level-id.)
+const H264_FORMATS: [(u8, u8, u32); 2] = [(108, 109, 0x42e01f), (127, 121, 0x42001f)];
+
+fn refusal(status: u16, reason: &'static str, detail: impl Into<String>) -> WhepRefusal {
+    WhepRefusal {
+        status,
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// A browser's offer, answered: the session to run and the answer to send.
+pub(crate) struct Answered {
+    pub(crate) rtc: Rtc,
+    /// The video it receives, and the payload type its H.264 goes in.
+    pub(crate) mid: Mid,
+    pub(crate) pt: Pt,
+    pub(crate) answer: String,
+}
+
+impl std::fmt::Debug for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answered")
+            .field("mid", &self.mid)
+            .field("pt", &self.pt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answers `offer` (SDP text) as an ICE-lite peer with a host candidate for
+/// each of `candidates`, sending H.264 only. Refused (4xx) when str0m cannot
+/// read or accept the offer, or it asks for no video this server can send.
+pub(crate) fn answer_offer(
+    offer: &str,
+    candidates: &[SocketAddr],
+    now: Instant,
+) -> Result<Answered, WhepRefusal> {
+    let offer = SdpOffer::from_sdp_string(offer)
+        .map_err(|e| refusal(400, "Bad Request", format!("not an SDP offer: {e}")))?;
+    let mut config = RtcConfig::new().set_ice_lite(true).clear_codecs();
+    for (pt, rtx, profile) in H264_FORMATS {
+        config
+            .codec_config()
+            .add_h264(pt.into(), Some(rtx.into()), true, profile);
+    }
+    let mut rtc = config.build(now);
+    for addr in candidates {
+        match Candidate::host(*addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => log::debug!("no WebRTC candidate for {addr}: {e}"),
+        }
+    }
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| refusal(400, "Bad Request", format!("offer not accepted: {e}")))?;
+    // The video it receives: an m-line of the answer (str0m wrote it, so each
+    // has its mid) that this side sends on. (str0m's MediaAdded events come
+    // only once DTLS is up.)
+    let video = answer.media_lines.iter().map(|m| m.mid()).find(|&mid| {
+        rtc.media(mid).is_some_and(|m| {
+            m.kind() == MediaKind::Video
+                && matches!(m.direction(), Direction::SendOnly | Direction::SendRecv)
+        })
+    });
+    let unprocessable = |why: &str| refusal(422, "Unprocessable Content", why);
+    let mid = video.ok_or_else(|| {
+        unprocessable("the offer asks to receive no video (a recvonly or sendrecv video m-line)")
+    })?;
+    let pt = rtc
+        .writer(mid)
+        .and_then(|w| {
+            w.payload_params()
+                .find(|p| {
+                    let spec = p.spec();
+                    spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1)
+                })
+                .map(|p| p.pt())
+        })
+        .ok_or_else(|| {
+            unprocessable(
+                "the offer's video has no H.264 with packetization-mode 1, which this server sends",
+            )
+        })?;
+    Ok(Answered {
+        rtc,
+        mid,
+        pt,
+        answer: answer.to_sdp_string(),
+    })
+}
+
+/// One browser's session.
+struct Session<'h> {
+    id: SessionId,
+    rtc: Rtc,
+    mid: Mid,
+    pt: Pt,
+    /// Who posted the offer.
+    http_peer: SocketAddr,
+    /// Where its last datagram came from (its media goes back there).
+    udp_peer: Option<SocketAddr>,
+    /// Once connected: its place among the viewers, on the main fan-out.
+    viewer: Option<Admission<'h>>,
+    chain: Chain,
+    created: Instant,
+    /// When str0m wants time to pass next.
+    next: Instant,
+    /// Why it ended, once it did.
+    ended: Option<String>,
+    /// Wakes the `webrtc` thread when a frame comes into its slot.
+    notify: Notify,
+}
+
+/// Where datagrams go out: the socket (or, in tests, the other peer).
+pub(crate) type Out<'a> = dyn FnMut(&Transmit) + 'a;
+
+impl<'h> Session<'h> {
+    fn end(&mut self, why: impl Into<String>) {
+        if self.ended.is_none() {
+            self.ended = Some(why.into());
+        }
+    }
+
+    /// Ends it with a goodbye (RTCP BYE, DTLS close_notify) to the browser.
+    fn close(&mut self, why: impl Into<String>, hub: &'h Hub, now: Instant, out: &mut Out<'_>) {
+        self.end(why);
+        if self.rtc.close().is_ok() {
+            self.drain(hub, now, out);
+        }
+        self.rtc.disconnect();
+    }
+
+    /// Polls str0m until it only waits for time: datagrams out, events handled.
+    fn drain(&mut self, hub: &'h Hub, now: Instant, out: &mut Out<'_>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.next = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => out(&t),
+                Ok(Output::Event(e)) => self.event(e, hub, now),
+                Err(e) => {
+                    self.end(format!("WebRTC failed: {e}"));
+                    self.rtc.disconnect();
+                    self.next = now + Duration::from_secs(3600);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event, hub: &'h Hub, now: Instant) {
+        match e {
+            Event::Connected => self.connected(hub, now),
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.end("ICE disconnected (no checks from the browser)");
+            }
+            Event::KeyframeRequest(_) if self.viewer.is_some() => self.chain.lost(hub, now),
+            Event::Closed => self.end("the browser closed the connection"),
+            _ => {}
+        }
+    }
+
+    fn connected(&mut self, hub: &'h Hub, _now: Instant) {
+        if self.viewer.is_some() || self.ended.is_some() {
+            return;
+        }
+        let peer = self.udp_peer.unwrap_or(self.http_peer);
+        let subscriber = Subscriber::notified(peer, SubscriberKind::Webrtc, self.notify.clone());
+        match hub.admit(&hub.main, &subscriber) {
+            Ok(admission) => {
+                log::info!(
+                    "WebRTC viewer {peer} connected (session {}, {} watching)",
+                    short(&self.id),
+                    hub.watchers()
+                );
+                self.viewer = Some(admission);
+            }
+            Err(refused) => self.end(format!("refused: {}", refused.why)),
+        }
+    }
+
+    /// Sends `frame` if the chain admits it (else it is dropped, and a
+    /// keyframe asked for).
+    fn send(
+        &mut self,
+        frame: &EncodedFrame,
+        shared: &mut Shared,
+        hub: &'h Hub,
+        now: Instant,
+        out: &mut Out<'_>,
+    ) {
+        let Some(viewer) = self.viewer.as_ref().map(|a| a.subscriber().clone()) else {
+            return;
+        };
+        if !self.chain.admits(frame, hub, now) {
+            viewer.dropped();
+            return;
+        }
+        let data = shared.payload(frame);
+        // RTP time from the capture time, so the browser paces frames as
+        // they were captured; wallclock for the sender reports.
+        let rtp_time = MediaTime::from_90khz(frame.frame.capture_us.saturating_mul(9) / 100);
+        let age = Duration::from_micros(clock::now_us().saturating_sub(frame.frame.capture_us));
+        let wallclock = now.checked_sub(age).unwrap_or(now);
+        let Some(writer) = self.rtc.writer(self.mid) else {
+            self.end("its video stopped");
+            return;
+        };
+        if let Err(e) = writer.write(self.pt, wallclock, rtp_time, data) {
+            self.end(format!("cannot send a frame: {e}"));
+            return;
+        }
+        viewer.sent(frame, frame.payload().len());
+        self.chain.sent(frame);
+        self.drain(hub, now, out);
+    }
+
+    /// The log line when it ends.
+    fn departure(&self) {
+        let why = self.ended.as_deref().unwrap_or("ended");
+        match &self.viewer {
+            Some(a) => {
+                let v = a.subscriber();
+                let c = &v.counters;
+                log::info!(
+                    "WebRTC viewer {} left: {why}; sent {} frames ({:.1} MB), dropped {} (session {})",
+                    v.peer,
+                    c.sent.load(Ordering::Relaxed),
+                    c.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+                    c.dropped.load(Ordering::Relaxed),
+                    short(&self.id)
+                );
+            }
+            None => log::info!(
+                "WebRTC session {} from {} ended before it connected: {why}",
+                short(&self.id),
+                self.http_peer
+            ),
+        }
+    }
+}
+
+/// The frame being sent as str0m takes it, made once and shared by every
+/// session that sends it: one copy of each frame, not one per viewer.
+#[derive(Default)]
+struct Shared(Option<(u64, Arc<[u8]>)>);
+
+impl Shared {
+    fn payload(&mut self, frame: &EncodedFrame) -> Arc<[u8]> {
+        match &self.0 {
+            Some((seq, data)) if *seq == frame.frame.seq => data.clone(),
+            _ => {
+                let data: Arc<[u8]> = Arc::from(frame.payload());
+                self.0 = Some((frame.frame.seq, data.clone()));
+                data
+            }
+        }
+    }
+}
+
+/// Every session of the server; see the module's doc.
+pub(crate) struct Sessions<'h> {
+    hub: &'h Hub,
+    /// Wakes the thread that runs them when a frame comes for one.
+    notify: Notify,
+    list: Vec<Session<'h>>,
+    shared: Shared,
+}
+
+impl<'h> Sessions<'h> {
+    pub(crate) fn new(hub: &'h Hub, notify: Notify) -> Sessions<'h> {
+        Sessions {
+            hub,
+            notify,
+            list: Vec::new(),
+            shared: Shared::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Sessions not connected yet.
+    pub(crate) fn connecting(&self) -> usize {
+        self.list.iter().filter(|s| s.viewer.is_none()).count()
+    }
+
+    /// Takes an answered offer into the running sessions, unless too many wait
+    /// to connect, the server is full or the stream is over (then 503).
+    pub(crate) fn add(
+        &mut self,
+        answered: Answered,
+        http_peer: SocketAddr,
+        now: Instant,
+    ) -> Result<SessionId, WhepRefusal> {
+        let busy = |why: String| refusal(503, "Service Unavailable", why);
+        if let Some(end) = self.hub.end() {
+            return Err(busy(end.why));
+        }
+        if self.connecting() >= MAX_CONNECTING {
+            return Err(busy(format!(
+                "{MAX_CONNECTING} WebRTC sessions are still connecting; try again soon"
+            )));
+        }
+        if self.hub.watchers() >= self.hub.max_viewers {
+            return Err(busy(format!(
+                "the server is busy: {} viewers already watching",
+                self.hub.max_viewers
+            )));
+        }
+        let id = SessionId::random()
+            .map_err(|_| refusal(500, "Internal Server Error", "no random session id"))?;
+        self.list.push(Session {
+            id,
+            rtc: answered.rtc,
+            mid: answered.mid,
+            pt: answered.pt,
+            http_peer,
+            udp_peer: None,
+            viewer: None,
+            chain: Chain::new(),
+            created: now,
+            next: now,
+            ended: None,
+            notify: self.notify.clone(),
+        });
+        Ok(id)
+    }
+
+    /// `DELETE`: ends session `id` with a goodbye to its browser; false when
+    /// there is none.
+    pub(crate) fn delete(&mut self, id: SessionId, now: Instant, out: &mut Out<'_>) -> bool {
+        let Some(i) = self.list.iter().position(|s| s.id == id) else {
+            return false;
+        };
+        let mut s = self.list.swap_remove(i);
+        s.close("ended by the browser (DELETE)", self.hub, now, out);
+        s.departure();
+        true
+    }
+
+    /// A datagram that came to `destination` from `source`: to the session
+    /// it belongs to (by its ICE credentials or its address). False when no
+    /// session takes it.
+    pub(crate) fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+        out: &mut Out<'_>,
+    ) -> bool {
+        let Ok(contents) = datagram.try_into() else {
+            return false;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let hub = self.hub;
+        let Some(s) = self
+            .list
+            .iter_mut()
+            .find(|s| s.ended.is_none() && s.rtc.accepts(&input))
+        else {
+            return false;
+        };
+        s.udp_peer = Some(source);
+        if let Err(e) = s.rtc.handle_input(input) {
+            s.end(format!("WebRTC failed: {e}"));
+        }
+        s.drain(hub, now, out);
+        true
+    }
+
+    /// Sends each connected session the frame waiting in its slot, if any.
+    pub(crate) fn frames(&mut self, now: Instant, out: &mut Out<'_>) {
+        let hub = self.hub;
+        for s in &mut self.list {
+            if s.ended.is_some() {
+                continue;
+            }
+            let Some(viewer) = s.viewer.as_ref().map(|a| a.subscriber().clone()) else {
+                continue;
+            };
+            if let Taken::Value(frame) = viewer.slot.take(Duration::ZERO) {
+                s.send(&frame, &mut self.shared, hub, now, out);
+            }
+        }
+    }
+
+    /// Lets time pass for the sessions that asked; ends those that waited too
+    /// long to connect. Returns when the next one wants time to pass.
+    pub(crate) fn timeouts(&mut self, now: Instant, out: &mut Out<'_>) -> Instant {
+        let hub = self.hub;
+        let mut next = now + Duration::from_secs(3600);
+        for s in &mut self.list {
+            if s.ended.is_some() {
+                continue;
+            }
+            if s.next <= now {
+                if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                    s.end(format!("WebRTC failed: {e}"));
+                }
+                s.drain(hub, now, out);
+            }
+            if s.viewer.is_none() {
+                let deadline = s.created + CONNECT_TIMEOUT;
+                if now >= deadline {
+                    s.close(
+                        format!("ICE did not connect within {} s", CONNECT_TIMEOUT.as_secs()),
+                        hub,
+                        now,
+                        out,
+                    );
+                    continue;
+                }
+                next = next.min(deadline);
+            }
+            if !s.rtc.is_alive() {
+                s.end("the connection closed");
+            }
+            next = next.min(s.next);
+        }
+        next
+    }
+
+    /// Forgets the sessions that ended (their viewer places and fan-out
+    /// places are given back as they drop), saying why.
+    pub(crate) fn reap(&mut self) {
+        self.list.retain(|s| {
+            if s.ended.is_some() {
+                s.departure();
+            }
+            s.ended.is_none()
+        });
+    }
+
+    /// Server stop: every session ends with a goodbye.
+    pub(crate) fn close_all(&mut self, why: &str, now: Instant, out: &mut Out<'_>) {
+        let hub = self.hub;
+        for mut s in self.list.drain(..) {
+            s.close(why, hub, now, out);
+            s.departure();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

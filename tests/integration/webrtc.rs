@@ -1,0 +1,254 @@
+//! WebRTC for browsers (WHEP): headless Chromium plays the H.264 stream over
+//! WebRTC and ends its session with `DELETE`; hostile WHEP requests get clear
+//! answers while a native viewer watches undisturbed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::http_client::{exchange, get_with, Response};
+use crate::stream::which;
+use crate::util::{serve, serve_small, wait_until, Lazy, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+
+/// `POST /whep` with `body` and more header lines.
+fn post(addr: &str, headers: &str, body: &[u8]) -> Response {
+    let mut request = format!("POST /whep HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").into_bytes();
+    request.extend_from_slice(body);
+    exchange(addr, &request)
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// The WebRTC viewers in the server's `/stats`.
+fn webrtc_viewers(addr: &str, auth: &str) -> usize {
+    let r = get_with(addr, "/stats", auth);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    r.json()["viewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["protocol"] == "webrtc")
+        .count()
+}
+
+/// Headless Chromium posts its offer with the token, plays the answer's video
+/// (at least 30 frames presented within 15 s), then `DELETE` ends the session
+/// on the server: its log says so and `/stats` lists no WebRTC viewer.
+#[test]
+fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
+    let node = which("node").expect("node is needed");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
+    );
+    // As by default: pairing on, so WHEP needs the token.
+    let (mut server, addr) = serve(&[
+        "--codec",
+        "h264",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        "--set",
+        "serve.auth=\"pair\"",
+    ]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let url = server
+        .stdout()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("or open:")
+                .map(|u| u.trim().to_string())
+        })
+        .unwrap();
+    let token = url.split_once("token=").unwrap().1.to_string();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let refused = post(
+        &addr,
+        "Content-Type: application/sdp\r\nContent-Length: 5\r\n",
+        b"v=0\r\n",
+    );
+    assert_eq!(
+        refused.status,
+        401,
+        "no token, no session: {}",
+        text(&refused)
+    );
+
+    let out = std::process::Command::new(node)
+        .arg(dir.join("webrtc.mjs"))
+        .arg(&url)
+        .args(["30", "15000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("browser: {stdout}");
+    assert!(
+        out.status.success(),
+        "browser check failed: {stdout}{}\nserver said: {}",
+        String::from_utf8_lossy(&out.stderr),
+        server.said()
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(result["presented"].as_u64().unwrap() >= 30, "{result}");
+    assert!(result["framesDecoded"].as_u64().unwrap() >= 30, "{result}");
+    assert!(
+        result["codec"].as_str().unwrap().contains("H264"),
+        "{result}"
+    );
+    assert_eq!(
+        (result["width"].as_u64(), result["height"].as_u64()),
+        (Some(640), Some(480))
+    );
+    assert!(
+        result["location"].as_str().unwrap().starts_with("/whep/"),
+        "{result}"
+    );
+
+    // The server's side: connected, then ended by the DELETE, and gone.
+    server.wait_stderr("WebRTC viewer", 1, Duration::from_secs(5));
+    server.wait_stderr(
+        "left: ended by the browser (DELETE)",
+        1,
+        Duration::from_secs(5),
+    );
+    wait_until(
+        Duration::from_secs(5),
+        Lazy(|| format!("no WebRTC viewer in /stats: {}", server.said())),
+        || (webrtc_viewers(&addr, &auth) == 0).then_some(()),
+    );
+    let said = server.stderr();
+    let left = said
+        .lines()
+        .find(|l| l.contains("left: ended by the browser (DELETE)"))
+        .unwrap();
+    let sent: u64 = left
+        .split("sent ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("frames sent in {left:?}"));
+    assert!(sent >= 30, "{left}");
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// Hostile and mistaken WHEP requests: each gets its own clear status, and a
+/// native viewer watching meanwhile misses nothing.
+#[test]
+fn bad_whep_requests_get_clear_answers_and_harm_no_one() {
+    let (mut server, addr) = serve_small(&["--codec", "h264", SERVE_PLAINTEXT]);
+    let watcher = Watcher::start(&addr, 90, &[VIEW_PLAINTEXT], &[]);
+    let sdp = "Content-Type: application/sdp\r\n";
+    let cases: Vec<(&str, Response, u16)> = vec![
+        ("no length", post(&addr, sdp, b""), 411),
+        (
+            "chunked",
+            post(
+                &addr,
+                &format!("{sdp}Transfer-Encoding: chunked\r\n"),
+                b"5\r\nv=0\r\n\r\n0\r\n\r\n",
+            ),
+            411,
+        ),
+        (
+            "huge",
+            post(
+                &addr,
+                &format!("{sdp}Content-Length: 1000000\r\n"),
+                b"v=0\r\n",
+            ),
+            413,
+        ),
+        (
+            "a length past u64",
+            post(
+                &addr,
+                &format!("{sdp}Content-Length: 99999999999999999999999\r\n"),
+                b"",
+            ),
+            400,
+        ),
+        (
+            "not SDP",
+            post(
+                &addr,
+                "Content-Type: application/json\r\nContent-Length: 2\r\n",
+                b"{}",
+            ),
+            415,
+        ),
+        (
+            "not an offer",
+            post(&addr, &format!("{sdp}Content-Length: 5\r\n"), b"hello"),
+            400,
+        ),
+        (
+            "SDP str0m cannot read",
+            post(
+                &addr,
+                &format!("{sdp}Content-Length: 12\r\n"),
+                b"v=0\r\nnonsense",
+            ),
+            400,
+        ),
+        (
+            "GET the endpoint",
+            exchange(&addr, b"GET /whep HTTP/1.1\r\n\r\n"),
+            405,
+        ),
+        (
+            "PATCH (trickle ICE)",
+            exchange(&addr, b"PATCH /whep/00 HTTP/1.1\r\n\r\n"),
+            405,
+        ),
+        (
+            "DELETE an unknown session",
+            exchange(
+                &addr,
+                format!("DELETE /whep/{} HTTP/1.1\r\n\r\n", "ab".repeat(16)).as_bytes(),
+            ),
+            404,
+        ),
+        (
+            "DELETE a malformed one",
+            exchange(&addr, b"DELETE /whep/../stats HTTP/1.1\r\n\r\n"),
+            404,
+        ),
+        (
+            "POST elsewhere",
+            exchange(&addr, b"POST /stats HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            405,
+        ),
+    ];
+    for (what, r, status) in &cases {
+        assert_eq!(r.status, *status, "{what}: {}", text(r));
+        assert!(!r.body.is_empty(), "{what}: a reason is given");
+    }
+    // An offer whose body never comes: the connection's thread gives up.
+    let slow = post(&addr, &format!("{sdp}Content-Length: 100\r\n"), b"v=0\r\n");
+    assert_eq!(slow.status, 408, "{}", text(&slow));
+    watcher.finish();
+    assert!(server.is_running());
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// A server whose stream is not H.264 says that WebRTC needs it.
+#[test]
+fn whep_without_h264_says_why() {
+    let (mut server, addr) = serve_small(&["--codec", "jpeg", SERVE_PLAINTEXT]);
+    let r = post(
+        &addr,
+        "Content-Type: application/sdp\r\nContent-Length: 5\r\n",
+        b"v=0\r\n",
+    );
+    assert_eq!(r.status, 501, "{}", text(&r));
+    assert!(text(&r).contains("needs codec h264"), "{}", text(&r));
+    server.terminate();
+}
