@@ -702,3 +702,136 @@ fn sessions_never_played_are_timed_out_and_freed() {
     server.terminate();
     server.assert_no_panic();
 }
+
+/// Janus's configuration for one test: its HTTP API on `http`, ICE on
+/// `ice..ice+40`, the streaming plugin with one RTSP mountpoint (id 1)
+/// pulling `url` with `user`/`password`.
+fn janus_config(dir: &std::path::Path, http: u16, ice: u16, url: &str, user: &str, password: &str) {
+    let lib = "/usr/lib/x86_64-linux-gnu/janus";
+    let off = |kind: &str, keep: &str| {
+        std::fs::read_dir(format!("{lib}/{kind}"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".so") && !n.contains(keep))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let files = [
+        (
+            "janus.jcfg",
+            format!(
+                "general: {{\n configs_folder = \"{d}\"\n plugins_folder = \"{lib}/plugins\"\n \
+                 transports_folder = \"{lib}/transports\"\n events_folder = \"{lib}/events\"\n \
+                 loggers_folder = \"{lib}/loggers\"\n debug_level = 4\n}}\n\
+                 plugins: {{ disable = \"{}\" }}\ntransports: {{ disable = \"{}\" }}\n\
+                 events: {{ broadcast = false }}\nloggers: {{ disable = \"{}\" }}\n\
+                 media: {{ rtp_port_range = \"{ice}-{}\" }}\n",
+                off("plugins", "streaming"),
+                off("transports", "http"),
+                off("loggers", "none"),
+                ice + 40,
+                d = dir.display()
+            ),
+        ),
+        (
+            "janus.transport.http.jcfg",
+            format!(
+                "general: {{ base_path = \"/janus\"\n http = true\n port = {http}\n \
+                 ip = \"127.0.0.1\"\n https = false }}\nadmin: {{ admin_http = false }}\n"
+            ),
+        ),
+        (
+            "janus.plugin.streaming.jcfg",
+            format!(
+                "general: {{ }}\ncam: {{\n type = \"rtsp\"\n id = 1\n description = \"livestream\"\n \
+                 audio = false\n video = true\n url = \"{url}\"\n rtsp_user = \"{user}\"\n \
+                 rtsp_pwd = \"{password}\"\n rtsp_failcheck = false\n rtsp_reconnect_delay = 2\n}}\n"
+            ),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// Scale out through a media server from Debian: Janus's streaming plugin
+/// pulls our RTSP (with the token, digest auth through its libcurl) and
+/// serves headless Chromium over WebRTC; the browser decodes 30 frames, and
+/// the picture it shows carries a whole test-pattern stamp.
+#[test]
+fn janus_relays_our_rtsp_to_a_browser_over_webrtc() {
+    let janus = which("janus").expect("janus is needed: the README's test command installs it");
+    let node = which("node").expect("node is needed");
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let (mut server, addr, url) = serve_rtsp(&[]);
+    let creds = url.trim_start_matches("rtsp://").split('@').next().unwrap();
+    let (user, token) = creds.split_once(':').unwrap();
+    let dir = crate::util::temp_dir();
+    let http = crate::util::free_port();
+    let ice = crate::util::free_port().clamp(20000, 60000);
+    janus_config(
+        dir.path(),
+        http,
+        ice,
+        &format!("rtsp://{addr}/stream"),
+        user,
+        token,
+    );
+    let conf = dir.path().join("janus.jcfg");
+    let mut janus = Proc::spawn_program(
+        janus.to_str().unwrap(),
+        "janus",
+        &[
+            "-F",
+            dir.path().to_str().unwrap(),
+            "-C",
+            conf.to_str().unwrap(),
+        ],
+    );
+    janus.wait_for("Janus's HTTP API", Duration::from_secs(20), |out, _| {
+        out.contains("HTTP webserver started")
+    });
+    server.wait_for(
+        "Janus playing our RTSP",
+        Duration::from_secs(20),
+        |_, err| err.contains("RTSP client") && err.contains("playing over"),
+    );
+    let png = dir.path().join("picture.png");
+    let out = Command::new(node)
+        .arg(browser.join("janus.mjs"))
+        .arg(format!("http://127.0.0.1:{http}/janus"))
+        .arg("1")
+        .arg(&png)
+        .args(["30", "20000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser through Janus: {stdout}{}\njanus said: {}\nserver said: {}",
+        String::from_utf8_lossy(&out.stderr),
+        janus.said(),
+        server.said()
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(result["framesDecoded"].as_u64().unwrap() >= 30, "{result}");
+    let image =
+        livestream::sources::synthetic_camera::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    let info = FrameInfo::packed(PixelFormat::Rgb24, image.width, image.height).unwrap();
+    let picture = Frame {
+        info,
+        seq: 0,
+        capture_us: 0,
+        data: image.data,
+    };
+    assert!(
+        read_stamp(&picture).is_some(),
+        "the picture Janus relayed is not whole"
+    );
+    janus.terminate();
+    server.terminate();
+    server.assert_no_panic();
+}
