@@ -98,6 +98,10 @@ fn announce(server: &RunningServer) {
         let _ = writeln!(out, "  or open:    http://{at}/{token}");
         if server.serves_rtsp() {
             let _ = writeln!(out, "  or play:    rtsp://{rtsp_user}{at}/stream");
+            if let Some(second) = server.rtsp_listen_addr() {
+                let at = SocketAddr::new(ip, second.port());
+                let _ = writeln!(out, "         or:  rtsp://{rtsp_user}{at}/stream");
+            }
         }
     }
     match server.auth() {

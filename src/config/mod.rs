@@ -45,6 +45,9 @@ pub struct ServeConfig {
     /// The even UDP port for RTSP clients' RTP (RTCP on the next); 0: any
     /// free pair.
     pub rtsp_udp_port: u16,
+    /// Also take connections (RTSP clients, mostly) on this address, such as
+    /// `0.0.0.0:8554`.
+    pub rtsp_listen: Option<String>,
     /// An RTSP session (or connection before PLAY) with nothing from its
     /// client for this long ends.
     pub rtsp_session_timeout: std::time::Duration,

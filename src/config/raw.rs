@@ -43,6 +43,7 @@ pub(super) struct RawServe {
     pub http: Option<bool>,
     pub rtsp: Option<bool>,
     pub rtsp_udp_port: Option<Spanned<u16>>,
+    pub rtsp_listen: Option<Spanned<String>>,
     pub rtsp_session_timeout: Option<Spanned<f64>>,
     pub publish: Option<Spanned<String>>,
     pub sinks: Option<Vec<Spanned<String>>>,

@@ -109,6 +109,7 @@ pub(super) fn serve(
         http: s.http.unwrap_or(true),
         rtsp: s.rtsp.unwrap_or(true),
         rtsp_udp_port,
+        rtsp_listen: s.rtsp_listen.map(|l| l.into_inner()),
         rtsp_session_timeout: rtsp_session_timeout
             .map_or(Duration::from_secs(60), Duration::from_secs_f64),
         publish,

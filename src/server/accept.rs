@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::net::socket::{self, Ready};
+use crate::net::socket;
 
 use super::connection::serve_connection;
 use super::hub::{Hub, MAX_HANDSHAKING};
@@ -134,6 +134,9 @@ impl Overflow {
 /// What the accept thread is given.
 pub(crate) struct AcceptSetup {
     pub(crate) listener: TcpListener,
+    /// A second port taking the same connections (`[serve] rtsp-listen`:
+    /// RTSP clients expect 554 or 8554).
+    pub(crate) second: Option<TcpListener>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) connections_per_second: f64,
 }
@@ -152,27 +155,34 @@ pub(crate) fn accept_loop(
     while !stop.load(Ordering::Relaxed) {
         limit.report(Instant::now());
         reap(&mut connections);
-        match socket::wait(&setup.listener, Ready::Read, Duration::from_millis(200)) {
-            Ok(true) => {}
-            Ok(false) => continue,
+        let wait = Duration::from_millis(200);
+        let ready = match &setup.second {
+            Some(second) => socket::wait_readable([&setup.listener, second], wait),
+            None => socket::wait_readable([&setup.listener], wait).map(|[one]| [one, false]),
+        };
+        let ready = match ready {
+            Ok(r) => r,
             Err(e) => {
                 log::warn!("waiting for connections: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-        }
-        let (stream, peer) = match setup.listener.accept() {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("accept failed: {e}");
+                std::thread::sleep(wait);
                 continue;
             }
         };
-        if !limit.allow(peer.ip(), Instant::now()) {
-            continue; // dropped: closed at once
-        }
-        if let Some(c) = start_connection(stream, peer, hub, stop, &setup, &mut overflow) {
-            connections.push(c);
+        let listeners = std::iter::once(&setup.listener).chain(setup.second.as_ref());
+        for (listener, _) in listeners.zip(ready).filter(|(_, r)| *r) {
+            let (stream, peer) = match listener.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    continue;
+                }
+            };
+            if !limit.allow(peer.ip(), Instant::now()) {
+                continue; // dropped: closed at once
+            }
+            if let Some(c) = start_connection(stream, peer, hub, stop, &setup, &mut overflow) {
+                connections.push(c);
+            }
         }
     }
     connections

@@ -242,6 +242,8 @@ fn close_connections(connections: Vec<Connection>) {
 /// A running server: its threads run until [`RunningServer::stop`] or drop.
 pub struct RunningServer {
     addr: SocketAddr,
+    /// `[serve] rtsp-listen`'s port, once bound.
+    rtsp_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     /// The mDNS announcement, while it lasts (gone before the threads stop).
     advertiser: Option<Advertiser>,
@@ -335,6 +337,21 @@ fn open_auth(cfg: &Config) -> Result<Option<Arc<ServerAuth>>, ServeError> {
     }
 }
 
+/// `[serve] rtsp-listen`: a second port for the same connections, for RTSP
+/// clients that expect 554 or 8554.
+fn bind_rtsp(cfg: &Config) -> Result<(Option<TcpListener>, Option<SocketAddr>), ServeError> {
+    let Some(at) = cfg.serve.rtsp_listen.as_deref().filter(|_| cfg.serve.rtsp) else {
+        return Ok((None, None));
+    };
+    let failed = |source| ServeError::Listen {
+        addr: format!("{at} (rtsp-listen)"),
+        source,
+    };
+    let listener = TcpListener::bind(at).map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    Ok((Some(listener), Some(addr)))
+}
+
 fn bind(cfg: &Config) -> Result<(TcpListener, SocketAddr), ServeError> {
     let failed = |source| ServeError::Listen {
         addr: cfg.serve.listen.clone(),
@@ -408,6 +425,7 @@ impl RunningServer {
         let codecs = open_codecs(cfg, &stream)?;
         let auth = open_auth(cfg)?;
         let (listener, addr) = bind(cfg)?;
+        let (rtsp_listener, rtsp_addr) = bind_rtsp(cfg)?;
         let rtsp = open_rtsp(cfg, addr, codecs.payload_format)?;
         let hub = Arc::new(Hub::new(HubSetup {
             payload_format: codecs.payload_format,
@@ -455,6 +473,7 @@ impl RunningServer {
         let advertiser = advertise(cfg, &hub, addr);
         let setup = AcceptSetup {
             listener,
+            second: rtsp_listener,
             handshake_timeout: cfg.serve.handshake_timeout,
             connections_per_second: cfg.serve.connections_per_second,
         };
@@ -463,6 +482,7 @@ impl RunningServer {
         })?);
         Ok(RunningServer {
             addr,
+            rtsp_addr,
             hub,
             advertiser,
             threads,
@@ -481,6 +501,11 @@ impl RunningServer {
                 self.hub.payload_format,
                 Some(PixelFormat::H264 | PixelFormat::Jpeg)
             )
+    }
+
+    /// The second port (`[serve] rtsp-listen`), if any.
+    pub fn rtsp_listen_addr(&self) -> Option<SocketAddr> {
+        self.rtsp_addr
     }
 
     /// The UDP ports (RTP, RTCP) RTSP clients get the stream from, if any.

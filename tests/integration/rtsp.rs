@@ -153,6 +153,22 @@ fn a_jpeg_stream_plays_as_rtp_jpeg_and_one_that_cannot_is_refused() {
     server.terminate();
 }
 
+/// `[serve] rtsp-listen`: RTSP clients on a second port (8554 in real
+/// use) get the same stream, and `serve` prints that URL too.
+#[test]
+fn a_second_port_serves_rtsp_clients_too() {
+    let port = crate::util::free_port();
+    let listen = format!("serve.rtsp-listen=\"127.0.0.1:{port}\"");
+    let (mut server, _addr, _url) = serve_rtsp(&[SERVE_PLAINTEXT, "--set", &listen]);
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    assert!(server.stdout().contains(&url), "{}", server.said());
+    let pictures = ffmpeg_pictures(&url, "tcp", 30).unwrap();
+    assert_eq!(pictures.len(), 30);
+    assert_whole_and_in_order(&pictures, "second port");
+    server.terminate();
+    server.assert_no_panic();
+}
+
 /// One request on its own connection; the response head and body.
 fn exchange(addr: &str, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
