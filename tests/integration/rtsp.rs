@@ -192,7 +192,13 @@ fn read_response(s: &mut TcpStream) -> String {
                 return String::from_utf8_lossy(&got[..end + 4 + len]).into_owned();
             }
         }
-        let n = s.read(&mut buf).unwrap();
+        // A connection the server refused at once (too many in their
+        // handshake) is reset rather than closed when a request was sent.
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => panic!("reading an RTSP response: {e} (so far: {text:?})"),
+        };
         if n == 0 {
             return text;
         }
