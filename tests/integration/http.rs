@@ -173,9 +173,10 @@ fn ffmpeg_reads_the_mjpeg_stream() {
     }
 }
 
-/// Headless Chromium opens the page: a picture, and it changes.
-#[test]
-fn chromium_shows_a_live_picture() {
+/// Headless Chromium opens the page of a server started with `args` (pairing
+/// on, from the URL `serve` printed): the JSON `live.mjs` printed, after
+/// checking that there is a picture and it changes.
+fn page_shows_a_live_picture(args: &[&str], evidence: &str) -> serde_json::Value {
     let node = which("node").expect("node is needed");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/live.mjs");
     assert!(
@@ -184,18 +185,10 @@ fn chromium_shows_a_live_picture() {
             .is_dir(),
         "playwright-core is missing: the README's test command runs npm ci in tests/browser"
     );
-    // As by default: pairing on, so the page opens from the URL serve printed,
-    // with its token, and the page's own requests carry the cookie it set.
-    let (mut server, _) = serve(&[
-        "--width",
-        "640",
-        "--height",
-        "480",
-        "--fps",
-        "30",
-        "--set",
-        "serve.auth=\"pair\"",
-    ]);
+    let mut all = vec!["--width", "640", "--height", "480", "--fps", "30"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--set", "serve.auth=\"pair\""]);
+    let (mut server, _) = serve(&all);
     let url = server
         .stdout()
         .lines()
@@ -206,7 +199,7 @@ fn chromium_shows_a_live_picture() {
         })
         .unwrap();
     assert!(url.contains("/?token="), "{url}");
-    let evidence = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let evidence = Path::new(env!("CARGO_TARGET_TMPDIR")).join(evidence);
     std::fs::create_dir_all(&evidence).unwrap();
     let out = std::process::Command::new(node)
         .arg(&script)
@@ -217,17 +210,33 @@ fn chromium_shows_a_live_picture() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "browser check failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "browser check failed: {stdout}{}\nserver said: {}",
+        String::from_utf8_lossy(&out.stderr),
+        server.said()
     );
     let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(result["first"]["width"], 640);
+    assert_eq!(result["first"]["width"], 640, "{result}");
     assert!(
         result["stats"].as_str().unwrap().contains("fps captured"),
         "{result}"
     );
     assert!(evidence.join("first.png").is_file() && evidence.join("second.png").is_file());
     server.terminate();
+    result
+}
+
+/// The page plays an H.264 stream over WebRTC (the default codec), and a
+/// JPEG one, which WebRTC here does not carry, over MJPEG, saying why.
+#[test]
+fn chromium_shows_a_live_picture() {
+    let h264 = page_shows_a_live_picture(&[], "browser");
+    assert_eq!(h264["mode"], "WebRTC", "{h264}");
+    assert!(h264["stats"].as_str().unwrap().contains("kbit/s"), "{h264}");
+    let jpeg = page_shows_a_live_picture(&["--codec", "jpeg"], "browser-jpeg");
+    assert!(
+        jpeg["mode"].as_str().unwrap().starts_with("MJPEG ("),
+        "{jpeg}"
+    );
 }
 
 /// Oversized heads, unknown methods and paths, and a client that sends a byte a
@@ -755,5 +764,72 @@ fn jpeg_for_browsers_only_while_one_watches() {
         idle < busy / 20.0,
         "transcoder {idle:.3} ms/frame with no browser (vs {busy:.3} watching)"
     );
+    server.terminate();
+}
+
+/// The page recovers by itself: it plays (over WebRTC), the server stops and
+/// starts again on the same port, and the page plays again without a reload.
+#[test]
+fn the_page_recovers_by_itself_after_the_server_restarts() {
+    use std::io::BufRead;
+    let node = which("node").expect("node is needed");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/recover.mjs");
+    let args = [
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--fps",
+        "30",
+        "--set",
+        "serve.auth=\"pair\"",
+    ];
+    let (mut server, addr) = serve(&args);
+    let url = server
+        .stdout()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("or open:")
+                .map(|u| u.trim().to_string())
+        })
+        .unwrap();
+    let mut page = std::process::Command::new(node)
+        .arg(&script)
+        .arg(&url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    let stdout = page.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let first = said
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_default();
+    assert!(
+        first.starts_with("playing"),
+        "the page did not play: {first:?}"
+    );
+    server.terminate();
+    // The same port and keys: the same token, which the page's cookie holds.
+    let (mut server, _) = crate::util::serve_on(&addr, &args);
+    let end = said
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_default();
+    let _ = page.wait();
+    let _ = reader.join();
+    let result: serde_json::Value = serde_json::from_str(end.trim())
+        .unwrap_or_else(|_| panic!("the page said {end:?}; server: {}", server.said()));
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["before"], "WebRTC", "{result}");
+    assert_eq!(result["after"], "WebRTC", "{result}");
     server.terminate();
 }

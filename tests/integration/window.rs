@@ -471,6 +471,7 @@ fn window_full_screen_toggles() {
     }
 }
 
+#[cfg(any(feature = "sdl2", feature = "x11"))]
 fn full_screen_toggles(sink: &str) {
     let x = Xvfb::start(true);
     let (mut server, addr) = serve(&[
