@@ -41,6 +41,8 @@ use super::send::{log_departure, send_loop, Framing, SendEnd, WRITE_TIMEOUT};
 /// Sender reports go out this often (RFC 3550 suggests 5 s at least for a
 /// small session; clients map RTP time to wall time with the first one).
 const SENDER_REPORT_EVERY: Duration = Duration::from_secs(2);
+/// Answers waiting for the sender to write, at most.
+const MAX_OUTBOX: usize = 64 << 10;
 /// The paths of the stream: `rtsp://host:port/stream` (and `/`).
 const PATHS: [&str; 2] = ["/stream", "/"];
 
@@ -870,11 +872,19 @@ fn receive(stream: &TcpStream, mut conn: Connection<'_>, mut inbuf: Vec<u8>, del
                         conn.answer(&request)
                     };
                     answer.write_into(cseq(&request), &mut out);
-                    control
-                        .outbox
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&out);
+                    {
+                        let mut outbox = control.outbox.lock().unwrap_or_else(|e| e.into_inner());
+                        // Answers pile up only when the client sends requests
+                        // and reads nothing: bounded, like every buffer here.
+                        if outbox.len() + out.len() > MAX_OUTBOX {
+                            drop(outbox);
+                            control.end("it sends requests and does not read the answers");
+                            // The sender may be blocked writing to it: now.
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        outbox.extend_from_slice(&out);
+                    }
                     inbuf.drain(..used);
                     if answer.then == Then::Close {
                         control.end("the client tore the session down");
@@ -884,6 +894,7 @@ fn receive(stream: &TcpStream, mut conn: Connection<'_>, mut inbuf: Vec<u8>, del
                 Ok(None) => break,
                 Err(e) => {
                     control.end(format!("it sent what is not RTSP: {e}"));
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
                     return;
                 }
             }

@@ -857,3 +857,56 @@ fn janus_relays_our_rtsp_to_a_browser_over_webrtc() {
     server.terminate();
     server.assert_no_panic();
 }
+
+/// A client that plays and then floods keep-alives without reading anything
+/// is ended once its unread answers reach their bound; others go on.
+#[test]
+fn a_client_that_floods_requests_and_reads_nothing_is_ended_alone() {
+    let (mut server, addr, _url) = serve_rtsp(&[SERVE_PLAINTEXT]);
+    let plain = format!("rtsp://{addr}/stream");
+    let dir = crate::util::temp_dir();
+    let rec = dir.path().join("native.lsr");
+    let mut native = record(&addr, &rec, 90, &[VIEW_PLAINTEXT]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let setup = read_response(&mut s);
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    s.write_all(
+        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    // From here on nothing is read: the stream and the answers fill the
+    // socket, then the server's buffer of answers.
+    let keep_alive =
+        format!("GET_PARAMETER {plain} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+    let flood = keep_alive.repeat(1000);
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..20 {
+        if s.write_all(flood.as_bytes()).is_err() {
+            break;
+        }
+    }
+    server.wait_for(
+        "the flooding client ended",
+        Duration::from_secs(20),
+        |_, err| err.contains("does not read the answers"),
+    );
+    native.expect_success(Duration::from_secs(30));
+    crate::util::assert_no_gaps(&rec, 90);
+    drop(s);
+    server.terminate();
+    server.assert_no_panic();
+}
