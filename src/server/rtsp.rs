@@ -683,9 +683,22 @@ pub(crate) fn serve(
         };
         deadline = Instant::now() + conn.timeout();
         out.clear();
+        let mut admission = None;
         let then = match &request {
             Ok((request, used)) => {
-                let answer = conn.answer(request);
+                let mut answer = conn.answer(request);
+                if answer.then == Then::Play {
+                    // Admitted like any viewer before the answer says yes.
+                    let viewer = Subscriber::new(peer, SubscriberKind::Rtsp);
+                    match hub.admit(&hub.main, &viewer) {
+                        Ok(a) => admission = Some(a),
+                        Err(refused) => {
+                            log::warn!("RTSP client {peer} refused: {}", refused.why);
+                            answer = Answer::text(453, "Not Enough Bandwidth", refused.why);
+                            answer.then = Then::Close;
+                        }
+                    }
+                }
                 answer.write_into(cseq(request), &mut out);
                 let then = answer.then;
                 let used = *used;
@@ -701,14 +714,15 @@ pub(crate) fn serve(
             log::debug!("RTSP client {peer}: {e}");
             return;
         }
-        match then {
-            Then::Continue => {}
-            Then::Close => return,
-            Then::Play => break,
+        match (then, admission) {
+            (Then::Play, Some(admission)) => {
+                drop(handshaking);
+                return play(stream, conn, admission, inbuf, stop);
+            }
+            (Then::Continue, _) => {}
+            _ => return,
         }
     }
-    drop(handshaking);
-    play(stream, conn, inbuf, stop);
 }
 
 /// One parsed request with the bytes it took, or why the bytes are none.
@@ -751,7 +765,13 @@ fn next_request(
 
 /// PLAY: admitted like any viewer, the stream goes out on this thread while
 /// `rtsp-rx` reads the rest of the conversation.
-fn play(stream: &TcpStream, conn: Connection<'_>, inbuf: Vec<u8>, stop: &AtomicBool) {
+fn play(
+    stream: &TcpStream,
+    conn: Connection<'_>,
+    admission: Admission<'_>,
+    inbuf: Vec<u8>,
+    stop: &AtomicBool,
+) {
     let hub = conn.hub;
     let peer = conn.peer;
     let State::Ready {
@@ -761,14 +781,6 @@ fn play(stream: &TcpStream, conn: Connection<'_>, inbuf: Vec<u8>, stop: &AtomicB
     } = conn.state
     else {
         return;
-    };
-    let viewer = Subscriber::new(peer, SubscriberKind::Rtsp);
-    let admission: Admission<'_> = match hub.admit(&hub.main, &viewer) {
-        Ok(a) => a,
-        Err(refused) => {
-            log::warn!("RTSP client {peer} refused: {}", refused.why);
-            return;
-        }
     };
     let control = conn.control.clone();
     let conn_timeout = conn.timeout();

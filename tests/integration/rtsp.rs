@@ -910,3 +910,43 @@ fn a_client_that_floods_requests_and_reads_nothing_is_ended_alone() {
     server.terminate();
     server.assert_no_panic();
 }
+
+/// With every place taken (`max-viewers`), PLAY is answered 453 with the
+/// reason, not 200 and a closed connection.
+#[test]
+fn a_full_server_says_so_at_play() {
+    use livestream::bench::rtsp::Receiver;
+    let (mut server, addr, _url) = serve_rtsp(&[SERVE_PLAINTEXT, "--set", "serve.max-viewers=1"]);
+    let plain = format!("rtsp://{addr}/stream");
+    let first = Receiver::start(&plain, false, "rtsp-client-0").unwrap();
+    crate::wait::wait_until(Duration::from_secs(20), "the first client's frames", || {
+        (first.frames.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
+    });
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let setup = read_response(&mut s);
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    s.write_all(
+        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("RTSP/1.0 453"), "{answer}");
+    assert!(answer.contains("viewers"), "{answer}");
+    first.finish().unwrap();
+    server.terminate();
+    server.assert_no_panic();
+}
