@@ -9,8 +9,11 @@
 //! | `http-jpeg` | `transcode.rs` | JPEG for browsers when the payload is not JPEG, only while one watches |
 //! | `sink-NAME` | `local_sinks.rs` | a preview window or recording on the server |
 //! | `accept` | `accept.rs` | takes connections, bounds the flood, starts a thread for each |
-//! | `viewer-ADDR` | `connection.rs` → `native.rs` or `http.rs` | sniffs, shakes hands, then sends (`send.rs`) |
+//! | `viewer-ADDR` | `connection.rs` → `native.rs`, `http.rs` or `rtsp.rs` | sniffs, shakes hands, then sends (`send.rs`) |
 //! | `viewer-rx` | `native.rs` | a native viewer's pings and latency reports |
+//! | `rtsp-rx` | `rtsp.rs` | a playing RTSP client's requests and RTCP |
+//! | `rtsp-rtcp` | `rtsp.rs` | receiver reports on the RTSP UDP port |
+//! | `publish`, `publish-rx` | `publish.rs` | `--publish`: the stream pushed to a media server, and what it says back |
 //! | `webrtc` | `webrtc/` | every WebRTC (WHEP) session: one UDP socket, str0m driven sans-IO |
 //!
 //! What they share is in `hub.rs`; `stats.rs` and `metrics.rs` read it. This
