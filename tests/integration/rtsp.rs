@@ -729,7 +729,14 @@ fn sessions_never_played_are_timed_out_and_freed() {
 /// `ice..ice+40`, the streaming plugin with one RTSP mountpoint (id 1)
 /// pulling `url` with `user`/`password`.
 fn janus_config(dir: &std::path::Path, http: u16, ice: u16, url: &str, user: &str, password: &str) {
-    let lib = "/usr/lib/x86_64-linux-gnu/janus";
+    // Debian's multiarch directory: /usr/lib/x86_64-linux-gnu/janus here.
+    let lib = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("janus"))
+        .find(|p| p.join("plugins").is_dir())
+        .expect("Janus's plugins under /usr/lib/*/janus");
+    let lib = lib.display();
     let off = |kind: &str, keep: &str| {
         std::fs::read_dir(format!("{lib}/{kind}"))
             .map(|d| {
