@@ -206,6 +206,42 @@ fn read_response(s: &mut TcpStream) -> String {
     }
 }
 
+/// A connection of its own to the server at `addr`, reads bounded in time.
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// SETUP of the stream's track over `transport` on `s`: the answer.
+fn set_up(s: &mut TcpStream, plain: &str, transport: &str) -> String {
+    s.write_all(
+        format!("SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: {transport}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    read_response(s)
+}
+
+/// The session a SETUP's answer names.
+fn session_of(setup: &str) -> String {
+    setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session in {setup:?}"))
+        .to_string()
+}
+
+/// PLAY of `session` on `s`: the answer.
+fn play(s: &mut TcpStream, plain: &str, session: &str) -> String {
+    s.write_all(
+        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    read_response(s)
+}
+
 fn md5_hex(s: &str) -> String {
     use md5::{Digest, Md5};
     Md5::digest(s.as_bytes())
@@ -276,8 +312,7 @@ fn the_token_is_the_password_of_basic_and_digest_auth() {
     assert!(wrong.starts_with("RTSP/1.0 401"), "{wrong}");
 
     // Digest on one connection (its nonce), as ffmpeg and NVRs do it.
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(&addr);
     s.write_all(format!("DESCRIBE {plain} RTSP/1.0\r\nCSeq: 1\r\n\r\n").as_bytes())
         .unwrap();
     let challenge = read_response(&mut s);
@@ -358,7 +393,6 @@ fn hostile_requests_get_clear_answers_and_harm_no_one() {
     let dir = crate::util::temp_dir();
     let rec = dir.path().join("native.lsr");
     let mut native = record(&addr, &rec, 90, &[VIEW_PLAINTEXT]);
-    let auth = "";
     let plain = format!("rtsp://{addr}/stream");
     let cases: Vec<(String, &str)> = vec![
         // A head over the bound.
@@ -373,32 +407,32 @@ fn hostile_requests_get_clear_answers_and_harm_no_one() {
         ("SETUP \x01\x02\x03\r\n\r\n".to_string(), "RTSP/1.0 400"),
         // No such path.
         (
-            format!("DESCRIBE rtsp://{addr}/other RTSP/1.0\r\nCSeq: 1\r\n{auth}\r\n"),
+            format!("DESCRIBE rtsp://{addr}/other RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
             "RTSP/1.0 404",
         ),
         // PLAY with no session set up, and of a session that is not there.
         (
-            format!("PLAY {plain} RTSP/1.0\r\nCSeq: 1\r\n{auth}Session: 1234\r\n\r\n"),
+            format!("PLAY {plain} RTSP/1.0\r\nCSeq: 1\r\nSession: 1234\r\n\r\n"),
             "RTSP/1.0 455",
         ),
         // A transport we do not serve, and an interleaved channel out of range.
         (
             format!(
-                "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+                "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
                  Transport: RTP/AVP;multicast\r\n\r\n"
             ),
             "RTSP/1.0 461",
         ),
         (
             format!(
-                "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
+                "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
                  Transport: RTP/AVP/TCP;interleaved=255-256\r\n\r\n"
             ),
             "RTSP/1.0 461",
         ),
         // Publishing is not taken.
         (
-            format!("ANNOUNCE {plain} RTSP/1.0\r\nCSeq: 1\r\n{auth}\r\n"),
+            format!("ANNOUNCE {plain} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
             "RTSP/1.0 405",
         ),
     ];
@@ -411,62 +445,25 @@ fn hostile_requests_get_clear_answers_and_harm_no_one() {
         );
     }
     // SETUP, then PLAY of another session id: 454.
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        format!(
-            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
-             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let setup = read_response(&mut s);
+    let mut s = connect(&addr);
+    let setup = set_up(&mut s, &plain, "RTP/AVP/TCP;unicast;interleaved=0-1");
     assert!(setup.starts_with("RTSP/1.0 200"), "{setup}");
     assert!(setup.contains("Session: "), "{setup}");
-    s.write_all(
-        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\n{auth}Session: FFFF\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    assert!(read_response(&mut s).starts_with("RTSP/1.0 454"));
+    assert!(play(&mut s, &plain, "FFFF").starts_with("RTSP/1.0 454"));
     // UDP to ports where no one listens: the server sends into the void
     // until the client's connection goes.
-    let mut u = TcpStream::connect(&addr).unwrap();
-    u.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    u.write_all(
-        format!(
-            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
-             Transport: RTP/AVP;unicast;client_port=9-10\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let setup = read_response(&mut u);
-    let session = setup
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
-    u.write_all(
-        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\n{auth}Session: {session}\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    assert!(read_response(&mut u).starts_with("RTSP/1.0 200"));
+    let mut u = connect(&addr);
+    let setup = set_up(&mut u, &plain, "RTP/AVP;unicast;client_port=9-10");
+    let session = session_of(&setup);
+    assert!(play(&mut u, &plain, &session).starts_with("RTSP/1.0 200"));
     // Many sessions set up and never played, then dropped.
     let idle: Vec<TcpStream> = (0..40)
         .map(|_| {
-            let mut c = TcpStream::connect(&addr).unwrap();
-            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            c.write_all(
-                format!(
-                    "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n{auth}\
-                     Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-                )
-                .as_bytes(),
-            )
-            .unwrap();
-            assert!(read_response(&mut c).starts_with("RTSP/1.0 200"));
+            let mut c = connect(&addr);
+            assert!(
+                set_up(&mut c, &plain, "RTP/AVP/TCP;unicast;interleaved=0-1")
+                    .starts_with("RTSP/1.0 200")
+            );
             c
         })
         .collect();
@@ -692,8 +689,7 @@ fn sessions_never_played_are_timed_out_and_freed() {
     let mut answered = 0;
     let idle: Vec<TcpStream> = (0..100)
         .map(|_| {
-            let mut c = TcpStream::connect(&addr).unwrap();
-            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut c = connect(&addr);
             let _ = c.write_all(
                 format!(
                     "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
@@ -874,27 +870,10 @@ fn a_client_that_floods_requests_and_reads_nothing_is_ended_alone() {
     let dir = crate::util::temp_dir();
     let rec = dir.path().join("native.lsr");
     let mut native = record(&addr, &rec, 90, &[VIEW_PLAINTEXT]);
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        format!(
-            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
-             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let setup = read_response(&mut s);
-    let session = setup
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
-    s.write_all(
-        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
+    let mut s = connect(&addr);
+    let setup = set_up(&mut s, &plain, "RTP/AVP/TCP;unicast;interleaved=0-1");
+    let session = session_of(&setup);
+    assert!(play(&mut s, &plain, &session).starts_with("RTSP/1.0 200"));
     // From here on nothing is read: the stream and the answers fill the
     // socket, then the server's buffer of answers.
     let keep_alive =
@@ -929,28 +908,10 @@ fn a_full_server_says_so_at_play() {
     crate::wait::wait_until(Duration::from_secs(20), "the first client's frames", || {
         (first.frames.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
     });
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(
-        format!(
-            "SETUP {plain}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
-             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let setup = read_response(&mut s);
-    let session = setup
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
-    s.write_all(
-        format!("PLAY {plain} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let answer = read_response(&mut s);
+    let mut s = connect(&addr);
+    let setup = set_up(&mut s, &plain, "RTP/AVP/TCP;unicast;interleaved=0-1");
+    let session = session_of(&setup);
+    let answer = play(&mut s, &plain, &session);
     assert!(answer.starts_with("RTSP/1.0 453"), "{answer}");
     assert!(answer.contains("viewers"), "{answer}");
     first.finish().unwrap();
