@@ -1,4 +1,5 @@
-//! `net::rtsp`, on what an RTSP client sends: reading a message never panics
+//! `net::rtsp`, on what an RTSP client sends (and a media server's
+//! `WWW-Authenticate` challenge, for publishing): reading a message never panics
 //! and never takes more than it was given; a request's Transport and
 //! Authorization headers are read without panicking; waiting for more bytes
 //! happens only under the bound.
@@ -6,7 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use livestream::net::rtsp::{
-    authorized, choose_transport, read_message, Incoming, MAX_INTERLEAVED, MAX_REQUEST,
+    authorization, authorized, choose_transport, read_message, Incoming, MAX_INTERLEAVED,
+    MAX_REQUEST,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -27,5 +29,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = authorized(Some(text), "PLAY", "abc", "0123456789abcdef");
+        // A media server's challenge, as `--publish` answers it: whatever it
+        // says, the answer is one header line the server can check.
+        if let Some(header) = authorization(text, "me", "pw", "ANNOUNCE", "rtsp://h/x", "c0") {
+            assert!(!header.contains(['\r', '\n']), "{header:?}");
+        }
     }
 });
