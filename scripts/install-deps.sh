@@ -16,12 +16,13 @@ build_pkgs=(pkg-config cmake nasm libsdl2-dev libclang-dev)
 # qemu and the rest: tests/vivid/run-vivid-vm.sh boots a kernel with the vivid
 # V4L2 driver (v4l-utils: v4l2-ctl in the guest).
 # iproute2 (ip, tc): the tests' network namespaces (discovery, a slow link, a
-# connection flood); util-linux: unshare --time (clocks that disagree).
+# connection flood); iptables: a namespace where UDP is blocked (the page
+# falls back from WebRTC); util-linux: unshare --time (clocks that disagree).
 # GStreamer (rtspsrc, rtph264depay, avdec_h264): a second RTSP client;
 # janus: a media server that pulls our RTSP and serves browsers over WebRTC.
 test_pkgs=(ffmpeg chromium prometheus xvfb openbox xdotool nodejs npm
   qemu-system-x86 busybox-static kmod cpio v4l-utils zstd xz-utils file
-  iproute2 util-linux gstreamer1.0-tools gstreamer1.0-plugins-base
+  iproute2 iptables util-linux gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-libav janus)
 
 want=("${build_pkgs[@]}")

@@ -9,11 +9,14 @@
 //! |---------|--------|
 //! | `POST /whep` with an SDP offer (`application/sdp`) | `201 Created`, the SDP answer, `Location: /whep/SESSION` |
 //! | `DELETE /whep/SESSION` | `200 OK`, the session ends; `404` when there is no such session |
+//! | `POST /whep/SESSION/latency?last=MS&p50=MS&p95=MS&frames=N` | `204 No Content`: the page's own latency figures, capture to displayed, for `/stats` |
 //!
 //! Limits: an offer has a `Content-Length` (no chunked bodies) of at most
 //! [`MAX_OFFER`] bytes, checked before the body is read or allocated.
 
 use std::fmt;
+
+use crate::net::protocol::Report;
 
 /// The WHEP endpoint's path.
 pub const ENDPOINT: &str = "/whep";
@@ -83,6 +86,8 @@ pub enum Target {
     Endpoint,
     /// `/whep/SESSION`: one session, to end with `DELETE`.
     Session(SessionId),
+    /// `/whep/SESSION/latency`: where its page posts the latency it measured.
+    Latency(SessionId),
     /// `/whep/...` that is no session's name.
     NoSuchSession,
 }
@@ -95,9 +100,63 @@ pub fn target(path: &str) -> Option<Target> {
         return Some(Target::Endpoint);
     }
     let id = rest.strip_prefix('/')?;
-    Some(match SessionId::parse(id) {
-        Some(id) => Target::Session(id),
-        None => Target::NoSuchSession,
+    let (id, latency) = match id.strip_suffix(LATENCY) {
+        Some(id) => (id, true),
+        None => (id, false),
+    };
+    Some(match (SessionId::parse(id), latency) {
+        (Some(id), false) => Target::Session(id),
+        (Some(id), true) => Target::Latency(id),
+        (None, _) => Target::NoSuchSession,
+    })
+}
+
+/// The path after a session's where its page posts its latency.
+pub const LATENCY: &str = "/latency";
+
+/// The longest latency a page may report, ms: more is not a live picture, and
+/// keeps the figures far from any overflow.
+pub const MAX_REPORTED_MS: f64 = 600_000.0;
+
+/// The latency a page measured over its last seconds, capture to displayed,
+/// as its query says: `last`, `p50` and `p95` in milliseconds (decimals
+/// allowed), `frames` the pictures measured. Each exactly once; nothing else.
+pub fn latency_report(query: &str) -> Result<Report, WhepError> {
+    let mut values: [Option<f64>; 4] = [None; 4];
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').ok_or(WhepError::BadReport)?;
+        let slot = match name {
+            "last" => 0,
+            "p50" => 1,
+            "p95" => 2,
+            "frames" => 3,
+            _ => return Err(WhepError::BadReport),
+        };
+        // Plain decimals only: no signs, exponents, `inf` or `NaN`.
+        let plain = !value.is_empty()
+            && value.len() <= 16
+            && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let v: f64 = value
+            .parse()
+            .ok()
+            .filter(|_| plain)
+            .ok_or(WhepError::BadReport)?;
+        if values[slot].replace(v).is_some() {
+            return Err(WhepError::BadReport);
+        }
+    }
+    let [Some(last), Some(p50), Some(p95), Some(frames)] = values else {
+        return Err(WhepError::BadReport);
+    };
+    if [last, p50, p95].iter().any(|&ms| ms > MAX_REPORTED_MS) || frames > 1e9 {
+        return Err(WhepError::BadReport);
+    }
+    let us = |ms: f64| (ms * 1000.0).round() as u64;
+    Ok(Report {
+        last_us: us(last),
+        p50_us: us(p50),
+        p95_us: us(p95),
+        frames: frames as u64,
     })
 }
 
@@ -116,6 +175,11 @@ pub enum WhepError {
     NotText,
     #[error("the offer is not an SDP description (it must start with v=0)")]
     NotOffer,
+    #[error(
+        "a latency report is ?last=MS&p50=MS&p95=MS&frames=N, each once, \
+         plain decimals up to 600000 ms"
+    )]
+    BadReport,
 }
 
 impl WhepError {
@@ -125,7 +189,10 @@ impl WhepError {
             WhepError::LengthRequired => (411, "Length Required"),
             WhepError::TooLarge(_) => (413, "Content Too Large"),
             WhepError::NotSdp => (415, "Unsupported Media Type"),
-            WhepError::BadLength | WhepError::NotText | WhepError::NotOffer => (400, "Bad Request"),
+            WhepError::BadLength
+            | WhepError::NotText
+            | WhepError::NotOffer
+            | WhepError::BadReport => (400, "Bad Request"),
         }
     }
 }
@@ -240,6 +307,11 @@ mod tests {
         assert_eq!(target(&id.location()), Some(Target::Session(id)));
         assert_eq!(target("/whep/"), Some(Target::NoSuchSession));
         assert_eq!(target("/whep/12"), Some(Target::NoSuchSession));
+        assert_eq!(
+            target(&format!("{}/latency", id.location())),
+            Some(Target::Latency(id))
+        );
+        assert_eq!(target("/whep/12/latency"), Some(Target::NoSuchSession));
         assert_eq!(target("/whepx"), None);
         assert_eq!(target("/stats"), None);
     }
@@ -312,5 +384,38 @@ mod tests {
         assert_eq!(offer_text(b"{\"sdp\": \"v=0\"}"), Err(WhepError::NotOffer));
         assert_eq!(offer_text(b"v=1\r\n"), Err(WhepError::NotOffer));
         assert_eq!(WhepError::NotOffer.status().0, 400);
+    }
+
+    #[test]
+    fn latency_report_rules() {
+        assert_eq!(
+            latency_report("last=12.5&p50=10&p95=20.25&frames=90"),
+            Ok(Report {
+                last_us: 12_500,
+                p50_us: 10_000,
+                p95_us: 20_250,
+                frames: 90
+            })
+        );
+        // Any order.
+        assert!(latency_report("frames=1&p95=3&p50=2&last=1").is_ok());
+        for bad in [
+            "",
+            "last=1&p50=2&p95=3",
+            "last=1&p50=2&p95=3&frames=4&x=5",
+            "last=1&last=1&p50=2&p95=3&frames=4",
+            "last=-1&p50=2&p95=3&frames=4",
+            "last=1e3&p50=2&p95=3&frames=4",
+            "last=inf&p50=2&p95=3&frames=4",
+            "last=NaN&p50=2&p95=3&frames=4",
+            "last=&p50=2&p95=3&frames=4",
+            "last=1.2.3&p50=2&p95=3&frames=4",
+            "last=600001&p50=2&p95=3&frames=4",
+            "last=1&p50=2&p95=3&frames=99999999999",
+            "last&p50=2&p95=3&frames=4",
+        ] {
+            assert_eq!(latency_report(bad), Err(WhepError::BadReport), "{bad}");
+        }
+        assert_eq!(WhepError::BadReport.status().0, 400);
     }
 }

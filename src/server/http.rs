@@ -7,7 +7,8 @@
 //! | `/snapshot.jpg` | the newest frame |
 //! | `/stats` | JSON: the stream, capture rate, every viewer's counters |
 //! | `/metrics` | the same in Prometheus text format |
-//! | `/whep` | WebRTC: `POST` an SDP offer, `DELETE` the session it made (`whep.rs`) |
+//! | `/whep` | WebRTC: `POST` an SDP offer, `DELETE` the session it made (`whep.rs`); the page posts its latency to `/whep/SESSION/latency` |
+//! | `/clock` | JSON `{"now_us": N}`: the server's frame clock, for the page's NTP-style offset |
 //!
 //! With pairing (`auth = "pair"`, the default) every path needs the server's
 //! token: `?token=TOKEN` in the URL (the page then sets a cookie for its own
@@ -25,6 +26,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::media::clock;
 use crate::media::slot::Taken;
 use crate::net::io::{write_all_vectored, DeadlineReader};
 use crate::net::whep::{self as whep_rules, Target, WhepError};
@@ -71,6 +73,8 @@ struct Request {
     method: Method,
     head_only: bool,
     path: String,
+    /// What follows `?` in the target, up to any `#`.
+    query: String,
     /// The token as given, and whether it came in the URL.
     token: Option<(String, bool)>,
     /// A POST's body: its checked length (content type checked too).
@@ -180,6 +184,11 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
                 };
                 let target = req.path.unwrap_or("/");
                 let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
+                let query = target
+                    .split_once('?')
+                    .map(|(_, q)| q.split('#').next().unwrap_or(""))
+                    .unwrap_or("")
+                    .to_string();
                 let token = request_token(target, req.headers);
                 let body = (method == Method::Post).then(|| {
                     whep_rules::check_content_type(req.headers)
@@ -189,6 +198,7 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
                     method,
                     head_only: method == Method::Head,
                     path,
+                    query,
                     token,
                     body,
                     rest: buf[head_len..filled].to_vec(),
@@ -337,6 +347,18 @@ pub(crate) fn serve(
             metrics(&hub.stats()).as_bytes(),
             head_only,
         ),
+        "/clock" => {
+            // The server's frame clock, for the page's NTP-style offset.
+            let body = format!("{{\"now_us\":{}}}", clock::now_us());
+            respond(
+                stream,
+                200,
+                "OK",
+                "application/json",
+                body.as_bytes(),
+                head_only,
+            )
+        }
         "/snapshot.jpg" => snapshot(stream, peer, hub, head_only),
         "/stream.mjpg" => {
             mjpeg(stream, peer, hub, stop, head_only);
@@ -383,6 +405,8 @@ fn serve_whep(
         (Target::Endpoint, m) => whep::method_not_allowed(m.name(), "POST"),
         (Target::Session(id), Method::Delete) => whep::delete(hub, id),
         (Target::Session(_), m) => whep::method_not_allowed(m.name(), "DELETE"),
+        (Target::Latency(id), Method::Post) => whep::latency(hub, id, &request.query),
+        (Target::Latency(_), m) => whep::method_not_allowed(m.name(), "POST"),
         (Target::NoSuchSession, _) => whep::no_such_session(),
     }
 }

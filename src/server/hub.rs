@@ -370,6 +370,9 @@ pub(crate) trait WhepEndpoint: Send + Sync {
     fn offer(&self, sdp: &str, peer: SocketAddr) -> Result<(SessionId, String), WhepRefusal>;
     /// Ends a session (a 404 refusal when there is no such session).
     fn delete(&self, id: SessionId) -> Result<(), WhepRefusal>;
+    /// Keeps the latency its page measured, for `/stats` (a 404 refusal when
+    /// there is no such session).
+    fn latency(&self, id: SessionId, report: Report) -> Result<(), WhepRefusal>;
 }
 
 /// Why an offer got no session, as an HTTP status.
@@ -410,6 +413,10 @@ pub(crate) struct Hub {
     pub(crate) main: Fanout,
     /// HTTP viewers fed by the JPEG transcoder, when the payload is not JPEG.
     pub(crate) jpeg: Fanout,
+    /// WebRTC viewers fed by the `webrtc-h264` transcoder, when the payload is
+    /// not H.264, and the keyframe requests for that encoder.
+    pub(crate) h264: Fanout,
+    pub(crate) h264_keyframes: Keyframes,
     /// The encoded payload's format when each is a whole picture in a
     /// standard format: JPEG a browser can show as it is, or H.264.
     pub(crate) payload_format: Option<PixelFormat>,
@@ -509,6 +516,8 @@ impl Hub {
         Hub {
             main: Fanout::default(),
             jpeg: Fanout::default(),
+            h264: Fanout::default(),
+            h264_keyframes: Keyframes::default(),
             payload_format: setup.payload_format,
             keyframes: Keyframes::default(),
             max_viewers: setup.max_viewers,
@@ -543,6 +552,17 @@ impl Hub {
             &self.main
         } else {
             &self.jpeg
+        }
+    }
+
+    /// Where WebRTC viewers get H.264, and whose encoder makes its keyframes:
+    /// the main feed when the payload is H.264, else the `webrtc-h264`
+    /// transcoder's.
+    pub(crate) fn webrtc_feed(&self) -> (&Fanout, &Keyframes) {
+        if self.payload_format == Some(PixelFormat::H264) {
+            (&self.main, &self.keyframes)
+        } else {
+            (&self.h264, &self.h264_keyframes)
         }
     }
 
@@ -609,6 +629,7 @@ impl Hub {
         drop(end);
         self.main.close_all();
         self.jpeg.close_all();
+        self.h264.close_all();
     }
 
     pub(crate) fn end(&self) -> Option<StreamEnd> {

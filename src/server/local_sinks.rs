@@ -213,7 +213,7 @@ fn feed(
             Taken::Value(frame)
                 if chain
                     .as_mut()
-                    .is_some_and(|c| !c.admits(&frame, hub, Instant::now())) =>
+                    .is_some_and(|c| !c.admits(&frame, &hub.keyframes, Instant::now())) =>
             {
                 state.viewer.dropped();
                 continue;
@@ -238,7 +238,7 @@ fn feed(
                     log::debug!("local sink {name}: frame {}: {e}", frame.frame.seq);
                     state.viewer.dropped();
                     if let Some(c) = chain.as_mut() {
-                        c.lost(hub, Instant::now());
+                        c.lost(&hub.keyframes, Instant::now());
                     }
                     continue;
                 }

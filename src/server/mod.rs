@@ -7,6 +7,7 @@
 //! |--------|------|-----|
 //! | `capture`, `encode-N` | `capture.rs` | source → codec → the main fan-out |
 //! | `http-jpeg` | `transcode.rs` | JPEG for browsers when the payload is not JPEG, only while one watches |
+//! | `webrtc-h264` | `transcode.rs` | H.264 for WebRTC viewers when the payload is not H.264, only while one watches |
 //! | `sink-NAME` | `local_sinks.rs` | a preview window or recording on the server |
 //! | `accept` | `accept.rs` | takes connections, bounds the flood, starts a thread for each |
 //! | `viewer-ADDR` | `connection.rs` → `native.rs`, `http.rs` or `rtsp.rs` | sniffs, shakes hands, then sends (`send.rs`) |
@@ -154,6 +155,8 @@ struct Threads {
     publish: Option<JoinHandle<()>>,
     /// The `webrtc` thread, when WebRTC runs.
     webrtc: Option<JoinHandle<()>>,
+    /// H.264 for WebRTC viewers when the payload is not H.264.
+    webrtc_h264: Option<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -168,6 +171,7 @@ impl Threads {
             rtcp: None,
             publish: None,
             webrtc: None,
+            webrtc_h264: None,
             accept: None,
         }
     }
@@ -192,6 +196,9 @@ impl Threads {
         // Every slot closes: viewers send their end packet, sinks finish.
         self.hub.finish("the server is shutting down", false);
         if let Some(t) = self.transcoder.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.webrtc_h264.take() {
             let _ = t.join();
         }
         if let Some(t) = self.rtcp.take() {
@@ -263,6 +270,9 @@ struct Codecs {
     settings: String,
     /// The JPEG encoder for browsers, used only while one watches.
     transcoder: Option<Box<dyn FrameCodec>>,
+    /// The H.264 encoder for WebRTC viewers when the payload is not H.264,
+    /// used only while one watches.
+    webrtc_h264: Option<Box<dyn FrameCodec>>,
 }
 
 fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> {
@@ -317,13 +327,47 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
             &cfg.backend(Kind::Codec, "jpeg"),
         )?)
     };
+    let webrtc_h264 = if payload_format == Some(PixelFormat::H264) || !cfg.serve.http {
+        None
+    } else {
+        open_webrtc_h264(cfg, stream)?
+    };
     Ok(Codecs {
         settings: encoders[0].settings(),
         encoders,
         max_payload,
         payload_format,
         transcoder,
+        webrtc_h264,
     })
+}
+
+/// The H.264 encoder for WebRTC viewers of a stream whose payload is not
+/// H.264, begun for the pictures it will get (an MJPEG camera's decoded).
+/// `None` in a build without WebRTC or H.264 (`/whep` then says why).
+fn open_webrtc_h264(
+    cfg: &Config,
+    stream: &StreamInfo,
+) -> Result<Option<Box<dyn FrameCodec>>, ServeError> {
+    if !cfg!(feature = "webrtc") {
+        return Ok(None);
+    }
+    let Ok(backend) = registry::codec("h264") else {
+        return Ok(None);
+    };
+    let mut codec = (backend.open)(&cfg.backend(Kind::Codec, "h264"))?;
+    let mut pictures = *stream;
+    if stream.frame.format.is_compressed() {
+        match crate::codecs::to_pixels::for_format(stream.frame.format)? {
+            Some(decoder) => pictures.frame = decoder.decoded_info(&stream.frame),
+            None => return Ok(None),
+        }
+    }
+    codec.begin(&pictures).map_err(|source| ServeError::Codec {
+        codec: "h264 (for WebRTC)".into(),
+        source,
+    })?;
+    Ok(Some(codec))
 }
 
 /// Pairing and encryption, unless `auth = "none"`.
@@ -455,7 +499,12 @@ impl RunningServer {
         })?);
         if let Some(codec) = codecs.transcoder {
             threads.transcoder = Some(threads.spawn("http-jpeg", move |hub, stop| {
-                transcode::transcode_loop(codec, hub, stop)
+                transcode::transcode_loop(codec, transcode::Output::Jpeg, hub, stop)
+            })?);
+        }
+        if let Some(codec) = codecs.webrtc_h264 {
+            threads.webrtc_h264 = Some(threads.spawn("webrtc-h264", move |hub, stop| {
+                transcode::transcode_loop(codec, transcode::Output::H264, hub, stop)
             })?);
         }
         if hub.rtsp.as_ref().is_some_and(|r| r.udp.is_some()) {

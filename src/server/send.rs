@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::media::slot::Taken;
 use crate::net::socket::{self, Ready};
 
-use super::hub::{EncodedFrame, Hub, StreamEnd, Subscriber, SubscriberKind};
+use super::hub::{EncodedFrame, Hub, Keyframes, StreamEnd, Subscriber, SubscriberKind};
 
 /// A viewer that accepts no bytes for this long is disconnected.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -120,7 +120,12 @@ impl Chain {
 
     /// Whether `frame` can be sent now. A frame that cannot is dropped, and a
     /// keyframe asked for (not more often than every [`REASK`]).
-    pub(crate) fn admits(&mut self, frame: &EncodedFrame, hub: &Hub, now: Instant) -> bool {
+    pub(crate) fn admits(
+        &mut self,
+        frame: &EncodedFrame,
+        keyframes: &Keyframes,
+        now: Instant,
+    ) -> bool {
         if frame.keyframe {
             self.waiting = false;
             return true;
@@ -136,22 +141,22 @@ impl Chain {
         }
         // Ask again when a keyframe made since the last request did not reach
         // it, or the request seems lost.
-        let made = hub.keyframes.made_count();
+        let made = keyframes.made_count();
         if self
             .asked
             .is_none_or(|(t, then)| made != then || now.duration_since(t) >= REASK)
         {
-            hub.keyframes.ask();
+            keyframes.ask();
             self.asked = Some((now, made));
         }
         false
     }
 
     /// The viewer's decoder lost the chain: wait for a keyframe, and ask.
-    pub(crate) fn lost(&mut self, hub: &Hub, now: Instant) {
+    pub(crate) fn lost(&mut self, keyframes: &Keyframes, now: Instant) {
         self.waiting = true;
-        self.asked = Some((now, hub.keyframes.made_count()));
-        hub.keyframes.ask();
+        self.asked = Some((now, keyframes.made_count()));
+        keyframes.ask();
     }
 
     pub(crate) fn sent(&mut self, frame: &EncodedFrame) {
@@ -209,11 +214,11 @@ pub(crate) fn send_loop<W>(
             .wants_keyframe
             .swap(false, Ordering::Relaxed)
         {
-            chain.lost(hub, Instant::now());
+            chain.lost(&hub.keyframes, Instant::now());
         }
         match viewer.slot.take(Duration::from_millis(100)) {
             Taken::Value(mut frame) => {
-                if !chain.admits(&frame, hub, Instant::now()) {
+                if !chain.admits(&frame, &hub.keyframes, Instant::now()) {
                     viewer.dropped();
                     continue;
                 }

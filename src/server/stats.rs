@@ -166,8 +166,11 @@ impl Hub {
             encoder_dropped: self.encoder_dropped.load(Ordering::Relaxed)
                 + self.main.late.load(Ordering::Relaxed),
             encoder_skipped: self.encoder_skipped.load(Ordering::Relaxed),
-            keyframes_asked: self.keyframes.asked.load(Ordering::Relaxed),
-            keyframes_forced: self.keyframes.forced.load(Ordering::Relaxed),
+            // The main encoder's, and the `webrtc-h264` transcoder's.
+            keyframes_asked: self.keyframes.asked.load(Ordering::Relaxed)
+                + self.h264_keyframes.asked.load(Ordering::Relaxed),
+            keyframes_forced: self.keyframes.forced.load(Ordering::Relaxed)
+                + self.h264_keyframes.forced.load(Ordering::Relaxed),
             source_ns: self.source_ns.load(Ordering::Relaxed),
             encode_ns: self.encode_ns.load(Ordering::Relaxed),
         }
@@ -176,7 +179,7 @@ impl Hub {
     pub(crate) fn stats(&self) -> ServerStats {
         // One lock at a time: never two fan-out locks held together.
         let mut viewers: Vec<ViewerStats> = Vec::new();
-        for feed in [&self.main, &self.jpeg] {
+        for feed in [&self.main, &self.jpeg, &self.h264] {
             let list = feed.lock();
             viewers.extend(
                 list.iter()

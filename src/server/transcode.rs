@@ -1,9 +1,19 @@
-//! The `http-jpeg` thread: while browsers watch a stream whose payload is not
-//! JPEG, it takes the newest captured frame and encodes it as JPEG for them
-//! (the captured pixels, not the payload: no decode), feeding the hub's JPEG
-//! fan-out. With no browser watching it is not subscribed and costs nothing.
+//! The transcoders: a stream for browsers in a format the main payload is
+//! not, made only while some browser watches it, once for all of them.
 //!
-//! An H.264 camera's frames are access units, not pixels: then the thread
+//! - `http-jpeg`: while browsers watch MJPEG and the payload is not JPEG, JPEG
+//!   of the newest captured frame (the captured pixels, not the payload: no
+//!   decode), fed to the hub's JPEG fan-out.
+//! - `webrtc-h264`: while WebRTC viewers watch and the payload is not H.264
+//!   (codec `jpeg`, `raw`, `lz4`...), H.264 of the captured frames (an MJPEG
+//!   camera's decoded first), fed to the hub's H.264 fan-out with keyframes on
+//!   its viewers' requests ([`Hub::webrtc_feed`]). A frame that comes while
+//!   the encoder is busy replaces the one waiting: a slow encoder lowers the
+//!   frame rate, and the chain it makes stays whole.
+//!
+//! With no one watching, a transcoder is not subscribed and costs nothing.
+//!
+//! An H.264 camera's frames are access units, not pixels: then `http-jpeg`
 //! decodes every one of them in order (following the chain as a viewer does:
 //! after a frame it missed, nothing until a keyframe, which it asks for) and
 //! encodes the newest decoded picture, skipping the JPEG of a picture when a
@@ -18,37 +28,90 @@ use std::time::{Duration, Instant};
 
 use crate::codecs::to_pixels;
 use crate::codecs::{FrameCodec, Payload};
+use crate::media::clock;
 use crate::media::frame::{Frame, PixelFormat};
 use crate::media::slot::Taken;
 
-use super::hub::{EncodedFrame, FramePool, Hub, Subscriber, SubscriberKind};
+use super::hub::{EncodedFrame, Fanout, FramePool, Hub, Keyframes, Subscriber, SubscriberKind};
 use super::send::Chain;
 
-pub(crate) fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &AtomicBool) {
+/// What a transcoder makes, and for whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// JPEG for MJPEG browsers (`hub.jpeg`).
+    Jpeg,
+    /// H.264 for WebRTC viewers (`hub.h264`).
+    H264,
+}
+
+impl Output {
+    fn fanout(self, hub: &Hub) -> &Fanout {
+        match self {
+            Output::Jpeg => &hub.jpeg,
+            Output::H264 => &hub.h264,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Output::Jpeg => "JPEG for browsers",
+            Output::H264 => "H.264 for WebRTC",
+        }
+    }
+
+    /// Whether captured frames of `format` are decoded before this encoder
+    /// takes them: compressed frames, except JPEG for the JPEG encoder (an
+    /// MJPEG camera's frames go out as they came).
+    fn decodes(self, format: PixelFormat) -> bool {
+        format.is_compressed() && !(self == Output::Jpeg && format == PixelFormat::Jpeg)
+    }
+}
+
+/// What the encoder of an inter-frame output keeps: its frame count (the
+/// index subscribers check) and its viewers' keyframe requests.
+struct Made<'h> {
+    index: u64,
+    keyframes: &'h Keyframes,
+}
+
+pub(crate) fn transcode_loop(
+    mut codec: Box<dyn FrameCodec>,
+    output: Output,
+    hub: &Hub,
+    stop: &AtomicBool,
+) {
     let me = Subscriber::internal(SubscriberKind::Transcoder);
     let pool = FramePool::default();
     let mut failures = 0u64;
     let mut subscription = None;
-    // JPEG frames (an MJPEG camera) go to the encoder as they are: it keeps
-    // them. Only an H.264 source is decoded first.
-    let mut decoder = match hub.stream.frame.format {
-        PixelFormat::H264 => match to_pixels::for_format(PixelFormat::H264) {
+    let format = hub.stream.frame.format;
+    let mut decoder = if output.decodes(format) {
+        match to_pixels::for_format(format) {
             Ok(d) => d,
             Err(e) => {
-                log::error!("JPEG for browsers: cannot decode the H.264 source: {e}");
+                log::error!("{}: cannot decode the {format} source: {e}", output.name());
                 return;
             }
-        },
-        _ => None,
+        }
+    } else {
+        None
     };
+    let mut made = (output == Output::H264).then_some(Made {
+        index: 0,
+        keyframes: &hub.h264_keyframes,
+    });
     let inter_frame = decoder.as_ref().is_some_and(|d| d.inter_frame());
     me.chained.store(inter_frame, Ordering::Relaxed);
     let mut chain = None;
     let mut pixels = Frame::empty();
     while !stop.load(Ordering::Relaxed) {
-        let wanted = !hub.jpeg.has_no_viewers();
+        let wanted = !output.fanout(hub).has_no_viewers();
         if wanted != subscription.is_some() {
             subscription = wanted.then(|| hub.main.subscribe(&me));
+            if wanted && made.is_some() {
+                // Its viewers start from a keyframe.
+                codec.request_keyframe();
+            }
             // Joining an inter-frame stream: from its next keyframe.
             chain = (wanted && inter_frame).then(Chain::new);
             if !wanted {
@@ -62,7 +125,7 @@ pub(crate) fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &A
             Taken::Closed => break,
         };
         if let Some(c) = chain.as_mut() {
-            if !c.admits(&source, hub, Instant::now()) {
+            if !c.admits(&source, &hub.keyframes, Instant::now()) {
                 me.dropped();
                 continue;
             }
@@ -72,9 +135,9 @@ pub(crate) fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &A
             Some(d) => {
                 if let Err(e) = d.decode_into(&source.frame, &mut pixels) {
                     if let Some(c) = chain.as_mut() {
-                        c.lost(hub, Instant::now());
+                        c.lost(&hub.keyframes, Instant::now());
                     }
-                    failed(&mut failures, source.frame.seq, &e);
+                    failed(output, &mut failures, source.frame.seq, &e);
                     continue;
                 }
                 if let Some(c) = chain.as_mut() {
@@ -89,50 +152,92 @@ pub(crate) fn transcode_loop(mut codec: Box<dyn FrameCodec>, hub: &Hub, stop: &A
             }
         };
         let out = pool.take();
-        transcode(codec.as_mut(), picture, out, hub, &pool, &mut failures);
+        let encoded = Encode {
+            output,
+            made: made.as_mut(),
+            failures: &mut failures,
+        };
+        encoded.run(codec.as_mut(), picture, out, hub, &pool);
     }
 }
 
 /// Logged at the 1st, 2nd, 4th, 8th... failure: a source that breaks every
 /// frame does not flood the log.
-fn failed(failures: &mut u64, seq: u64, e: &dyn std::fmt::Display) {
+fn failed(output: Output, failures: &mut u64, seq: u64, e: &dyn std::fmt::Display) {
     *failures += 1;
     if failures.is_power_of_two() {
-        log::error!("JPEG for browsers: frame {seq} ({failures} failed so far): {e}");
+        log::error!(
+            "{}: frame {seq} ({failures} failed so far): {e}",
+            output.name()
+        );
     }
 }
 
-/// Encodes `picture` (the captured frame, or an H.264 camera's decoded) into
-/// `out` (unshared, from the pool), publishes it to the JPEG fan-out and gives
-/// it back to the pool.
-fn transcode(
-    codec: &mut dyn FrameCodec,
-    picture: &Frame,
-    mut out: Arc<EncodedFrame>,
-    hub: &Hub,
-    pool: &FramePool,
-    failures: &mut u64,
-) {
-    let Some(o) = Arc::get_mut(&mut out) else {
-        unreachable!("the pool hands out unshared frames")
-    };
-    o.frame.info = picture.info;
-    o.frame.seq = picture.seq;
-    o.frame.capture_us = picture.capture_us;
-    o.passthrough = false;
-    o.keyframe = true;
-    // A JPEG frame (MJPEG camera) comes back as it is, with tables added if
-    // missing.
-    match codec.encode(picture, &mut o.encoded) {
-        Ok(encoded) if encoded.payload == Payload::Skipped => {}
-        Ok(encoded) => {
-            if encoded.payload == Payload::Passthrough {
-                o.encoded.clear();
-                o.encoded.extend_from_slice(&picture.data);
+/// One picture through the encoder and out to its fan-out.
+struct Encode<'a, 'h> {
+    output: Output,
+    made: Option<&'a mut Made<'h>>,
+    failures: &'a mut u64,
+}
+
+impl Encode<'_, '_> {
+    /// Encodes `picture` (the captured frame, or a camera's decoded) into
+    /// `out` (unshared, from the pool), publishes it to the output's fan-out
+    /// and gives it back to the pool.
+    fn run(
+        mut self,
+        codec: &mut dyn FrameCodec,
+        picture: &Frame,
+        mut out: Arc<EncodedFrame>,
+        hub: &Hub,
+        pool: &FramePool,
+    ) {
+        let Some(o) = Arc::get_mut(&mut out) else {
+            unreachable!("the pool hands out unshared frames")
+        };
+        o.frame.info = picture.info;
+        o.frame.seq = picture.seq;
+        o.frame.capture_us = picture.capture_us;
+        o.passthrough = false;
+        o.keyframe = true;
+        if let Some(m) = &self.made {
+            if m.keyframes.due(clock::now_us()) {
+                codec.request_keyframe();
             }
-            hub.jpeg.publish(&out);
         }
-        Err(e) => failed(failures, picture.seq, &e),
+        // A JPEG frame (MJPEG camera) comes back as it is, with tables added
+        // if missing.
+        let publish = match codec.encode(picture, &mut o.encoded) {
+            Ok(encoded) if encoded.payload == Payload::Skipped => false,
+            Ok(encoded) => {
+                if encoded.payload == Payload::Passthrough {
+                    o.encoded.clear();
+                    o.encoded.extend_from_slice(&picture.data);
+                }
+                o.encoded_us = clock::now_us();
+                if let Some(m) = self.made.as_deref_mut() {
+                    o.keyframe = encoded.keyframe;
+                    o.index = m.index;
+                    m.index += 1;
+                    if encoded.keyframe {
+                        m.keyframes.made();
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                failed(self.output, self.failures, picture.seq, &e);
+                false
+            }
+        };
+        if publish {
+            self.output.fanout(hub).publish(&out);
+            if let Some(m) = &self.made {
+                if out.keyframe {
+                    m.keyframes.published();
+                }
+            }
+        }
+        pool.give(out);
     }
-    pool.give(out);
 }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use crate::net::whep::{offer_text, SessionId, WhepError};
+use crate::net::whep::{latency_report, offer_text, SessionId, WhepError};
 
 use super::hub::{Hub, Whep, WhepRefusal};
 
@@ -105,6 +105,27 @@ pub(crate) fn delete(hub: &Hub, id: SessionId) -> Reply {
     }
 }
 
+/// `POST /whep/SESSION/latency?...`: the latency the session's page measured.
+pub(crate) fn latency(hub: &Hub, id: SessionId, query: &str) -> Reply {
+    let report = match latency_report(query) {
+        Ok(r) => r,
+        Err(e) => return refused(e),
+    };
+    let Some(Whep::Ready(endpoint)) = hub.whep.get() else {
+        return no_such_session();
+    };
+    match endpoint.latency(id, report) {
+        Ok(()) => Reply {
+            status: 204,
+            reason: "No Content",
+            content_type: "text/plain; charset=utf-8",
+            headers: String::new(),
+            body: Vec::new(),
+        },
+        Err(r) => r.into(),
+    }
+}
+
 pub(crate) fn no_such_session() -> Reply {
     text(404, "Not Found", "no such WebRTC session", String::new())
 }
@@ -121,6 +142,7 @@ pub(crate) fn short(id: &SessionId) -> String {
 mod tests {
     use super::*;
     use crate::media::frame::{FrameInfo, PixelFormat, StreamInfo};
+    use crate::net::protocol::Report;
     use crate::server::hub::{HubSetup, WhepEndpoint};
     use std::sync::Mutex;
 
@@ -141,6 +163,9 @@ mod tests {
                 });
             }
             Ok((self.known, "v=0\r\nanswer".into()))
+        }
+        fn latency(&self, id: SessionId, _report: Report) -> Result<(), WhepRefusal> {
+            self.delete(id)
         }
         fn delete(&self, id: SessionId) -> Result<(), WhepRefusal> {
             if id == self.known {
@@ -196,8 +221,15 @@ mod tests {
         let Some(Whep::Ready(_)) = hub.whep.get() else {
             panic!()
         };
+        let report = "last=12&p50=10.5&p95=20&frames=90";
+        assert_eq!(latency(&hub, known, report).status, 204);
+        let r = latency(&hub, known, "last=12");
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8(r.body).unwrap().contains("p95=MS"));
+        let unknown = SessionId::from_bytes([8; 16]);
+        assert_eq!(latency(&hub, unknown, report).status, 404);
         assert_eq!(delete(&hub, known).status, 200);
-        assert_eq!(delete(&hub, SessionId::from_bytes([8; 16])).status, 404);
+        assert_eq!(delete(&hub, unknown).status, 404);
     }
 
     #[test]

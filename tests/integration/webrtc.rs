@@ -252,3 +252,301 @@ fn whep_without_h264_says_why() {
     assert!(text(&r).contains("needs codec h264"), "{}", text(&r));
     server.terminate();
 }
+
+/// `node tests/browser/page.mjs URL MODE SECONDS PAGES`, after `prefix` (to
+/// run it in a network namespace), spawned; its JSON comes from [`page_result`].
+fn page_check(
+    prefix: &[&str],
+    url: &str,
+    mode: &str,
+    seconds: u32,
+    pages: u32,
+) -> std::process::Child {
+    let node = which("node").expect("node is needed");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
+    );
+    let mut args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    args.push(node.display().to_string());
+    args.push(dir.join("page.mjs").display().to_string());
+    args.extend([
+        url.to_string(),
+        mode.into(),
+        seconds.to_string(),
+        pages.to_string(),
+    ]);
+    std::process::Command::new(&args[0])
+        .args(&args[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn page_result(child: std::process::Child, server: &crate::util::Proc) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("page: {stdout}");
+    assert!(
+        out.status.success(),
+        "page check failed: {stdout}{}\nserver said: {}",
+        String::from_utf8_lossy(&out.stderr),
+        server.said()
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// The server's page plays 720p30 over WebRTC in Chromium: at least 25
+/// pictures decoded a second over 3 s, H.264, the test pattern's stamps read
+/// from the video in order, two screenshots that differ, and its own latency
+/// (capture → displayed) at most 50 ms at the median on loopback; the figures
+/// it posts show up as the viewer's in `/stats`.
+#[test]
+fn the_page_plays_720p_over_webrtc_and_measures_its_latency() {
+    let (mut server, addr) = serve(&[
+        "--codec",
+        "h264",
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--fps",
+        "30",
+        "--set",
+        "serve.auth=\"pair\"",
+    ]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let url = server
+        .stdout()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("or open:")
+                .map(|u| u.trim().to_string())
+        })
+        .unwrap();
+    let token = url.split_once("token=").unwrap().1.to_string();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let clock = get_with(&addr, "/clock", &auth);
+    assert_eq!(clock.status, 200);
+    assert!(clock.json()["now_us"].as_u64().unwrap() > 0);
+
+    let child = page_check(&[], &url, "webrtc", 3, 1);
+    // While it plays: the page's own latency reaches /stats.
+    let reported = wait_until(
+        Duration::from_secs(20),
+        Lazy(|| {
+            format!(
+                "a WebRTC viewer's reported latency in /stats: {}",
+                server.said()
+            )
+        }),
+        || {
+            let stats = get_with(&addr, "/stats", &auth).json();
+            stats["viewers"].as_array().unwrap().iter().find_map(|v| {
+                (v["protocol"] == "webrtc" && !v["reported_latency"].is_null())
+                    .then(|| v["reported_latency"].clone())
+            })
+        },
+    );
+    let result = page_result(child, &server);
+    let page = &result["pages"][0];
+    eprintln!(
+        "page latency (ms): {}; reported to the server: {reported}",
+        page["latency"]
+    );
+    assert_eq!(page["modeText"], "WebRTC", "{page}");
+    assert_eq!(page["codec"], "video/H264", "{page}");
+    assert_eq!(page["size"], "1280x720", "{page}");
+    assert!(page["decodedPerSecond"].as_f64().unwrap() >= 25.0, "{page}");
+    assert!(page["stamps"].as_u64().unwrap() >= 75, "{page}");
+    assert_eq!(page["stampsInOrder"], true, "{page}");
+    assert_eq!(page["screenshotsDiffer"], true, "{page}");
+    let p50 = page["latency"]["p50"].as_f64().unwrap();
+    assert!((0.0..=50.0).contains(&p50), "latency p50 {p50} ms: {page}");
+    assert!(
+        page["status"].as_str().unwrap().contains("latency"),
+        "{page}"
+    );
+    assert!(reported["p50_ms"].as_f64().unwrap() <= 50.0, "{reported}");
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// A browser whose UDP is blocked (in a network namespace that drops every
+/// UDP datagram, so ICE cannot connect) plays MJPEG within 5 s of opening the
+/// page, which says so and why.
+#[test]
+fn without_udp_the_page_falls_back_to_mjpeg_within_5_s() {
+    let link = crate::util::NetnsPair::new(None);
+    for chain in ["INPUT", "OUTPUT"] {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &link.viewer_ns,
+                "iptables",
+                "-A",
+                chain,
+                "-p",
+                "udp",
+                "-j",
+                "DROP",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "iptables (the README's test command installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut server = link.serve("10.231.0.1:7878", &["--codec", "h264", SERVE_PLAINTEXT]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let child = page_check(
+        &["ip", "netns", "exec", &link.viewer_ns],
+        "http://10.231.0.1:7878/",
+        "mjpeg",
+        2,
+        1,
+    );
+    let result = page_result(child, &server);
+    let page = &result["pages"][0];
+    assert!(
+        page["modeText"]
+            .as_str()
+            .unwrap()
+            .starts_with("MJPEG (WebRTC did not connect"),
+        "{page}"
+    );
+    let settled = result["settledMs"].as_u64().unwrap();
+    assert!(settled <= 5000, "MJPEG after {settled} ms: {result}");
+    assert!(page["stamps"].as_u64().unwrap() >= 20, "{page}");
+    assert_eq!(page["stampsInOrder"], true, "{page}");
+    // The session that never connected ends on the server (ICE timeout).
+    server.wait_stderr("ended before it connected", 1, Duration::from_secs(40));
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// Four pages at once in one browser each keep at least 25 pictures a second
+/// over WebRTC (the server encodes once; packetising and encryption are per
+/// viewer).
+#[test]
+fn four_pages_at_once_each_keep_25_fps() {
+    let (mut server, addr) = serve(&[
+        "--codec",
+        "h264",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let url = format!("http://{addr}/");
+    let result = page_result(page_check(&[], &url, "webrtc", 3, 4), &server);
+    let pages = result["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 4);
+    for page in pages {
+        assert!(
+            page["decodedPerSecond"].as_f64().unwrap() >= 25.0,
+            "{result}"
+        );
+        assert_eq!(page["stampsInOrder"], true, "{page}");
+    }
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// CPU time of the thread named `name` in process `pid`, ns
+/// (`/proc/PID/task/TID/schedstat`).
+fn thread_cpu_ns(pid: i32, name: &str) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .find_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (comm.trim() == name).then_some(())?;
+            std::fs::read_to_string(dir.join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+/// A JPEG stream plays over WebRTC: the `webrtc-h264` thread encodes H.264
+/// for WebRTC viewers, and only while one watches (idle before the first and
+/// after the last, by its CPU time).
+#[test]
+fn a_jpeg_stream_plays_over_webrtc_encoded_only_while_watched() {
+    let node = which("node").expect("node is needed");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let (mut server, addr) = serve(&[
+        "--codec",
+        "jpeg",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let cpu = || thread_cpu_ns(server.pid(), "webrtc-h264").expect("a webrtc-h264 thread");
+    let idle = |from: u64, what: &str| {
+        let spent = cpu() - from;
+        // It looks for viewers ten times a second; one 640x480 H.264 frame
+        // costs milliseconds, a second of them far more than 20 ms.
+        assert!(
+            spent < 20_000_000,
+            "{what}: {spent} ns spent while no one watched"
+        );
+    };
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(1)); // an interval measured, not a wait for an event
+    idle(before, "before the first viewer");
+
+    let started = cpu();
+    let out = std::process::Command::new(node)
+        .arg(dir.join("webrtc.mjs"))
+        .arg(format!("http://{addr}/"))
+        .args(["30", "15000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser: {stdout}\nserver said: {}",
+        server.said()
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        result["codec"].as_str().unwrap().contains("H264"),
+        "{result}"
+    );
+    assert!(result["framesDecoded"].as_u64().unwrap() >= 30, "{result}");
+    let watched = cpu() - started;
+    assert!(
+        watched > 50_000_000,
+        "encoding H.264 for it took {watched} ns"
+    );
+
+    server.wait_stderr(
+        "left: ended by the browser (DELETE)",
+        1,
+        Duration::from_secs(5),
+    );
+    let after = cpu();
+    std::thread::sleep(Duration::from_secs(1)); // as above
+    idle(after, "after the last viewer left");
+    server.terminate();
+    server.assert_no_panic();
+}

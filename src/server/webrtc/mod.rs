@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::media::frame::PixelFormat;
+use crate::net::protocol::Report;
 use crate::net::socket::{self, recv_from_to};
 use crate::net::whep::SessionId;
 
@@ -70,6 +71,11 @@ enum Command {
     },
     Delete {
         id: SessionId,
+        reply: SyncSender<bool>,
+    },
+    Latency {
+        id: SessionId,
+        report: Report,
         reply: SyncSender<bool>,
     },
 }
@@ -158,15 +164,24 @@ impl WhepEndpoint for Endpoint {
 
     fn delete(&self, id: SessionId) -> Result<(), WhepRefusal> {
         let (reply, wait) = mpsc::sync_channel(1);
-        if self.ask(Command::Delete { id, reply }, wait)? {
-            Ok(())
-        } else {
-            Err(WhepRefusal {
-                status: 404,
-                reason: "Not Found",
-                detail: "no such WebRTC session".into(),
-            })
-        }
+        found(self.ask(Command::Delete { id, reply }, wait)?)
+    }
+
+    fn latency(&self, id: SessionId, report: Report) -> Result<(), WhepRefusal> {
+        let (reply, wait) = mpsc::sync_channel(1);
+        found(self.ask(Command::Latency { id, report, reply }, wait)?)
+    }
+}
+
+fn found(known: bool) -> Result<(), WhepRefusal> {
+    if known {
+        Ok(())
+    } else {
+        Err(WhepRefusal {
+            status: 404,
+            reason: "Not Found",
+            detail: "no such WebRTC session".into(),
+        })
     }
 }
 
@@ -204,10 +219,11 @@ pub(super) fn start(
     if !cfg.serve.http {
         return Ok(());
     }
-    if hub.payload_format != Some(PixelFormat::H264) {
+    if hub.payload_format != Some(PixelFormat::H264) && threads.webrtc_h264.is_none() {
         let _ = hub.whep.set(Whep::Off(format!(
-            "WebRTC needs codec h264, and this server streams {} (H.264 encoded for WebRTC \
-             viewers only is not built yet): serve with --codec h264",
+            "WebRTC needs H.264, and this server streams {} and has no H.264 encoder for \
+             WebRTC viewers (a build without the h264 feature): serve with --codec h264 or \
+             build with the h264 feature",
             hub.codec
         )));
         return Ok(());
@@ -321,6 +337,9 @@ fn run(io: &Io, hub: &Hub, stop: &AtomicBool) {
                 }
                 Ok(Command::Delete { id, reply }) => {
                     let _ = reply.send(sessions.delete(id, Instant::now(), &mut out));
+                }
+                Ok(Command::Latency { id, report, reply }) => {
+                    let _ = reply.send(sessions.latency(id, report));
                 }
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }

@@ -31,6 +31,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 
 use crate::media::clock;
 use crate::media::slot::Taken;
+use crate::net::protocol::Report;
 use crate::net::whep::SessionId;
 use crate::server::hub::{
     Admission, EncodedFrame, Hub, Notify, Subscriber, SubscriberKind, WhepRefusal,
@@ -207,7 +208,9 @@ impl<'h> Session<'h> {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.end("ICE disconnected (no checks from the browser)");
             }
-            Event::KeyframeRequest(_) if self.viewer.is_some() => self.chain.lost(hub, now),
+            Event::KeyframeRequest(_) if self.viewer.is_some() => {
+                self.chain.lost(hub.webrtc_feed().1, now)
+            }
             Event::Closed => self.end("the browser closed the connection"),
             _ => {}
         }
@@ -219,7 +222,7 @@ impl<'h> Session<'h> {
         }
         let peer = self.udp_peer.unwrap_or(self.http_peer);
         let subscriber = Subscriber::notified(peer, SubscriberKind::Webrtc, self.notify.clone());
-        match hub.admit(&hub.main, &subscriber) {
+        match hub.admit(hub.webrtc_feed().0, &subscriber) {
             Ok(admission) => {
                 log::info!(
                     "WebRTC viewer {peer} connected (session {}, {} watching)",
@@ -245,7 +248,7 @@ impl<'h> Session<'h> {
         let Some(viewer) = self.viewer.as_ref().map(|a| a.subscriber().clone()) else {
             return;
         };
-        if !self.chain.admits(frame, hub, now) {
+        if !self.chain.admits(frame, hub.webrtc_feed().1, now) {
             viewer.dropped();
             return;
         }
@@ -391,6 +394,23 @@ impl<'h> Sessions<'h> {
         let mut s = self.list.swap_remove(i);
         s.close("ended by the browser (DELETE)", self.hub, now, out);
         s.departure();
+        true
+    }
+
+    /// Keeps the latency a session's page measured (for `/stats`). False when
+    /// there is no such session.
+    pub(crate) fn latency(&mut self, id: SessionId, report: Report) -> bool {
+        let Some(s) = self.list.iter().find(|s| s.id == id) else {
+            return false;
+        };
+        if let Some(viewer) = &s.viewer {
+            *viewer
+                .subscriber()
+                .feedback
+                .report
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(report);
+        }
         true
     }
 
