@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::http::promtool_check;
 use crate::http_client::{exchange, get_with, Response};
 use crate::stream::which;
 use crate::util::{serve, serve_small, wait_until, Lazy, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
@@ -33,8 +34,9 @@ fn webrtc_viewers(addr: &str, auth: &str) -> usize {
 }
 
 /// Headless Chromium posts its offer with the token, plays the answer's video
-/// (at least 30 frames presented within 15 s), then `DELETE` ends the session
-/// on the server: its log says so and `/stats` lists no WebRTC viewer.
+/// (at least 30 frames presented within 15 s) while the server's `/stats` and
+/// `/metrics` show its RTT and bitrate, then `DELETE` ends the session on the
+/// server: its log says so and `/stats` lists no WebRTC viewer.
 #[test]
 fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
     let node = which("node").expect("node is needed");
@@ -109,6 +111,36 @@ fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
         result["location"].as_str().unwrap().starts_with("/whep/"),
         "{result}"
     );
+
+    // What the server said of it while it played: str0m's figures in /stats
+    // and in /metrics, which promtool finds clean.
+    let figures = &result["serverViewer"]["webrtc"];
+    let rtt = figures["rtt_ms"].as_f64();
+    assert!(
+        rtt.is_some_and(|ms| ms > 0.0 && ms < 1000.0),
+        "an RTT on loopback in /stats: {result}"
+    );
+    assert!(
+        figures["bitrate_kbit"].as_f64().is_some_and(|k| k > 0.0),
+        "a bitrate in /stats: {result}"
+    );
+    for field in ["nacks", "plis", "firs"] {
+        assert!(figures[field].is_u64(), "{field} in /stats: {result}");
+    }
+    let metrics = result["metrics"].as_str().unwrap();
+    let peer = result["serverViewer"]["peer"].as_str().unwrap();
+    for series in [
+        "livestream_webrtc_viewer_rtt_seconds",
+        "livestream_webrtc_viewer_sent_bytes_per_second",
+        "livestream_webrtc_viewer_nacks_total",
+        "livestream_webrtc_viewer_plis_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("{series}{{peer=\"{peer}\"}} ")),
+            "{series} for {peer} in /metrics:\n{metrics}"
+        );
+    }
+    promtool_check(metrics);
 
     // The server's side: connected, then ended by the DELETE, and gone.
     server.wait_stderr("WebRTC viewer", 1, Duration::from_secs(5));
