@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::http::promtool_check;
 use crate::http_client::{exchange, get_with, Response};
 use crate::stream::which;
-use crate::util::{serve, serve_small, wait_until, Lazy, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+use crate::util::{
+    serve, serve_small, wait_until, Lazy, Proc, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 
 /// `POST /whep` with `body` and more header lines.
 fn post(addr: &str, headers: &str, body: &[u8]) -> Response {
@@ -283,4 +285,60 @@ fn whep_without_h264_says_why() {
     assert_eq!(r.status, 501, "{}", text(&r));
     assert!(text(&r).contains("needs codec h264"), "{}", text(&r));
     server.terminate();
+}
+
+/// `[serve] webrtc-networks` and `webrtc-candidates` decide what browsers are
+/// offered: a filter that keeps none of the machine's addresses, with no extra
+/// candidate, stops `serve` with the reason; extra candidates are offered after
+/// the kept addresses, with the WebRTC port unless they give one.
+#[test]
+fn webrtc_networks_and_candidates_decide_what_is_offered() {
+    let mut refused = Proc::spawn(
+        "serve",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--codec",
+            "h264",
+            SERVE_PLAINTEXT,
+            "--set",
+            "serve.webrtc-networks=[\"10.255.0.0/16\"]",
+        ],
+    );
+    let status = refused.wait_exit(Duration::from_secs(15));
+    refused.assert_no_panic();
+    let said = refused.stderr();
+    assert!(!status.success(), "serve must not start: {said}");
+    assert!(
+        said.contains("no WebRTC candidate")
+            && said.contains("10.255.0.0/16")
+            && said.contains("127.0.0.1:"),
+        "the reason, the networks and the machine's addresses: {said}"
+    );
+
+    let (mut server, addr) = serve_small(&[
+        "--codec",
+        "h264",
+        SERVE_PLAINTEXT,
+        "--set",
+        "serve.webrtc-networks=[\"127.0.0.0/8\"]",
+        "--set",
+        "serve.webrtc-candidates=[\"203.0.113.7\", \"198.51.100.9:8555\"]",
+    ]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let port = addr.rsplit_once(':').unwrap().1;
+    let said = server.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.contains("WebRTC (POST /whep) on UDP"))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!(
+            "candidates 127.0.0.1:{port}, 203.0.113.7:{port}, 198.51.100.9:8555"
+        )),
+        "{line}"
+    );
+    server.terminate();
+    server.assert_no_panic();
 }

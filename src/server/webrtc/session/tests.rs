@@ -202,6 +202,13 @@ fn a_session_connects_sends_the_chain_answers_a_pli_and_ends_on_delete() {
     assert!(answered
         .answer
         .contains(&format!("{} typ host", addr(SERVER).port())));
+    // An extra candidate (`webrtc-candidates`) is offered as given.
+    let nat = answer_offer(&offer, &[addr(SERVER), addr("203.0.113.7:8555")], now).unwrap();
+    assert!(
+        nat.answer.contains("203.0.113.7 8555 typ host"),
+        "{}",
+        nat.answer
+    );
     rtc.sdp_api()
         .accept_answer(
             pending,
