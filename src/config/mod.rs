@@ -38,6 +38,12 @@ pub struct ServeConfig {
     pub encode_threads: usize,
     /// The UDP port of WebRTC (WHEP) sessions; 0 = the port number `listen` got.
     pub webrtc_port: u16,
+    /// Candidates offered to browsers besides the machine's own addresses
+    /// (NAT, containers).
+    pub webrtc_candidates: Vec<crate::net::ice::ExtraCandidate>,
+    /// Only the machine's addresses inside these are offered as host
+    /// candidates; empty: every one.
+    pub webrtc_networks: Vec<crate::net::ice::Network>,
     /// Answer HTTP (browsers, MJPEG, stats) on the same port.
     pub http: bool,
     /// Answer RTSP (VLC, ffmpeg, NVRs) on the same port.
@@ -403,6 +409,65 @@ mod tests {
         }
         let e = parse("[view]\npair = \"12\"\n").unwrap_err();
         assert_eq!(e.position, Some((2, 8)), "{e}");
+    }
+
+    #[test]
+    fn webrtc_candidates_and_networks_resolve_or_point_at_the_value() {
+        let c = parse(
+            "[serve]\nwebrtc-candidates = [\"203.0.113.7\", \"nas.lan:8555\"]\n\
+             webrtc-networks = [\"192.168.0.0/16\", \"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let shown: Vec<String> = c
+            .serve
+            .webrtc_candidates
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(shown, ["203.0.113.7", "nas.lan:8555"]);
+        let shown: Vec<String> = c
+            .serve
+            .webrtc_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["192.168.0.0/16", "10.0.0.0/8"]);
+        let c = parse("").unwrap();
+        assert!(c.serve.webrtc_candidates.is_empty() && c.serve.webrtc_networks.is_empty());
+        // One bad value per rule, second in its list: the error points at it.
+        let cases = [
+            ("webrtc-candidates", "\"1.2.3.4:0\"", "port 0"),
+            (
+                "webrtc-candidates",
+                "\"0.0.0.0\"",
+                "no browser can reach it",
+            ),
+            (
+                "webrtc-candidates",
+                "\"nas_1\"",
+                "neither an IP address nor a host name",
+            ),
+            ("webrtc-networks", "\"10.0.0.0/33\"", "0 to 32"),
+            ("webrtc-networks", "\"lan\"", "not an IP address"),
+            (
+                "webrtc-networks",
+                "\"10.1.0.0/8\"",
+                "the network is 10.0.0.0/8",
+            ),
+        ];
+        for (key, bad, why) in cases {
+            let text = format!("[serve]\n{key} = [\"127.0.0.1\", {bad}]\n");
+            let e = parse(&text).unwrap_err();
+            let col = key.len() + 18;
+            assert_eq!(e.position, Some((2, col)), "{text}: {e}");
+            assert!(e.message.starts_with(key), "{text}: {e}");
+            assert!(e.message.contains(why), "{text}: {e}");
+        }
+        let e = parse("[serve]\nwebrtc-networks = \"10.0.0.0/8\"\n").unwrap_err();
+        assert!(
+            e.message.contains("invalid type"),
+            "a list, not a string: {e}"
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(super) struct RawServe {
     pub auth: Option<Spanned<String>>,
     pub key_dir: Option<String>,
     pub webrtc_port: Option<Spanned<u32>>,
+    pub webrtc_candidates: Option<Vec<Spanned<String>>>,
+    pub webrtc_networks: Option<Vec<Spanned<String>>>,
 }
 
 /// `[capture]`

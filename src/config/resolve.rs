@@ -15,6 +15,7 @@ use super::{Overrides, ServeConfig, ViewConfig};
 use crate::backend::table::{CaptureConfig, ConfigError, ConfigText};
 use crate::backend::Kind;
 use crate::media::frame::{FrameInfo, Limits};
+use crate::net::ice::{ExtraCandidate, Network};
 use crate::registry;
 use crate::secure::trust::PairingCode;
 
@@ -95,6 +96,12 @@ pub(super) fn serve(
     let webrtc_port = in_range(file, s.webrtc_port, 0..=65535, |_| {
         "webrtc-port must be from 0 (the port of `listen`) to 65535".into()
     })?;
+    let webrtc_candidates = each(file, s.webrtc_candidates, |t| {
+        ExtraCandidate::parse(t).map_err(|e| format!("webrtc-candidates: {e}"))
+    })?;
+    let webrtc_networks = each(file, s.webrtc_networks, |t| {
+        Network::parse(t).map_err(|e| format!("webrtc-networks: {e}"))
+    })?;
     Ok(ServeConfig {
         listen,
         source,
@@ -106,6 +113,8 @@ pub(super) fn serve(
             .map_or(Duration::from_secs(5), Duration::from_secs_f64),
         encode_threads: encode_threads.map_or(0, |n| n as usize),
         webrtc_port: webrtc_port.map_or(0, |n| n as u16),
+        webrtc_candidates,
+        webrtc_networks,
         http: s.http.unwrap_or(true),
         rtsp: s.rtsp.unwrap_or(true),
         rtsp_udp_port,
@@ -118,6 +127,19 @@ pub(super) fn serve(
         key_dir: s.key_dir.map(Into::into),
         sinks: local_sinks(file, s.sinks.unwrap_or_default(), &overrides.local_sinks)?,
     })
+}
+
+/// Each value of an optional list through `parse`, or the error at the first
+/// it refuses.
+fn each<T>(
+    file: &ConfigText,
+    list: Option<Vec<Spanned<String>>>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|v| parse(v.get_ref()).map_err(|e| ConfigError::at(file, Some(v.span()), e)))
+        .collect()
 }
 
 /// `[serve] sinks` then the flags' (`--preview`, `--record`), each named once.

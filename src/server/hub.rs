@@ -115,6 +115,9 @@ pub(crate) struct Feedback {
     pub(crate) report: Mutex<Option<Report>>,
     /// An RTSP client's latest RTCP reception report.
     pub(crate) rtcp: Mutex<Option<crate::net::rtp::ReceptionReport>>,
+    /// A WebRTC viewer's latest figures from str0m (once a second, by the
+    /// `webrtc` thread).
+    pub(crate) webrtc: Mutex<Option<crate::server::stats::WebrtcStats>>,
     /// Its decoder lost the chain: send it nothing until a keyframe.
     pub(crate) wants_keyframe: AtomicBool,
 }

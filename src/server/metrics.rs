@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::hub::SubscriberKind;
-use super::stats::{LocalSinkStats, ServerStats, ViewerStats};
+use super::stats::{LocalSinkStats, ServerStats, ViewerStats, WebrtcStats};
 
 /// The exposition of one snapshot.
 pub fn metrics(s: &ServerStats) -> String {
@@ -13,6 +13,7 @@ pub fn metrics(s: &ServerStats) -> String {
     stream_metrics(&mut out, s);
     local_sink_metrics(&mut out, s);
     viewer_metrics(&mut out, s);
+    webrtc_metrics(&mut out, s);
     out
 }
 
@@ -185,5 +186,76 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
         "gauge",
         "Capture to presented as each native viewer measures it, over its last second.",
         reported,
+    );
+}
+
+/// What str0m counts for each WebRTC viewer (`WebrtcStats`); a figure no
+/// receiver report gave yet has no line.
+fn webrtc_metrics(out: &mut String, s: &ServerStats) {
+    let per_webrtc = |f: &dyn Fn(&WebrtcStats) -> Option<String>| -> Vec<String> {
+        s.viewers
+            .iter()
+            .filter_map(|v| {
+                let value = f(v.webrtc.as_ref()?)?;
+                Some(format!("{{peer=\"{}\"}} {value}", v.peer))
+            })
+            .collect()
+    };
+    metric(
+        out,
+        "webrtc_viewer_rtt_seconds",
+        "gauge",
+        "Round trip to each WebRTC viewer, from its latest RTCP receiver report.",
+        per_webrtc(&|w| w.rtt_ms.map(|ms| format!("{:.6}", ms / 1000.0))),
+    );
+    metric(
+        out,
+        "webrtc_viewer_nacks_total",
+        "counter",
+        "NACKs (retransmission requests) each WebRTC viewer sent.",
+        per_webrtc(&|w| Some(w.nacks.to_string())),
+    );
+    metric(
+        out,
+        "webrtc_viewer_plis_total",
+        "counter",
+        "Picture loss indications (keyframe requests) each WebRTC viewer sent.",
+        per_webrtc(&|w| Some(w.plis.to_string())),
+    );
+    metric(
+        out,
+        "webrtc_viewer_firs_total",
+        "counter",
+        "Full intra requests (keyframe requests) each WebRTC viewer sent.",
+        per_webrtc(&|w| Some(w.firs.to_string())),
+    );
+    metric(
+        out,
+        "webrtc_viewer_sent_bytes_per_second",
+        "gauge",
+        "RTP sent to each WebRTC viewer over the last second, retransmissions included.",
+        // Bytes, the base unit promtool asks for; /stats says kbit/s.
+        per_webrtc(&|w| Some(format!("{:.0}", w.bitrate_kbit * 1000.0 / 8.0))),
+    );
+    metric(
+        out,
+        "webrtc_viewer_loss_ratio",
+        "gauge",
+        "Packets lost on the way to each WebRTC viewer, as a fraction, from its receiver reports.",
+        per_webrtc(&|w| w.fraction_lost.map(|l| format!("{l:.4}"))),
+    );
+    metric(
+        out,
+        "webrtc_viewer_packets_lost",
+        "gauge",
+        "Packets lost on the way to each WebRTC viewer in all, from its latest receiver report.",
+        per_webrtc(&|w| w.packets_lost.map(|n| n.to_string())),
+    );
+    metric(
+        out,
+        "webrtc_viewer_jitter_seconds",
+        "gauge",
+        "Interarrival jitter each WebRTC viewer reports.",
+        per_webrtc(&|w| w.jitter_ms.map(|ms| format!("{:.6}", ms / 1000.0))),
     );
 }

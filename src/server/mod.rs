@@ -96,6 +96,14 @@ pub enum ServeError {
     Secure(#[from] SecureError),
     #[error("cannot publish: {0}")]
     Publish(String),
+    /// `[serve] webrtc-networks` keeps none of the machine's addresses and
+    /// `webrtc-candidates` adds none: no browser could reach WebRTC.
+    #[error(
+        "no WebRTC candidate: [serve] webrtc-networks ({networks}) keeps none of this \
+         machine's addresses ({machine}) and webrtc-candidates adds none; widen the \
+         networks or add a candidate"
+    )]
+    NoWebrtcCandidate { machine: String, networks: String },
     #[error("codec {codec} cannot carry this stream: {source}")]
     Codec {
         codec: String,

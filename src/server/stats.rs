@@ -43,6 +43,8 @@ pub struct ViewerStats {
     pub reported_latency: Option<ReportedLatency>,
     /// What an RTSP client's RTCP receiver reports say.
     pub rtcp: Option<RtcpStats>,
+    /// A WebRTC viewer's figures, as its session's str0m counts them.
+    pub webrtc: Option<WebrtcStats>,
     pub connected_seconds: f64,
 }
 
@@ -55,6 +57,29 @@ pub struct RtcpStats {
     pub packets_lost: i32,
     /// Interarrival jitter, ms.
     pub jitter_ms: f64,
+}
+
+/// A WebRTC viewer's figures over its session so far, from str0m's
+/// statistics of the video it sends (`MediaEgressStats`, once a second) and
+/// the browser's RTCP receiver reports in them. `None` until a report says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct WebrtcStats {
+    /// Round trip from the latest receiver report (its LSR and DLSR), ms.
+    pub rtt_ms: Option<f64>,
+    /// Retransmissions, picture losses and full intra requests the browser
+    /// asked for.
+    pub nacks: u64,
+    pub plis: u64,
+    pub firs: u64,
+    /// RTP sent (retransmissions included) over the last interval, kbit/s.
+    pub bitrate_kbit: f64,
+    /// Packets lost, as a fraction (0 to 1), averaged over the receiver
+    /// reports of the last interval (the previous figure if none came).
+    pub fraction_lost: Option<f64>,
+    /// Packets lost in all, from the latest receiver report.
+    pub packets_lost: Option<i64>,
+    /// Interarrival jitter from the latest receiver report, ms.
+    pub jitter_ms: Option<f64>,
 }
 
 /// A viewer's own latency figures, capture to presented, ms.
@@ -154,6 +179,11 @@ impl Subscriber {
                     packets_lost: r.cumulative_lost,
                     jitter_ms: f64::from(r.jitter) / 90.0,
                 }),
+            webrtc: *self
+                .feedback
+                .webrtc
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
             connected_seconds: secs,
         }
     }

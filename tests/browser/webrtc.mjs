@@ -1,8 +1,10 @@
 // Plays livestream's stream over WebRTC in Debian's headless Chromium, as a
 // WHEP client would: POST the page's offer (with the token), play the video
 // of the answer, count the frames presented (requestVideoFrameCallback) and
-// decoded (getStats), then DELETE the session, twice (the second must be
-// 404). Waits on events with deadlines. Prints one JSON line; exit 0 = pass.
+// decoded (getStats), read the server's /stats and /metrics while it plays
+// (until its WebRTC viewer has an RTT), then DELETE the session, twice (the
+// second must be 404). Waits on events with deadlines. Prints one JSON line;
+// exit 0 = pass.
 //
 // usage: node webrtc.mjs 'http://127.0.0.1:PORT/?token=TOKEN' [MIN_FRAMES] [TIMEOUT_MS]
 import { launch } from './chromium.mjs';
@@ -57,6 +59,18 @@ try {
     });
     video.play().catch((e) => { out.playError = String(e); });
     out.reached = await enough;
+    // The server's side while it plays: /stats until its WebRTC viewer has an
+    // RTT and a bitrate (str0m reports once a second, with the browser's
+    // latest receiver report), then /metrics whole.
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const stats = await (await fetch('/stats', { headers: auth })).json();
+      out.serverViewer = stats.viewers.find((v) => v.protocol === 'webrtc') ?? null;
+      const figures = out.serverViewer?.webrtc;
+      if ((figures?.rtt_ms != null && figures.bitrate_kbit > 0) || performance.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    out.metrics = await (await fetch('/metrics', { headers: auth })).text();
     out.presented = presented;
     out.firstFrameMs = firstAt === null ? null : Math.round(firstAt - started);
     out.elapsedMs = Math.round(performance.now() - started);

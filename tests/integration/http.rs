@@ -17,6 +17,26 @@ use crate::util::{
     SERVE_PLAINTEXT, VIEW_PLAINTEXT,
 };
 
+/// `promtool check metrics` finds nothing wrong in `text` (format, names,
+/// help texts).
+pub(crate) fn promtool_check(text: &str) {
+    let promtool =
+        which("promtool").expect("promtool is needed: the README's test command installs it");
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("metrics.txt"), text).unwrap();
+    let out = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(dir.path().join("metrics.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Decodes a JPEG into RGB with the project's own decoder, returning its size.
 fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let h = livestream::codecs::jpeg::markers::parse_header(bytes).expect("a JPEG");
@@ -119,21 +139,7 @@ fn snapshot_stats_metrics_and_page() {
         text.contains("livestream_viewer_frames_sent_total{peer="),
         "{text}"
     );
-    let promtool =
-        which("promtool").expect("promtool is needed: the README's test command installs it");
-    let dir = temp_dir();
-    std::fs::write(dir.path().join("metrics.txt"), &text).unwrap();
-    let out = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(dir.path().join("metrics.txt")).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
     view.terminate();
     server.terminate();
 }

@@ -5,9 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::http::promtool_check;
 use crate::http_client::{exchange, get_with, Response};
 use crate::stream::which;
-use crate::util::{serve, serve_small, wait_until, Lazy, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT};
+use crate::util::{
+    serve, serve_small, wait_until, Lazy, Proc, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+};
 
 /// `POST /whep` with `body` and more header lines.
 fn post(addr: &str, headers: &str, body: &[u8]) -> Response {
@@ -33,8 +36,9 @@ fn webrtc_viewers(addr: &str, auth: &str) -> usize {
 }
 
 /// Headless Chromium posts its offer with the token, plays the answer's video
-/// (at least 30 frames presented within 15 s), then `DELETE` ends the session
-/// on the server: its log says so and `/stats` lists no WebRTC viewer.
+/// (at least 30 frames presented within 15 s) while the server's `/stats` and
+/// `/metrics` show its RTT and bitrate, then `DELETE` ends the session on the
+/// server: its log says so and `/stats` lists no WebRTC viewer.
 #[test]
 fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
     let node = which("node").expect("node is needed");
@@ -109,6 +113,36 @@ fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
         result["location"].as_str().unwrap().starts_with("/whep/"),
         "{result}"
     );
+
+    // What the server said of it while it played: str0m's figures in /stats
+    // and in /metrics, which promtool finds clean.
+    let figures = &result["serverViewer"]["webrtc"];
+    let rtt = figures["rtt_ms"].as_f64();
+    assert!(
+        rtt.is_some_and(|ms| ms > 0.0 && ms < 1000.0),
+        "an RTT on loopback in /stats: {result}"
+    );
+    assert!(
+        figures["bitrate_kbit"].as_f64().is_some_and(|k| k > 0.0),
+        "a bitrate in /stats: {result}"
+    );
+    for field in ["nacks", "plis", "firs"] {
+        assert!(figures[field].is_u64(), "{field} in /stats: {result}");
+    }
+    let metrics = result["metrics"].as_str().unwrap();
+    let peer = result["serverViewer"]["peer"].as_str().unwrap();
+    for series in [
+        "livestream_webrtc_viewer_rtt_seconds",
+        "livestream_webrtc_viewer_sent_bytes_per_second",
+        "livestream_webrtc_viewer_nacks_total",
+        "livestream_webrtc_viewer_plis_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("{series}{{peer=\"{peer}\"}} ")),
+            "{series} for {peer} in /metrics:\n{metrics}"
+        );
+    }
+    promtool_check(metrics);
 
     // The server's side: connected, then ended by the DELETE, and gone.
     server.wait_stderr("WebRTC viewer", 1, Duration::from_secs(5));
@@ -285,7 +319,7 @@ fn page_check(
         .unwrap()
 }
 
-fn page_result(child: std::process::Child, server: &crate::util::Proc) -> serde_json::Value {
+fn page_result(child: std::process::Child, server: &Proc) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("page: {stdout}");
@@ -547,6 +581,62 @@ fn a_jpeg_stream_plays_over_webrtc_encoded_only_while_watched() {
     let after = cpu();
     std::thread::sleep(Duration::from_secs(1)); // as above
     idle(after, "after the last viewer left");
+    server.terminate();
+    server.assert_no_panic();
+}
+
+/// `[serve] webrtc-networks` and `webrtc-candidates` decide what browsers are
+/// offered: a filter that keeps none of the machine's addresses, with no extra
+/// candidate, stops `serve` with the reason; extra candidates are offered after
+/// the kept addresses, with the WebRTC port unless they give one.
+#[test]
+fn webrtc_networks_and_candidates_decide_what_is_offered() {
+    let mut refused = Proc::spawn(
+        "serve",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--codec",
+            "h264",
+            SERVE_PLAINTEXT,
+            "--set",
+            "serve.webrtc-networks=[\"10.255.0.0/16\"]",
+        ],
+    );
+    let status = refused.wait_exit(Duration::from_secs(15));
+    refused.assert_no_panic();
+    let said = refused.stderr();
+    assert!(!status.success(), "serve must not start: {said}");
+    assert!(
+        said.contains("no WebRTC candidate")
+            && said.contains("10.255.0.0/16")
+            && said.contains("127.0.0.1:"),
+        "the reason, the networks and the machine's addresses: {said}"
+    );
+
+    let (mut server, addr) = serve_small(&[
+        "--codec",
+        "h264",
+        SERVE_PLAINTEXT,
+        "--set",
+        "serve.webrtc-networks=[\"127.0.0.0/8\"]",
+        "--set",
+        "serve.webrtc-candidates=[\"203.0.113.7\", \"198.51.100.9:8555\"]",
+    ]);
+    server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
+    let port = addr.rsplit_once(':').unwrap().1;
+    let said = server.stderr();
+    let line = said
+        .lines()
+        .find(|l| l.contains("WebRTC (POST /whep) on UDP"))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!(
+            "candidates 127.0.0.1:{port}, 203.0.113.7:{port}, 198.51.100.9:8555"
+        )),
+        "{line}"
+    );
     server.terminate();
     server.assert_no_panic();
 }

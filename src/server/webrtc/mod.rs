@@ -11,14 +11,18 @@
 //! sends frames, lets time pass, and ends sessions that are over.
 //!
 //! ICE-lite with host candidates only: the addresses of `listen` (every
-//! address of the machine, loopback included, when it is `0.0.0.0` or `[::]`).
+//! address of the machine, loopback included, when it is `0.0.0.0` or `[::]`)
+//! that `[serve] webrtc-networks` keeps, and the addresses of
+//! `webrtc-candidates` (a public address, a container's host) resolved once at
+//! start. A check that arrives at an address not offered (through NAT) is
+//! taken as arrived at an offered one ([`arrived_at`]).
 //! Browsers' own candidates (often `.local` names) are not resolved: a
 //! browser's ICE checks say where it is.
 
 mod session;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::media::frame::PixelFormat;
+use crate::net::ice::{self, CandidateHost, ExtraCandidate, Network};
 use crate::net::protocol::Report;
 use crate::net::socket::{self, recv_from_to};
 use crate::net::whep::SessionId;
@@ -207,6 +212,77 @@ fn host_candidates(local: SocketAddr) -> io::Result<Vec<SocketAddr>> {
     Ok(list)
 }
 
+/// The addresses of `[serve] webrtc-candidates`, a name's resolved now (all
+/// its addresses), a missing port the socket's. One that cannot be resolved,
+/// or is of a family the socket does not hear, is said and left out.
+fn resolve_extra(extra: &[ExtraCandidate], local: SocketAddr) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for c in extra {
+        let port = c.port.unwrap_or(local.port());
+        let found: Vec<SocketAddr> = match &c.host {
+            CandidateHost::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+            CandidateHost::Name(name) => match (name.as_str(), port).to_socket_addrs() {
+                Ok(found) => found.collect(),
+                Err(e) => {
+                    log::warn!("WebRTC candidate {c}: cannot resolve {name}: {e}; left out");
+                    continue;
+                }
+            },
+        };
+        for a in found {
+            // An IPv4 socket cannot answer at an IPv6 address; a dual-stack one can both.
+            if a.is_ipv6() && local.is_ipv4() {
+                log::warn!(
+                    "WebRTC candidate {c}: {a} is IPv6 and the socket IPv4 ({local}); left out"
+                );
+                continue;
+            }
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The candidates every session offers: the machine's addresses that
+/// `networks` keeps, then the extra ones, each once.
+fn offered(machine: &[SocketAddr], networks: &[Network], extra: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = machine
+        .iter()
+        .filter(|a| ice::kept(networks, a.ip()))
+        .copied()
+        .collect();
+    for a in extra {
+        if !out.contains(a) {
+            out.push(*a);
+        }
+    }
+    out
+}
+
+/// The candidate to tell str0m a datagram arrived at: where it arrived, if
+/// that is offered; else (it came through NAT, a container's published
+/// port, or to an address left out) the first offered one of its family,
+/// which is what the browser sent to when there is one such candidate.
+/// str0m takes an ICE check only at a candidate it offered; the credentials
+/// in the check, not the address, say whose it is.
+fn arrived_at(candidates: &[SocketAddr], to: SocketAddr) -> SocketAddr {
+    if candidates.contains(&to) {
+        return to;
+    }
+    let v4 = |a: &SocketAddr| a.ip().to_canonical().is_ipv4();
+    candidates
+        .iter()
+        .find(|c| v4(c) == v4(&to))
+        .copied()
+        .unwrap_or(to)
+}
+
+/// `a, b, c`.
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    let shown: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+    shown.join(", ")
+}
+
 /// Binds the UDP socket and starts the `webrtc` thread, when the stream is
 /// H.264 and HTTP is on; otherwise `/whep` says why not. A port that cannot be
 /// bound is said, and the server goes on without WebRTC.
@@ -242,10 +318,10 @@ pub(super) fn start(
         if local.ip().is_unspecified() {
             socket::set_recv_destination(&socket)?;
         }
-        let candidates = host_candidates(local)?;
-        Ok((socket, local, candidates, Waker::new()?))
+        let machine = host_candidates(local)?;
+        Ok((socket, local, machine, Waker::new()?))
     });
-    let (socket, local, candidates, waker) = match opened {
+    let (socket, local, machine, waker) = match opened {
         Ok(o) => o,
         Err(e) => {
             log::warn!("no WebRTC: cannot use UDP {at}: {e} (set [serve] webrtc-port)");
@@ -255,16 +331,23 @@ pub(super) fn start(
             return Ok(());
         }
     };
+    let extra = resolve_extra(&cfg.serve.webrtc_candidates, local);
+    let candidates = offered(&machine, &cfg.serve.webrtc_networks, &extra);
+    if candidates.is_empty() {
+        return Err(ServeError::NoWebrtcCandidate {
+            machine: list(&machine),
+            networks: list(&cfg.serve.webrtc_networks),
+        });
+    }
     let (commands, inbox) = mpsc::sync_channel(COMMAND_QUEUE);
-    let shown: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
     log::info!(
-        "WebRTC (POST /whep) on UDP {local}, host candidates {}",
-        shown.join(", ")
+        "WebRTC (POST /whep) on UDP {local}, candidates {}",
+        list(&candidates)
     );
     let endpoint = Endpoint {
         commands,
         waker: waker.clone(),
-        candidates,
+        candidates: candidates.clone(),
     };
     let _ = hub.whep.set(Whep::Ready(Box::new(endpoint)));
     threads.webrtc = Some(threads.spawn("webrtc", move |hub, stop| {
@@ -273,6 +356,7 @@ pub(super) fn start(
             local,
             waker,
             inbox,
+            candidates,
             unsent: AtomicU64::new(0),
         };
         run(&io, hub, stop);
@@ -286,6 +370,8 @@ struct Io {
     local: SocketAddr,
     waker: Waker,
     inbox: Receiver<Command>,
+    /// What every session offers (str0m takes a check only at one of them).
+    candidates: Vec<SocketAddr>,
     /// Datagrams the socket would not take (its buffer full): lost, as on any
     /// congested link; NACKs and keyframe requests repair them.
     unsent: AtomicU64,
@@ -348,8 +434,10 @@ fn run(io: &Io, hub: &Hub, stop: &AtomicBool) {
             match recv_from_to(&io.socket, &mut buf) {
                 Ok(d) if d.truncated => {}
                 Ok(d) => {
-                    let to =
-                        SocketAddr::new(d.destination.unwrap_or(io.local.ip()), io.local.port());
+                    let to = arrived_at(
+                        &io.candidates,
+                        SocketAddr::new(d.destination.unwrap_or(io.local.ip()), io.local.port()),
+                    );
                     if !sessions.receive(Instant::now(), d.source, to, &buf[..d.len], &mut out) {
                         log::trace!("WebRTC: a datagram from {} no session takes", d.source);
                     }
@@ -378,5 +466,87 @@ fn run(io: &Io, hub: &Hub, stop: &AtomicBool) {
     let unsent = io.unsent.load(Ordering::Relaxed);
     if unsent > 0 {
         log::info!("WebRTC: {unsent} datagrams were lost to a full socket buffer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_keep_machine_addresses_and_extra_ones_follow() {
+        let machine = [
+            a("127.0.0.1:7878"),
+            a("172.17.0.2:7878"),
+            a("192.168.1.5:7878"),
+        ];
+        let lan = [Network::parse("192.168.0.0/16").unwrap()];
+        assert_eq!(offered(&machine, &[], &[]), machine, "no networks: all");
+        assert_eq!(offered(&machine, &lan, &[]), [a("192.168.1.5:7878")]);
+        let extra = [a("203.0.113.7:8555"), a("192.168.1.5:7878")];
+        assert_eq!(
+            offered(&machine, &lan, &extra),
+            [a("192.168.1.5:7878"), a("203.0.113.7:8555")],
+            "each once"
+        );
+        let none = [Network::parse("10.0.0.0/8").unwrap()];
+        assert!(offered(&machine, &none, &[]).is_empty());
+    }
+
+    #[test]
+    fn extra_candidates_get_the_socket_port_and_its_family() {
+        let extra = [
+            ExtraCandidate::parse("203.0.113.7").unwrap(),
+            ExtraCandidate::parse("203.0.113.8:8555").unwrap(),
+            ExtraCandidate::parse("2001:db8::7").unwrap(),
+            ExtraCandidate::parse("localhost").unwrap(),
+        ];
+        let got = resolve_extra(&extra, a("0.0.0.0:7878"));
+        assert_eq!(got[..2], [a("203.0.113.7:7878"), a("203.0.113.8:8555")]);
+        assert!(
+            !got.contains(&a("[2001:db8::7]:7878")),
+            "IPv6 on an IPv4 socket: {got:?}"
+        );
+        assert!(
+            got.contains(&a("127.0.0.1:7878")),
+            "a name resolved: {got:?}"
+        );
+        let got = resolve_extra(&extra[2..3], a("[::]:7878"));
+        assert_eq!(got, [a("[2001:db8::7]:7878")]);
+    }
+
+    #[test]
+    fn a_check_through_nat_counts_as_arrived_at_an_offered_candidate() {
+        let offered = [
+            a("192.168.1.5:7878"),
+            a("203.0.113.7:8555"),
+            a("[2001:db8::5]:7878"),
+        ];
+        assert_eq!(
+            arrived_at(&offered, a("192.168.1.5:7878")),
+            a("192.168.1.5:7878")
+        );
+        assert_eq!(
+            arrived_at(&offered, a("203.0.113.7:8555")),
+            a("203.0.113.7:8555")
+        );
+        assert_eq!(
+            arrived_at(&offered, a("172.17.0.2:7878")),
+            a("192.168.1.5:7878")
+        );
+        assert_eq!(
+            arrived_at(&offered, a("[fd00::2]:7878")),
+            a("[2001:db8::5]:7878")
+        );
+        let v6_only = [a("[2001:db8::5]:7878")];
+        assert_eq!(
+            arrived_at(&v6_only, a("10.0.0.1:7878")),
+            a("10.0.0.1:7878"),
+            "none of its family"
+        );
     }
 }

@@ -27,6 +27,7 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::stats::MediaEgressStats;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::media::clock;
@@ -37,6 +38,7 @@ use crate::server::hub::{
     Admission, EncodedFrame, Hub, Notify, Subscriber, SubscriberKind, WhepRefusal,
 };
 use crate::server::send::Chain;
+use crate::server::stats::WebrtcStats;
 use crate::server::whep::short;
 
 /// A session whose browser has not finished ICE and DTLS by then is ended.
@@ -86,7 +88,10 @@ pub(crate) fn answer_offer(
 ) -> Result<Answered, WhepRefusal> {
     let offer = SdpOffer::from_sdp_string(offer)
         .map_err(|e| refusal(400, "Bad Request", format!("not an SDP offer: {e}")))?;
-    let mut config = RtcConfig::new().set_ice_lite(true).clear_codecs();
+    let mut config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .clear_codecs();
     for (pt, rtx, profile) in H264_FORMATS {
         config
             .codec_config()
@@ -141,6 +146,60 @@ pub(crate) fn answer_offer(
     })
 }
 
+/// How often str0m reports a session's figures (`/stats`, `/metrics`).
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A session's [`WebrtcStats`], from str0m's reports of the video it sends.
+/// str0m counts and averages; the bitrate is the bytes it counted over the
+/// interval between two reports.
+#[derive(Debug, Default)]
+struct Figures {
+    latest: WebrtcStats,
+    /// Bytes sent and when, at the previous report.
+    previous: Option<(u64, Instant)>,
+}
+
+impl Figures {
+    fn update(&mut self, s: &MediaEgressStats) {
+        let f = &mut self.latest;
+        f.nacks = s.nacks;
+        f.plis = s.plis;
+        f.firs = s.firs;
+        // A report without a figure keeps the last one (str0m has none when no
+        // receiver report came in the interval).
+        if let Some(rtt) = s.rtt {
+            f.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
+        }
+        if let Some(loss) = s.loss {
+            f.fraction_lost = Some(f64::from(loss));
+        }
+        if let Some(r) = &s.remote {
+            f.packets_lost = Some(cumulative_lost(r.packets_lost));
+            // RTP time of H.264, 90 kHz.
+            f.jitter_ms = Some(f64::from(r.jitter) / 90.0);
+        }
+        if let Some((bytes, at)) = self.previous {
+            let secs = s.timestamp.saturating_duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                f.bitrate_kbit = s.bytes.saturating_sub(bytes) as f64 * 8.0 / secs / 1000.0;
+            }
+        }
+        self.previous = Some((s.bytes, s.timestamp));
+    }
+}
+
+/// The receiver report's cumulative number of packets lost, a signed 24-bit
+/// field (RFC 3550 section 6.4.1: duplicates can make it negative), which
+/// str0m hands over as it reads it, unsigned.
+fn cumulative_lost(field: u64) -> i64 {
+    let bits = (field & 0xff_ffff) as i64;
+    if bits >= 0x80_0000 {
+        bits - 0x100_0000
+    } else {
+        bits
+    }
+}
+
 /// One browser's session.
 struct Session<'h> {
     id: SessionId,
@@ -161,6 +220,8 @@ struct Session<'h> {
     ended: Option<String>,
     /// Wakes the `webrtc` thread when a frame comes into its slot.
     notify: Notify,
+    /// What str0m reported last (the viewer's copy is what `/stats` reads).
+    figures: Figures,
 }
 
 /// Where datagrams go out: the socket (or, in tests, the other peer).
@@ -210,6 +271,17 @@ impl<'h> Session<'h> {
             }
             Event::KeyframeRequest(_) if self.viewer.is_some() => {
                 self.chain.lost(hub.webrtc_feed().1, now)
+            }
+            Event::MediaEgressStats(s) if s.mid == self.mid => {
+                self.figures.update(&s);
+                if let Some(a) = &self.viewer {
+                    // Once a second: the only lock the figures take.
+                    *a.subscriber()
+                        .feedback
+                        .webrtc
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(self.figures.latest);
+                }
             }
             Event::Closed => self.end("the browser closed the connection"),
             _ => {}
@@ -381,6 +453,7 @@ impl<'h> Sessions<'h> {
             next: now,
             ended: None,
             notify: self.notify.clone(),
+            figures: Figures::default(),
         });
         Ok(id)
     }

@@ -202,6 +202,13 @@ fn a_session_connects_sends_the_chain_answers_a_pli_and_ends_on_delete() {
     assert!(answered
         .answer
         .contains(&format!("{} typ host", addr(SERVER).port())));
+    // An extra candidate (`webrtc-candidates`) is offered as given.
+    let nat = answer_offer(&offer, &[addr(SERVER), addr("203.0.113.7:8555")], now).unwrap();
+    assert!(
+        nat.answer.contains("203.0.113.7 8555 typ host"),
+        "{}",
+        nat.answer
+    );
     rtc.sdp_api()
         .accept_answer(
             pending,
@@ -284,6 +291,27 @@ fn a_session_connects_sends_the_chain_answers_a_pli_and_ends_on_delete() {
     net.run_until(40, |_| false);
     assert_eq!(net.frames.len(), 4, "after a PLI, nothing until a keyframe");
 
+    // Three seconds of frames: str0m's reports (one a second) reach /stats,
+    // with the browser's receiver reports in them.
+    for index in 7..22 {
+        publish(&hub, &pool, index, index == 7);
+        net.run_until(40, |_| false);
+    }
+    let figures = hub.stats().viewers[0].webrtc.expect("WebRTC figures");
+    assert!(figures.plis >= 1, "the PLI is counted: {figures:?}");
+    assert!(figures.bitrate_kbit > 0.0, "{figures:?}");
+    let rtt = figures.rtt_ms.expect("an RTT from a receiver report");
+    assert!((0.0..100.0).contains(&rtt), "{figures:?}");
+    assert_eq!(figures.packets_lost, Some(0), "{figures:?}");
+    let metrics = crate::server::metrics::metrics(&hub.stats());
+    assert!(
+        metrics.contains(&format!(
+            "livestream_webrtc_viewer_plis_total{{peer=\"{BROWSER}\"}} {}",
+            figures.plis
+        )),
+        "{metrics}"
+    );
+
     // DELETE: the viewer's places are given back, the browser told.
     let mut out = |_: &Transmit| {};
     assert!(!net
@@ -303,6 +331,15 @@ fn a_session_connects_sends_the_chain_answers_a_pli_and_ends_on_delete() {
     assert_eq!(hub.main.lock().len(), 0, "off the fan-out");
     assert!(hub.stats().viewers.is_empty());
     assert!(!net.sessions.delete(id, net.now, &mut out), "only once");
+}
+
+#[test]
+fn cumulative_lost_is_signed_24_bits() {
+    assert_eq!(cumulative_lost(0), 0);
+    assert_eq!(cumulative_lost(5), 5);
+    assert_eq!(cumulative_lost(0x7f_ffff), 0x7f_ffff);
+    assert_eq!(cumulative_lost(0xff_ffff), -1, "one duplicate too many");
+    assert_eq!(cumulative_lost(0x80_0000), -0x80_0000);
 }
 
 #[test]
