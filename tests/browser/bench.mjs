@@ -115,6 +115,7 @@ async function watch(browser, url, mode, pages, server) {
     fps: median(fps),
     cpuPerSecondMs: (c1.all - c0.all) / 1e6 / elapsed,
     webrtcUsPerViewerFrame: frames > 0 ? (c1.webrtc - c0.webrtc) / 1e3 / frames : NaN,
+    sentFpsPerViewer: frames / elapsed / pages,
   };
 }
 
@@ -139,8 +140,8 @@ try {
   }
 
   console.log(`\nServer CPU with WebRTC pages (synthetic-camera 1280x720 at 30 fps, ${seconds} s a run, median of ${n} runs)\n`);
-  console.log('| pages | server CPU (ms/s) | webrtc thread per viewer per frame (µs) | latency p50 (ms) | fps shown |');
-  console.log('|-------|-------------------|------------------------------------------|------------------|-----------|');
+  console.log('| pages | server CPU (ms/s) | webrtc thread per viewer per frame (µs) | fps sent to each | latency p50 (ms) | fps shown |');
+  console.log('|-------|-------------------|------------------------------------------|------------------|------------------|-----------|');
   const server = await serve(['--source', 'synthetic-camera', '--codec', 'h264', '--width', '1280', '--height', '720', '--fps', '30']);
   const cpus = {};
   for (const pages of [1, 4]) {
@@ -148,6 +149,7 @@ try {
     for (let i = 0; i < n; i += 1) rows.push(await watch(browser, `http://${server.addr}/`, 'webrtc', pages, server));
     cpus[pages] = median(rows.map((r) => r.cpuPerSecondMs));
     console.log(`| ${pages} | ${cpus[pages].toFixed(0)} | ${median(rows.map((r) => r.webrtcUsPerViewerFrame)).toFixed(0)} | `
+      + `${median(rows.map((r) => r.sentFpsPerViewer)).toFixed(1)} | `
       + `${median(rows.map((r) => r.p50)).toFixed(1)} | ${median(rows.map((r) => r.fps))} |`);
   }
   console.log(`\nServer CPU, four pages against one: ${(cpus[4] / cpus[1]).toFixed(2)}x`);
