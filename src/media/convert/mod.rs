@@ -75,8 +75,10 @@ pub fn from_rgb24(src: &[u8], width: u32, height: u32, format: PixelFormat, dst:
     let info = FrameInfo::packed(format, width, height).expect("validated geometry");
     dst.reset(info);
     let src = &src[..width as usize * height as usize * 3];
-    // yuvutils-rs gets RGB → grey wrong on AVX2 (see `simd`'s module doc).
-    if format == PixelFormat::Grey {
+    // yuvutils-rs gets RGB → grey wrong on AVX2, and RGB → 4-byte pixels wrong
+    // on aarch64's NEON (see `simd`'s module doc).
+    let rgb_to_4_bytes = matches!(format, PixelFormat::Xrgb32 | PixelFormat::Rgba32);
+    if format == PixelFormat::Grey || (cfg!(target_arch = "aarch64") && rgb_to_4_bytes) {
         return reference::from_rgb24(src, width, height, format, dst);
     }
     if let Err(why) = simd::from_rgb24(src, info, &mut dst.data) {

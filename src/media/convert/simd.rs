@@ -18,6 +18,12 @@
 //!   issue #97, fixed only under the crate's new name, `yuv`), and YUYV/UYVY →
 //!   planar 4:2:2 (`yuyv422_to_yuv422`) garbles the end of most rows. `convert`
 //!   runs the reference for those two.
+//! - on aarch64 its NEON RGB → BGRA/RGBA shuffle (`rgb_to_bgra`, `rgb_to_rgba`)
+//!   writes alpha 0 instead of 255 for the last `width % 16` pixels of every row
+//!   (its 8-pixel loader, `neon_vld_h_rgb`, fills alpha with 0 where the 16-pixel
+//!   one fills 255; found by the same test, the first time it ran on ARM, under
+//!   qemu-aarch64). `convert` runs the reference for RGB → xrgb32/rgba32 there.
+//!   On 32-bit ARM yuvutils-rs has no NEON code and runs its plain loops.
 
 use std::ops::Range;
 
