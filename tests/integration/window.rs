@@ -133,16 +133,23 @@ impl Xvfb {
         )
     }
 
-    /// (x, y, width, height) of a window.
+    /// (x, y, width, height) of a window. Asked again until xdotool answers
+    /// with all four: a full CI run on a loaded machine once got an empty
+    /// answer for a window it had just found.
     fn geometry(&self, id: &str) -> (usize, usize, usize, usize) {
-        let out = self.xdotool(&["getwindowgeometry", "--shell", id]);
-        let get = |k: &str| -> usize {
-            out.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {k} in {out}"))
-        };
-        (get("X"), get("Y"), get("WIDTH"), get("HEIGHT"))
+        wait_until(
+            Duration::from_secs(10),
+            Lazy(|| format!("the geometry of window {id}")),
+            || {
+                let out = self.xdotool(&["getwindowgeometry", "--shell", id]);
+                let get = |k: &str| -> Option<usize> {
+                    out.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                        .and_then(|v| v.parse().ok())
+                };
+                Some((get("X")?, get("Y")?, get("WIDTH")?, get("HEIGHT")?))
+            },
+        )
     }
 
     /// The whole screen as RGB24, 1280x800; the PNG is kept under target/ as
