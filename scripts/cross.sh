@@ -2,14 +2,14 @@
 # Builds livestream for a Raspberry Pi on a Debian x86_64 machine: aarch64 (Pi 3/4/5
 # on a 64-bit OS) and armv7 (32-bit Raspberry Pi OS; Pi 2-4, Zero 2), with the
 # default features, which need only a C and C++ compiler (openh264 is C++; ring,
-# aws-lc-sys for WebRTC's certificate are C). Installs Debian's cross compilers
+# and aws-lc-sys for WebRTC's certificate, are C). Installs Debian's cross compilers
 # and the rustup targets when missing. Safe to run again.
 #
-#   scripts/cross.sh            release binaries, target/<triple>/release/livestream
+#   scripts/cross.sh            the binaries to copy to a Pi: stripped, with LTO
+#                               (profile dist), target/<triple>/dist/livestream
+#   scripts/cross.sh --dist     the same for x86_64 too, with every binary's size
 #   scripts/cross.sh --test     the library's unit tests and a serve -> view over
 #                               loopback, ARM binaries under qemu-user
-#   scripts/cross.sh --dist     stripped LTO binaries (profile dist) for x86_64,
-#                               aarch64 and armv7, with their sizes
 #
 # Further arguments name the targets (aarch64, armv7), both by default.
 #
@@ -165,15 +165,9 @@ target_dir=${CARGO_TARGET_DIR:-target}
 jobs=(-j "${CARGO_BUILD_JOBS:-2}")
 
 case $mode in
-  build)
+  build | dist)
+    [[ $mode == dist ]] && targets=(x86_64-unknown-linux-gnu "${targets[@]}")
     for t in "${targets[@]}"; do
-      cargo build "${jobs[@]}" --release --target "$t"
-      echo "built $target_dir/$t/release/livestream"
-    done
-    ;;
-
-  dist)
-    for t in x86_64-unknown-linux-gnu "${targets[@]}"; do
       cargo build "${jobs[@]}" --profile dist --target "$t"
       bin=$target_dir/$t/dist/livestream
       echo "$t: $bin, $(stat -c %s "$bin") bytes"
