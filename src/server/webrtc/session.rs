@@ -7,7 +7,8 @@
 //!
 //! A session's life: answered (ICE-lite, a host candidate for each address
 //! given) → connected (ICE and DTLS done: admitted as a viewer and subscribed
-//! to the main fan-out) → ended, by `DELETE`, by the browser (DTLS close, or no
+//! to [`Hub::webrtc_feed`]: the main fan-out when the payload is H.264, else
+//! the `webrtc-h264` transcoder's) → ended, by `DELETE`, by the browser (DTLS close, or no
 //! ICE checks for 15 s), by [`CONNECT_TIMEOUT`], or at server stop. At most
 //! [`MAX_CONNECTING`] wait to connect; connected ones count against
 //! `max-viewers` like every other viewer.
