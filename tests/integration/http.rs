@@ -184,26 +184,12 @@ fn ffmpeg_reads_the_mjpeg_stream() {
 /// checking that there is a picture and it changes.
 fn page_shows_a_live_picture(args: &[&str], query: &str, evidence: &str) -> serde_json::Value {
     let node = which("node").expect("node is needed");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/live.mjs");
-    assert!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
-    );
+    let script = crate::util::browser_scripts().join("live.mjs");
     let mut all = vec!["--width", "640", "--height", "480", "--fps", "30"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--set", "serve.auth=\"pair\""]);
     let (mut server, _) = serve(&all);
-    let url = server
-        .stdout()
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("or open:")
-                .map(|u| u.trim().to_string())
-        })
-        .unwrap();
+    let url = server.page_url();
     assert!(url.contains("/?token="), "{url}");
     let url = format!("{url}{query}");
     let evidence = Path::new(env!("CARGO_TARGET_TMPDIR")).join(evidence);
@@ -793,15 +779,7 @@ fn the_page_recovers_by_itself_after_the_server_restarts() {
         "serve.auth=\"pair\"",
     ];
     let (mut server, addr) = serve(&args);
-    let url = server
-        .stdout()
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("or open:")
-                .map(|u| u.trim().to_string())
-        })
-        .unwrap();
+    let url = server.page_url();
     let mut page = std::process::Command::new(node)
         .arg(&script)
         .arg(&url)

@@ -107,6 +107,18 @@ impl Proc {
         }
     }
 
+    /// The page URL `serve` printed (`or open: URL`, with its token).
+    pub fn page_url(&self) -> String {
+        self.stdout()
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("or open:")
+                    .map(|u| u.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no page URL printed: {}", self.said()))
+    }
+
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
@@ -446,6 +458,17 @@ impl Drop for NetnsPair {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// `tests/browser`, where the Chromium scripts are, once its
+/// `playwright-core` is there (the README's test command installs it).
+pub fn browser_scripts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
+    );
+    dir
 }
 
 #[cfg(test)]

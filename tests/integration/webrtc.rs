@@ -2,14 +2,14 @@
 //! WebRTC and ends its session with `DELETE`; hostile WHEP requests get clear
 //! answers while a native viewer watches undisturbed.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::http::promtool_check;
 use crate::http_client::{exchange, get_with, Response};
 use crate::stream::which;
 use crate::util::{
-    serve, serve_small, wait_until, Lazy, Proc, Watcher, SERVE_PLAINTEXT, VIEW_PLAINTEXT,
+    browser_scripts, serve, serve_small, wait_until, Lazy, Proc, Watcher, SERVE_PLAINTEXT,
+    VIEW_PLAINTEXT,
 };
 
 /// `POST /whep` with `body` and more header lines.
@@ -42,11 +42,7 @@ fn webrtc_viewers(addr: &str, auth: &str) -> usize {
 #[test]
 fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
     let node = which("node").expect("node is needed");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
-    );
+    let dir = browser_scripts();
     // As by default: pairing on, so WHEP needs the token.
     let (mut server, addr) = serve(&[
         "--codec",
@@ -61,15 +57,7 @@ fn chromium_plays_h264_over_webrtc_and_delete_ends_the_session() {
         "serve.auth=\"pair\"",
     ]);
     server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
-    let url = server
-        .stdout()
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("or open:")
-                .map(|u| u.trim().to_string())
-        })
-        .unwrap();
+    let url = server.page_url();
     let token = url.split_once("token=").unwrap().1.to_string();
     let auth = format!("Authorization: Bearer {token}\r\n");
     let refused = post(
@@ -283,11 +271,7 @@ fn page_check(
     pages: u32,
 ) -> std::process::Child {
     let node = which("node").expect("node is needed");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: the README's test command runs npm ci in tests/browser"
-    );
+    let dir = browser_scripts();
     let mut args: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
     args.push(node.display().to_string());
     args.push(dir.join("page.mjs").display().to_string());
@@ -338,15 +322,7 @@ fn the_page_plays_720p_over_webrtc_and_measures_its_latency() {
         "serve.auth=\"pair\"",
     ]);
     server.wait_stderr("WebRTC (POST /whep) on UDP", 1, Duration::from_secs(10));
-    let url = server
-        .stdout()
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("or open:")
-                .map(|u| u.trim().to_string())
-        })
-        .unwrap();
+    let url = server.page_url();
     let token = url.split_once("token=").unwrap().1.to_string();
     let auth = format!("Authorization: Bearer {token}\r\n");
     let clock = get_with(&addr, "/clock", &auth);
@@ -510,7 +486,7 @@ fn thread_cpu_ns(pid: i32, name: &str) -> Option<u64> {
 #[test]
 fn a_jpeg_stream_plays_over_webrtc_encoded_only_while_watched() {
     let node = which("node").expect("node is needed");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let dir = browser_scripts();
     let (mut server, addr) = serve(&[
         "--codec",
         "jpeg",
