@@ -22,4 +22,6 @@ pub mod secure;
 pub mod server;
 pub mod sinks;
 pub mod sources;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
 pub mod viewer;

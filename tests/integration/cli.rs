@@ -117,7 +117,7 @@ fn default_serve_streams_the_test_pattern() {
     assert!(
         out.contains(
             "streaming test-pattern, 1280x720 rgb24 at 30 fps, \
-             codec h264 (2.8 Mbit/s, a keyframe every 2 s and on request)"
+             codec h264 (openh264, 2.8 Mbit/s, a keyframe every 2 s and on request)"
         ),
         "{out}"
     );

@@ -9,6 +9,12 @@
 //! whenever a viewer asks ([`FrameCodec::request_keyframe`]), and the colours
 //! signalled as BT.601 full range, the convention of the rest of livestream.
 //!
+//! Two engines encode (`engine`): openh264 in software, and `v4l2m2m`, a
+//! kernel memory-to-memory encoder such as the Raspberry Pi 0-4's hardware
+//! one (`m2m.rs`); `auto`, the default, takes the hardware one when the
+//! machine has it and it takes the stream, else software. Decoding is
+//! openh264's.
+//!
 //! Each payload depends on the ones before it ([`FrameCodec::inter_frame`]):
 //! the server and viewer keep the chain whole (`server/send.rs`,
 //! `viewer/reader.rs`). Payloads from the network are walked by
@@ -56,7 +62,19 @@ inventory::submit! {
     }
 }
 
-#[derive(Deserialize, Debug, Clone, Copy)]
+/// Which encoder makes the stream.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum EngineChoice {
+    /// The hardware encoder when there is one that takes the stream, else openh264.
+    Auto,
+    /// openh264.
+    Software,
+    /// A V4L2 memory-to-memory encoder (`device`, or the first offering H.264).
+    V4l2m2m,
+}
+
+#[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 struct Options {
     /// Target bitrate in kbit/s; 0 picks one from the resolution and rate.
@@ -65,6 +83,9 @@ struct Options {
     keyframe_interval: f64,
     /// Encoder threads, one slice each; 0: one per core up to 4 (see `slice_count`).
     threads: u16,
+    engine: EngineChoice,
+    /// The v4l2m2m encoder's node; default: the first that offers H.264.
+    device: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -73,6 +94,8 @@ impl Default for Options {
             bitrate: 0,
             keyframe_interval: 2.0,
             threads: 0,
+            engine: EngineChoice::Auto,
+            device: None,
         }
     }
 }
@@ -97,6 +120,13 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
             why: format!("{} is over 16", opts.threads),
         });
     }
+    #[cfg(not(feature = "v4l2"))]
+    if opts.engine == EngineChoice::V4l2m2m {
+        return Err(BackendError::Invalid {
+            what: "h264 engine".into(),
+            why: "\"v4l2m2m\" needs a build with the `v4l2` feature".into(),
+        });
+    }
     Ok(Box::new(H264Codec::new(opts)))
 }
 
@@ -116,10 +146,53 @@ pub struct H264Codec {
 
 /// An encoder set up for one stream.
 struct Encoding {
-    encoder: Encoder,
+    engine: Box<dyn Engine>,
     width: u32,
     height: u32,
     bitrate: u32,
+}
+
+/// One way of encoding a stream's pictures.
+trait Engine: Send {
+    /// Encodes `picture` into `out` (cleared first), an IDR when `keyframe`.
+    /// `Ok(None)`: the encoder skipped the frame; else whether it is an IDR.
+    fn encode(
+        &mut self,
+        picture: &Planes<'_>,
+        keyframe: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<bool>, CodecError>;
+
+    /// Which engine, for a person ("openh264", a device's name and node).
+    fn describe(&self) -> String;
+}
+
+/// openh264's encoder.
+struct Software(Encoder);
+
+impl Engine for Software {
+    fn encode(
+        &mut self,
+        picture: &Planes<'_>,
+        keyframe: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<bool>, CodecError> {
+        if keyframe {
+            self.0.force_intra_frame();
+        }
+        let bits = self.0.encode(picture).map_err(library)?;
+        out.clear();
+        bits.write_vec(out);
+        let kind = bits.frame_type();
+        if kind == FrameType::Skip || out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(kind == FrameType::IDR))
+    }
+
+    fn describe(&self) -> String {
+        "openh264".into()
+    }
 }
 
 /// The target bitrate for `stream`, bit/s.
@@ -152,12 +225,6 @@ impl Encoding {
                 what: format!("{w}x{h}: H.264's 4:2:0 needs an even width and height"),
             });
         }
-        if w.max(h) > MAX_LONG_SIDE || w.min(h) > MAX_SHORT_SIDE {
-            return Err(CodecError::Stream {
-                codec: NAME,
-                what: format!("{w}x{h}: openh264 encodes up to 3840x2160"),
-            });
-        }
         let fps = if stream.fps > 0.0 {
             stream.fps
         } else {
@@ -165,39 +232,108 @@ impl Encoding {
         };
         let bitrate = bitrate(opts, stream);
         let period = (opts.keyframe_interval * fps).round() as u32;
-        let config = EncoderConfig::new()
-            .usage_type(UsageType::CameraVideoRealTime)
-            .profile(Profile::Baseline)
-            .complexity(Complexity::Low)
-            .rate_control_mode(RateControlMode::Bitrate)
-            .bitrate(BitRate::from_bps(bitrate))
-            .max_frame_rate(FrameRate::from_hz(fps as f32))
-            // Over its budget, the rate control raises the quantiser rather
-            // than skipping frames: skipping held 0.46 Mbit/s, but froze the
-            // picture for several frames after every IDR. (openh264 warns
-            // at start that it cannot guarantee the rate this way, silenced
-            // by `quiet_start`; it held it within a few percent in our
-            // measurements.)
-            .skip_frames(false)
-            .intra_frame_period(IntraFramePeriod::from_num_frames(period))
-            .num_threads(opts.threads)
-            .scene_change_detect(false)
-            .background_detection(false)
-            .vui(VuiConfig::bt601().full_range(true));
-        let mut encoder =
-            Encoder::with_api_config(OpenH264API::from_source(), config).map_err(library)?;
-        quiet_start(&mut encoder);
-        let slices = slice_count(opts.threads, w, h);
-        if slices > 1 {
-            into_slices(&mut encoder, w, h, slices)?;
-        }
+        let engine: Box<dyn Engine> = match opts.engine {
+            EngineChoice::Software => Box::new(software(opts, w, h, fps, bitrate, period)?),
+            EngineChoice::V4l2m2m => hardware(opts, w, h, fps, bitrate, period)?,
+            EngineChoice::Auto => match hardware(opts, w, h, fps, bitrate, period) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    log::debug!("h264: no hardware encoder ({e}); openh264 encodes");
+                    Box::new(software(opts, w, h, fps, bitrate, period)?)
+                }
+            },
+        };
         Ok(Encoding {
-            encoder,
+            engine,
             width: w,
             height: h,
             bitrate,
         })
     }
+}
+
+/// The v4l2m2m engine for a `w`x`h` stream.
+#[cfg(feature = "v4l2")]
+fn hardware(
+    opts: &Options,
+    w: u32,
+    h: u32,
+    fps: f64,
+    bitrate: u32,
+    period: u32,
+) -> Result<Box<dyn Engine>, CodecError> {
+    let settings = crate::v4l2::m2m::EncoderSettings {
+        fourcc: crate::v4l2::m2m::Fourcc::H264,
+        width: w,
+        height: h,
+        fps,
+        bitrate,
+        keyframe_period: period,
+    };
+    Ok(Box::new(m2m::Hardware::open(
+        opts.device.as_deref(),
+        &settings,
+    )?))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn hardware(
+    opts: &Options,
+    _w: u32,
+    _h: u32,
+    _fps: f64,
+    _bitrate: u32,
+    _period: u32,
+) -> Result<Box<dyn Engine>, CodecError> {
+    let _ = opts.device;
+    Err(CodecError::Stream {
+        codec: NAME,
+        what: "a v4l2m2m encoder: this build lacks the `v4l2` feature".into(),
+    })
+}
+
+/// openh264 set up for a `w`x`h` stream.
+fn software(
+    opts: &Options,
+    w: u32,
+    h: u32,
+    fps: f64,
+    bitrate: u32,
+    period: u32,
+) -> Result<Software, CodecError> {
+    if w.max(h) > MAX_LONG_SIDE || w.min(h) > MAX_SHORT_SIDE {
+        return Err(CodecError::Stream {
+            codec: NAME,
+            what: format!("{w}x{h}: openh264 encodes up to 3840x2160"),
+        });
+    }
+    let config = EncoderConfig::new()
+        .usage_type(UsageType::CameraVideoRealTime)
+        .profile(Profile::Baseline)
+        .complexity(Complexity::Low)
+        .rate_control_mode(RateControlMode::Bitrate)
+        .bitrate(BitRate::from_bps(bitrate))
+        .max_frame_rate(FrameRate::from_hz(fps as f32))
+        // Over its budget, the rate control raises the quantiser rather
+        // than skipping frames: skipping held 0.46 Mbit/s, but froze the
+        // picture for several frames after every IDR. (openh264 warns
+        // at start that it cannot guarantee the rate this way, silenced
+        // by `quiet_start`; it held it within a few percent in our
+        // measurements.)
+        .skip_frames(false)
+        .intra_frame_period(IntraFramePeriod::from_num_frames(period))
+        .num_threads(opts.threads)
+        .scene_change_detect(false)
+        .background_detection(false)
+        .vui(VuiConfig::bt601().full_range(true));
+    let mut encoder =
+        Encoder::with_api_config(OpenH264API::from_source(), config).map_err(library)?;
+    quiet_start(&mut encoder);
+    let slices = slice_count(opts.threads, w, h);
+    if slices > 1 {
+        into_slices(&mut encoder, w, h, slices)?;
+    }
+    Ok(Software(encoder))
 }
 
 /// openh264 prints its warnings to stderr while it sets an encoder up (with
@@ -503,7 +639,11 @@ impl FrameCodec for H264Codec {
         } else {
             "keyframes on request".into()
         };
-        format!("{:.1} Mbit/s, {keyframes}", e.bitrate as f64 / 1e6)
+        format!(
+            "{}, {:.1} Mbit/s, {keyframes}",
+            e.engine.describe(),
+            e.bitrate as f64 / 1e6
+        )
     }
 
     fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<Encoded, CodecError> {
@@ -549,23 +689,17 @@ impl FrameCodec for H264Codec {
             }
             Planes::i420(&self.i420, w, h, w)
         };
-        if std::mem::take(&mut self.want_keyframe) {
-            enc.encoder.force_intra_frame();
-        }
-        let bits = enc.encoder.encode(&planes).map_err(library)?;
-        out.clear();
-        bits.write_vec(out);
-        let kind = bits.frame_type();
-        if kind == FrameType::Skip || out.is_empty() {
-            return Ok(Encoded {
+        let keyframe = std::mem::take(&mut self.want_keyframe);
+        match enc.engine.encode(&planes, keyframe, out)? {
+            None => Ok(Encoded {
                 payload: Payload::Skipped,
                 keyframe: false,
-            });
+            }),
+            Some(keyframe) => Ok(Encoded {
+                payload: Payload::Written,
+                keyframe,
+            }),
         }
-        Ok(Encoded {
-            payload: Payload::Written,
-            keyframe: kind == FrameType::IDR,
-        })
     }
 
     fn max_payload(&self, info: &FrameInfo) -> usize {
@@ -597,5 +731,7 @@ impl FrameCodec for H264Codec {
     }
 }
 
+#[cfg(feature = "v4l2")]
+mod m2m;
 #[cfg(test)]
 mod tests;

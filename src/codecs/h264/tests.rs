@@ -255,3 +255,36 @@ fn threads_code_each_frame_in_slices() {
         "Y-PSNR: one slice {one:.2} dB, two {two:.2} dB"
     );
 }
+
+/// `engine = "v4l2m2m"` at a node that is no encoder fails with the node and
+/// the step; `auto` at the same node falls back to openh264 and says so.
+#[test]
+fn the_engine_is_chosen_and_a_wrong_hardware_node_is_named() {
+    let f = &panning(64, 48, 1)[0];
+    let at_null = |engine| Options {
+        engine,
+        device: Some("/dev/null".into()),
+        ..Options::default()
+    };
+    let mut auto = codec(at_null(EngineChoice::Auto));
+    auto.begin(&stream(f)).unwrap();
+    assert!(
+        auto.settings().starts_with("openh264, "),
+        "{}",
+        auto.settings()
+    );
+    let mut out = Vec::new();
+    assert!(auto.encode(f, &mut out).unwrap().keyframe);
+
+    let mut hardware = codec(at_null(EngineChoice::V4l2m2m));
+    let e = hardware.begin(&stream(f)).unwrap_err();
+    #[cfg(feature = "v4l2")]
+    let expected = "/dev/null: VIDIOC_QUERYCAP";
+    #[cfg(not(feature = "v4l2"))]
+    let expected = "lacks the `v4l2` feature";
+    let chain = format!(
+        "{e}: {}",
+        std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+    );
+    assert!(chain.contains(expected), "{chain}");
+}

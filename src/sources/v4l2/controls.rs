@@ -13,9 +13,9 @@ use serde::Deserialize;
 use v4l::v4l_sys as sys;
 
 use super::device::{c_text, Node};
-use super::ioctl::{zeroed, GetCtrl, QueryExtCtrl, QueryMenu, SetCtrl};
 use crate::error::BackendError;
 use crate::sources::camera::{control_key, ControlInfo, ControlKind};
+use crate::v4l2::ioctl::{zeroed, GetCtrl, QueryExtCtrl, QueryMenu, SetCtrl};
 
 /// A control's value in `livestream.toml`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use v4l::v4l_sys as sys;
 
-use super::ioctl::{ioctl, zeroed, Ioctl, QueryCap};
 use crate::error::BackendError;
 use crate::media::frame::PixelFormat;
+use crate::v4l2::ioctl::{ioctl, zeroed, Ioctl, QueryCap};
+pub(super) use crate::v4l2::{c_text, fourcc_text};
 
 /// An open V4L2 capture node.
 pub(super) struct Node {
@@ -172,20 +173,6 @@ pub(super) fn stable_id(node: &Node) -> String {
     } else {
         format!("bus:{}", node.bus)
     }
-}
-
-/// A fixed-size, NUL-padded string from the kernel, never trusted to be UTF-8.
-pub(super) fn c_text(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).trim().to_string()
-}
-
-/// A four-character code as text, `?` for bytes that are not printable ASCII.
-pub(super) fn fourcc_text(code: u32) -> String {
-    code.to_le_bytes()
-        .iter()
-        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
-        .collect()
 }
 
 /// The pixel format of a V4L2 four-character code, if livestream takes it.

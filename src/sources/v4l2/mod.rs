@@ -22,7 +22,6 @@
 
 mod controls;
 mod device;
-mod ioctl;
 mod mode;
 mod stream;
 

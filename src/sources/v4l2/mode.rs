@@ -11,13 +11,13 @@ use std::io;
 use v4l::v4l_sys as sys;
 
 use super::device::{fourcc_text, to_format, Node};
-use super::ioctl::{
-    zeroed, EnumFmt, EnumFrameIntervals, EnumFrameSizes, GetParm, SetFormat, SetParm,
-};
 use crate::backend::table::CaptureConfig;
 use crate::error::BackendError;
 use crate::media::frame::PixelFormat;
 use crate::sources::camera::nearest_size;
+use crate::v4l2::ioctl::{
+    zeroed, EnumFmt, EnumFrameIntervals, EnumFrameSizes, GetParm, SetFormat, SetParm,
+};
 
 /// Formats in the order a camera's offer is taken when the asked one is missing:
 /// cheap to convert first, JPEG (small, but lossy and costly to decode) after them.

@@ -15,9 +15,9 @@ use std::time::Duration;
 use v4l::v4l_sys as sys;
 
 use super::device::Node;
-use super::ioctl::{zeroed, DQBuf, QBuf, QueryBuf, ReqBufs, StreamOff, StreamOn};
 use crate::error::BackendError;
 use crate::media::frame::{FrameInfo, PixelFormat};
+use crate::v4l2::ioctl::{zeroed, DQBuf, QBuf, QueryBuf, ReqBufs, StreamOff, StreamOn};
 
 /// One mmap'd driver buffer.
 struct Mapping {

@@ -6,7 +6,8 @@
 //! once per request here (`requests!`), and checked at compile time against the
 //! argument size the request number encodes. The rest of the v4l2 source calls
 //! [`ioctl`] safely. Used by whichever thread holds the device node: the one
-//! opening or listing cameras, then the capture thread.
+//! opening or listing cameras, then the capture thread (`sources::v4l2`); the
+//! thread that encodes or decodes through a memory-to-memory codec ([`super::m2m`]).
 
 use std::ffi::c_void;
 use std::io;
@@ -24,11 +25,11 @@ use v4l::v4l_sys as sys;
 /// and unions or structs of those. Not for anything holding a reference,
 /// `NonNull`, a function pointer, a `bool` or a Rust enum, for which some bytes
 /// (zeros among them) are not a value.
-pub(super) unsafe trait Plain: Sized {}
+pub(crate) unsafe trait Plain: Sized {}
 
 /// The all-zero value of a kernel struct: what V4L2 expects in every field the
 /// caller does not set (`reserved` ones included).
-pub(super) fn zeroed<T: Plain>() -> T {
+pub(crate) fn zeroed<T: Plain>() -> T {
     // SAFETY: `Plain`'s contract is that all-zero bytes are a valid `T`.
     unsafe { std::mem::zeroed() }
 }
@@ -40,7 +41,7 @@ pub(super) fn zeroed<T: Plain>() -> T {
 /// `REQUEST` must be the request the kernel defines with `Arg` as its argument:
 /// the kernel reads and writes `size_of::<Arg>()` bytes through the pointer, and
 /// whatever it writes there is a valid `Arg` (`Plain`: any bytes are).
-pub(super) unsafe trait Ioctl {
+pub(crate) unsafe trait Ioctl {
     const REQUEST: vidioc::_IOC_TYPE;
     type Arg: Plain;
 }
@@ -51,25 +52,55 @@ const fn size_field(request: vidioc::_IOC_TYPE) -> usize {
     ((request >> 16) & 0x3FFF) as usize
 }
 
+/// A request number as the kernel's `_IOC` makes it on x86 and ARM: the
+/// direction in bits 30-31 (1 write, 2 read, 3 both), the argument's size in
+/// bits 16-29, the type letter `'V'` in bits 8-15 and the number below.
+const fn request(
+    direction: vidioc::_IOC_TYPE,
+    number: vidioc::_IOC_TYPE,
+    size: usize,
+) -> vidioc::_IOC_TYPE {
+    (direction << 30)
+        | ((size as vidioc::_IOC_TYPE) << 16)
+        | ((b'V' as vidioc::_IOC_TYPE) << 8)
+        | number
+}
+
+// The requests the `v4l` crate does not define, as videodev2.h does:
+// `_IOR('V', 89, struct v4l2_event)`, `_IOW('V', 90, struct
+// v4l2_event_subscription)`, `_IOWR('V', 94/95, struct v4l2_selection)`.
+const VIDIOC_DQEVENT: vidioc::_IOC_TYPE = request(2, 89, std::mem::size_of::<sys::v4l2_event>());
+const VIDIOC_SUBSCRIBE_EVENT: vidioc::_IOC_TYPE =
+    request(1, 90, std::mem::size_of::<sys::v4l2_event_subscription>());
+const VIDIOC_S_SELECTION: vidioc::_IOC_TYPE =
+    request(3, 95, std::mem::size_of::<sys::v4l2_selection>());
+
 /// Declares one unit type per request, implements [`Ioctl`] for it, and fails the
 /// build when the argument's size is not the one the request number encodes.
 macro_rules! requests {
     ($($(#[$doc:meta])* $name:ident = $request:ident($arg:ty);)*) => {$(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
-        pub(super) struct $name;
+        pub(crate) struct $name;
 
-        // SAFETY: the v4l crate defines `vidioc::$request` with this argument, as
-        // the kernel's videodev2.h does; the assertion below checks the size the
-        // request number carries against it.
+        // SAFETY: the v4l crate (or the constants above) define `$request`
+        // with this argument, as the kernel's videodev2.h does; the assertion
+        // below checks the size the request number carries against it.
         unsafe impl Ioctl for $name {
-            const REQUEST: vidioc::_IOC_TYPE = vidioc::$request;
+            const REQUEST: vidioc::_IOC_TYPE = $request;
             type Arg = $arg;
         }
 
-        const _: () = assert!(size_field(vidioc::$request) == std::mem::size_of::<$arg>());
+        const _: () = assert!(size_field($request) == std::mem::size_of::<$arg>());
     )*};
 }
+
+use vidioc::{
+    VIDIOC_DQBUF, VIDIOC_ENUM_FMT, VIDIOC_ENUM_FRAMEINTERVALS, VIDIOC_ENUM_FRAMESIZES,
+    VIDIOC_G_CTRL, VIDIOC_G_FMT, VIDIOC_G_PARM, VIDIOC_QBUF, VIDIOC_QUERYBUF, VIDIOC_QUERYCAP,
+    VIDIOC_QUERYMENU, VIDIOC_QUERY_EXT_CTRL, VIDIOC_REQBUFS, VIDIOC_STREAMOFF, VIDIOC_STREAMON,
+    VIDIOC_S_CTRL, VIDIOC_S_FMT, VIDIOC_S_PARM,
+};
 
 requests! {
     /// What the node is: driver, card, bus and capabilities.
@@ -80,8 +111,16 @@ requests! {
     EnumFrameSizes = VIDIOC_ENUM_FRAMESIZES(sys::v4l2_frmsizeenum);
     /// One offered frame interval of a format and size, by index.
     EnumFrameIntervals = VIDIOC_ENUM_FRAMEINTERVALS(sys::v4l2_frmivalenum);
-    /// Sets the capture format; the driver answers with the one it took.
+    /// Sets a queue's format; the driver answers with the one it took.
     SetFormat = VIDIOC_S_FMT(sys::v4l2_format);
+    /// Reads a queue's format (a decoder's picture, once it has parsed the stream).
+    GetFormat = VIDIOC_G_FMT(sys::v4l2_format);
+    /// Sets a rectangle of a queue: the visible part of an encoder's input.
+    SetSelection = VIDIOC_S_SELECTION(sys::v4l2_selection);
+    /// Asks to be told of an event (a decoder's "the stream's size is known").
+    SubscribeEvent = VIDIOC_SUBSCRIBE_EVENT(sys::v4l2_event_subscription);
+    /// Takes the next pending event (`WouldBlock`-like `ENOENT` when none is).
+    DqEvent = VIDIOC_DQEVENT(sys::v4l2_event);
     /// Reads the streaming parameters (the frame interval).
     GetParm = VIDIOC_G_PARM(sys::v4l2_streamparm);
     /// Sets the streaming parameters; the driver answers with the ones it took.
@@ -111,7 +150,7 @@ requests! {
 
 /// Makes `request` on `fd`, again when a signal interrupts it. The source's fds
 /// are non-blocking, so no request waits for a frame.
-pub(super) fn ioctl<I: Ioctl>(fd: BorrowedFd<'_>, _request: I, arg: &mut I::Arg) -> io::Result<()> {
+pub(crate) fn ioctl<I: Ioctl>(fd: BorrowedFd<'_>, _request: I, arg: &mut I::Arg) -> io::Result<()> {
     loop {
         let pointer = arg as *mut I::Arg as *mut c_void;
         // SAFETY: `I::Arg` is the struct the kernel expects for `I::REQUEST`
@@ -138,6 +177,10 @@ unsafe impl Plain for sys::v4l2_querymenu {}
 unsafe impl Plain for sys::v4l2_control {}
 unsafe impl Plain for sys::v4l2_requestbuffers {}
 unsafe impl Plain for sys::v4l2_buffer {}
+unsafe impl Plain for sys::v4l2_plane {}
+unsafe impl Plain for sys::v4l2_selection {}
+unsafe impl Plain for sys::v4l2_event_subscription {}
+unsafe impl Plain for sys::v4l2_event {}
 // SAFETY: a C unsigned int.
 unsafe impl Plain for sys::v4l2_buf_type {}
 
@@ -154,6 +197,15 @@ mod tests {
         assert_eq!(size_field(vidioc::VIDIOC_STREAMON), 4);
         // A request whose size differs from a struct is told apart: the check in
         // `requests!` can fail.
+        // The requests made here agree with the v4l crate's where both exist.
+        assert_eq!(
+            request(3, 4, std::mem::size_of::<sys::v4l2_format>()),
+            vidioc::VIDIOC_G_FMT
+        );
+        assert_eq!(
+            request(1, 18, std::mem::size_of::<sys::v4l2_buf_type>()),
+            vidioc::VIDIOC_STREAMON
+        );
         assert_ne!(
             size_field(vidioc::VIDIOC_QBUF),
             std::mem::size_of::<sys::v4l2_capability>()
