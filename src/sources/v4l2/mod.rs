@@ -15,10 +15,11 @@
 //!   are waiting, the older ones go straight back to the driver;
 //! - MJPEG frames pass through as JPEG frames, undecoded.
 //!
-//! The files: `ioctl` (each request tied to its kernel struct), `device` (finding
-//! and opening nodes), `mode` (what a node offers, and the mode chosen),
-//! `controls`, `stream` (mmap buffers); here the options, the registration and
-//! `V4l2Source`, which the capture thread owns.
+//! The files: `device` (finding and opening nodes), `mode` (what a node
+//! offers, and the mode chosen), `controls`, `stream` (mmap buffers); here the
+//! options, the registration and `V4l2Source`, which the capture thread owns.
+//! Each ioctl is tied to its kernel struct in `crate::v4l2::ioctl`, which the
+//! hardware encoder shares.
 
 mod controls;
 mod device;
