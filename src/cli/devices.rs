@@ -33,6 +33,37 @@ pub(super) fn run(args: &DevicesArgs) {
     if found == 0 {
         explain_no_camera();
     }
+    #[cfg(feature = "v4l2")]
+    print_hardware_codecs();
+}
+
+/// The kernel's memory-to-memory codecs (the Raspberry Pi 0-4's H.264
+/// encoder), and whether the `h264` codec's `engine = "auto"` takes one.
+#[cfg(feature = "v4l2")]
+fn print_hardware_codecs() {
+    use crate::v4l2::m2m::{self, Fourcc, Role};
+    let codecs = m2m::list();
+    if codecs.is_empty() {
+        println!(
+            "no hardware video codec (V4L2 memory-to-memory): [codecs.h264] encodes with openh264"
+        );
+        return;
+    }
+    for c in &codecs {
+        let used = if c.role == Role::Encoder && c.fourcc == Fourcc::H264 {
+            " (used by [codecs.h264] engine = \"auto\")"
+        } else {
+            ""
+        };
+        println!(
+            "{}: \"{}\" ({}), hardware {} {}{used}",
+            c.path.display(),
+            c.card,
+            c.driver,
+            c.fourcc,
+            c.role
+        );
+    }
 }
 
 /// No camera: whether there are video nodes at all, and what `serve` does then.

@@ -126,6 +126,14 @@ impl Device {
 
     /// The formats a queue offers (at most 64: a driver's list is short).
     pub(super) fn formats(&self, side: Side) -> Vec<Fourcc> {
+        self.described_formats(side)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    /// The formats a queue offers, each with whether it is compressed.
+    pub(super) fn described_formats(&self, side: Side) -> Vec<(Fourcc, bool)> {
         let mut found = Vec::new();
         for index in 0..64 {
             let mut d: sys::v4l2_fmtdesc = zeroed();
@@ -134,7 +142,8 @@ impl Device {
             if self.ioctl(EnumFmt, &mut d).is_err() {
                 break;
             }
-            found.push(Fourcc(d.pixelformat.to_le_bytes()));
+            let compressed = d.flags & sys::V4L2_FMT_FLAG_COMPRESSED != 0;
+            found.push((Fourcc(d.pixelformat.to_le_bytes()), compressed));
         }
         found
     }

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use decoder::Decoder;
-use device::Device;
+use device::{Device, Side};
 pub use encoder::{Encoder, EncoderSettings};
 
 /// How long a call waits for the driver to finish a frame: hardware takes a
@@ -142,6 +142,31 @@ pub struct Found {
     pub fourcc: Fourcc,
     /// It uses the multi-planar buffer API.
     pub mplane: bool,
+}
+
+/// Every encoder and decoder on this machine that takes or gives YU12
+/// pictures: one entry per node, role and coded format.
+pub fn list() -> Vec<Found> {
+    let mut all = Vec::new();
+    for path in video_nodes() {
+        let Ok(device) = Device::open(&path) else {
+            continue;
+        };
+        for (role, coded, pictures) in [
+            (Role::Encoder, Side::Capture, Side::Output),
+            (Role::Decoder, Side::Output, Side::Capture),
+        ] {
+            if !device.formats(pictures).contains(&Fourcc::YU12) {
+                continue;
+            }
+            for (fourcc, compressed) in device.described_formats(coded) {
+                if compressed {
+                    all.push(device.found(role, fourcc));
+                }
+            }
+        }
+    }
+    all
 }
 
 /// The first node that is a `role` for `fourcc` with YU12 pictures.
