@@ -14,7 +14,10 @@ build_pkgs=(pkg-config cmake nasm libsdl2-dev libclang-dev)
 # Xvfb, openbox (full screen needs a window manager) and xdotool: the window
 # tests; ffmpeg also grabs their screenshots.
 # qemu and the rest: tests/vivid/run-vivid-vm.sh boots a kernel with the vivid
-# V4L2 driver (v4l-utils: v4l2-ctl in the guest).
+# V4L2 driver (v4l-utils: v4l2-ctl in the guest); make, gcc-12 (the compiler
+# Debian's kernel was built with) and libelf1 (objtool): tests/vivid/modules.sh
+# builds vicodec and v4l2loopback for that kernel; gcc and libc6-dev: the static
+# frame feeder the vivid tests run in the guest (tests/vivid/v4l2feed.c).
 # iproute2 (ip, tc): the tests' network namespaces (discovery, a slow link, a
 # connection flood); iptables: a namespace where UDP is blocked (the page
 # falls back from WebRTC); util-linux: unshare --time (clocks that disagree).
@@ -22,6 +25,7 @@ build_pkgs=(pkg-config cmake nasm libsdl2-dev libclang-dev)
 # janus: a media server that pulls our RTSP and serves browsers over WebRTC.
 test_pkgs=(ffmpeg chromium prometheus xvfb openbox xdotool nodejs npm
   qemu-system-x86 busybox-static kmod cpio v4l-utils zstd xz-utils file
+  make gcc gcc-12 libc6-dev libelf1
   iproute2 iptables util-linux gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-libav janus)
 

@@ -28,10 +28,62 @@ struct Vm {
 
 impl Vm {
     fn boot() -> Vm {
+        Vm::boot_with(temp_dir(), &[])
+    }
+
+    /// A VM that also has the modules Debian's kernel lacks
+    /// (tests/vivid/modules.sh builds them once): vicodec, the kernel's FWHT
+    /// codec, on the multi-planar M2M API (as the Raspberry Pi's codec is),
+    /// with the v4l2-mem2mem it needs; and a v4l2loopback node, [`LOOPBACK`],
+    /// that `/bin/v4l2feed` (tests/vivid/v4l2feed.c) feeds compressed frames.
+    fn boot_with_codecs() -> Vm {
+        let modules = Command::new("tests/vivid/modules.sh")
+            .stdin(Stdio::null())
+            .output()
+            .expect("tests/vivid/modules.sh runs");
+        assert!(
+            modules.status.success(),
+            "building the modules failed:\n{}",
+            String::from_utf8_lossy(&modules.stderr)
+        );
+        let modules = PathBuf::from(String::from_utf8(modules.stdout).unwrap().trim());
         let dir = temp_dir();
+        let feeder = dir.path().join("v4l2feed");
+        let gcc = Command::new("gcc")
+            .args(["-O2", "-Wall", "-static", "-o"])
+            .arg(&feeder)
+            .arg("tests/vivid/v4l2feed.c")
+            .output()
+            .expect("gcc runs");
+        assert!(
+            gcc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gcc.stderr)
+        );
+        let module = |name: &str, params: &str| {
+            let path = modules.join(name).display().to_string();
+            ["--module".to_string(), format!("{path}={params}")]
+        };
+        let mut extra = vec![
+            "--put".to_string(),
+            format!("{}:/bin/v4l2feed", feeder.display()),
+        ];
+        extra.extend(module("v4l2-mem2mem.ko", ""));
+        extra.extend(module("vicodec.ko", "multiplanar=1"));
+        // exclusive_caps: a capture node only while fed, as a camera is;
+        // max_buffers: room for a reader a few frames behind.
+        extra.extend(module(
+            "v4l2loopback.ko",
+            "exclusive_caps=1 video_nr=10 card_label=loopcam max_buffers=8",
+        ));
+        Vm::boot_with(dir, &extra)
+    }
+
+    fn boot_with(dir: tempfile::TempDir, extra: &[String]) -> Vm {
         std::fs::copy("tests/vivid/guest.sh", dir.path().join("guest.sh")).unwrap();
         let port = crate::util::free_port();
         let mut child = Command::new("tests/vivid/run-vivid-vm.sh")
+            .args(extra)
             .args([
                 "--share",
                 dir.path().to_str().unwrap(),
@@ -433,4 +485,416 @@ fn v4l2_source_streams_from_the_vivid_driver() {
     }
     let log = vm.log(&log);
     assert!(log.contains("camera /dev/video0 (vivid) lost"), "{log}");
+}
+
+/// The v4l2loopback node of [`Vm::boot_with_codecs`].
+const LOOPBACK: &str = "/dev/video10";
+
+/// What one vicodec node is, from `v4l2-ctl --all`: its media entity
+/// (`stateful-encoder-source`, ...), its device capabilities, and the pixel
+/// formats of its capture and output queues.
+#[derive(Debug)]
+struct CodecNode {
+    node: String,
+    entity: String,
+    caps: String,
+    capture: String,
+    output: String,
+}
+
+/// vicodec's nodes, as `v4l2-ctl --list-devices` and `--all` show them.
+fn vicodec_nodes(vm: &mut Vm) -> Vec<CodecNode> {
+    let (list, rc) = vm.sh("v4l2-ctl --list-devices", Duration::from_secs(60));
+    assert_eq!(rc, "0", "{list}");
+    let nodes: Vec<String> = list
+        .lines()
+        .skip_while(|l| !l.starts_with("vicodec ("))
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| !l.is_empty() && !l.ends_with("):"))
+        .filter(|l| l.starts_with("/dev/video"))
+        .map(String::from)
+        .collect();
+    assert!(!nodes.is_empty(), "no vicodec node:\n{list}");
+    nodes
+        .into_iter()
+        .map(|node| {
+            let (all, rc) = vm.sh(
+                &format!("v4l2-ctl -d {node} --all"),
+                Duration::from_secs(60),
+            );
+            assert_eq!(rc, "0", "{all}");
+            let lines: Vec<&str> = all.lines().map(str::trim).collect();
+            let value = |l: &str| l.split_once(':').map_or("", |(_, v)| v.trim()).to_string();
+            let after = |header: &str, key: &str| {
+                lines
+                    .iter()
+                    .skip_while(|l| !l.starts_with(header))
+                    .find(|l| l.starts_with(key))
+                    .map_or(String::new(), |l| value(l))
+            };
+            let caps_at = lines.iter().position(|l| l.starts_with("Device Caps"));
+            CodecNode {
+                entity: after("Entity Info:", "Name"),
+                caps: caps_at.map_or(String::new(), |i| {
+                    format!("{} ({})", value(lines[i]), lines.get(i + 1).unwrap_or(&""))
+                }),
+                capture: after("Format Video Capture", "Pixel Format"),
+                output: after("Format Video Output", "Pixel Format"),
+                node,
+            }
+        })
+        .collect()
+}
+
+/// One line a node: what the report of a failed check, and the test's output, show.
+fn layout(nodes: &[CodecNode]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "{}: {}, {}, capture {}, output {}\n",
+                n.node, n.entity, n.caps, n.capture, n.output
+            )
+        })
+        .collect()
+}
+
+/// vicodec has its stateful FWHT encoder and decoder (and the stateless
+/// decoder), on the multi-planar M2M API or the single-planar one.
+fn assert_vicodec(nodes: &[CodecNode], multiplanar: bool) {
+    let find = |entity: &str| {
+        nodes
+            .iter()
+            .find(|n| n.entity == entity)
+            .unwrap_or_else(|| panic!("no vicodec node {entity}:\n{}", layout(nodes)))
+    };
+    let (encoder, decoder) = (
+        find("stateful-encoder-source"),
+        find("stateful-decoder-source"),
+    );
+    find("stateless-decoder-source");
+    assert!(encoder.capture.starts_with("'FWHT'"), "{encoder:?}");
+    assert!(encoder.output.starts_with("'YU12'"), "{encoder:?}");
+    assert!(decoder.output.starts_with("'FWHT'"), "{decoder:?}");
+    assert!(decoder.capture.starts_with("'YU12'"), "{decoder:?}");
+    for n in nodes {
+        assert_eq!(
+            n.caps.ends_with("(Video Memory-to-Memory Multiplanar)"),
+            multiplanar,
+            "{n:?}"
+        );
+        assert!(n.caps.contains("Video Memory-to-Memory"), "{n:?}");
+    }
+}
+
+/// 48 pictures of 640x480, panning across each photo in data/photos in turn
+/// (every one different), as ffmpeg writes them: `.jpg` files in `dir`.
+fn photo_frames(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for (i, photo) in ["coffee", "astronaut"].iter().enumerate() {
+        let first = i * 24;
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-loop", "1", "-i"])
+            .arg(format!("data/photos/{photo}.png"))
+            .args([
+                "-vf",
+                "scale=960:720,crop=640:480:n*10:n*6,format=yuvj420p",
+                "-frames:v",
+                "24",
+                "-c:v",
+                "mjpeg",
+                "-q:v",
+                "4",
+                "-start_number",
+                &first.to_string(),
+                "-f",
+                "image2",
+            ])
+            .arg(dir.join("photo-%02d.jpg"))
+            .output()
+            .expect("ffmpeg runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        files.extend((first..first + 24).map(|n| dir.join(format!("photo-{n:02}.jpg"))));
+    }
+    files
+}
+
+/// The same pictures as H.264 access units: libx264, constrained baseline, a
+/// keyframe every 12, each unit opened by a delimiter (which is where the
+/// stream is cut into units).
+fn photo_h264(dir: &Path) -> Vec<Vec<u8>> {
+    let stream = dir.join("photos.h264");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-framerate", "15", "-i"])
+        .arg(dir.join("photo-%02d.jpg"))
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-g",
+            "12",
+            "-x264-params",
+            "aud=1",
+            "-f",
+            "h264",
+        ])
+        .arg(&stream)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stream = std::fs::read(stream).unwrap();
+    let aud = [0, 0, 0, 1, 9];
+    let starts: Vec<usize> = (0..stream.len().saturating_sub(aud.len()))
+        .filter(|&i| stream[i..].starts_with(&aud))
+        .chain([stream.len()])
+        .collect();
+    assert_eq!(starts[0], 0, "the stream does not open with a delimiter");
+    starts
+        .windows(2)
+        .map(|w| stream[w[0]..w[1]].to_vec())
+        .collect()
+}
+
+impl Vm {
+    /// Starts `/bin/v4l2feed` in the guest, writing `frames` one by one, in a
+    /// loop, into [`LOOPBACK`] as `fourcc` at 640x480 and 15 fps; returns once
+    /// the first is in (from then on the node is a capture device).
+    fn feed(&mut self, name: &str, fourcc: &str, frames: &[Vec<u8>]) {
+        let mut file = Vec::new();
+        for f in frames {
+            file.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            file.extend_from_slice(f);
+        }
+        std::fs::write(self.path(&format!("{name}.frames")), file).unwrap();
+        let (out, rc) = self.sh(
+            &format!(
+                "/bin/v4l2feed {LOOPBACK} {fourcc} 640 480 15 /mnt/host/{name}.frames \
+                 > /mnt/host/{name}.feed 2>&1 & echo $! > /mnt/host/{name}.pid"
+            ),
+            Duration::from_secs(60),
+        );
+        assert_eq!(rc, "0", "{out}");
+        let log = format!("{name}.feed");
+        wait_until(
+            Duration::from_secs(60),
+            Lazy(|| format!("the feeder to start:\n{}", self.log(&log))),
+            || self.log(&log).contains("feeding").then_some(()),
+        );
+    }
+
+    /// Ends that feeder; what it printed.
+    fn stop_feed(&mut self, name: &str) -> String {
+        let (out, rc) = self.sh(
+            &format!("kill $(cat /mnt/host/{name}.pid)"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(rc, "0", "{out}");
+        let log = format!("{name}.feed");
+        wait_until(
+            Duration::from_secs(60),
+            Lazy(|| format!("the feeder to end:\n{}", self.log(&log))),
+            || {
+                let log = self.log(&log);
+                let last = log.lines().last().unwrap_or_default();
+                last.starts_with("fed ").then(|| last.to_string())
+            },
+        )
+    }
+}
+
+/// Checks that `got` is frames of `fed`, each byte for byte, in the order fed
+/// (which loops): only whole frames may be missing, and for H.264 every run
+/// after a gap, and the first, starts on a keyframe. Returns how many were
+/// missing.
+fn assert_fed_in_order(fed: &[Vec<u8>], got: &[&[u8]], h264: bool) -> usize {
+    for (i, f) in fed.iter().enumerate() {
+        assert!(
+            !fed[..i].contains(f),
+            "fed frame {i} is a copy of an earlier one: the test cannot tell them apart"
+        );
+    }
+    let index: Vec<usize> = got
+        .iter()
+        .enumerate()
+        .map(|(k, f)| {
+            fed.iter().position(|x| x == f).unwrap_or_else(|| {
+                panic!(
+                    "received frame {k} ({} bytes) is none of the fed frames",
+                    f.len()
+                )
+            })
+        })
+        .collect();
+    let keyframe =
+        |i: usize| livestream::media::annexb::check_access_unit(&fed[i]).is_ok_and(|a| a.keyframe);
+    if h264 {
+        assert!(keyframe(index[0]), "the first is not a keyframe: {index:?}");
+    }
+    let mut missing = 0;
+    for w in index.windows(2) {
+        let step = (w[1] + fed.len() - w[0]) % fed.len();
+        assert_ne!(step, 0, "a frame twice in a row: {index:?}");
+        missing += step - 1;
+        if h264 && step != 1 {
+            assert!(
+                keyframe(w[1]),
+                "after a gap ({} to {}) a frame that is not a keyframe: {index:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+    missing
+}
+
+/// A camera that sends compressed video: a v4l2loopback node in the guest, fed
+/// MJPEG and then H.264 (pictures of the photos in data/photos), is streamed
+/// by the `v4l2` source through the `jpeg` and `h264` codecs, which pass the
+/// camera's frames through; the viewer here records exactly the bytes the
+/// feeder wrote. The same boot shows vicodec's nodes on both M2M APIs.
+#[test]
+fn v4l2_source_passes_compressed_video_through_from_v4l2loopback() {
+    let mut vm = Vm::boot_with_codecs();
+    let boot = Duration::from_secs(600); // a fresh machine downloads the kernel first
+    let (lsmod, rc) = vm.sh("lsmod", boot);
+    assert_eq!(rc, "0", "{lsmod}");
+    for module in ["vicodec", "v4l2_mem2mem", "v4l2loopback"] {
+        assert!(
+            lsmod.lines().any(|l| l.starts_with(&format!("{module} "))),
+            "{module} is not loaded:\n{lsmod}\n{}",
+            tail(&vm.console)
+        );
+    }
+
+    // vicodec on the multi-planar API, then again on the single-planar one.
+    let nodes = vicodec_nodes(&mut vm);
+    eprintln!("vicodec multiplanar=1:\n{}", layout(&nodes));
+    assert_vicodec(&nodes, true);
+    let (out, rc) = vm.sh(
+        "rmmod vicodec && insmod /lib/modules/extra-vicodec.ko multiplanar=0",
+        Duration::from_secs(60),
+    );
+    assert_eq!(rc, "0", "{out}");
+    let nodes = vicodec_nodes(&mut vm);
+    eprintln!("vicodec multiplanar=0:\n{}", layout(&nodes));
+    assert_vicodec(&nodes, false);
+
+    // MJPEG: the camera's JPEGs pass through the jpeg codec untouched.
+    let jpegs: Vec<Vec<u8>> = photo_frames(vm.dir.path())
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    vm.feed("mjpeg", "MJPG", &jpegs);
+    let (devices, rc) = vm.sh("/bin/livestream devices", Duration::from_secs(60));
+    assert_eq!(rc, "0", "{devices}");
+    assert!(
+        devices.contains(&format!("{LOOPBACK}: \"loopcam\"")) && devices.contains("jpeg "),
+        "{devices}"
+    );
+    assert!(
+        !devices.contains("vicodec"),
+        "a codec listed as a camera:\n{devices}"
+    );
+    let source = format!(
+        "--source v4l2 --set sources.v4l2.device={LOOPBACK} --width 640 --height 480 --fps 15"
+    );
+    let log = vm
+        .serve(
+            &format!("{source} --format jpeg --codec jpeg"),
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("serve from the MJPEG loopback failed:\n{e}"));
+    // The `record` sink keeps JPEG as it came (`file` would get pixels).
+    let dir = vm.path("mjpeg");
+    let set = format!(
+        "sinks.record.dir={}",
+        toml::Value::String(dir.display().to_string())
+    );
+    let args = ["--sink", "record", "--set", &set, "--frames", "40", "-q"];
+    let mut view = crate::util::Proc::spawn(
+        "view --sink record",
+        &[&["view", &vm.addr, VIEW_PLAINTEXT][..], &args].concat(),
+    );
+    view.expect_success(Duration::from_secs(180));
+    assert_eq!(vm.stop(), "0", "{}", vm.log(&log));
+    let fed = vm.stop_feed("mjpeg");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        files.len() == 1 && files[0].extension().is_some_and(|e| e == "mjpeg"),
+        "{files:?}"
+    );
+    // The JPEGs one after another: cut where each fed one ends.
+    let recording = std::fs::read(&files[0]).unwrap();
+    let mut got: Vec<&[u8]> = Vec::new();
+    let mut at = 0;
+    while at < recording.len() {
+        let len = jpegs
+            .iter()
+            .find(|j| recording[at..].starts_with(j))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the recording's bytes from {at} (after {} whole frames) begin no fed JPEG",
+                    got.len()
+                )
+            })
+            .len();
+        got.push(&recording[at..at + len]);
+        at += len;
+    }
+    assert_eq!(got.len(), 40);
+    let missing = assert_fed_in_order(&jpegs, &got, false);
+    eprintln!("MJPEG: 40 frames received byte for byte, {missing} left out between them ({fed})");
+
+    // H.264: the camera's access units pass through the h264 codec, checked
+    // and untouched.
+    let units = photo_h264(vm.dir.path());
+    assert_eq!(units.len(), jpegs.len());
+    vm.feed("h264", "H264", &units);
+    let log = vm
+        .serve(
+            &format!("{source} --format h264 --codec h264"),
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("serve from the H.264 loopback failed:\n{e}"));
+    let out = vm.path("h264.lsr");
+    record(
+        &vm.addr,
+        &out,
+        40,
+        &["--set", "sinks.file.keep-h264=true", VIEW_PLAINTEXT],
+    )
+    .expect_success(Duration::from_secs(180));
+    assert_eq!(vm.stop(), "0", "{}", vm.log(&log));
+    let fed = vm.stop_feed("h264");
+    assert!(vm.log(&log).contains("passed through"), "{}", vm.log(&log));
+    let (info, got) = read_recording(&out);
+    assert_eq!(
+        (info.format, info.width, info.height),
+        (PixelFormat::H264, 640, 480),
+        "{}",
+        vm.log(&log)
+    );
+    assert_eq!(got.len(), 40);
+    let got: Vec<&[u8]> = got.iter().map(|f| &f.data[..]).collect();
+    let missing = assert_fed_in_order(&units, &got, true);
+    eprintln!(
+        "H.264: 40 access units received byte for byte, {missing} left out between them ({fed})"
+    );
 }

@@ -20,6 +20,12 @@
 #                           (the guest program prints that itself when it is listening);
 #                           the script fails if CMD fails (also bounded by --timeout)
 #   --vivid 'PARAMS'        vivid module parameters, e.g. 'n_devs=1 node_types=0x1'
+#   --module PATH.ko[=PARAMS]  insmod an extra (out-of-tree) module, with PARAMS
+#                           (e.g. 'multiplanar=1'), after the stock ones; repeatable,
+#                           loaded in the order given. The in-tree modules it needs
+#                           (`modinfo -F depends`) are loaded first; a dependency
+#                           that is itself a --module must be given before it.
+#                           tests/vivid/modules.sh builds vicodec and v4l2loopback.
 #   --kvm auto|on|off       use /dev/kvm (default auto = if usable)
 #   --smp N  --mem MiB      guest CPUs (default 2) and memory (default 1024)
 #   --timeout SEC           kill qemu after SEC seconds (default 300)
@@ -32,7 +38,7 @@
 set -euo pipefail
 
 cache=${VIVID_VM_CACHE:-./.vivid-vm-cache}
-puts=() fwds=() share="" host_cmd="" vivid_params="" kvm=auto smp=2 mem=1024 timeout_s=300
+puts=() fwds=() extra_mods=() share="" host_cmd="" vivid_params="" kvm=auto smp=2 mem=1024 timeout_s=300
 sh_cmd="" prog=() 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,6 +47,7 @@ while [[ $# -gt 0 ]]; do
     --fwd) fwds+=("$2"); shift 2 ;;
     --host-cmd) host_cmd=$2; shift 2 ;;
     --vivid) vivid_params=$2; shift 2 ;;
+    --module) extra_mods+=("$2"); shift 2 ;;
     --kvm) kvm=$2; shift 2 ;;
     --smp) smp=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
@@ -74,6 +81,17 @@ file /bin/busybox 2>/dev/null | grep -q 'statically linked' || { echo "/bin/busy
 
 # modules in dependency order (depth-first over modules.dep)
 guest_mods=(vivid virtio_pci virtio_net 9pnet_virtio 9p)
+# --module: PATH and PARAMS, and the in-tree modules each needs
+extra_names=" " extra_paths=() extra_params=() extra_deps=()
+for e in "${extra_mods[@]}"; do
+  path=${e%%=*}; params=""; [[ $e == *=* ]] && params=${e#*=}
+  [[ -f $path ]] || { echo "--module $path: no such file" >&2; exit 2; }
+  for d in $(modinfo -F depends "$path" | tr , ' '); do
+    [[ $extra_names == *" ${d//-/_} "* ]] || extra_deps+=("$d")
+  done
+  name=$(basename "$path" .ko); extra_names+="${name//-/_} "
+  extra_paths+=("$path") extra_params+=("$params")
+done
 declare -A seen=(); order=()
 resolve() {
   local m=$1 d
@@ -82,11 +100,20 @@ resolve() {
   for d in ${line#*:}; do resolve "$d"; done
   order+=("$m")
 }
-find_mod() { grep -m1 -E "/$1\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" | cut -d: -f1; }
+# a module by name: - and _ are the same in module names
+find_mod() { grep -m1 -E "/${1//[-_]/[-_]}\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modules.dep" | cut -d: -f1; }
 resolve_all() {
   seen=(); order=()
-  for name in "${guest_mods[@]}"; do
+  for name in "${guest_mods[@]}"; do       # not found: built in
     m=$(find_mod "$name"); [[ -n $m ]] && resolve "$m"
+  done
+  for name in "${extra_deps[@]}"; do
+    m=$(find_mod "$name")
+    if [[ -n $m ]]; then resolve "$m"
+    elif ! grep -qE "/${name//[-_]/[-_]}\.ko\$" "$moddir/modules.builtin" 2>/dev/null; then
+      echo "a --module needs $name, which $KERNEL_PKG has neither as a module nor built in" \
+        "(give it as a --module before the one that needs it)" >&2; exit 3
+    fi
   done
 }
 
@@ -98,6 +125,11 @@ if [[ -z ${KERNEL_PKG:-} ]]; then
   [[ -n $KERNEL_PKG ]] || { apt-get update -qq; KERNEL_PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); }
 fi
 kdir=$cache/$KERNEL_PKG
+# a cache pruned for fewer modules than this run needs is fetched again
+if [[ -f $kdir/.done ]]; then
+  moddir=$kdir/root/lib/modules/$(ls "$kdir/root/lib/modules"); resolve_all
+  for m in "${order[@]}"; do [[ -f $moddir/$m ]] || { log "cache lacks $m: fetching again"; rm "$kdir/.done"; break; }; done
+fi
 if [[ ! -f $kdir/.done ]]; then
   log "downloading $KERNEL_PKG"
   rm -rf "$kdir"; mkdir -p "$kdir"
@@ -137,6 +169,13 @@ for m in "${order[@]}"; do
   esac
   echo "${b%%.ko*}" >>"$ird/modules.order"
 done
+: >"$ird/extra.sh"
+for i in "${!extra_paths[@]}"; do
+  b=$(basename "${extra_paths[$i]}")
+  cp "${extra_paths[$i]}" "$ird/lib/modules/extra-$b"
+  printf 'insmod /lib/modules/extra-%s %s || echo "VIVID_VM: insmod %s failed"\n' \
+    "$b" "${extra_params[$i]}" "$b" >>"$ird/extra.sh"
+done
 
 # copy a host file and, for a dynamic ELF, its shared libraries + loader
 put_file() {
@@ -174,6 +213,7 @@ for m in \$(cat /modules.order); do
   p=""; [ "\$m" = vivid ] && p="$vivid_params"
   insmod /lib/modules/\$m.ko \$p || echo "VIVID_VM: insmod \$m failed"
 done
+. /extra.sh
 ip link set lo up
 if ip link set eth0 up 2>/dev/null; then
   ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
@@ -190,7 +230,7 @@ poweroff -f
 EOF
 chmod +x "$ird/init"
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initrd.gz")
-log "initramfs $(du -h "$work/initrd.gz" | cut -f1) (${#order[@]} modules), kernel $kver"
+log "initramfs $(du -h "$work/initrd.gz" | cut -f1) (${#order[@]} modules + ${#extra_paths[@]} extra), kernel $kver"
 
 # ---- 4. boot ------------------------------------------------------------------------
 accel=(-accel tcg -cpu max)
