@@ -11,6 +11,8 @@ mod h264;
 mod http;
 mod http_client;
 mod latency;
+#[cfg(feature = "v4l2")]
+mod m2m;
 mod record;
 mod robustness;
 #[cfg(feature = "h264")]

@@ -17,7 +17,7 @@ use crate::http_client::stats;
 use crate::util::{poll_until, record, temp_dir, wait_until, Lazy, BIN, VIEW_PLAINTEXT};
 
 /// The VM and the folder it shares with this test (see tests/vivid/guest.sh).
-struct Vm {
+pub(crate) struct Vm {
     child: Child,
     dir: tempfile::TempDir,
     console: Arc<Mutex<String>>,
@@ -36,7 +36,9 @@ impl Vm {
     /// codec, on the multi-planar M2M API (as the Raspberry Pi's codec is),
     /// with the v4l2-mem2mem it needs; and a v4l2loopback node, [`LOOPBACK`],
     /// that `/bin/v4l2feed` (tests/vivid/v4l2feed.c) feeds compressed frames.
-    fn boot_with_codecs() -> Vm {
+    /// This test binary is `/bin/integration` there, for checks that run in
+    /// the guest (`m2m.rs`).
+    pub(crate) fn boot_with_codecs() -> Vm {
         let modules = Command::new("tests/vivid/modules.sh")
             .stdin(Stdio::null())
             .output()
@@ -64,9 +66,12 @@ impl Vm {
             let path = modules.join(name).display().to_string();
             ["--module".to_string(), format!("{path}={params}")]
         };
+        let this = std::env::current_exe().expect("the test binary's path");
         let mut extra = vec![
             "--put".to_string(),
             format!("{}:/bin/v4l2feed", feeder.display()),
+            "--put".to_string(),
+            format!("{}:/bin/integration", this.display()),
         ];
         extra.extend(module("v4l2-mem2mem.ko", ""));
         extra.extend(module("vicodec.ko", "multiplanar=1"));
@@ -171,7 +176,7 @@ impl Vm {
     }
 
     /// Runs a shell command in the guest: (output, exit status).
-    fn sh(&mut self, cmd: &str, timeout: Duration) -> (String, String) {
+    pub(crate) fn sh(&mut self, cmd: &str, timeout: Duration) -> (String, String) {
         let n = self.request(&format!("sh {cmd}"));
         let (_, rc) = self.answer(&[format!("rc.{n}")], timeout);
         let out = std::fs::read_to_string(self.path(&format!("out.{n}"))).unwrap_or_default();
