@@ -102,6 +102,78 @@ pub fn set_notsent_lowat(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> 
     set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes)
 }
 
+/// What the kernel knows of a TCP connection's sending side (`TCP_INFO`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// Smoothed round trip, µs.
+    pub rtt_us: u32,
+    /// The rate the most recently acknowledged data was delivered at, bytes/s
+    /// (0 when the kernel does not say: before Linux 4.9, or nothing acked yet).
+    pub delivery_rate: u64,
+    /// That rate was measured while the sender had too little to send: the
+    /// link carries at least that much, maybe more.
+    pub app_limited: bool,
+    /// Bytes written but not yet sent.
+    pub notsent_bytes: u32,
+    /// Bytes the peer acknowledged so far.
+    pub bytes_acked: u64,
+}
+
+/// The kernel's `TCP_INFO` for a connected TCP socket. Fields a kernel too old
+/// to fill are 0.
+pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
+    const LEN: usize = std::mem::size_of::<libc::tcp_info>();
+    // Room for the struct, aligned for its u64 fields; the kernel writes at
+    // most `LEN` bytes (it is told so) and says how many it wrote.
+    let mut buf = [0u64; LEN.div_ceil(8)];
+    let mut len = LEN as libc::socklen_t;
+    // SAFETY: `buf` is valid and writable for `len` bytes, and `len` is a
+    // valid socklen_t the kernel updates.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `buf` is at least `LEN` bytes of initialised memory (zeros,
+    // then whatever the kernel wrote), and `tcp_info` is plain integers, for
+    // which any bytes are a value; `read_unaligned` needs no alignment.
+    let info: libc::tcp_info = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let bytes: &[u8] = bytemuck_bytes(&buf);
+    let filled = |end: usize| len as usize >= end;
+    let delivery_end = std::mem::offset_of!(libc::tcp_info, tcpi_delivery_rate) + 8;
+    Ok(TcpInfo {
+        rtt_us: info.tcpi_rtt,
+        delivery_rate: if filled(delivery_end) {
+            info.tcpi_delivery_rate
+        } else {
+            0
+        },
+        // `tcpi_delivery_rate_app_limited` is the low bit of the byte after
+        // the window scales (byte 7), which the libc struct leaves as padding.
+        app_limited: filled(delivery_end) && bytes[7] & 1 != 0,
+        notsent_bytes: if filled(std::mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + 4) {
+            info.tcpi_notsent_bytes
+        } else {
+            0
+        },
+        bytes_acked: info.tcpi_bytes_acked,
+    })
+}
+
+/// The bytes of a buffer of u64s.
+fn bytemuck_bytes(buf: &[u64]) -> &[u8] {
+    // SAFETY: u8 has no alignment or validity requirement; the length is the
+    // buffer's own in bytes.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), std::mem::size_of_val(buf)) }
+}
+
 /// Makes `poll` report a TCP socket readable only once `bytes` are waiting (or
 /// the peer hung up) (`SO_RCVLOWAT`): how a connection waits for "more than
 /// what it has peeked" without spinning.
@@ -251,6 +323,36 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+
+    /// A connection that sent a megabyte over loopback: the kernel says it
+    /// was acknowledged, at a rate, with a round trip; a socket that is not
+    /// TCP is an error, not a zeroed answer.
+    #[test]
+    fn tcp_info_reads_what_the_kernel_measured() {
+        use std::io::Read;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut receiver, _) = listener.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            receiver.read_exact(&mut buf).unwrap();
+        });
+        sender.write_all(&vec![7u8; 1 << 20]).unwrap();
+        reader.join().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let info = loop {
+            let info = tcp_info(&sender).unwrap();
+            if info.bytes_acked >= 1 << 20 || std::time::Instant::now() > deadline {
+                break info;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(info.bytes_acked >= 1 << 20, "{info:?}");
+        assert!(info.delivery_rate > 0 && info.rtt_us > 0, "{info:?}");
+        assert_eq!(info.notsent_bytes, 0, "{info:?}");
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(tcp_info(&udp).is_err());
+    }
 
     #[test]
     fn waits_for_the_low_water_mark_then_for_the_bytes() {

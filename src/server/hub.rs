@@ -104,6 +104,12 @@ pub struct SubscriberCounters {
     pub bytes: AtomicU64,
     /// Capture to sent (the write returned), smoothed, µs.
     pub latency_us: AtomicU64,
+    /// What its link carries, bit/s (0: not known yet), and whether that was
+    /// measured or is a lower bound (`server/link.rs`); TCP viewers.
+    pub link_bps: AtomicU64,
+    pub link_measured: AtomicBool,
+    /// Its connection's smoothed round trip, µs (0: not known).
+    pub rtt_us: AtomicU64,
 }
 
 /// What a native viewer sent back: pings waiting for their pong, its last

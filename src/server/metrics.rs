@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::hub::SubscriberKind;
-use super::stats::{LocalSinkStats, ServerStats, ViewerStats, WebrtcStats};
+use super::stats::{LinkStats, LocalSinkStats, ServerStats, ViewerStats, WebrtcStats};
 
 /// The exposition of one snapshot.
 pub fn metrics(s: &ServerStats) -> String {
@@ -166,6 +166,33 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
         "gauge",
         "Capture to sent for each viewer, smoothed.",
         per_viewer(&|v| format!("{:.6}", v.latency_ms / 1000.0)),
+    );
+    let link = |f: &dyn Fn(&LinkStats) -> String| -> Vec<String> {
+        s.viewers
+            .iter()
+            .filter_map(|v| Some(format!("{{peer=\"{}\"}} {}", v.peer, f(v.link.as_ref()?))))
+            .collect()
+    };
+    metric(
+        out,
+        "viewer_link_bytes_per_second",
+        "gauge",
+        "What each TCP viewer's link carries, estimated from its connection.",
+        link(&|l| (l.kbit * 1000 / 8).to_string()),
+    );
+    metric(
+        out,
+        "viewer_link_measured",
+        "gauge",
+        "1: the link estimate was measured with the link the limit; 0: the link carries at least that.",
+        link(&|l| u8::from(l.measured).to_string()),
+    );
+    metric(
+        out,
+        "viewer_rtt_seconds",
+        "gauge",
+        "Each TCP viewer's connection's smoothed round trip.",
+        link(&|l| format!("{:.6}", l.rtt_ms / 1000.0)),
     );
     // What native viewers measured themselves, capture to presented.
     let mut reported = Vec::new();

@@ -29,6 +29,7 @@ mod capture;
 mod connection;
 mod http;
 pub(crate) mod hub;
+pub(crate) mod link;
 mod local_sinks;
 pub mod metrics;
 mod native;

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::media::clock;
 use crate::media::slot::Taken;
 use crate::net::socket::{self, Ready};
 
 use super::hub::{EncodedFrame, Hub, Keyframes, StreamEnd, Subscriber, SubscriberKind};
+use super::link::LinkEstimator;
 
 /// A viewer that accepts no bytes for this long is disconnected.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -174,9 +176,13 @@ fn wait_writable(
     viewer: &Subscriber,
     frame: &mut Arc<EncodedFrame>,
     stop: &AtomicBool,
+    link: &mut LinkEstimator,
 ) -> Result<(), SendEnd> {
     let started = Instant::now();
     loop {
+        // Waiting here is when the link, not the stream, is the limit: the
+        // samples that measure it.
+        sample_link(stream, viewer, link);
         if socket::wait(stream, Ready::Write, Duration::from_millis(20)).map_err(SendEnd::Poll)? {
             return Ok(()); // writable, or an error the write will report
         }
@@ -195,6 +201,28 @@ fn wait_writable(
     }
 }
 
+/// Samples the viewer's connection when due, and publishes its link's
+/// estimate in its counters (`/stats`, `/metrics`).
+fn sample_link(stream: &TcpStream, viewer: &Subscriber, link: &mut LinkEstimator) {
+    let now = clock::now_us();
+    if !link.due(now) {
+        return;
+    }
+    let c = &viewer.counters;
+    match socket::tcp_info(stream) {
+        Ok(info) => {
+            link.add(now, &info);
+            c.rtt_us.store(info.rtt_us.into(), Ordering::Relaxed);
+        }
+        Err(e) => log::debug!("TCP_INFO for {}: {e}", viewer.peer),
+    }
+    let estimate = link.estimate(now);
+    c.link_bps
+        .store(estimate.map_or(0, |e| e.bits_per_second), Ordering::Relaxed);
+    c.link_measured
+        .store(estimate.is_some_and(|e| e.measured), Ordering::Relaxed);
+}
+
 /// Sends the newest frame of the viewer's slot until the viewer goes away or
 /// the stream ends (then `framing` says goodbye); returns why it stopped.
 pub(crate) fn send_loop<W>(
@@ -208,6 +236,7 @@ pub(crate) fn send_loop<W>(
     let mut last_seq: Option<u64> = None;
     let mut chain = Chain::new();
     let mut low_water = LowWater::new(stream);
+    let mut link = LinkEstimator::new();
     loop {
         if viewer
             .feedback
@@ -222,7 +251,7 @@ pub(crate) fn send_loop<W>(
                     viewer.dropped();
                     continue;
                 }
-                if let Err(why) = wait_writable(stream, viewer, &mut frame, stop) {
+                if let Err(why) = wait_writable(stream, viewer, &mut frame, stop, &mut link) {
                     return why;
                 }
                 let gap = last_seq.is_some_and(|s| frame.frame.seq != s + 1);
@@ -230,6 +259,7 @@ pub(crate) fn send_loop<W>(
                     Ok(bytes) => {
                         viewer.sent(&frame, bytes);
                         low_water.sent(stream, bytes);
+                        sample_link(stream, viewer, &mut link);
                     }
                     Err(e) => return SendEnd::Write(e),
                 }
@@ -237,6 +267,7 @@ pub(crate) fn send_loop<W>(
                 last_seq = Some(frame.frame.seq);
             }
             Taken::Timeout if !stop.load(Ordering::Relaxed) => {
+                sample_link(stream, viewer, &mut link);
                 if let Err(e) = framing.idle(&mut w) {
                     return SendEnd::Write(e);
                 }

@@ -38,6 +38,9 @@ pub struct ViewerStats {
     pub fps: f64,
     /// Capture to sent, smoothed, ms (measured on the server).
     pub latency_ms: f64,
+    /// What its link carries, as the server estimates it from its TCP
+    /// connection (`server/link.rs`); TCP viewers, once data was acknowledged.
+    pub link: Option<LinkStats>,
     /// Capture to presented, as the viewer measured it over its last seconds
     /// (native viewers that report it).
     pub reported_latency: Option<ReportedLatency>,
@@ -46,6 +49,18 @@ pub struct ViewerStats {
     /// A WebRTC viewer's figures, as its session's str0m counts them.
     pub webrtc: Option<WebrtcStats>,
     pub connected_seconds: f64,
+}
+
+/// A viewer's link as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LinkStats {
+    /// What the link carries, kbit/s.
+    pub kbit: u64,
+    /// `true`: measured while the link was the limit; `false`: the stream
+    /// was, so the link carries at least this much.
+    pub measured: bool,
+    /// The connection's smoothed round trip, ms.
+    pub rtt_ms: f64,
 }
 
 /// An RTSP client's latest reception report (RFC 3550 section 6.4.1).
@@ -164,6 +179,14 @@ impl Subscriber {
             bytes: c.bytes.load(Ordering::Relaxed),
             fps: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
             latency_ms: c.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            link: match c.link_bps.load(Ordering::Relaxed) {
+                0 => None,
+                bps => Some(LinkStats {
+                    kbit: bps / 1000,
+                    measured: c.link_measured.load(Ordering::Relaxed),
+                    rtt_ms: c.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                }),
+            },
             reported_latency: report.map(|r| ReportedLatency {
                 last_ms: r.last_us as f64 / 1000.0,
                 p50_ms: r.p50_us as f64 / 1000.0,

@@ -123,6 +123,7 @@ fn snapshot_stats_metrics_and_page() {
         "bytes",
         "fps",
         "latency_ms",
+        "link",
         "connected_seconds",
     ] {
         assert!(
@@ -135,10 +136,13 @@ fn snapshot_stats_metrics_and_page() {
     let metrics = get(&addr, "/metrics");
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8(metrics.body).unwrap();
-    assert!(
-        text.contains("livestream_viewer_frames_sent_total{peer="),
-        "{text}"
-    );
+    for line in [
+        "livestream_viewer_frames_sent_total{peer=",
+        "livestream_viewer_link_bytes_per_second{peer=",
+        "livestream_viewer_rtt_seconds{peer=",
+    ] {
+        assert!(text.contains(line), "no {line} in:\n{text}");
+    }
     promtool_check(&text);
     view.terminate();
     server.terminate();

@@ -4,6 +4,7 @@
 //! Helpers first: `util` (running the binary, the common servers and viewers),
 //! `wait` (deadlines), `http_client`; then one module per area.
 
+mod adapt;
 mod cli;
 mod discovery;
 #[cfg(feature = "h264")]

@@ -383,6 +383,8 @@ impl Watcher {
 pub struct NetnsPair {
     pub server_ns: String,
     pub viewer_ns: String,
+    /// The server's end of the veth pair, where tbf shapes.
+    server_dev: String,
 }
 
 impl NetnsPair {
@@ -399,6 +401,7 @@ impl NetnsPair {
         let link = NetnsPair {
             server_ns: format!("ls-srv-{id}"),
             viewer_ns: format!("ls-view-{id}"),
+            server_dev: format!("lsa{id}"),
         };
         let (a, b) = (format!("lsa{id}"), format!("lsb{id}"));
         let run = |args: &[&str]| {
@@ -432,6 +435,62 @@ impl NetnsPair {
 }
 
 impl NetnsPair {
+    /// Changes the server side's tbf (made with a rate) to `rate`, as a WiFi
+    /// link changes when its viewer walks away.
+    pub fn set_rate(&self, rate: &str) {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.server_ns,
+                "tc",
+                "qdisc",
+                "change",
+                "dev",
+            ])
+            .args([
+                &self.server_dev,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "32kb",
+            ])
+            .args(["latency", "50ms"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs `f` on a thread that joined the server's namespace (its
+    /// addresses are reachable only from there).
+    pub fn in_server_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.server_ns);
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: joins this thread (only) to the test's namespace.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The server's `/stats` at `addr`, fetched from inside its namespace.
+    pub fn stats(&self, addr: &str) -> serde_json::Value {
+        let addr = addr.to_string();
+        self.in_server_ns(move || crate::http_client::stats(&addr))
+    }
+
     /// `livestream ARGS` in the namespace `ns`.
     pub fn livestream(ns: &str, name: &str, args: &[&str]) -> Proc {
         let mut all = vec!["netns", "exec", ns, BIN];
