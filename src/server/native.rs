@@ -6,12 +6,14 @@
 
 use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::media::clock;
 use crate::net::io::{write_all_vectored, DeadlineReader};
-use crate::net::protocol::{self, ClientHello, PacketHeader, ProtocolError, ServerHello, Status};
+use crate::net::protocol::{
+    self, ClientHello, PacketHeader, ProtocolError, ServerHello, Status, PACKET_HEADER_LEN,
+};
 use crate::net::sniff::Speaks;
 use crate::secure::{Accepted, Link, OpenReader, Rx, SealWriter, ServerAuth, Tx};
 
@@ -227,7 +229,17 @@ fn watch(
                 viewer.peer
             );
         }
-        let why = send_loop(stream, tx, viewer, hub, stop, &mut NativeFraming { viewer });
+        let why = send_loop(
+            stream,
+            tx,
+            viewer,
+            hub,
+            stop,
+            &mut NativeFraming {
+                viewer,
+                link_told: None,
+            },
+        );
         // Ends the upstream reader, which the scope then joins.
         let _ = stream.shutdown(std::net::Shutdown::Read);
         why
@@ -285,9 +297,33 @@ fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Subscriber)
 /// The wire protocol's framing: pongs waiting, the timing packet, the frame.
 struct NativeFraming<'a> {
     viewer: &'a Subscriber,
+    /// When the viewer was last told its link's estimate.
+    link_told: Option<Instant>,
 }
 
+/// How often a viewer is told what the server estimates its link carries.
+const LINK_EVERY: Duration = Duration::from_secs(1);
+
 impl NativeFraming<'_> {
+    /// The link packet, when one is due and there is an estimate.
+    fn link(&mut self) -> Option<[u8; PACKET_HEADER_LEN + protocol::LINK_LEN]> {
+        if self.link_told.is_some_and(|t| t.elapsed() < LINK_EVERY) {
+            return None;
+        }
+        let c = &self.viewer.counters;
+        let bps = c.link_bps.load(Ordering::Relaxed);
+        if bps == 0 {
+            return None;
+        }
+        self.link_told = Some(Instant::now());
+        let rtt = c.rtt_us.load(Ordering::Relaxed).min(u32::MAX.into()) as u32;
+        Some(protocol::link(
+            bps,
+            c.link_measured.load(Ordering::Relaxed),
+            rtt,
+        ))
+    }
+
     /// The pongs for the pings waiting, stamped now, into `buf`; returns the bytes.
     fn pongs(&self, buf: &mut [u8; MAX_PENDING_PINGS * PONG_BYTES]) -> usize {
         let mut pings = self
@@ -317,6 +353,8 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
     ) -> std::io::Result<usize> {
         let mut pong_buf = [0u8; MAX_PENDING_PINGS * PONG_BYTES];
         let pong_len = self.pongs(&mut pong_buf);
+        let link = self.link();
+        let link: &[u8] = link.as_ref().map_or(&[], |l| l);
         let timing = protocol::timing(frame.frame.seq, frame.encoded_us, clock::now_us());
         let payload = frame.payload();
         let head = PacketHeader {
@@ -339,12 +377,13 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
             w,
             &mut [
                 IoSlice::new(&pong_buf[..pong_len]),
+                IoSlice::new(link),
                 IoSlice::new(&timing),
                 IoSlice::new(&head),
                 IoSlice::new(payload),
             ],
         )?;
-        Ok(pong_len + timing.len() + head.len() + payload.len())
+        Ok(pong_len + link.len() + timing.len() + head.len() + payload.len())
     }
 
     /// Pongs go out between frames too.
@@ -353,6 +392,9 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
         let n = self.pongs(&mut buf);
         if n > 0 {
             w.write_all(&buf[..n])?;
+        }
+        if let Some(link) = self.link() {
+            w.write_all(&link)?;
         }
         Ok(())
     }

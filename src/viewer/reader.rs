@@ -16,7 +16,7 @@
 //! dropped instead, and the reader waits for a keyframe and asks for one.
 
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -71,6 +71,10 @@ pub(crate) struct Shared {
     /// Keyframe requests sent.
     pub(crate) keyframes_asked: AtomicU64,
     pub(crate) bytes: AtomicU64,
+    /// What the server estimates our link carries, bit/s (0: it has not
+    /// said), and whether it measured it or only knows a lower bound.
+    pub(crate) link_bps: AtomicU64,
+    pub(crate) link_measured: AtomicBool,
     /// Why the reader stopped, once it has.
     ended: Mutex<Option<ReadEnd>>,
     /// The server's clock against ours, from the handshake and the pongs.
@@ -343,6 +347,14 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
             Ok(Packet::Pong { t1, t2, t3, .. }) => {
                 let t4 = clock::now_us();
                 shared.clock().add(t1, t2, t3, t4);
+            }
+            Ok(Packet::Link {
+                bits_per_second,
+                measured,
+                ..
+            }) => {
+                shared.link_bps.store(bits_per_second, Ordering::Relaxed);
+                shared.link_measured.store(measured, Ordering::Relaxed);
             }
             Err(e) => break ReadEnd::Failed(e),
         }

@@ -132,8 +132,15 @@ impl StatusLine {
         let clock = shared.clock().offset().map_or(String::new(), |(_, rtt)| {
             format!("  clock ±{:.2} ms", rtt as f64 / 2000.0)
         });
+        let link = match shared.link_bps.load(Ordering::Relaxed) {
+            0 => String::new(),
+            bps if shared.link_measured.load(Ordering::Relaxed) => {
+                format!("  link ~{:.1} Mbit/s", bps as f64 / 1e6)
+            }
+            bps => format!("  link ≥{:.1} Mbit/s", bps as f64 / 1e6),
+        };
         eprintln!(
-            "{:.1} fps  {:.1} Mbit/s  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {}{}){clock}  {} {}{}",
+            "{:.1} fps  {:.1} Mbit/s{link}  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {}{}){clock}  {} {}{}",
             self.frames as f64 / s.secs,
             s.bytes as f64 * 8.0 / s.secs / 1e6,
             self.dropped_upstream + s.here,

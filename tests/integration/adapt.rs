@@ -58,7 +58,7 @@ fn the_server_measures_each_viewers_link_and_follows_it_down() {
     let mut viewer = NetnsPair::livestream(
         &net.viewer_ns,
         "view (6 Mbit/s)",
-        &["view", addr, "--sink", "null", "-q", VIEW_PLAINTEXT],
+        &["view", addr, "--sink", "null", VIEW_PLAINTEXT],
     );
     let first = wait_for_link(&net, addr, 6000.0, Duration::from_secs(10));
     net.set_rate("1500kbit");
@@ -66,6 +66,21 @@ fn the_server_measures_each_viewers_link_and_follows_it_down() {
     // 0.2 s; this poll every 0.25 s: 2.5-2.9 s here.
     let down = wait_for_link(&net, addr, 1500.0, Duration::from_secs(4));
     eprintln!("link measured at 6 Mbit/s after {first:?}; at 1.5 Mbit/s {down:?} after the change");
+    // The viewer is told (a link packet a second) and shows it.
+    let told = poll_until(Duration::from_secs(4), || {
+        let said = viewer.stderr();
+        let last = said
+            .rsplit("link ~")
+            .next()
+            .filter(|_| said.contains("link ~"))?;
+        let mbit: f64 = last.split(' ').next()?.parse().ok()?;
+        (0.9..=1.8).contains(&mbit).then_some(mbit)
+    });
+    assert!(
+        told.is_some(),
+        "the viewer's status line: {}",
+        viewer.stderr()
+    );
     let metrics_addr = addr.to_string();
     let metrics = net.in_server_ns(move || {
         let body = crate::http_client::get(&metrics_addr, "/metrics").body;

@@ -49,6 +49,7 @@ fn parsers_survive_garbage() {
     write_packet(&mut packets, &h, &[9; 100]).unwrap();
     packets.extend_from_slice(&timing(1, 2, 3));
     packets.extend_from_slice(&pong(1, 2, 3, 4));
+    packets.extend_from_slice(&link(8_000_000, true, 1200));
     write_end(&mut packets, "done", true).unwrap();
     let mut upstream = Vec::new();
     write_ping(&mut upstream, 1, 2).unwrap();

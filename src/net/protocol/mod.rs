@@ -29,8 +29,8 @@ mod packet;
 
 pub use hello::{ClientHello, ServerHello};
 pub use packet::{
-    pong, read_packet, read_upstream, timing, write_end, write_keyframe_request, write_packet,
-    write_ping, write_report, Packet, PacketHeader, Report, Upstream,
+    link, pong, read_packet, read_upstream, timing, write_end, write_keyframe_request,
+    write_packet, write_ping, write_report, Packet, PacketHeader, Report, Upstream,
 };
 
 pub const MAGIC: [u8; 4] = *b"LSTR";
@@ -60,6 +60,8 @@ pub const PACKET_END: u8 = 2;
 pub const PACKET_TIMING: u8 = 3;
 /// The answer to a ping: when the server received it and when it sent this.
 pub const PACKET_PONG: u8 = 4;
+/// What the server estimates this viewer's link carries (about once a second).
+pub const PACKET_LINK: u8 = 5;
 /// Packet types, viewer → server.
 pub const PACKET_PING: u8 = 16;
 /// The viewer's own latency figures, for the server's stats.
@@ -72,6 +74,10 @@ pub const MAX_UPSTREAM_PAYLOAD: usize = 64;
 /// Payload lengths of the fixed-size packets.
 pub const TIMING_LEN: usize = 8;
 pub const PONG_LEN: usize = 16;
+pub const LINK_LEN: usize = 16;
+/// Link packet payload flag: the estimate was measured with the link the
+/// limit (else the link carries at least that much).
+pub const LINK_MEASURED: u32 = 1;
 pub const REPORT_LEN: usize = 32;
 
 /// Frame packet flag: frames were dropped for this viewer just before this one.

@@ -14,6 +14,7 @@ use super::{
     MAX_UPSTREAM_PAYLOAD, PACKET_END, PACKET_FRAME, PACKET_HEADER_LEN, PACKET_KEYFRAME_REQUEST,
     PACKET_PING, PACKET_PONG, PACKET_REPORT, PACKET_TIMING, PONG_LEN, REPORT_LEN, TIMING_LEN,
 };
+use super::{LINK_LEN, LINK_MEASURED, PACKET_LINK};
 use crate::net::io::write_all_vectored;
 
 /// The fixed part of every packet.
@@ -65,6 +66,14 @@ pub enum Packet {
     /// The answer to ping `id` sent at `t1` (viewer clock): received at `t2` and
     /// answered at `t3` (server clock).
     Pong { id: u64, t1: u64, t2: u64, t3: u64 },
+    /// What the server estimates this viewer's link carries: bit/s, measured
+    /// with the link the limit or a lower bound, and the connection's round
+    /// trip (µs) as the server's kernel smooths it.
+    Link {
+        bits_per_second: u64,
+        measured: bool,
+        rtt_us: u32,
+    },
 }
 
 /// What a viewer sends the server after the handshake.
@@ -220,6 +229,30 @@ pub fn pong(id: u64, t1: u64, t2: u64, t3: u64) -> [u8; PACKET_HEADER_LEN + PONG
     b
 }
 
+/// The bytes of a link packet (server side).
+pub fn link(
+    bits_per_second: u64,
+    measured: bool,
+    rtt_us: u32,
+) -> [u8; PACKET_HEADER_LEN + LINK_LEN] {
+    let mut b = [0u8; PACKET_HEADER_LEN + LINK_LEN];
+    b[..PACKET_HEADER_LEN].copy_from_slice(
+        &PacketHeader {
+            kind: PACKET_LINK,
+            flags: 0,
+            len: LINK_LEN as u32,
+            seq: 0,
+            capture_us: 0,
+        }
+        .encode(),
+    );
+    b[24..32].copy_from_slice(&bits_per_second.to_le_bytes());
+    b[32..36].copy_from_slice(&rtt_us.to_le_bytes());
+    let flags = if measured { LINK_MEASURED } else { 0 };
+    b[36..40].copy_from_slice(&flags.to_le_bytes());
+    b
+}
+
 /// The bytes of a timing packet (server side), sent just before frame `seq`.
 pub fn timing(seq: u64, encoded_us: u64, sent_us: u64) -> [u8; PACKET_HEADER_LEN + TIMING_LEN] {
     let mut b = [0u8; PACKET_HEADER_LEN + TIMING_LEN];
@@ -302,6 +335,15 @@ pub fn read_packet(
                     t3: u64_at(&b, 8),
                 });
             }
+            PACKET_LINK => {
+                let b = fixed::<LINK_LEN>(r, len, "link packet")?;
+                return Ok(Packet::Link {
+                    bits_per_second: u64_at(&b, 0),
+                    rtt_us: u32_at(&b, 8),
+                    // Other bits are reserved: ignored, as unknown flags are.
+                    measured: u32_at(&b, 12) & LINK_MEASURED != 0,
+                });
+            }
             _ => {
                 if len > MAX_UNKNOWN_PAYLOAD {
                     return Err(ProtocolError::TooLong {
@@ -342,6 +384,40 @@ pub fn write_end(w: &mut impl Write, message: &str, final_: bool) -> io::Result<
 mod tests {
     use super::*;
     use crate::net::protocol::FLAG_DROPPED_BEFORE;
+
+    /// A link packet reads back as written, in the documented layout; its
+    /// reserved flag bits are ignored and any other length is refused.
+    #[test]
+    fn link_packets_round_trip_and_are_checked() {
+        let b = link(5_800_000, true, 1234);
+        assert_eq!(&b[..8], &[5, 0, 0, 0, 16, 0, 0, 0]);
+        assert_eq!(&b[24..32], &5_800_000u64.to_le_bytes());
+        assert_eq!(&b[36..40], &[1, 0, 0, 0]);
+        let mut payload = Vec::new();
+        let read = read_packet(&mut &b[..], 1, &mut payload).unwrap();
+        assert_eq!(
+            read,
+            Packet::Link {
+                bits_per_second: 5_800_000,
+                measured: true,
+                rtt_us: 1234
+            }
+        );
+        let mut reserved = b;
+        reserved[36] = 0xFE;
+        assert!(matches!(
+            read_packet(&mut &reserved[..], 1, &mut payload).unwrap(),
+            Packet::Link {
+                measured: false,
+                ..
+            }
+        ));
+        let mut short = b.to_vec();
+        short[4] = 15;
+        short.pop();
+        let e = read_packet(&mut &short[..], 1, &mut payload).unwrap_err();
+        assert!(e.to_string().contains("link packet"), "{e}");
+    }
 
     /// The byte layout is the one `docs/protocol.md` documents.
     #[test]
