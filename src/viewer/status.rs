@@ -134,10 +134,8 @@ impl StatusLine {
         });
         let link = match shared.link_bps.load(Ordering::Relaxed) {
             0 => String::new(),
-            bps if shared.link_measured.load(Ordering::Relaxed) => {
-                format!("  link ~{:.1} Mbit/s", bps as f64 / 1e6)
-            }
-            bps => format!("  link ≥{:.1} Mbit/s", bps as f64 / 1e6),
+            bps if shared.link_measured.load(Ordering::Relaxed) => format!("  link ~{}", rate(bps)),
+            bps => format!("  link ≥{}", rate(bps)),
         };
         eprintln!(
             "{:.1} fps  {:.1} Mbit/s{link}  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {}{}){clock}  {} {}{}",
@@ -162,5 +160,15 @@ impl StatusLine {
                 ""
             },
         );
+    }
+}
+
+/// A link's rate for a person: Mbit/s with a decimal, Gbit/s from 1000.
+fn rate(bits_per_second: u64) -> String {
+    let mbit = bits_per_second as f64 / 1e6;
+    if mbit < 1000.0 {
+        format!("{mbit:.1} Mbit/s")
+    } else {
+        format!("{:.0} Gbit/s", mbit / 1000.0)
     }
 }
