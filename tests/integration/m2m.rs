@@ -166,7 +166,7 @@ fn guest_fwht_round_trip() {
 /// multi-planar one (the Raspberry Pi's) and the single-planar one.
 #[test]
 fn the_m2m_engine_round_trips_frames_through_vicodec() {
-    let mut vm = Vm::boot_with_codecs();
+    let mut vm = Vm::boot_with_codecs(true);
     let exe = "/bin/integration";
     for multiplanar in [1, 0] {
         let (out, rc) = vm.sh(

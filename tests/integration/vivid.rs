@@ -33,12 +33,19 @@ impl Vm {
 
     /// A VM that also has the modules Debian's kernel lacks
     /// (tests/vivid/modules.sh builds them once): vicodec, the kernel's FWHT
-    /// codec, on the multi-planar M2M API (as the Raspberry Pi's codec is),
-    /// with the v4l2-mem2mem it needs; and a v4l2loopback node, [`LOOPBACK`],
-    /// that `/bin/v4l2feed` (tests/vivid/v4l2feed.c) feeds compressed frames.
-    /// This test binary is `/bin/integration` there, for checks that run in
-    /// the guest (`m2m.rs`).
-    pub(crate) fn boot_with_codecs() -> Vm {
+    /// codec, on the multi-planar M2M API (as the Raspberry Pi's
+    /// bcm2835-codec is) or the single-planar one, with the v4l2-mem2mem it
+    /// needs; and a v4l2loopback node, [`LOOPBACK`], that `/bin/v4l2feed`
+    /// (tests/vivid/v4l2feed.c) feeds compressed frames.
+    ///
+    /// Nodes: vivid's four first (/dev/video0 capture, 1 output, 2 and 3 VBI),
+    /// then vicodec's: /dev/video4 the stateful encoder (OUTPUT raw, YU12 by
+    /// default, 28 raw formats; CAPTURE FWHT), /dev/video5 the stateful
+    /// decoder (OUTPUT FWHT; CAPTURE raw), /dev/video6 the stateless decoder
+    /// (OUTPUT SFWH); `vicodec_nodes` finds them by their media entity
+    /// instead (`stateful-encoder-source`, ...). This test binary is
+    /// `/bin/integration` there, for checks that run in the guest (`m2m.rs`).
+    pub(crate) fn boot_with_codecs(multiplanar: bool) -> Vm {
         let modules = Command::new("tests/vivid/modules.sh")
             .stdin(Stdio::null())
             .output()
@@ -74,7 +81,10 @@ impl Vm {
             format!("{}:/bin/integration", this.display()),
         ];
         extra.extend(module("v4l2-mem2mem.ko", ""));
-        extra.extend(module("vicodec.ko", "multiplanar=1"));
+        extra.extend(module(
+            "vicodec.ko",
+            &format!("multiplanar={}", u8::from(multiplanar)),
+        ));
         // exclusive_caps: a capture node only while fed, as a camera is;
         // max_buffers: room for a reader a few frames behind.
         extra.extend(module(
@@ -773,7 +783,7 @@ fn assert_fed_in_order(fed: &[Vec<u8>], got: &[&[u8]], h264: bool) -> usize {
 /// feeder wrote. The same boot shows vicodec's nodes on both M2M APIs.
 #[test]
 fn v4l2_source_passes_compressed_video_through_from_v4l2loopback() {
-    let mut vm = Vm::boot_with_codecs();
+    let mut vm = Vm::boot_with_codecs(true);
     let boot = Duration::from_secs(600); // a fresh machine downloads the kernel first
     let (lsmod, rc) = vm.sh("lsmod", boot);
     assert_eq!(rc, "0", "{lsmod}");

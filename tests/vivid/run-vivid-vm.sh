@@ -105,16 +105,17 @@ find_mod() { grep -m1 -E "/${1//[-_]/[-_]}\.ko(\.xz|\.zst|\.gz)?:" "$moddir/modu
 resolve_all() {
   seen=(); order=()
   for name in "${guest_mods[@]}"; do       # not found: built in
-    m=$(find_mod "$name"); [[ -n $m ]] && resolve "$m"
+    m=$(find_mod "$name" || true); [[ -z $m ]] || resolve "$m"
   done
   for name in "${extra_deps[@]}"; do
-    m=$(find_mod "$name")
+    m=$(find_mod "$name" || true)
     if [[ -n $m ]]; then resolve "$m"
     elif ! grep -qE "/${name//[-_]/[-_]}\.ko\$" "$moddir/modules.builtin" 2>/dev/null; then
       echo "a --module needs $name, which $KERNEL_PKG has neither as a module nor built in" \
         "(give it as a --module before the one that needs it)" >&2; exit 3
     fi
   done
+  return 0
 }
 
 # ---- 2. kernel package (downloaded, extracted, never installed) ---------------------

@@ -211,6 +211,10 @@ struct V4l2Source {
     skipped: u64,
     /// H.264: an access unit was broken, so the ones after it wait for a keyframe.
     chain_broken: bool,
+    /// The driver's count of the last frame taken (`v4l2_buffer.sequence`).
+    last_sequence: Option<u32>,
+    /// H.264: times the driver's count jumped, i.e. it dropped access units.
+    gaps: u64,
 }
 
 impl V4l2Source {
@@ -248,6 +252,8 @@ impl V4l2Source {
             broken: 0,
             skipped: 0,
             chain_broken: false,
+            last_sequence: None,
+            gaps: 0,
         })
     }
 
@@ -264,6 +270,15 @@ impl V4l2Source {
             source: e,
         }
     }
+}
+
+/// Whether the driver dropped frames before the one it counts `sequence`: its
+/// count jumped forward by more than one since the last. A count that stands
+/// still (drivers that do not count) or goes back (a restarted count) is no gap.
+fn skipped_frames(last: &mut Option<u32>, sequence: u32) -> bool {
+    let gap = last.is_some_and(|l| (2..1 << 31).contains(&sequence.wrapping_sub(l)));
+    *last = Some(sequence);
+    gap
 }
 
 /// An H.264 camera's access unit (`None`: the driver's was broken), or `None`
@@ -388,6 +403,13 @@ impl FrameSource for V4l2Source {
             let (used, flags) = (b.buffer().bytesused as usize, b.buffer().flags);
             let mut usable = usable_len(info, bytes, used, flags);
             if self.inter_frame() {
+                // A driver that dropped access units (v4l2loopback does for a
+                // reader more than two behind; UVC when no buffer was queued)
+                // says so only by its count: the next delta lacks its reference.
+                if skipped_frames(&mut self.last_sequence, b.buffer().sequence) {
+                    self.gaps += 1;
+                    follows_chain(&mut self.chain_broken, self.stream.node(), None);
+                }
                 let au = usable.map(|n| &bytes[..n]);
                 usable = follows_chain(&mut self.chain_broken, self.stream.node(), au);
             }
@@ -420,12 +442,13 @@ impl FrameSource for V4l2Source {
 impl Drop for V4l2Source {
     fn drop(&mut self) {
         // The stream (a field) stops and unmaps after this.
-        if self.skipped > 0 || self.broken > 0 {
+        if self.skipped > 0 || self.broken > 0 || self.gaps > 0 {
             log::info!(
-                "{}: {} older frames skipped for newer ones, {} broken",
+                "{}: {} older frames skipped for newer ones, {} broken, {} dropped by the driver",
                 self.stream.node().path.display(),
                 self.skipped,
-                self.broken
+                self.broken,
+                self.gaps
             );
         }
     }
@@ -449,6 +472,26 @@ mod tests {
             &cfg.backend(crate::backend::Kind::Source, "v4l2"),
         )
         .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_jump_in_the_drivers_frame_count_is_a_gap() {
+        let mut last = None;
+        let mut gap = |s| skipped_frames(&mut last, s);
+        assert!(!gap(5), "the first");
+        assert!(!gap(6), "the next");
+        assert!(!gap(6), "the same again: a driver that does not count");
+        assert!(gap(8), "7 went missing");
+        assert!(!gap(9));
+        assert!(!gap(3), "back: a count that starts again");
+        assert!(gap(1000), "4 to 999 went missing");
+        assert!(
+            !gap(u32::MAX),
+            "a jump of more than 2^31 is the count going back"
+        );
+        assert!(!gap(0), "across the wrap");
+        assert!(gap(2), "1 went missing");
+        assert!(!gap(0) && !gap(0), "a driver that always says 0");
     }
 
     #[test]
