@@ -113,12 +113,14 @@ for t in "${targets[@]}"; do
   export "CARGO_TARGET_${T}_LINKER=$p-gcc"
   export "CARGO_TARGET_${T}_RUNNER=$(qemu_for "$t") -L /usr/$p"
   export "CC_$u=$p-gcc" "CXX_$u=$p-g++" "AR_$u=$p-ar"
-  # bindgen (v4l2-sys-mit's build script) already passes clang --target=<triple>
-  # when cross-compiling, which gives the target's type sizes and alignments;
-  # the sysroot makes clang read the target's headers (linux/videodev2.h, asm/,
-  # sys/time.h for struct timeval) from Debian's cross packages and never the
-  # x86_64 ones in /usr/include. The target is named here too, so that the
-  # bindings do not depend on bindgen's default.
+  # bindgen (v4l2-sys-mit's build script) parses the target's headers
+  # (linux/videodev2.h, asm/, sys/time.h for struct timeval) from Debian's
+  # cross packages, with the target's clang, not the x86_64 ones in
+  # /usr/include. Belt and braces here: bindgen already passes --target from
+  # cargo, libclang found the cross headers without the sysroot, and the
+  # structs come out in C-named Rust types (c_long) that rustc sizes for the
+  # target; tests/arm/v4l2_layout.c and the unit test check the result
+  # (docs/arm.md).
   export "BINDGEN_EXTRA_CLANG_ARGS_$u=--target=$(clang_target "$t") --sysroot=/usr/$p"
 done
 

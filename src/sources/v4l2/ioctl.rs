@@ -220,9 +220,14 @@ mod tests {
     /// target, through the file tests/arm/v4l2_layout.c's output is compared with
     /// (by scripts/cross.sh --test, built with each cross gcc and run under
     /// qemu-user). The build's assertion in `requests!` cannot see a wrong
-    /// layout (v4l computes each request from the same structs); a bindgen run
-    /// with the host's type sizes or headers, say x86_64's for armv7, fails here:
-    /// v4l2_buffer is 88 bytes on x86_64 and aarch64, 68 on 32-bit ARM.
+    /// layout (v4l computes each request from the same structs). bindgen writes
+    /// these structs in C-named Rust types (`c_long`, `c_ulonglong`) that rustc
+    /// sizes for the target, so even bindings generated for x86_64 gave armv7's
+    /// layout (tried: this test passed with them); what it guards against is the
+    /// rest: headers that are not the target's (a 64-bit `time_t` changes
+    /// `v4l2_buffer`), padding or opaque blobs that bindgen sizes for the target
+    /// it parsed, a new v4l or bindgen. v4l2_buffer is 88 bytes on x86_64 and
+    /// aarch64, 68 on 32-bit ARM.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm"))]
     #[test]
     fn layouts_are_the_c_compilers() {
