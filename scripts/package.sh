@@ -3,15 +3,25 @@
 # (a conffile), and livestream.service (hardened, enabled and started on
 # install), from the files in packaging/debian/.
 #
-#   scripts/package.sh                        amd64 from a release build here
-#   scripts/package.sh --arch arm64 --binary PATH   arm64 (or armhf) from a prebuilt binary
-#   scripts/package.sh --verify               amd64, then tests/package/verify.sh on it
+#   scripts/package.sh                        amd64 from a release build here, and
+#                                             arm64/armhf from scripts/cross.sh's binaries
+#   scripts/package.sh --arch arm64           one architecture (amd64, arm64 or armhf)
+#   scripts/package.sh --arch arm64 --binary PATH   that architecture from a given binary
+#   scripts/package.sh --verify               then checks each package made: amd64 with
+#                                             tests/package/verify.sh (installed in a
+#                                             chroot), arm64/armhf with
+#                                             tests/package/verify-arm.sh (under qemu-user)
 #
-# With no --arch, amd64 is built, and arm64/armhf are skipped with a message
-# (no ARM binary is built here: scripts/cross.sh makes them). --binary PATH
-# packages that binary instead of building one (its architecture is checked
-# against --arch). The .deb files go to $CARGO_TARGET_DIR/package (else
-# target/package), and their paths are printed.
+# amd64 is built here (cargo build --release --features v4l2). arm64 and armhf
+# are packaged from the binaries scripts/cross.sh makes (default features and
+# v4l2, profile dist: fat LTO, stripped), $CARGO_TARGET_DIR/<triple>/dist/livestream
+# (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf), as they are: this
+# script builds no ARM binary. With no --arch, an ARM architecture whose binary
+# is missing is skipped with a message; with --arch, it is an error. --binary
+# PATH packages that binary instead (its architecture is checked against
+# --arch). A binary that still has its symbol table is stripped in the package
+# (the release build's; the dist ones have none). The .deb files go to
+# $CARGO_TARGET_DIR/package (else target/package), and their paths are printed.
 #
 # The packages are staged as plain trees and built with dpkg-deb (no debhelper,
 # no cargo-deb): nothing to install beyond dpkg and binutils, and an ARM binary
@@ -47,10 +57,6 @@ if [[ -n "$binary" && -z "$arch" ]]; then
   echo "package.sh: --binary needs --arch (amd64, arm64 or armhf)" >&2
   exit 2
 fi
-if $verify && [[ "${arch:-amd64}" != amd64 ]]; then
-  echo "package.sh: --verify installs the package in an amd64 chroot; it needs --arch amd64" >&2
-  exit 2
-fi
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 out="$target_dir/package"
@@ -69,6 +75,13 @@ elf_machine() {
     amd64) echo "Advanced Micro Devices X86-64" ;;
     arm64) echo "AArch64" ;;
     armhf) echo "ARM" ;;
+  esac
+}
+# The Rust target whose dist binary scripts/cross.sh makes for each ARM architecture.
+rust_target() {
+  case "$1" in
+    arm64) echo aarch64-unknown-linux-gnu ;;
+    armhf) echo armv7-unknown-linux-gnueabihf ;;
   esac
 }
 strip_tools() {
@@ -109,8 +122,9 @@ depends_of() {
         exit 1 ;;
     esac
   done
-  local IFS=,
-  echo "${deps[*]}" | sed 's/,/, /g'
+  local IFS=, joined
+  joined="${deps[*]}"
+  echo "${joined//,/, }"
 }
 
 # Stages the tree for one architecture and builds its .deb.
@@ -133,16 +147,19 @@ package() {
     "$stage/lib/systemd/system" "$stage/usr/share/doc/livestream/examples"
 
   install -m 0755 "$bin" "$stage/usr/bin/livestream"
-  local tool stripped=""
-  for tool in $(strip_tools "$arch"); do
-    if command -v "$tool" >/dev/null; then
-      "$tool" --strip-unneeded "$stage/usr/bin/livestream"
-      stripped="$tool"
-      break
+  # A binary built stripped (profile dist) goes in byte for byte.
+  if readelf -S "$bin" | grep -q ' \.symtab '; then
+    local tool stripped=""
+    for tool in $(strip_tools "$arch"); do
+      if command -v "$tool" >/dev/null; then
+        "$tool" --strip-unneeded "$stage/usr/bin/livestream"
+        stripped="$tool"
+        break
+      fi
+    done
+    if [[ -z "$stripped" ]]; then
+      echo "package.sh: no $(strip_tools "$arch") here: the $arch binary goes in unstripped" >&2
     fi
-  done
-  if [[ -z "$stripped" ]]; then
-    echo "package.sh: no $(strip_tools "$arch") here: the $arch binary goes in as given (unstripped if it was)" >&2
   fi
 
   install -m 0644 packaging/debian/livestream.toml "$stage/etc/livestream/livestream.toml"
@@ -191,24 +208,42 @@ built_here() {
   echo "$target_dir/release/livestream"
 }
 
+# scripts/cross.sh's binary for an ARM architecture, if it is there.
+cross_built() {
+  local bin
+  bin="$target_dir/$(rust_target "$1")/dist/livestream"
+  [[ -f "$bin" ]] && echo "$bin"
+}
+
+made=()
 if [[ -n "$arch" ]]; then
   if [[ -n "$binary" ]]; then
-    deb="$(package "$arch" "$binary")"
+    made+=("$(package "$arch" "$binary")")
   elif [[ "$arch" == amd64 ]]; then
-    deb="$(package amd64 "$(built_here)")"
+    made+=("$(package amd64 "$(built_here)")")
+  elif bin="$(cross_built "$arch")"; then
+    made+=("$(package "$arch" "$bin")")
   else
-    echo "package.sh: no package for $arch without a binary for it: give --binary PATH (scripts/cross.sh builds one)" >&2
+    echo "package.sh: no $arch binary: scripts/cross.sh makes $target_dir/$(rust_target "$arch")/dist/livestream (or give --binary PATH)" >&2
     exit 2
   fi
-  echo "$deb"
 else
-  deb="$(package amd64 "$(built_here)")"
-  echo "$deb"
+  made+=("$(package amd64 "$(built_here)")")
   for a in arm64 armhf; do
-    echo "package.sh: $a skipped: no $a binary given (scripts/package.sh --arch $a --binary PATH)" >&2
+    if bin="$(cross_built "$a")"; then
+      made+=("$(package "$a" "$bin")")
+    else
+      echo "package.sh: $a skipped: no $target_dir/$(rust_target "$a")/dist/livestream (scripts/cross.sh makes it)" >&2
+    fi
   done
 fi
+printf '%s\n' "${made[@]}"
 
 if $verify; then
-  tests/package/verify.sh "$deb"
+  for deb in "${made[@]}"; do
+    case "$deb" in
+      *_amd64.deb) tests/package/verify.sh "$deb" ;;
+      *) tests/package/verify-arm.sh "$deb" ;;
+    esac
+  done
 fi
