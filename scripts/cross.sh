@@ -237,7 +237,10 @@ case $mode in
       c_layout "$(gnu_prefix "$t")-gcc" "$(qemu_for "$t") -L /usr/$(gnu_prefix "$t")" "$(layout_file "$t")"
       echo "== $t: unit tests under $(qemu_for "$t")" >&2
       start=$SECONDS
-      cargo test "${jobs[@]}" --profile ci --target "$t" "${feature_args[@]}" --lib -- --test-threads=2
+      # qemu-user 7.2 answers TCP_INFO with 4 bytes (a native kernel: 232), so
+      # the test of what the kernel measured cannot run under it.
+      cargo test "${jobs[@]}" --profile ci --target "$t" "${feature_args[@]}" --lib -- --test-threads=2 \
+        --skip net::socket::tests::tcp_info_reads_what_the_kernel_measured
       echo "== $t: unit tests took $((SECONDS - start)) s (build included)" >&2
       cargo build "${jobs[@]}" --profile ci --target "$t" "${feature_args[@]}" --bin livestream
       start=$SECONDS

@@ -141,6 +141,15 @@ pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    // Every Linux since 2.6 fills at least the fields up to `tcpi_rtt`; a
+    // shorter answer (qemu-user gives 4 bytes) carries nothing to go on.
+    let rtt_end = std::mem::offset_of!(libc::tcp_info, tcpi_rtt) + 4;
+    if (len as usize) < rtt_end {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("TCP_INFO gave {len} bytes, fewer than the {rtt_end} of its oldest fields"),
+        ));
+    }
     // SAFETY: `buf` is at least `LEN` bytes of initialised memory (zeros,
     // then whatever the kernel wrote), and `tcp_info` is plain integers, for
     // which any bytes are a value; `read_unaligned` needs no alignment.
@@ -163,7 +172,11 @@ pub fn tcp_info(socket: &impl AsRawFd) -> io::Result<TcpInfo> {
         } else {
             0
         },
-        bytes_acked: info.tcpi_bytes_acked,
+        bytes_acked: if filled(std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8) {
+            info.tcpi_bytes_acked
+        } else {
+            0
+        },
     })
 }
 

@@ -249,6 +249,13 @@ mod tests {
             v4l2_querymenu [index]
             v4l2_requestbuffers []
             v4l2_streamparm [parm]
+            v4l2_outputparm [timeperframe]
+            v4l2_plane [bytesused, length, m, data_offset]
+            v4l2_plane_pix_format [sizeimage, bytesperline]
+            v4l2_pix_format_mplane [plane_fmt, num_planes]
+            v4l2_event [type_, u, pending, sequence, timestamp, id]
+            v4l2_event_subscription [type_, id, flags]
+            v4l2_selection [type_, target, flags, r]
         }
         lines.push(format!(
             "size v4l2_buf_type {}",
@@ -256,7 +263,7 @@ mod tests {
         ));
         macro_rules! requests {
             ($($r:ident)*) => {$(
-                lines.push(format!("request {} {:#x}", stringify!($r), vidioc::$r));
+                lines.push(format!("request {} {:#x}", stringify!($r), $r));
             )*};
         }
         requests! {
@@ -264,6 +271,7 @@ mod tests {
             VIDIOC_G_CTRL VIDIOC_G_PARM VIDIOC_QBUF VIDIOC_QUERYBUF VIDIOC_QUERYCAP
             VIDIOC_QUERYMENU VIDIOC_QUERY_EXT_CTRL VIDIOC_REQBUFS VIDIOC_STREAMOFF
             VIDIOC_STREAMON VIDIOC_S_CTRL VIDIOC_S_FMT VIDIOC_S_PARM
+            VIDIOC_G_FMT VIDIOC_DQEVENT VIDIOC_SUBSCRIBE_EVENT VIDIOC_S_SELECTION
         }
         lines.join("\n") + "\n"
     }

@@ -1,5 +1,5 @@
 /* The layout of the V4L2 structs and the ioctl requests that livestream's v4l2
- * source uses (src/sources/v4l2/ioctl.rs), as this C compiler lays them out for
+ * source and the M2M codecs use (src/v4l2/ioctl.rs), as this C compiler lays them out for
  * its target from the target's linux/videodev2.h, one line each.
  *
  * scripts/cross.sh --test builds it with each cross gcc (and the host's cc),
@@ -58,6 +58,35 @@ int main(void) {
   STRUCT(v4l2_requestbuffers);
   STRUCT(v4l2_streamparm);
   FIELD(v4l2_streamparm, parm);
+  STRUCT(v4l2_outputparm);
+  FIELD(v4l2_outputparm, timeperframe);
+  STRUCT(v4l2_plane);
+  FIELD(v4l2_plane, bytesused);
+  FIELD(v4l2_plane, length);
+  FIELD(v4l2_plane, m);
+  FIELD(v4l2_plane, data_offset);
+  STRUCT(v4l2_plane_pix_format);
+  FIELD(v4l2_plane_pix_format, sizeimage);
+  FIELD(v4l2_plane_pix_format, bytesperline);
+  STRUCT(v4l2_pix_format_mplane);
+  FIELD(v4l2_pix_format_mplane, plane_fmt);
+  FIELD(v4l2_pix_format_mplane, num_planes);
+  STRUCT(v4l2_event);
+  FIELD(v4l2_event, type);
+  FIELD(v4l2_event, u);
+  FIELD(v4l2_event, pending);
+  FIELD(v4l2_event, sequence);
+  FIELD(v4l2_event, timestamp);
+  FIELD(v4l2_event, id);
+  STRUCT(v4l2_event_subscription);
+  FIELD(v4l2_event_subscription, type);
+  FIELD(v4l2_event_subscription, id);
+  FIELD(v4l2_event_subscription, flags);
+  STRUCT(v4l2_selection);
+  FIELD(v4l2_selection, type);
+  FIELD(v4l2_selection, target);
+  FIELD(v4l2_selection, flags);
+  FIELD(v4l2_selection, r);
   printf("size v4l2_buf_type %zu\n", sizeof(enum v4l2_buf_type));
   REQUEST(VIDIOC_DQBUF);
   REQUEST(VIDIOC_ENUM_FMT);
@@ -76,5 +105,9 @@ int main(void) {
   REQUEST(VIDIOC_S_CTRL);
   REQUEST(VIDIOC_S_FMT);
   REQUEST(VIDIOC_S_PARM);
+  REQUEST(VIDIOC_G_FMT);
+  REQUEST(VIDIOC_DQEVENT);
+  REQUEST(VIDIOC_SUBSCRIBE_EVENT);
+  REQUEST(VIDIOC_S_SELECTION);
   return 0;
 }
