@@ -67,7 +67,12 @@ try {
     const out = {
       mode: own.mode, modeText: own.text, status: own.status, clock: own.clock,
       latency: own.figures, stamps: seqs.length,
-      stampsInOrder: seqs.every((s, j) => j === 0 || s > seqs[j - 1]),
+      // Never backwards. The same stamp twice is the page's reading, not the
+      // stream: it reads the stamp by drawing the video element at the frame
+      // callback, and under load the element may already show the next frame,
+      // which the next callback then reads again.
+      stampsInOrder: seqs.every((s, j) => j === 0 || s >= seqs[j - 1]),
+      stampsRepeated: seqs.filter((s, j) => j > 0 && s === seqs[j - 1]).length,
       screenshotsDiffer: !shot.equals(before[i].shot),
     };
     if (after && before[i].stats) {
