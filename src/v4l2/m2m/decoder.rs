@@ -33,14 +33,7 @@ impl Decoder {
         fourcc: Fourcc,
         max_frame: usize,
     ) -> Result<Decoder, M2mError> {
-        let found = match path {
-            Some(p) => check(p, Role::Decoder, fourcc)?,
-            None => find(Role::Decoder, fourcc).ok_or(M2mError::NotFound {
-                role: Role::Decoder,
-                fourcc,
-            })?,
-        };
-        let device = Device::open(&found.path)?;
+        let device = open_node(path, Role::Decoder, fourcc)?;
         let room = max_frame.clamp(1 << 16, MAX_CODED_BUFFER) as u32;
         let coded = device.set_format(Side::Output, fourcc, (0, 0), room)?;
         if coded.fourcc != fourcc {

@@ -51,14 +51,7 @@ impl Encoder {
     /// offer is logged once, here.
     pub fn open(path: Option<&Path>, settings: &EncoderSettings) -> Result<Encoder, M2mError> {
         let fourcc = settings.fourcc;
-        let found = match path {
-            Some(p) => check(p, Role::Encoder, fourcc)?,
-            None => find(Role::Encoder, fourcc).ok_or(M2mError::NotFound {
-                role: Role::Encoder,
-                fourcc,
-            })?,
-        };
-        let device = Device::open(&found.path)?;
+        let device = open_node(path, Role::Encoder, fourcc)?;
         let size = (settings.width, settings.height);
         if size.0 == 0 || size.1 == 0 || size.0 % 2 != 0 || size.1 % 2 != 0 {
             return Err(device.refused(format!(

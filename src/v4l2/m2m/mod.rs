@@ -171,16 +171,26 @@ pub fn list() -> Vec<Found> {
 
 /// The first node that is a `role` for `fourcc` with YU12 pictures.
 pub fn find(role: Role, fourcc: Fourcc) -> Option<Found> {
-    video_nodes().into_iter().find_map(|path| {
-        let device = Device::open(&path).ok()?;
-        device
-            .codes(role, fourcc)
-            .then(|| device.found(role, fourcc))
-    })
+    open_node(None, role, fourcc)
+        .ok()
+        .map(|d| d.found(role, fourcc))
 }
 
 /// The node at `path` as a `role` for `fourcc`: an error says what it lacks.
 pub fn check(path: &Path, role: Role, fourcc: Fourcc) -> Result<Found, M2mError> {
+    open_node(Some(path), role, fourcc).map(|d| d.found(role, fourcc))
+}
+
+/// Opens the node at `path`, or else the first that is a `role` for
+/// `fourcc`, once: what the encoder and decoder code with.
+fn open_node(path: Option<&Path>, role: Role, fourcc: Fourcc) -> Result<Device, M2mError> {
+    let Some(path) = path else {
+        return video_nodes()
+            .into_iter()
+            .filter_map(|p| Device::open(&p).ok())
+            .find(|d| d.codes(role, fourcc))
+            .ok_or(M2mError::NotFound { role, fourcc });
+    };
     let device = Device::open(path)?;
     if !device.codes(role, fourcc) {
         return Err(M2mError::Refused {
@@ -191,7 +201,7 @@ pub fn check(path: &Path, role: Role, fourcc: Fourcc) -> Result<Found, M2mError>
             ),
         });
     }
-    Ok(device.found(role, fourcc))
+    Ok(device)
 }
 
 /// `/dev/video*`, in number order.
