@@ -1,18 +1,26 @@
 //! The native wire protocol as both ends read it: the server's hello and its
-//! packets (`read_packet`: frames, end, timing, pong, link, unknown types) on
+//! packets (`read_packet`: frames, end, timing, pong, link, rendition, unknown
+//! types) on
 //! the viewer's side, the client hello and the viewer's packets
 //! (`read_upstream`) on the server's. Never a panic, never a buffer past the
 //! limits the caller gave; whatever parses is within them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livestream::media::frame::Limits;
+use livestream::media::frame::{FrameInfo, Limits, PixelFormat};
 use livestream::net::protocol::{
     read_packet, read_upstream, ClientHello, Packet, ServerHello, MAX_CODEC_NAME, MAX_MESSAGE,
 };
 
 /// The frame bound the viewer passes: small, so oversized lengths are common.
 const MAX_PAYLOAD: usize = 1 << 16;
+/// The stream a rendition packet is checked against.
+const STREAM: FrameInfo = FrameInfo {
+    format: PixelFormat::I420,
+    width: 1280,
+    height: 720,
+    stride: 1280,
+};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
@@ -30,6 +38,13 @@ fuzz_target!(|data: &[u8]| {
                 assert!(payload.capacity() <= MAX_PAYLOAD.max(1));
             }
             Ok(Packet::End { message, .. }) => assert!(message.len() <= MAX_MESSAGE * 3),
+            Ok(Packet::Rendition(r)) => {
+                // What the viewer checks before it decodes at that size.
+                if r.check(&STREAM).is_ok() {
+                    assert!(r.width <= STREAM.width && r.height <= STREAM.height);
+                    assert!(r.width % 2 == 0 && r.height % 2 == 0 && r.index < r.count);
+                }
+            }
             Ok(_) => {}
             Err(_) => break,
         }

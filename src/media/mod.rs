@@ -2,7 +2,7 @@
 //! of its own: frames and their geometry, the newest-wins slot that hands frames
 //! between threads, clocks, the latency histogram, pixel conversion, text
 //! stamped into frames, the recording format, fragmented MP4 writing for H.264,
-//! and how close a picture is to its source (PSNR).
+//! how close a picture is to its source (PSNR), and scaling I420 pictures.
 
 pub mod annexb;
 pub mod clock;
@@ -12,5 +12,6 @@ pub mod histogram;
 pub mod mp4;
 pub mod quality;
 pub mod recording;
+pub mod scale;
 pub mod slot;
 pub mod text;

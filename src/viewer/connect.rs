@@ -29,10 +29,13 @@ pub(crate) struct Connection {
 }
 
 /// Connects and shakes hands, trying each address `address` resolves to.
+/// `renditions`: the viewer takes smaller renditions of the stream (it
+/// decodes and scales them; a sink that keeps the payload does not).
 pub(crate) fn connect(
     address: &str,
     limits: &Limits,
     mut auth: Option<&mut ViewerAuth>,
+    renditions: bool,
 ) -> Result<Connection, Lost> {
     let addrs: Vec<SocketAddr> = address
         .to_socket_addrs()
@@ -53,7 +56,7 @@ pub(crate) fn connect(
                 continue;
             }
         };
-        return handshake(stream, address, limits, auth.as_deref_mut());
+        return handshake(stream, address, limits, auth.as_deref_mut(), renditions);
     }
     Err(last.into())
 }
@@ -64,6 +67,7 @@ fn handshake(
     address: &str,
     limits: &Limits,
     auth: Option<&mut ViewerAuth>,
+    renditions: bool,
 ) -> Result<Connection, Lost> {
     stream.set_nodelay(true).map_err(ProtocolError::from)?;
     stream
@@ -72,6 +76,7 @@ fn handshake(
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let hello = ClientHello {
         version: protocol::VERSION,
+        renditions,
     };
     let (hello, sent_us, tx, rx) = match auth {
         Some(auth) => sealed(&stream, address, limits, auth, hello, deadline)?,

@@ -230,7 +230,10 @@ pub fn run(
             break end;
         }
         let connecting = Instant::now();
-        let failure = match connect::connect(address, &opts.limits, auth.as_mut()) {
+        // A sink that keeps the H.264 it is sent (a recording) wants one
+        // picture size throughout.
+        let renditions = !sink.keeps(crate::media::frame::PixelFormat::H264);
+        let failure = match connect::connect(address, &opts.limits, auth.as_mut(), renditions) {
             Ok(conn) => {
                 report.connections += 1;
                 let frames_before = report.frames;

@@ -26,8 +26,9 @@ use crate::error::CodecError;
 use crate::media::annexb;
 use crate::media::clock::{self, ClockSync};
 use crate::media::frame::{Frame, FrameInfo, PixelFormat};
+use crate::media::scale::Scaler;
 use crate::media::slot::Slot;
-use crate::net::protocol::{self, Packet, PacketHeader, ProtocolError, FLAG_KEYFRAME};
+use crate::net::protocol::{self, Packet, PacketHeader, ProtocolError, Rendition, FLAG_KEYFRAME};
 use crate::secure::{Rx, Tx};
 use crate::sinks::input::SinkInput;
 
@@ -75,6 +76,9 @@ pub(crate) struct Shared {
     /// said), and whether it measured it or only knows a lower bound.
     pub(crate) link_bps: AtomicU64,
     pub(crate) link_measured: AtomicBool,
+    /// The rendition the server sends now, when it said (a smaller one than
+    /// the stream's when our link cannot carry that).
+    pub(crate) rendition: Mutex<Option<Rendition>>,
     /// Why the reader stopped, once it has.
     ended: Mutex<Option<ReadEnd>>,
     /// The server's clock against ours, from the handshake and the pongs.
@@ -130,6 +134,11 @@ pub(crate) struct Decoding {
     bad_keyframes: u32,
     /// The sequence number of the last frame received.
     last_seq: Option<u64>,
+    /// The picture size of the frames that come now: the stream's, or a
+    /// smaller rendition's (scaled back up to the stream's for the sink).
+    picture: (u32, u32),
+    scaler: Scaler,
+    scaled: Vec<u8>,
 }
 
 impl Decoding {
@@ -148,7 +157,54 @@ impl Decoding {
             asked: None,
             bad_keyframes: 0,
             last_seq: None,
+            picture: (stream.width, stream.height),
+            scaler: Scaler::default(),
+            scaled: Vec::new(),
         }
+    }
+
+    /// The server says the frames that follow are of rendition `r`: checked
+    /// against the stream (untrusted), then decoded at its size. Told to the
+    /// person once per change, with the link's estimate as the reason.
+    fn rendition(&mut self, r: Rendition, shared: &Shared) -> Result<(), ProtocolError> {
+        r.check(&self.stream)?;
+        if self.input.keeps().is_some() || !self.codec.inter_frame() {
+            return Err(ProtocolError::Invalid {
+                what: "rendition packet",
+                why: "this viewer did not offer to take renditions".into(),
+            });
+        }
+        let size = (r.width, r.height);
+        let mut said = shared.rendition.lock().unwrap_or_else(|e| e.into_inner());
+        if size != self.picture {
+            let link = shared.link_bps.load(Ordering::Relaxed);
+            let why = if link > 0 {
+                format!("the link carries ~{:.1} Mbit/s", link as f64 / 1e6)
+            } else {
+                "the link".into()
+            };
+            if r.index == 0 {
+                log::info!(
+                    "{why}: the full stream again, {}x{} ({:.1} Mbit/s)",
+                    r.width,
+                    r.height,
+                    r.bits_per_second as f64 / 1e6
+                );
+            } else {
+                log::warn!(
+                    "{why}: the server sends {}p ({}x{}, {:.1} Mbit/s) instead of {}x{}",
+                    r.height,
+                    r.width,
+                    r.height,
+                    r.bits_per_second as f64 / 1e6,
+                    self.stream.width,
+                    self.stream.height
+                );
+            }
+        }
+        self.picture = size;
+        *said = Some(r);
+        Ok(())
     }
 
     /// Asks the server for a keyframe, unless it was asked just now.
@@ -188,6 +244,7 @@ impl Decoding {
         }
         let mut frame = shared.picture_buffer();
         frame.info = self.stream;
+        (frame.info.width, frame.info.height) = self.picture;
         frame.seq = header.seq;
         frame.capture_us = header.capture_us;
         let decoded = match self.input.keeps() {
@@ -204,6 +261,10 @@ impl Decoding {
         if self.codec.inter_frame() {
             self.waiting = false;
             self.bad_keyframes = 0;
+        }
+        if let Err(e) = self.scale_to_stream(&mut frame) {
+            shared.recycle(frame);
+            return Err(e);
         }
         if let Some(p) = self.input.to_pixels() {
             if let Err(e) = p.decode(&mut frame) {
@@ -222,6 +283,33 @@ impl Decoding {
                 ours_us: [received_us, clock::now_us(), 0],
             },
         }))
+    }
+
+    /// A smaller rendition's decoded picture, scaled to the stream's size:
+    /// the sink sees one size throughout.
+    fn scale_to_stream(&mut self, frame: &mut Frame) -> Result<(), CodecError> {
+        let stream = (self.stream.width, self.stream.height);
+        let got = (frame.info.width, frame.info.height);
+        if got == stream {
+            return Ok(());
+        }
+        let corrupt = |why: String| CodecError::Corrupt {
+            codec: "rendition",
+            why,
+        };
+        if frame.info.format != PixelFormat::I420 {
+            return Err(corrupt(format!(
+                "a {} picture of a rendition (I420 expected)",
+                frame.info.format
+            )));
+        }
+        self.scaler
+            .i420(&frame.data, got, &mut self.scaled, stream)
+            .map_err(|e| corrupt(e.to_string()))?;
+        std::mem::swap(&mut frame.data, &mut self.scaled);
+        frame.info = FrameInfo::packed(PixelFormat::I420, stream.0, stream.1)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(())
     }
 
     /// The sink keeps the stream as it came and has not taken the last picture:
@@ -306,6 +394,8 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
     // The timing packet comes just before its frame: (seq, encoded, sent).
     let mut timing: Option<(u64, u64, u64)> = None;
     let mut payload = Vec::new();
+    // The newest frame handed to the sink: pictures go forward only.
+    let mut offered: Option<u64> = None;
     let ended = loop {
         match protocol::read_packet(&mut r, max_payload, &mut payload) {
             Ok(Packet::Frame(header)) => {
@@ -319,7 +409,16 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
                     .filter(|t| t.0 == header.seq)
                     .map(|(_, e, s)| (e, s));
                 match decoding.decode(&header, &mut payload, received_us, timing, shared) {
+                    Ok(Some(picture)) if offered.is_some_and(|s| header.seq <= s) => {
+                        // Decoded to keep the chain, not shown: the first
+                        // frames of a rendition the server moved us to can
+                        // be older than the last one shown (its encoder lags
+                        // the other's by a frame or so).
+                        shared.dropped_here.fetch_add(1, Ordering::Relaxed);
+                        shared.recycle(picture.frame);
+                    }
                     Ok(Some(picture)) => {
+                        offered = Some(header.seq);
                         let keyframe = header.flags & FLAG_KEYFRAME != 0;
                         if decoding.keeps_chain() && !keyframe {
                             // The sink's last picture is still there: this
@@ -355,6 +454,11 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
             }) => {
                 shared.link_bps.store(bits_per_second, Ordering::Relaxed);
                 shared.link_measured.store(measured, Ordering::Relaxed);
+            }
+            Ok(Packet::Rendition(r)) => {
+                if let Err(e) = decoding.rendition(r, shared) {
+                    break ReadEnd::Failed(e);
+                }
             }
             Err(e) => break ReadEnd::Failed(e),
         }

@@ -137,8 +137,19 @@ impl StatusLine {
             bps if shared.link_measured.load(Ordering::Relaxed) => format!("  link ~{}", rate(bps)),
             bps => format!("  link ≥{}", rate(bps)),
         };
+        // A smaller rendition than the stream's, because of that link.
+        let rendition = match *shared.rendition.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(r) if r.index > 0 => format!(
+                ": {}p ({}x{}, {})",
+                r.height,
+                r.width,
+                r.height,
+                rate(r.bits_per_second.into())
+            ),
+            _ => String::new(),
+        };
         eprintln!(
-            "{:.1} fps  {:.1} Mbit/s{link}  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {}{}){clock}  {} {}{}",
+            "{:.1} fps  {:.1} Mbit/s{link}{rendition}  dropped {} (server {}, here {})  latency {} ms (p50 {}, p95 {}{}){clock}  {} {}{}",
             self.frames as f64 / s.secs,
             s.bytes as f64 * 8.0 / s.secs / 1e6,
             self.dropped_upstream + s.here,

@@ -18,6 +18,7 @@ fn handshake(addr: &str) -> (TcpStream, ServerHello) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     ClientHello {
         version: protocol::VERSION,
+        renditions: false,
     }
     .write(&mut s)
     .unwrap();
@@ -193,7 +194,12 @@ fn malformed_clients_are_disconnected_with_a_reason() {
     }
     // An old protocol version gets a readable refusal.
     let mut s = TcpStream::connect(&addr).unwrap();
-    ClientHello { version: 0 }.write(&mut s).unwrap();
+    ClientHello {
+        version: 0,
+        renditions: false,
+    }
+    .write(&mut s)
+    .unwrap();
     match ServerHello::read(&mut s, &Limits::default()) {
         Err(protocol::ProtocolError::Refused {
             status: Status::Version,
@@ -225,7 +231,12 @@ fn viewer_cap_refuses_politely() {
     let (_a, _) = handshake(&addr);
     let (_b, _) = handshake(&addr);
     let mut c = TcpStream::connect(&addr).unwrap();
-    ClientHello { version: 1 }.write(&mut c).unwrap();
+    ClientHello {
+        version: 1,
+        renditions: false,
+    }
+    .write(&mut c)
+    .unwrap();
     match ServerHello::read(&mut c, &Limits::default()) {
         Err(protocol::ProtocolError::Refused {
             status: Status::Busy,

@@ -37,7 +37,12 @@ fn parsers_survive_garbage() {
     .write(&mut hello)
     .unwrap();
     let mut client = Vec::new();
-    ClientHello { version: 1 }.write(&mut client).unwrap();
+    ClientHello {
+        version: 1,
+        renditions: true,
+    }
+    .write(&mut client)
+    .unwrap();
     let mut packets = Vec::new();
     let h = PacketHeader {
         kind: PACKET_FRAME,
@@ -50,6 +55,16 @@ fn parsers_survive_garbage() {
     packets.extend_from_slice(&timing(1, 2, 3));
     packets.extend_from_slice(&pong(1, 2, 3, 4));
     packets.extend_from_slice(&link(8_000_000, true, 1200));
+    packets.extend_from_slice(
+        &crate::net::protocol::Rendition {
+            width: 32,
+            height: 24,
+            bits_per_second: 300_000,
+            index: 1,
+            count: 2,
+        }
+        .packet(),
+    );
     write_end(&mut packets, "done", true).unwrap();
     let mut upstream = Vec::new();
     write_ping(&mut upstream, 1, 2).unwrap();

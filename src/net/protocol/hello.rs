@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::EXT_RENDITIONS;
 use super::{
     read_first, skip, u16_at, u32_at, u64_at, ProtocolError, Status, CLIENT_HELLO_LEN, MAGIC,
     MAX_CODEC_NAME, MAX_EXTENSIONS, MAX_MESSAGE, SERVER_HELLO_LEN, VERSION,
@@ -17,14 +18,22 @@ use crate::media::frame::{FrameInfo, Limits, PixelFormat};
 pub struct ClientHello {
     /// The highest protocol version the viewer speaks.
     pub version: u16,
+    /// It takes smaller renditions of the stream ([`EXT_RENDITIONS`]).
+    pub renditions: bool,
 }
 
 impl ClientHello {
     pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
-        let mut b = [0u8; CLIENT_HELLO_LEN];
+        let mut b = [0u8; CLIENT_HELLO_LEN + 4];
         b[..4].copy_from_slice(&MAGIC);
         b[4..6].copy_from_slice(&self.version.to_le_bytes());
-        w.write_all(&b)
+        let mut len = CLIENT_HELLO_LEN;
+        if self.renditions {
+            b[8..10].copy_from_slice(&4u16.to_le_bytes());
+            b[12..14].copy_from_slice(&EXT_RENDITIONS.to_le_bytes());
+            len += 4;
+        }
+        w.write_all(&b[..len])
     }
 
     /// Reads a hello. A version other than ours is returned, not refused: the
@@ -44,12 +53,40 @@ impl ClientHello {
                 max: MAX_EXTENSIONS,
             });
         }
-        // v1 defines no extensions: skip them (room for auth, encryption, ...).
-        skip(r, ext_len)?;
+        let mut ext = [0u8; MAX_EXTENSIONS];
+        let ext = &mut ext[..ext_len];
+        r.read_exact(ext)?;
         Ok(ClientHello {
             version: u16_at(&b, 4),
+            renditions: offers(ext, EXT_RENDITIONS)?,
         })
     }
+}
+
+/// Whether a client hello's extension block (type u16, length u16, data,
+/// each checked to fit) offers extension `wanted`; types this version does not
+/// know are passed over.
+fn offers(mut block: &[u8], wanted: u16) -> Result<bool, ProtocolError> {
+    let mut found = false;
+    while !block.is_empty() {
+        if block.len() < 4 {
+            return Err(ProtocolError::Invalid {
+                what: "hello extension",
+                why: format!("a header of {} bytes (4 needed)", block.len()),
+            });
+        }
+        let kind = u16_at(block, 0);
+        let len = u16_at(block, 2) as usize;
+        let Some(data) = block.get(4..4 + len) else {
+            return Err(ProtocolError::Invalid {
+                what: "hello extension",
+                why: format!("type {kind} says {len} bytes, {} are left", block.len() - 4),
+            });
+        };
+        found |= kind == wanted;
+        block = &block[4 + data.len()..];
+    }
+    Ok(found)
 }
 
 /// The server's description of its stream.
@@ -203,13 +240,16 @@ mod tests {
 
     #[test]
     fn hellos_round_trip() {
-        let mut b = Vec::new();
-        ClientHello { version: 1 }.write(&mut b).unwrap();
-        assert_eq!(b.len(), CLIENT_HELLO_LEN);
-        assert_eq!(
-            ClientHello::read(&mut &b[..]).unwrap(),
-            ClientHello { version: 1 }
-        );
+        for renditions in [false, true] {
+            let mut b = Vec::new();
+            let hello = ClientHello {
+                version: 1,
+                renditions,
+            };
+            hello.write(&mut b).unwrap();
+            assert_eq!(b.len(), CLIENT_HELLO_LEN + if renditions { 4 } else { 0 });
+            assert_eq!(ClientHello::read(&mut &b[..]).unwrap(), hello);
+        }
 
         let mut b = Vec::new();
         hello().write(&mut b).unwrap();
@@ -221,8 +261,21 @@ mod tests {
     #[test]
     fn golden_bytes() {
         let mut b = Vec::new();
-        ClientHello { version: 1 }.write(&mut b).unwrap();
+        ClientHello {
+            version: 1,
+            renditions: false,
+        }
+        .write(&mut b)
+        .unwrap();
         assert_eq!(b, b"LSTR\x01\x00\x00\x00\x00\x00\x00\x00");
+        let mut b = Vec::new();
+        ClientHello {
+            version: 1,
+            renditions: true,
+        }
+        .write(&mut b)
+        .unwrap();
+        assert_eq!(b, b"LSTR\x01\x00\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00");
         let mut b = Vec::new();
         hello().write(&mut b).unwrap();
         assert_eq!(&b[..8], b"LSTR\x01\x00\x00\x03");
@@ -230,6 +283,25 @@ mod tests {
         assert_eq!(&b[12..16], &640u32.to_le_bytes());
         assert_eq!(&b[24..28], &29970u32.to_le_bytes());
         assert_eq!(&b[48..51], b"lz4");
+    }
+
+    /// Unknown extensions are passed over; one that does not fit its block
+    /// is refused, saying which.
+    #[test]
+    fn hello_extensions_are_walked_and_checked() {
+        let hello = |block: &[u8]| {
+            let mut b = b"LSTR\x01\x00\x00\x00\x00\x00\x00\x00".to_vec();
+            b[8..10].copy_from_slice(&(block.len() as u16).to_le_bytes());
+            b.extend_from_slice(block);
+            ClientHello::read(&mut &b[..])
+        };
+        let unknown_then_ours = [9, 0, 2, 0, 0xAA, 0xBB, 1, 0, 0, 0];
+        assert!(hello(&unknown_then_ours).unwrap().renditions);
+        assert!(!hello(&[9, 0, 0, 0]).unwrap().renditions);
+        let e = hello(&[1, 0, 5, 0, 0]).unwrap_err().to_string();
+        assert!(e.contains("type 1 says 5 bytes, 1 are left"), "{e}");
+        let e = hello(&[1, 0]).unwrap_err().to_string();
+        assert!(e.contains("a header of 2 bytes"), "{e}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ mod packet;
 pub use hello::{ClientHello, ServerHello};
 pub use packet::{
     link, pong, read_packet, read_upstream, timing, write_end, write_keyframe_request,
-    write_packet, write_ping, write_report, Packet, PacketHeader, Report, Upstream,
+    write_packet, write_ping, write_report, Packet, PacketHeader, Rendition, Report, Upstream,
 };
 
 pub const MAGIC: [u8; 4] = *b"LSTR";
@@ -62,6 +62,9 @@ pub const PACKET_TIMING: u8 = 3;
 pub const PACKET_PONG: u8 = 4;
 /// What the server estimates this viewer's link carries (about once a second).
 pub const PACKET_LINK: u8 = 5;
+/// The frames that follow are of another rendition: their picture size and
+/// bitrate (sent only to a viewer whose hello offered [`EXT_RENDITIONS`]).
+pub const PACKET_RENDITION: u8 = 6;
 /// Packet types, viewer → server.
 pub const PACKET_PING: u8 = 16;
 /// The viewer's own latency figures, for the server's stats.
@@ -75,6 +78,11 @@ pub const MAX_UPSTREAM_PAYLOAD: usize = 64;
 pub const TIMING_LEN: usize = 8;
 pub const PONG_LEN: usize = 16;
 pub const LINK_LEN: usize = 16;
+pub const RENDITION_LEN: usize = 16;
+/// Client hello extension (type u16, length u16, data): the viewer takes
+/// pictures smaller than the stream's, announced by rendition packets, and
+/// shows them at the stream's size. No data.
+pub const EXT_RENDITIONS: u16 = 1;
 /// Link packet payload flag: the estimate was measured with the link the
 /// limit (else the link carries at least that much).
 pub const LINK_MEASURED: u32 = 1;

@@ -14,7 +14,7 @@ use super::{
     MAX_UPSTREAM_PAYLOAD, PACKET_END, PACKET_FRAME, PACKET_HEADER_LEN, PACKET_KEYFRAME_REQUEST,
     PACKET_PING, PACKET_PONG, PACKET_REPORT, PACKET_TIMING, PONG_LEN, REPORT_LEN, TIMING_LEN,
 };
-use super::{LINK_LEN, LINK_MEASURED, PACKET_LINK};
+use super::{LINK_LEN, LINK_MEASURED, PACKET_LINK, PACKET_RENDITION, RENDITION_LEN};
 use crate::net::io::write_all_vectored;
 
 /// The fixed part of every packet.
@@ -74,6 +74,67 @@ pub enum Packet {
         measured: bool,
         rtt_us: u32,
     },
+    /// The frames that follow are of another rendition (untrusted: the
+    /// reader checks the size against the stream's before it uses it).
+    Rendition(Rendition),
+}
+
+/// One rendition of the stream, as a rendition packet announces it: its
+/// picture size, its encoder's target bitrate, and its place in the ladder
+/// (0 is the stream itself, the largest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rendition {
+    pub width: u32,
+    pub height: u32,
+    pub bits_per_second: u32,
+    pub index: u8,
+    /// Renditions in the ladder.
+    pub count: u8,
+}
+
+impl Rendition {
+    /// Whether a viewer of `stream` can take this rendition: an even,
+    /// non-zero picture no larger than the stream's, a place in its ladder.
+    pub fn check(&self, stream: &crate::media::frame::FrameInfo) -> Result<(), ProtocolError> {
+        let (w, h) = (self.width, self.height);
+        let why = if w == 0 || h == 0 || w % 2 != 0 || h % 2 != 0 {
+            format!("{w}x{h} is not an even, non-zero picture size")
+        } else if w > stream.width || h > stream.height {
+            format!(
+                "{w}x{h} is larger than the stream's {}x{}",
+                stream.width, stream.height
+            )
+        } else if self.index >= self.count {
+            format!("rendition {} of {}", self.index, self.count)
+        } else {
+            return Ok(());
+        };
+        Err(ProtocolError::Invalid {
+            what: "rendition packet",
+            why,
+        })
+    }
+
+    /// The packet's bytes (server side).
+    pub fn packet(&self) -> [u8; PACKET_HEADER_LEN + RENDITION_LEN] {
+        let mut b = [0u8; PACKET_HEADER_LEN + RENDITION_LEN];
+        b[..PACKET_HEADER_LEN].copy_from_slice(
+            &PacketHeader {
+                kind: PACKET_RENDITION,
+                flags: 0,
+                len: RENDITION_LEN as u32,
+                seq: 0,
+                capture_us: 0,
+            }
+            .encode(),
+        );
+        b[24..28].copy_from_slice(&self.width.to_le_bytes());
+        b[28..32].copy_from_slice(&self.height.to_le_bytes());
+        b[32..36].copy_from_slice(&self.bits_per_second.to_le_bytes());
+        b[36] = self.index;
+        b[37] = self.count;
+        b
+    }
 }
 
 /// What a viewer sends the server after the handshake.
@@ -344,6 +405,16 @@ pub fn read_packet(
                     measured: u32_at(&b, 12) & LINK_MEASURED != 0,
                 });
             }
+            PACKET_RENDITION => {
+                let b = fixed::<RENDITION_LEN>(r, len, "rendition packet")?;
+                return Ok(Packet::Rendition(Rendition {
+                    width: u32_at(&b, 0),
+                    height: u32_at(&b, 4),
+                    bits_per_second: u32_at(&b, 8),
+                    index: b[12],
+                    count: b[13],
+                }));
+            }
             _ => {
                 if len > MAX_UNKNOWN_PAYLOAD {
                     return Err(ProtocolError::TooLong {
@@ -384,6 +455,52 @@ pub fn write_end(w: &mut impl Write, message: &str, final_: bool) -> io::Result<
 mod tests {
     use super::*;
     use crate::net::protocol::FLAG_DROPPED_BEFORE;
+
+    /// A rendition packet reads back as written, in the documented layout;
+    /// any other length is refused.
+    #[test]
+    fn rendition_packets_round_trip_and_are_checked() {
+        let r = Rendition {
+            width: 854,
+            height: 480,
+            bits_per_second: 1_100_000,
+            index: 1,
+            count: 3,
+        };
+        let b = r.packet();
+        assert_eq!(&b[..8], &[6, 0, 0, 0, 16, 0, 0, 0]);
+        assert_eq!(&b[24..28], &854u32.to_le_bytes());
+        assert_eq!(&b[36..40], &[1, 3, 0, 0]);
+        let mut payload = Vec::new();
+        assert_eq!(
+            read_packet(&mut &b[..], 1, &mut payload).unwrap(),
+            Packet::Rendition(r)
+        );
+        let mut long = b.to_vec();
+        long[4] = 17;
+        long.push(0);
+        let e = read_packet(&mut &long[..], 1, &mut payload).unwrap_err();
+        assert!(e.to_string().contains("rendition packet"), "{e}");
+        let stream = crate::media::frame::FrameInfo::packed(
+            crate::media::frame::PixelFormat::Rgb24,
+            1280,
+            720,
+        )
+        .unwrap();
+        assert!(r.check(&stream).is_ok());
+        for (bad, says) in [
+            (Rendition { width: 853, ..r }, "853x480 is not an even"),
+            (Rendition { height: 0, ..r }, "854x0 is not an even"),
+            (
+                Rendition { width: 1920, ..r },
+                "larger than the stream's 1280x720",
+            ),
+            (Rendition { index: 3, ..r }, "rendition 3 of 3"),
+        ] {
+            let e = bad.check(&stream).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
 
     /// A link packet reads back as written, in the documented layout; its
     /// reserved flag bits are ignored and any other length is refused.
