@@ -112,6 +112,20 @@ pub trait FrameCodec: Send {
         String::new()
     }
 
+    /// The bitrate the encoder aims at, bit/s, once it has begun; `None` for
+    /// codecs without rate control (and a stream passed through).
+    fn target_bitrate(&self) -> Option<u32> {
+        None
+    }
+
+    /// Aims the encoder at `bits_per_second` instead of what its options say
+    /// (a smaller rendition's encoder); before [`begin`](Self::begin). False
+    /// when the codec has no rate control.
+    fn set_bitrate(&mut self, bits_per_second: u32) -> bool {
+        let _ = bits_per_second;
+        false
+    }
+
     /// Called once before the first `encode` with the stream it will carry, so
     /// an encoder can set its rate and refuse a geometry it cannot take.
     fn begin(&mut self, stream: &StreamInfo) -> Result<(), CodecError> {

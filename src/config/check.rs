@@ -8,7 +8,7 @@ use std::ops::{Range, RangeInclusive};
 
 use toml::Spanned;
 
-use super::Auth;
+use super::{Adapt, Auth};
 use crate::backend::table::{ConfigError, ConfigText};
 use crate::backend::Kind;
 use crate::media::frame::PixelFormat;
@@ -134,6 +134,25 @@ pub(super) fn auth(file: &ConfigText, value: Option<Spanned<String>>) -> Result<
                 file,
                 Some(v.span()),
                 format!("auth {other:?}: expected \"pair\" (the default) or \"none\""),
+            )),
+        },
+    }
+}
+
+/// `adapt = "auto"` (the default) or `"off"`.
+pub(super) fn adapt(
+    file: &ConfigText,
+    value: Option<Spanned<String>>,
+) -> Result<Adapt, ConfigError> {
+    match value {
+        None => Ok(Adapt::Auto),
+        Some(v) => match v.get_ref().as_str() {
+            "auto" => Ok(Adapt::Auto),
+            "off" => Ok(Adapt::Off),
+            other => Err(ConfigError::at(
+                file,
+                Some(v.span()),
+                format!("adapt {other:?}: expected \"auto\" (the default) or \"off\""),
             )),
         },
     }

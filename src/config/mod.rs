@@ -67,6 +67,19 @@ pub struct ServeConfig {
     pub auth: Auth,
     /// Where the keys and pins live; `None`: the user's config directory.
     pub key_dir: Option<std::path::PathBuf>,
+    /// Whether each native viewer is sent the rendition its link carries.
+    pub adapt: Adapt,
+}
+
+/// `adapt`: whether native viewers of an H.264 stream are moved between
+/// renditions by what their links carry (`server/adapt.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adapt {
+    /// Smaller renditions (720p, 480p, 240p below the stream) for viewers
+    /// whose link cannot carry the stream: the default.
+    Auto,
+    /// Every viewer gets the stream; a slow link drops frames.
+    Off,
 }
 
 /// Whether native viewers must pair and the stream is encrypted (`auth`).
@@ -369,6 +382,7 @@ mod tests {
         assert_eq!(c.serve.handshake_timeout, std::time::Duration::from_secs(5));
         assert_eq!(c.serve.encode_threads, 0);
         assert_eq!(c.serve.auth, Auth::Pair);
+        assert_eq!(c.serve.adapt, Adapt::Auto);
         assert_eq!(
             (c.capture.width, c.capture.height, c.capture.fps),
             (1280, 720, 30.0)
@@ -383,6 +397,7 @@ mod tests {
         let cases = [
             ("[serve]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
             ("[view]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
+            ("[serve]\nadapt = \"on\"\n", (2, 9), "adapt \"on\""),
             (
                 "[serve]\nsinks = [\"null\", \"tv\"]\n",
                 (2, 18),

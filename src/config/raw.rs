@@ -50,6 +50,7 @@ pub(super) struct RawServe {
     pub discovery: Option<bool>,
     pub connections_per_second: Option<Spanned<f64>>,
     pub auth: Option<Spanned<String>>,
+    pub adapt: Option<Spanned<String>>,
     pub key_dir: Option<String>,
     pub webrtc_port: Option<Spanned<u32>>,
     pub webrtc_candidates: Option<Vec<Spanned<String>>>,

@@ -124,6 +124,7 @@ pub(super) fn serve(
         publish,
         discovery: s.discovery.unwrap_or(true),
         auth: check::auth(file, s.auth)?,
+        adapt: check::adapt(file, s.adapt)?,
         key_dir: s.key_dir.map(Into::into),
         sinks: local_sinks(file, s.sinks.unwrap_or_default(), &overrides.local_sinks)?,
     })

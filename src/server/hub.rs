@@ -9,7 +9,7 @@
 //! gives back its handshake place. A forgotten decrement cannot happen.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -37,6 +37,8 @@ pub(crate) struct EncodedFrame {
     pub(crate) index: u64,
     /// When the encoder finished with it (server clock, µs).
     pub(crate) encoded_us: u64,
+    /// The rendition it belongs to (`adapt.rs`; 0: the stream's own).
+    pub(crate) rendition: u8,
 }
 
 impl EncodedFrame {
@@ -69,6 +71,7 @@ impl FramePool {
                 keyframe: true,
                 index: 0,
                 encoded_us: 0,
+                rendition: 0,
             }),
         }
     }
@@ -110,6 +113,8 @@ pub struct SubscriberCounters {
     pub link_measured: AtomicBool,
     /// Its connection's smoothed round trip, µs (0: not known).
     pub rtt_us: AtomicU64,
+    /// Times it moved to another rendition.
+    pub switches: AtomicU64,
 }
 
 /// What a native viewer sent back: pings waiting for their pong, its last
@@ -143,6 +148,11 @@ pub(crate) struct Subscriber {
     /// Called after each frame offered to its slot, for a taker that waits on
     /// more than the slot (the `webrtc` thread also polls its socket).
     notify: Option<Notify>,
+    /// The rendition whose frames it takes (`adapt.rs`; 0: the stream's
+    /// own). Set by the fan-out that moves it over at a keyframe.
+    pub(crate) rendition: AtomicU8,
+    /// It said it takes smaller renditions (a native viewer's hello).
+    pub(crate) takes_renditions: AtomicBool,
 }
 
 /// What [`Fanout::publish`] calls to wake a subscriber's taker: cheap, never
@@ -178,6 +188,8 @@ impl Subscriber {
                 SubscriberKind::Native | SubscriberKind::Rtsp | SubscriberKind::Webrtc
             )),
             notify,
+            rendition: AtomicU8::new(0),
+            takes_renditions: AtomicBool::new(false),
         })
     }
 
@@ -203,10 +215,21 @@ impl Subscriber {
     }
 }
 
+/// A subscriber's place in a fan-out.
+pub(crate) struct Tap {
+    pub(crate) subscriber: Arc<Subscriber>,
+    /// It is moving to this fan-out's rendition: it takes nothing from here
+    /// until a keyframe, which moves it over (and then it takes every frame).
+    pub(crate) pending: bool,
+}
+
 /// A set of subscribers fed the same frames.
 #[derive(Default)]
 pub(crate) struct Fanout {
-    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+    subscribers: Mutex<Vec<Tap>>,
+    /// The rendition whose frames it carries (0: the stream's own, and every
+    /// fan-out that is not a rendition's).
+    rendition: u8,
     /// One past the newest published sequence number (under the subscribers lock).
     next_seq: AtomicU64,
     /// Frames not published because a newer one went out first.
@@ -227,69 +250,143 @@ impl Subscription<'_> {
 
 impl Drop for Subscription<'_> {
     fn drop(&mut self) {
-        let me = &self.subscriber;
-        self.fanout.lock().retain(|s| !Arc::ptr_eq(s, me));
+        self.fanout.leave(&self.subscriber);
     }
 }
 
 impl Fanout {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Arc<Subscriber>>> {
+    /// The fan-out of rendition `index` of the ladder.
+    pub(crate) fn for_rendition(index: u8) -> Fanout {
+        Fanout {
+            rendition: index,
+            ..Fanout::default()
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Tap>> {
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The one way onto a fan-out, for every kind of subscriber: from now on
     /// every published frame goes into its slot, until the guard is dropped.
     pub(crate) fn subscribe(&self, subscriber: &Arc<Subscriber>) -> Subscription<'_> {
-        self.lock().push(subscriber.clone());
+        self.lock().push(Tap {
+            subscriber: subscriber.clone(),
+            pending: false,
+        });
         Subscription {
             fanout: self,
             subscriber: subscriber.clone(),
         }
     }
 
+    /// Starts moving `subscriber` to this fan-out's rendition: its next
+    /// keyframe moves it over (see [`Fanout::publish`]). Until then the
+    /// subscriber takes its current rendition's frames.
+    pub(crate) fn subscribe_pending(&self, subscriber: &Arc<Subscriber>) {
+        let mut taps = self.lock();
+        // A place it left (moved away from, not yet dropped) goes first.
+        taps.retain(|t| !Arc::ptr_eq(&t.subscriber, subscriber));
+        taps.push(Tap {
+            subscriber: subscriber.clone(),
+            pending: true,
+        });
+    }
+
+    /// Gives up a move to this fan-out that has not happened yet.
+    pub(crate) fn cancel_pending(&self, subscriber: &Arc<Subscriber>) {
+        self.lock()
+            .retain(|t| !(t.pending && Arc::ptr_eq(&t.subscriber, subscriber)));
+    }
+
+    /// Takes `subscriber` off this fan-out, pending or not.
+    pub(crate) fn leave(&self, subscriber: &Arc<Subscriber>) {
+        self.lock()
+            .retain(|t| !Arc::ptr_eq(&t.subscriber, subscriber));
+    }
+
     /// Hands `frame` to every subscriber, unless a newer frame went out already
     /// (parallel encoders can finish out of order). A keyframe still waiting in
     /// a native viewer's slot stays there, and a newer frame that depends on it
     /// is the one dropped: the viewer needs that keyframe to go on.
+    ///
+    /// A subscriber moving here (pending) takes nothing until a keyframe,
+    /// which moves it over: from that frame on it takes this rendition's
+    /// frames, and the fan-out of its old one drops it at its next frame. A
+    /// frame of another rendition still waiting in its slot is replaced by
+    /// the keyframe; a frame of the old rendition never replaces one of the
+    /// new.
     pub(crate) fn publish(&self, frame: &Arc<EncodedFrame>) {
-        let subscribers = self.lock();
+        let mut taps = self.lock();
         let seq = frame.frame.seq;
         if self.next_seq.load(Ordering::Relaxed) > seq {
             self.late.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.next_seq.store(seq + 1, Ordering::Relaxed);
-        for s in subscribers.iter() {
-            // A viewer decodes the payload, a local recording may keep it;
-            // the transcoder and other local sinks take the captured pixels,
-            // any frame of which will do.
-            let chained = s.chained.load(Ordering::Relaxed);
-            let keep = |waiting: &Arc<EncodedFrame>| chained && waiting.keyframe && !frame.keyframe;
-            if s.slot.offer(frame.clone(), keep).is_some() {
-                s.dropped();
+        let here = self.rendition;
+        taps.retain_mut(|tap| {
+            let s = &tap.subscriber;
+            if tap.pending {
+                if !frame.keyframe {
+                    return true;
+                }
+                tap.pending = false;
+                s.rendition.store(here, Ordering::SeqCst);
+                s.counters.switches.fetch_add(1, Ordering::Relaxed);
+                let _ = s.slot.put(frame.clone());
+            } else {
+                if s.rendition.load(Ordering::SeqCst) != here {
+                    // It moved to another rendition's fan-out.
+                    return false;
+                }
+                // A viewer decodes the payload, a local recording may keep
+                // it; the transcoder and other local sinks take the captured
+                // pixels, any frame of which will do.
+                let chained = s.chained.load(Ordering::Relaxed);
+                let keep = |waiting: &Arc<EncodedFrame>| {
+                    waiting.rendition != here || (chained && waiting.keyframe && !frame.keyframe)
+                };
+                if s.slot.offer(frame.clone(), keep).is_some() {
+                    s.dropped();
+                }
             }
             if let Some(notify) = &s.notify {
                 notify();
             }
-        }
+            true
+        });
     }
 
     /// Some subscriber has taken the last frame it was given: a new one would
     /// not just replace one nobody took.
     pub(crate) fn someone_ready(&self) -> bool {
-        self.lock().iter().any(|s| s.slot.is_empty())
+        self.lock().iter().any(|t| t.subscriber.slot.is_empty())
     }
 
-    /// No one but the transcoder is subscribed.
+    /// No one but the transcoder is subscribed (a viewer moving here counts:
+    /// it waits for this fan-out's keyframe).
     pub(crate) fn has_no_viewers(&self) -> bool {
         self.lock()
             .iter()
-            .all(|s| s.kind == SubscriberKind::Transcoder)
+            .all(|t| t.subscriber.kind == SubscriberKind::Transcoder)
+    }
+
+    /// The subscribers that take this fan-out's frames now (not those still
+    /// moving here, nor those that moved away).
+    pub(crate) fn takers(&self) -> Vec<Arc<Subscriber>> {
+        self.lock()
+            .iter()
+            .filter(|t| {
+                !t.pending && t.subscriber.rendition.load(Ordering::Relaxed) == self.rendition
+            })
+            .map(|t| t.subscriber.clone())
+            .collect()
     }
 
     pub(crate) fn close_all(&self) {
-        for s in self.lock().iter() {
-            s.slot.close();
+        for t in self.lock().iter() {
+            t.subscriber.slot.close();
         }
     }
 }
@@ -361,6 +458,13 @@ impl Keyframes {
     }
 }
 
+/// A smaller rendition of the stream: its fan-out, and its encoder's
+/// keyframe requests.
+pub(crate) struct Rendition {
+    pub(crate) fanout: Fanout,
+    pub(crate) keyframes: Keyframes,
+}
+
 /// One sink on the server itself (`local_sinks.rs`), as the stats see it.
 pub(crate) struct LocalSink {
     pub(crate) name: String,
@@ -426,6 +530,11 @@ pub(crate) struct Hub {
     /// not H.264, and the keyframe requests for that encoder.
     pub(crate) h264: Fanout,
     pub(crate) h264_keyframes: Keyframes,
+    /// The ladder (`adapt.rs`): rung 0 is the main feed; the others are the
+    /// `rendition-N` transcoders', each with its fan-out and keyframe
+    /// requests. One rung when the stream does not adapt.
+    pub(crate) ladder: Vec<super::adapt::Rung>,
+    pub(crate) renditions: Vec<Rendition>,
     /// The encoded payload's format when each is a whole picture in a
     /// standard format: JPEG a browser can show as it is, or H.264.
     pub(crate) payload_format: Option<PixelFormat>,
@@ -481,6 +590,9 @@ pub(crate) struct HubSetup {
     pub(crate) source_name: String,
     pub(crate) auth: Option<Arc<ServerAuth>>,
     pub(crate) rtsp: Option<super::rtsp::RtspShared>,
+    /// The renditions viewers may be moved between (`[serve] adapt`); one
+    /// rung (the stream's) when it does not adapt.
+    pub(crate) ladder: Vec<super::adapt::Rung>,
 }
 
 /// A viewer's place among those watching; dropping it leaves the fan-out and
@@ -527,6 +639,13 @@ impl Hub {
             jpeg: Fanout::default(),
             h264: Fanout::default(),
             h264_keyframes: Keyframes::default(),
+            renditions: (1..setup.ladder.len())
+                .map(|i| Rendition {
+                    fanout: Fanout::for_rendition(i as u8),
+                    keyframes: Keyframes::default(),
+                })
+                .collect(),
+            ladder: setup.ladder,
             payload_format: setup.payload_format,
             keyframes: Keyframes::default(),
             max_viewers: setup.max_viewers,
@@ -572,6 +691,18 @@ impl Hub {
             (&self.main, &self.keyframes)
         } else {
             (&self.h264, &self.h264_keyframes)
+        }
+    }
+
+    /// The fan-out and the keyframe requests of rendition `index` of the
+    /// ladder (0: the main feed).
+    pub(crate) fn rendition_feed(&self, index: usize) -> Option<(&Fanout, &Keyframes)> {
+        match index {
+            0 => Some((&self.main, &self.keyframes)),
+            i => self
+                .renditions
+                .get(i - 1)
+                .map(|r| (&r.fanout, &r.keyframes)),
         }
     }
 
@@ -639,6 +770,9 @@ impl Hub {
         self.main.close_all();
         self.jpeg.close_all();
         self.h264.close_all();
+        for r in &self.renditions {
+            r.fanout.close_all();
+        }
     }
 
     pub(crate) fn end(&self) -> Option<StreamEnd> {
@@ -667,6 +801,7 @@ mod tests {
             source_name: "test-pattern".into(),
             auth: None,
             rtsp: None,
+            ladder: Vec::new(),
         })
     }
 
@@ -748,6 +883,69 @@ mod tests {
             panic!("a frame waits")
         };
         assert_eq!(got.frame.seq, 2, "a local sink takes pixels: the newest");
+    }
+
+    fn made(pool: &FramePool, seq: u64, rendition: u8, keyframe: bool) -> Arc<EncodedFrame> {
+        let mut f = frame(pool, seq);
+        let p = Arc::get_mut(&mut f).unwrap();
+        (p.rendition, p.keyframe) = (rendition, keyframe);
+        f
+    }
+
+    fn waiting(s: &Subscriber) -> Option<(u64, u8)> {
+        match s.slot.take(std::time::Duration::ZERO) {
+            crate::media::slot::Taken::Value(f) => Some((f.frame.seq, f.rendition)),
+            _ => None,
+        }
+    }
+
+    /// A viewer moving to another rendition takes its old one's frames
+    /// until the new one's keyframe, which moves it over; from then on the
+    /// old fan-out lets it go and its frames never reach it.
+    #[test]
+    fn a_viewer_moves_to_another_rendition_at_its_keyframe() {
+        let (main, lower) = (Fanout::default(), Fanout::for_rendition(1));
+        let pool = FramePool::default();
+        let viewer = Subscriber::new("10.0.0.1:1".parse().unwrap(), SubscriberKind::Native);
+        let _s = main.subscribe(&viewer);
+        lower.subscribe_pending(&viewer);
+        assert!(
+            !lower.has_no_viewers(),
+            "a viewer on its way counts: the encoder starts"
+        );
+        assert!(lower.takers().is_empty());
+        main.publish(&made(&pool, 1, 0, false));
+        lower.publish(&made(&pool, 1, 1, false));
+        assert_eq!(
+            waiting(&viewer),
+            Some((1, 0)),
+            "a delta of the new one: not yet"
+        );
+        main.publish(&made(&pool, 2, 0, false));
+        lower.publish(&made(&pool, 3, 1, true));
+        assert_eq!(viewer.rendition.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            waiting(&viewer),
+            Some((3, 1)),
+            "the keyframe replaced the old frame"
+        );
+        assert_eq!(viewer.counters.switches.load(Ordering::Relaxed), 1);
+        main.publish(&made(&pool, 4, 0, false));
+        assert_eq!(
+            waiting(&viewer),
+            None,
+            "the old rendition's frames do not reach it"
+        );
+        assert_eq!(main.lock().len(), 0, "and the old fan-out let it go");
+        lower.publish(&made(&pool, 4, 1, false));
+        assert_eq!(waiting(&viewer), Some((4, 1)));
+        assert_eq!(lower.takers().len(), 1);
+        // A move given up before its keyframe leaves nothing behind.
+        main.subscribe_pending(&viewer);
+        main.cancel_pending(&viewer);
+        main.publish(&made(&pool, 5, 0, true));
+        assert_eq!(viewer.rendition.load(Ordering::SeqCst), 1);
+        assert_eq!(main.lock().len(), 0);
     }
 
     #[test]

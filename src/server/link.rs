@@ -16,6 +16,8 @@ use crate::net::socket::TcpInfo;
 pub(crate) const INTERVAL_US: u64 = 200_000;
 /// How far back the estimate looks, µs.
 pub(crate) const WINDOW_US: u64 = 2_000_000;
+/// How far back [`LinkEstimator::goodput`] looks, µs.
+pub(crate) const GOODPUT_US: u64 = 1_000_000;
 /// Samples kept: a window's worth, with room for late ones.
 const KEPT: usize = 16;
 
@@ -31,8 +33,11 @@ pub struct LinkEstimate {
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     at_us: u64,
+    /// 0: the kernel had no rate yet.
     bytes_per_second: u64,
     app_limited: bool,
+    /// The connection's acknowledged bytes so far.
+    bytes_acked: u64,
 }
 
 /// The samples of one viewer's connection.
@@ -62,15 +67,34 @@ impl LinkEstimator {
     /// acknowledged yet (no rate) adds nothing.
     pub(crate) fn add(&mut self, now_us: u64, info: &TcpInfo) {
         self.last_at_us = Some(now_us);
-        if info.delivery_rate == 0 {
-            return;
-        }
         self.samples[self.next] = Some(Sample {
             at_us: now_us,
             bytes_per_second: info.delivery_rate,
             app_limited: info.app_limited,
+            bytes_acked: info.bytes_acked,
         });
         self.next = (self.next + 1) % KEPT;
+    }
+
+    /// What the link delivered over about the last [`GOODPUT_US`] (bytes
+    /// acknowledged over time between two samples), bit/s; `None` before
+    /// there are two samples that far apart. While the sender had more than
+    /// the link took (frames dropped for it), this is what the link carries,
+    /// whatever bursts a shaper let through; otherwise what it was sent.
+    pub(crate) fn goodput(&self, now_us: u64) -> Option<u64> {
+        let newest = self.samples.iter().flatten().max_by_key(|s| s.at_us)?;
+        let oldest = self
+            .samples
+            .iter()
+            .flatten()
+            .filter(|s| now_us.saturating_sub(s.at_us) <= GOODPUT_US + INTERVAL_US / 2)
+            .min_by_key(|s| s.at_us)?;
+        let span = newest.at_us.checked_sub(oldest.at_us)?;
+        if span < GOODPUT_US / 2 {
+            return None;
+        }
+        let bytes = newest.bytes_acked.saturating_sub(oldest.bytes_acked);
+        Some((bytes as u128 * 8 * 1_000_000 / span as u128).min(u64::MAX.into()) as u64)
     }
 
     /// The estimate at `now_us`, from the samples of the last window; `None`
@@ -80,7 +104,7 @@ impl LinkEstimator {
             .samples
             .iter()
             .flatten()
-            .filter(|s| now_us.saturating_sub(s.at_us) <= WINDOW_US);
+            .filter(|s| s.bytes_per_second > 0 && now_us.saturating_sub(s.at_us) <= WINDOW_US);
         let mut best: Option<LinkEstimate> = None;
         for s in recent {
             let bits = s.bytes_per_second.saturating_mul(8);
@@ -98,6 +122,26 @@ impl LinkEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn goodput_is_bytes_acknowledged_over_the_last_second() {
+        let mut l = LinkEstimator::new();
+        let acked = |bytes_acked| TcpInfo {
+            bytes_acked,
+            ..TcpInfo::default()
+        };
+        l.add(0, &acked(0));
+        assert_eq!(l.goodput(0), None);
+        l.add(200_000, &acked(25_000));
+        assert_eq!(l.goodput(200_000), None, "too short a span");
+        for i in 2..=10 {
+            l.add(i * 200_000, &acked(i * 25_000));
+        }
+        // 125 kB/s: 1 Mbit/s, over the last second only.
+        assert_eq!(l.goodput(2_000_000), Some(1_000_000));
+        l.add(2_200_000, &acked(10 * 25_000 + 250_000));
+        assert_eq!(l.goodput(2_200_000), Some(2_800_000));
+    }
 
     fn info(mbit: u64, app_limited: bool) -> TcpInfo {
         TcpInfo {

@@ -194,6 +194,32 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
         "Each TCP viewer's connection's smoothed round trip.",
         link(&|l| format!("{:.6}", l.rtt_ms / 1000.0)),
     );
+    let rendition = |f: &dyn Fn(&super::stats::RenditionStats) -> String| -> Vec<String> {
+        s.viewers
+            .iter()
+            .filter_map(|v| {
+                Some(format!(
+                    "{{peer=\"{}\"}} {}",
+                    v.peer,
+                    f(v.rendition.as_ref()?)
+                ))
+            })
+            .collect()
+    };
+    metric(
+        out,
+        "viewer_rendition_height_pixels",
+        "gauge",
+        "The picture height of the rendition each native viewer is sent (adapt).",
+        rendition(&|r| r.height.to_string()),
+    );
+    metric(
+        out,
+        "viewer_rendition_switches_total",
+        "counter",
+        "Moves of each native viewer from one rendition to another.",
+        rendition(&|r| r.switches.to_string()),
+    );
     // What native viewers measured themselves, capture to presented.
     let mut reported = Vec::new();
     for v in &s.viewers {

@@ -8,6 +8,7 @@
 //! | `capture`, `encode-N` | `capture.rs` | source → codec → the main fan-out |
 //! | `http-jpeg` | `transcode.rs` | JPEG for browsers when the payload is not JPEG, only while one watches |
 //! | `webrtc-h264` | `transcode.rs` | H.264 for WebRTC viewers when the payload is not H.264, only while one watches |
+//! | `rendition-Np` | `transcode.rs`, `adapt.rs` | a smaller rendition of an H.264 stream for native viewers whose link cannot carry it, only while one takes it |
 //! | `sink-NAME` | `local_sinks.rs` | a preview window or recording on the server |
 //! | `accept` | `accept.rs` | takes connections, bounds the flood, starts a thread for each |
 //! | `viewer-ADDR` | `connection.rs` → `native.rs`, `http.rs` or `rtsp.rs` | sniffs, shakes hands, then sends (`send.rs`) |
@@ -25,6 +26,7 @@
 //! for itself only, and capture never waits for anyone.
 
 mod accept;
+mod adapt;
 mod capture;
 mod connection;
 mod http;
@@ -57,7 +59,7 @@ use crate::backend::{Availability, Kind};
 use crate::codecs::FrameCodec;
 use crate::config::Config;
 use crate::error::{BackendError, CodecError, SourceError};
-use crate::media::frame::{PixelFormat, StreamInfo};
+use crate::media::frame::{FrameInfo, PixelFormat, StreamInfo};
 use crate::net::discovery::{Advertiser, Announcement};
 use crate::registry;
 use crate::secure::{SecureError, ServerAuth};
@@ -166,6 +168,8 @@ struct Threads {
     webrtc: Option<JoinHandle<()>>,
     /// H.264 for WebRTC viewers when the payload is not H.264.
     webrtc_h264: Option<JoinHandle<()>>,
+    /// `rendition-N`: the smaller renditions of the ladder.
+    renditions: Vec<JoinHandle<()>>,
     accept: Option<JoinHandle<Vec<Connection>>>,
 }
 
@@ -181,6 +185,7 @@ impl Threads {
             publish: None,
             webrtc: None,
             webrtc_h264: None,
+            renditions: Vec::new(),
             accept: None,
         }
     }
@@ -208,6 +213,9 @@ impl Threads {
             let _ = t.join();
         }
         if let Some(t) = self.webrtc_h264.take() {
+            let _ = t.join();
+        }
+        for t in self.renditions.drain(..) {
             let _ = t.join();
         }
         if let Some(t) = self.rtcp.take() {
@@ -282,6 +290,11 @@ struct Codecs {
     /// The H.264 encoder for WebRTC viewers when the payload is not H.264,
     /// used only while one watches.
     webrtc_h264: Option<Box<dyn FrameCodec>>,
+    /// The ladder of renditions (one rung when the stream does not adapt),
+    /// and an encoder for each rung below the stream, used only while some
+    /// viewer takes it.
+    ladder: Vec<adapt::Rung>,
+    renditions: Vec<Box<dyn FrameCodec>>,
 }
 
 fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> {
@@ -341,6 +354,7 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
     } else {
         open_webrtc_h264(cfg, stream)?
     };
+    let (ladder, renditions) = open_renditions(cfg, stream, payload_format, &*encoders[0]);
     Ok(Codecs {
         settings: encoders[0].settings(),
         encoders,
@@ -348,7 +362,64 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
         payload_format,
         transcoder,
         webrtc_h264,
+        ladder,
+        renditions,
     })
+}
+
+/// The ladder of an H.264 stream with `adapt = "auto"`, and an encoder begun
+/// for each rung below the stream. A rung whose encoder cannot be had ends
+/// the ladder above it (said once); no ladder is no error: every viewer then
+/// gets the stream.
+fn open_renditions(
+    cfg: &Config,
+    stream: &StreamInfo,
+    payload_format: Option<PixelFormat>,
+    main: &dyn FrameCodec,
+) -> (Vec<adapt::Rung>, Vec<Box<dyn FrameCodec>>) {
+    let top = adapt::Rung {
+        width: stream.frame.width,
+        height: stream.frame.height,
+        bits_per_second: 0,
+    };
+    if cfg.serve.adapt == crate::config::Adapt::Off || payload_format != Some(PixelFormat::H264) {
+        return (vec![top], Vec::new());
+    }
+    let Ok(backend) = registry::codec("h264") else {
+        return (vec![top], Vec::new());
+    };
+    let top_bps = main
+        .target_bitrate()
+        .unwrap_or_else(|| adapt::assumed_bitrate(stream));
+    let mut ladder = adapt::ladder(&stream.frame, top_bps);
+    let mut codecs = Vec::new();
+    for (i, rung) in ladder.iter().enumerate().skip(1) {
+        let opened = (backend.open)(&cfg.backend(Kind::Codec, "h264"))
+            .map_err(|e| e.to_string())
+            .and_then(|mut codec| {
+                codec.set_bitrate(rung.bits_per_second);
+                let pictures = StreamInfo {
+                    frame: FrameInfo::packed(PixelFormat::I420, rung.width, rung.height)
+                        .map_err(|e| e.to_string())?,
+                    fps: stream.fps,
+                };
+                codec.begin(&pictures).map_err(|e| e.to_string())?;
+                Ok(codec)
+            });
+        match opened {
+            Ok(codec) => codecs.push(codec),
+            Err(e) => {
+                log::warn!(
+                    "adapt: no encoder for {}x{} ({e}): no renditions from there down",
+                    rung.width,
+                    rung.height
+                );
+                ladder.truncate(i);
+                break;
+            }
+        }
+    }
+    (ladder, codecs)
 }
 
 /// The H.264 encoder for WebRTC viewers of a stream whose payload is not
@@ -495,6 +566,7 @@ impl RunningServer {
             source_name,
             auth,
             rtsp,
+            ladder: codecs.ladder,
         }));
         let mut threads = Threads::new(&hub);
         // Local sinks first, so a recording holds every frame from the first.
@@ -515,6 +587,15 @@ impl RunningServer {
             threads.webrtc_h264 = Some(threads.spawn("webrtc-h264", move |hub, stop| {
                 transcode::transcode_loop(codec, transcode::Output::H264, hub, stop)
             })?);
+        }
+        for (i, codec) in codecs.renditions.into_iter().enumerate() {
+            let index = (i + 1) as u8;
+            let name = format!("rendition-{}p", hub.ladder[i + 1].height);
+            threads
+                .renditions
+                .push(threads.spawn(&name, move |hub, stop| {
+                    transcode::transcode_loop(codec, transcode::Output::Rendition(index), hub, stop)
+                })?);
         }
         if hub.rtsp.as_ref().is_some_and(|r| r.udp.is_some()) {
             threads.rtcp = Some(threads.spawn("rtsp-rtcp", |hub, stop| {

@@ -17,6 +17,7 @@ use crate::net::protocol::{
 use crate::net::sniff::Speaks;
 use crate::secure::{Accepted, Link, OpenReader, Rx, SealWriter, ServerAuth, Tx};
 
+use super::adapt::Rung;
 use super::hub::{Admission, Handshaking, Hub, Subscriber, SubscriberKind};
 use super::send::{log_departure, send_loop, Framing, WRITE_TIMEOUT};
 
@@ -185,6 +186,9 @@ fn handshake<'a>(
         return Ok(None);
     }
     let viewer = Subscriber::new(peer, SubscriberKind::Native);
+    viewer
+        .takes_renditions
+        .store(hello.renditions, Ordering::Relaxed);
     let admission = match hub.admit(&hub.main, &viewer) {
         Ok(a) => a,
         Err(refused) => {
@@ -238,6 +242,8 @@ fn watch(
             &mut NativeFraming {
                 viewer,
                 link_told: None,
+                ladder: &hub.ladder,
+                rendition_told: 0,
             },
         );
         // Ends the upstream reader, which the scope then joins.
@@ -299,12 +305,39 @@ struct NativeFraming<'a> {
     viewer: &'a Subscriber,
     /// When the viewer was last told its link's estimate.
     link_told: Option<Instant>,
+    /// The stream's renditions, and the one the viewer was last told it
+    /// gets (0, the stream's, from the hello).
+    ladder: &'a [Rung],
+    rendition_told: u8,
 }
 
 /// How often a viewer is told what the server estimates its link carries.
 const LINK_EVERY: Duration = Duration::from_secs(1);
 
 impl NativeFraming<'_> {
+    /// The rendition packet, when `frame` is of another rendition than the
+    /// viewer was last told.
+    fn rendition(
+        &mut self,
+        frame: &super::hub::EncodedFrame,
+    ) -> Option<[u8; PACKET_HEADER_LEN + protocol::RENDITION_LEN]> {
+        if frame.rendition == self.rendition_told {
+            return None;
+        }
+        let rung = self.ladder.get(usize::from(frame.rendition))?;
+        self.rendition_told = frame.rendition;
+        Some(
+            protocol::Rendition {
+                width: rung.width,
+                height: rung.height,
+                bits_per_second: rung.bits_per_second,
+                index: frame.rendition,
+                count: self.ladder.len().min(u8::MAX.into()) as u8,
+            }
+            .packet(),
+        )
+    }
+
     /// The link packet, when one is due and there is an estimate.
     fn link(&mut self) -> Option<[u8; PACKET_HEADER_LEN + protocol::LINK_LEN]> {
         if self.link_told.is_some_and(|t| t.elapsed() < LINK_EVERY) {
@@ -355,6 +388,8 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
         let pong_len = self.pongs(&mut pong_buf);
         let link = self.link();
         let link: &[u8] = link.as_ref().map_or(&[], |l| l);
+        let rendition = self.rendition(frame);
+        let rendition: &[u8] = rendition.as_ref().map_or(&[], |r| r);
         let timing = protocol::timing(frame.frame.seq, frame.encoded_us, clock::now_us());
         let payload = frame.payload();
         let head = PacketHeader {
@@ -378,12 +413,13 @@ impl<W: Write> Framing<W> for NativeFraming<'_> {
             &mut [
                 IoSlice::new(&pong_buf[..pong_len]),
                 IoSlice::new(link),
+                IoSlice::new(rendition),
                 IoSlice::new(&timing),
                 IoSlice::new(&head),
                 IoSlice::new(payload),
             ],
         )?;
-        Ok(pong_len + link.len() + timing.len() + head.len() + payload.len())
+        Ok(pong_len + link.len() + rendition.len() + timing.len() + head.len() + payload.len())
     }
 
     /// Pongs go out between frames too.

@@ -17,6 +17,7 @@ use crate::media::clock;
 use crate::media::slot::Taken;
 use crate::net::socket::{self, Ready};
 
+use super::adapt::{keyframes_of, ViewerAdapt};
 use super::hub::{EncodedFrame, Hub, Keyframes, StreamEnd, Subscriber, SubscriberKind};
 use super::link::LinkEstimator;
 
@@ -176,13 +177,13 @@ fn wait_writable(
     viewer: &Subscriber,
     frame: &mut Arc<EncodedFrame>,
     stop: &AtomicBool,
-    link: &mut LinkEstimator,
+    link: &mut Link<'_>,
 ) -> Result<(), SendEnd> {
     let started = Instant::now();
     loop {
         // Waiting here is when the link, not the stream, is the limit: the
         // samples that measure it.
-        sample_link(stream, viewer, link);
+        link.sample(stream, viewer);
         if socket::wait(stream, Ready::Write, Duration::from_millis(20)).map_err(SendEnd::Poll)? {
             return Ok(()); // writable, or an error the write will report
         }
@@ -201,26 +202,40 @@ fn wait_writable(
     }
 }
 
-/// Samples the viewer's connection when due, and publishes its link's
-/// estimate in its counters (`/stats`, `/metrics`).
-fn sample_link(stream: &TcpStream, viewer: &Subscriber, link: &mut LinkEstimator) {
-    let now = clock::now_us();
-    if !link.due(now) {
-        return;
-    }
-    let c = &viewer.counters;
-    match socket::tcp_info(stream) {
-        Ok(info) => {
-            link.add(now, &info);
-            c.rtt_us.store(info.rtt_us.into(), Ordering::Relaxed);
+/// What the send loop knows of the viewer's link, and the rendition choice
+/// that follows it (native viewers of a stream with renditions).
+struct Link<'h> {
+    estimator: LinkEstimator,
+    adapt: Option<ViewerAdapt<'h>>,
+}
+
+impl Link<'_> {
+    /// Samples the viewer's connection when due, publishes its link's
+    /// estimate in its counters (`/stats`, `/metrics`), and lets the
+    /// rendition choice see it.
+    fn sample(&mut self, stream: &TcpStream, viewer: &Subscriber) {
+        let now = clock::now_us();
+        let link = &mut self.estimator;
+        if !link.due(now) {
+            return;
         }
-        Err(e) => log::debug!("TCP_INFO for {}: {e}", viewer.peer),
+        let c = &viewer.counters;
+        match socket::tcp_info(stream) {
+            Ok(info) => {
+                link.add(now, &info);
+                c.rtt_us.store(info.rtt_us.into(), Ordering::Relaxed);
+            }
+            Err(e) => log::debug!("TCP_INFO for {}: {e}", viewer.peer),
+        }
+        let estimate = link.estimate(now);
+        c.link_bps
+            .store(estimate.map_or(0, |e| e.bits_per_second), Ordering::Relaxed);
+        c.link_measured
+            .store(estimate.is_some_and(|e| e.measured), Ordering::Relaxed);
+        if let Some(adapt) = self.adapt.as_mut() {
+            adapt.sampled(now, link.goodput(now));
+        }
     }
-    let estimate = link.estimate(now);
-    c.link_bps
-        .store(estimate.map_or(0, |e| e.bits_per_second), Ordering::Relaxed);
-    c.link_measured
-        .store(estimate.is_some_and(|e| e.measured), Ordering::Relaxed);
 }
 
 /// Sends the newest frame of the viewer's slot until the viewer goes away or
@@ -228,7 +243,7 @@ fn sample_link(stream: &TcpStream, viewer: &Subscriber, link: &mut LinkEstimator
 pub(crate) fn send_loop<W>(
     stream: &TcpStream,
     mut w: W,
-    viewer: &Subscriber,
+    viewer: &Arc<Subscriber>,
     hub: &Hub,
     stop: &AtomicBool,
     framing: &mut impl Framing<W>,
@@ -236,18 +251,27 @@ pub(crate) fn send_loop<W>(
     let mut last_seq: Option<u64> = None;
     let mut chain = Chain::new();
     let mut low_water = LowWater::new(stream);
-    let mut link = LinkEstimator::new();
+    let mut link = Link {
+        estimator: LinkEstimator::new(),
+        adapt: ViewerAdapt::new(hub, viewer, clock::now_us()),
+    };
     loop {
+        // The encoder of the rendition it takes makes its keyframes.
+        let keyframes = keyframes_of(hub, viewer.rendition.load(Ordering::SeqCst));
         if viewer
             .feedback
             .wants_keyframe
             .swap(false, Ordering::Relaxed)
         {
-            chain.lost(&hub.keyframes, Instant::now());
+            chain.lost(keyframes, Instant::now());
         }
         match viewer.slot.take(Duration::from_millis(100)) {
             Taken::Value(mut frame) => {
-                if !chain.admits(&frame, &hub.keyframes, Instant::now()) {
+                if frame.rendition != viewer.rendition.load(Ordering::SeqCst) {
+                    // Of the rendition it just moved away from.
+                    continue;
+                }
+                if !chain.admits(&frame, keyframes, Instant::now()) {
                     viewer.dropped();
                     continue;
                 }
@@ -259,7 +283,7 @@ pub(crate) fn send_loop<W>(
                     Ok(bytes) => {
                         viewer.sent(&frame, bytes);
                         low_water.sent(stream, bytes);
-                        sample_link(stream, viewer, &mut link);
+                        link.sample(stream, viewer);
                     }
                     Err(e) => return SendEnd::Write(e),
                 }
@@ -267,7 +291,7 @@ pub(crate) fn send_loop<W>(
                 last_seq = Some(frame.frame.seq);
             }
             Taken::Timeout if !stop.load(Ordering::Relaxed) => {
-                sample_link(stream, viewer, &mut link);
+                link.sample(stream, viewer);
                 if let Err(e) = framing.idle(&mut w) {
                     return SendEnd::Write(e);
                 }
@@ -375,6 +399,7 @@ mod tests {
             source_name: "test-pattern".into(),
             auth: None,
             rtsp: None,
+            ladder: Vec::new(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -48,7 +48,22 @@ pub struct ViewerStats {
     pub rtcp: Option<RtcpStats>,
     /// A WebRTC viewer's figures, as its session's str0m counts them.
     pub webrtc: Option<WebrtcStats>,
+    /// The rendition it is sent, when the stream has several (`[serve] adapt`).
+    pub rendition: Option<RenditionStats>,
     pub connected_seconds: f64,
+}
+
+/// Which rendition of the ladder a viewer is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RenditionStats {
+    /// Its place in the ladder: 0 is the stream itself.
+    pub index: u8,
+    pub width: u32,
+    pub height: u32,
+    /// Its encoder's target, kbit/s.
+    pub kbit: u32,
+    /// Moves from one rendition to another so far.
+    pub switches: u64,
 }
 
 /// A viewer's link as the server sees it.
@@ -207,12 +222,37 @@ impl Subscriber {
                 .webrtc
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
+            rendition: None,
             connected_seconds: secs,
         }
     }
 }
 
 impl Hub {
+    /// The keyframe requests of every encoder: the main one, the
+    /// `webrtc-h264` transcoder's and each rendition's.
+    fn all_keyframes(&self) -> impl Iterator<Item = &super::hub::Keyframes> {
+        [&self.keyframes, &self.h264_keyframes]
+            .into_iter()
+            .chain(self.renditions.iter().map(|r| &r.keyframes))
+    }
+
+    /// The rendition a native viewer is sent, when there is a ladder.
+    fn rendition_of(&self, v: &Subscriber) -> Option<RenditionStats> {
+        if self.ladder.len() < 2 || v.kind != SubscriberKind::Native {
+            return None;
+        }
+        let index = v.rendition.load(Ordering::Relaxed);
+        let rung = self.ladder.get(index as usize)?;
+        Some(RenditionStats {
+            index,
+            width: rung.width,
+            height: rung.height,
+            kbit: rung.bits_per_second / 1000,
+            switches: v.counters.switches.load(Ordering::Relaxed),
+        })
+    }
+
     pub(crate) fn capture_totals(&self) -> CaptureTotals {
         CaptureTotals {
             frames: self.captured.load(Ordering::Relaxed),
@@ -220,10 +260,14 @@ impl Hub {
                 + self.main.late.load(Ordering::Relaxed),
             encoder_skipped: self.encoder_skipped.load(Ordering::Relaxed),
             // The main encoder's, and the `webrtc-h264` transcoder's.
-            keyframes_asked: self.keyframes.asked.load(Ordering::Relaxed)
-                + self.h264_keyframes.asked.load(Ordering::Relaxed),
-            keyframes_forced: self.keyframes.forced.load(Ordering::Relaxed)
-                + self.h264_keyframes.forced.load(Ordering::Relaxed),
+            keyframes_asked: self
+                .all_keyframes()
+                .map(|k| k.asked.load(Ordering::Relaxed))
+                .sum(),
+            keyframes_forced: self
+                .all_keyframes()
+                .map(|k| k.forced.load(Ordering::Relaxed))
+                .sum(),
             source_ns: self.source_ns.load(Ordering::Relaxed),
             encode_ns: self.encode_ns.load(Ordering::Relaxed),
         }
@@ -232,10 +276,13 @@ impl Hub {
     pub(crate) fn stats(&self) -> ServerStats {
         // One lock at a time: never two fan-out locks held together.
         let mut viewers: Vec<ViewerStats> = Vec::new();
-        for feed in [&self.main, &self.jpeg, &self.h264] {
-            let list = feed.lock();
+        let feeds = [&self.main, &self.jpeg, &self.h264]
+            .into_iter()
+            .chain(self.renditions.iter().map(|r| &r.fanout));
+        for feed in feeds {
             viewers.extend(
-                list.iter()
+                feed.takers()
+                    .iter()
                     .filter(|v| {
                         matches!(
                             v.kind,
@@ -245,7 +292,11 @@ impl Hub {
                                 | SubscriberKind::Webrtc
                         )
                     })
-                    .map(|v| v.stats()),
+                    .map(|v| {
+                        let mut stats = v.stats();
+                        stats.rendition = self.rendition_of(v);
+                        stats
+                    }),
             );
         }
         viewers.sort_by_key(|v| v.peer);

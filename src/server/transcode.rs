@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use crate::codecs::to_pixels;
 use crate::codecs::{FrameCodec, Payload};
 use crate::media::clock;
-use crate::media::frame::{Frame, PixelFormat};
+use crate::media::convert;
+use crate::media::frame::{Frame, FrameInfo, PixelFormat};
+use crate::media::scale::Scaler;
 use crate::media::slot::Taken;
 
 use super::hub::{EncodedFrame, Fanout, FramePool, Hub, Keyframes, Subscriber, SubscriberKind};
@@ -42,6 +44,10 @@ pub(crate) enum Output {
     Jpeg,
     /// H.264 for WebRTC viewers (`hub.h264`).
     H264,
+    /// A smaller rendition of an H.264 stream for native viewers whose link
+    /// cannot carry the stream's (`hub.renditions`, `adapt.rs`): the
+    /// pictures scaled to its rung's size, then encoded.
+    Rendition(u8),
 }
 
 impl Output {
@@ -49,13 +55,26 @@ impl Output {
         match self {
             Output::Jpeg => &hub.jpeg,
             Output::H264 => &hub.h264,
+            Output::Rendition(i) => match hub.rendition_feed(i.into()) {
+                Some((fanout, _)) => fanout,
+                None => unreachable!("rendition transcoders are started for the ladder's rungs"),
+            },
         }
     }
 
-    fn name(self) -> &'static str {
+    fn keyframes(self, hub: &Hub) -> Option<&Keyframes> {
         match self {
-            Output::Jpeg => "JPEG for browsers",
-            Output::H264 => "H.264 for WebRTC",
+            Output::Jpeg => None,
+            Output::H264 => Some(&hub.h264_keyframes),
+            Output::Rendition(i) => hub.rendition_feed(i.into()).map(|(_, k)| k),
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Output::Jpeg => "JPEG for browsers".into(),
+            Output::H264 => "H.264 for WebRTC".into(),
+            Output::Rendition(i) => format!("rendition {i}"),
         }
     }
 
@@ -96,10 +115,17 @@ pub(crate) fn transcode_loop(
     } else {
         None
     };
-    let mut made = (output == Output::H264).then_some(Made {
+    let mut made = output.keyframes(hub).map(|keyframes| Made {
         index: 0,
-        keyframes: &hub.h264_keyframes,
+        keyframes,
     });
+    let mut scale = match output {
+        Output::Rendition(i) => hub
+            .ladder
+            .get(usize::from(i))
+            .map(|r| Scale::new((r.width, r.height))),
+        _ => None,
+    };
     let inter_frame = decoder.as_ref().is_some_and(|d| d.inter_frame());
     me.chained.store(inter_frame, Ordering::Relaxed);
     let mut chain = None;
@@ -151,6 +177,16 @@ pub(crate) fn transcode_loop(
                 &pixels
             }
         };
+        let picture = match scale.as_mut() {
+            None => picture,
+            Some(s) => match s.scale(picture) {
+                Ok(scaled) => scaled,
+                Err(e) => {
+                    failed(output, &mut failures, picture.seq, &e);
+                    continue;
+                }
+            },
+        };
         let out = pool.take();
         let encoded = Encode {
             output,
@@ -161,9 +197,54 @@ pub(crate) fn transcode_loop(
     }
 }
 
+/// A rendition's pictures: the captured (or decoded) picture as I420, scaled
+/// to the rendition's size. Buffers kept from frame to frame.
+struct Scale {
+    to: (u32, u32),
+    scaler: Scaler,
+    rgb: Vec<u8>,
+    i420: Vec<u8>,
+    out: Frame,
+}
+
+impl Scale {
+    fn new(to: (u32, u32)) -> Scale {
+        Scale {
+            to,
+            scaler: Scaler::default(),
+            rgb: Vec::new(),
+            i420: Vec::new(),
+            out: Frame::empty(),
+        }
+    }
+
+    fn scale(&mut self, picture: &Frame) -> Result<&Frame, String> {
+        let info = picture.info;
+        let from = (info.width, info.height);
+        let packed_i420 = info.format == PixelFormat::I420 && info.stride == info.width;
+        let src: &[u8] = if packed_i420 {
+            &picture.data
+        } else {
+            if !convert::to_i420(picture, &mut self.rgb, &mut self.i420) {
+                return Err(format!("{} pictures cannot be scaled", info.format));
+            }
+            &self.i420
+        };
+        self.scaler
+            .i420(src, from, &mut self.out.data, self.to)
+            .map_err(|e| e.to_string())?;
+        self.out.info = FrameInfo::packed(PixelFormat::I420, self.to.0, self.to.1)
+            .map_err(|e| e.to_string())?;
+        self.out.seq = picture.seq;
+        self.out.capture_us = picture.capture_us;
+        Ok(&self.out)
+    }
+}
+
 /// Logged at the 1st, 2nd, 4th, 8th... failure: a source that breaks every
 /// frame does not flood the log.
 fn failed(output: Output, failures: &mut u64, seq: u64, e: &dyn std::fmt::Display) {
+    // Only the 1st, 2nd, 4th... are logged.
     *failures += 1;
     if failures.is_power_of_two() {
         log::error!(
@@ -200,6 +281,10 @@ impl Encode<'_, '_> {
         o.frame.capture_us = picture.capture_us;
         o.passthrough = false;
         o.keyframe = true;
+        o.rendition = match self.output {
+            Output::Rendition(i) => i,
+            _ => 0,
+        };
         if let Some(m) = &self.made {
             if m.keyframes.due(clock::now_us()) {
                 codec.request_keyframe();

@@ -196,6 +196,7 @@ mod tests {
             source_name: "test-pattern".into(),
             auth: None,
             rtsp: None,
+            ladder: Vec::new(),
         })
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{FrameSource, Pacer, SourceBackend};
+use super::{test_pattern, FrameSource, Pacer, SourceBackend};
 use crate::backend::always;
 use crate::backend::table::{BackendConfig, CaptureConfig};
 use crate::error::{BackendError, SourceError};
@@ -37,6 +37,9 @@ struct Options {
     flicker: f32,
     /// Seconds for one pan from left to right.
     pan_seconds: f32,
+    /// Write the test pattern's stamp (sequence number and capture time)
+    /// into the top rows, so a test can tell each picture it gets back.
+    stamp: bool,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             noise: 3.0,
             flicker: 0.02,
             pan_seconds: 8.0,
+            stamp: false,
         }
     }
 }
@@ -173,6 +177,7 @@ pub struct SyntheticCameraSource {
     pan_frames: f32,
     rng: fastrand::Rng,
     rgb: Vec<u8>,
+    stamp: bool,
 }
 
 impl SyntheticCameraSource {
@@ -216,6 +221,9 @@ impl SyntheticCameraSource {
             pan_frames: opts.pan_seconds * fps as f32,
             rng,
             rgb: Vec::new(),
+            stamp: opts.stamp
+                && capture.width >= test_pattern::MIN_WIDTH
+                && capture.height >= test_pattern::MIN_HEIGHT,
         })
     }
 
@@ -258,20 +266,33 @@ impl FrameSource for SyntheticCameraSource {
     fn next_frame(&mut self, frame: &mut Frame) -> Result<(), SourceError> {
         self.pacer.wait();
         let info = self.info.frame;
+        // Stamped when the picture is complete, as a camera delivers it: the
+        // simulated sensor's work is not part of the pipeline's latency.
+        let mut capture_us = 0;
+        let mut render = |me: &mut Self, rgb: &mut [u8]| {
+            me.render(rgb);
+            capture_us = crate::media::clock::now_us();
+            if me.stamp {
+                let (w, h) = (info.width as usize, info.height as usize);
+                let stamp = test_pattern::Stamp {
+                    seq: me.seq,
+                    capture_us,
+                };
+                test_pattern::stamp_rgb(rgb, w, h, stamp);
+            }
+        };
         if info.format == PixelFormat::Rgb24 {
             frame.reset(info);
-            self.render(&mut frame.data);
+            render(self, &mut frame.data);
         } else {
             let mut rgb = std::mem::take(&mut self.rgb);
             rgb.resize(info.width as usize * info.height as usize * 3, 0);
-            self.render(&mut rgb);
+            render(self, &mut rgb);
             convert::from_rgb24(&rgb, info.width, info.height, info.format, frame);
             self.rgb = rgb;
         }
         frame.seq = self.seq;
-        // Stamped when the picture is complete, as a camera delivers it: the
-        // simulated sensor's work is not part of the pipeline's latency.
-        frame.capture_us = crate::media::clock::now_us();
+        frame.capture_us = capture_us;
         self.seq += 1;
         Ok(())
     }
@@ -287,6 +308,40 @@ mod tests {
         assert_eq!((img.width, img.height), (600, 400));
         assert_eq!(img.data.len(), 600 * 400 * 3);
         assert!(decode_png(b"not a png").is_err());
+    }
+
+    /// With `stamp`, each frame says which it is, in every format, as the
+    /// test pattern's do; without it, none does.
+    #[test]
+    fn stamped_frames_say_which_they_are() {
+        let img = decode_png(DEFAULT_IMAGE).unwrap();
+        for format in [PixelFormat::Rgb24, PixelFormat::I420, PixelFormat::Yuyv] {
+            let capture = CaptureConfig {
+                width: 640,
+                height: 360,
+                fps: 0.0,
+                format,
+            };
+            let opts = Options {
+                stamp: true,
+                ..Options::default()
+            };
+            let mut src = SyntheticCameraSource::new(&capture, &img, &opts).unwrap();
+            let mut f = Frame::empty();
+            for seq in 0..3 {
+                src.next_frame(&mut f).unwrap();
+                let stamp = test_pattern::read_stamp(&f).expect("a stamp");
+                assert_eq!(
+                    (stamp.seq, stamp.capture_us),
+                    (seq, f.capture_us),
+                    "{format}"
+                );
+            }
+            let mut plain =
+                SyntheticCameraSource::new(&capture, &img, &Options::default()).unwrap();
+            plain.next_frame(&mut f).unwrap();
+            assert!(test_pattern::read_stamp(&f).is_none(), "{format}");
+        }
     }
 
     #[test]

@@ -141,19 +141,14 @@ impl TestPatternSource {
             self.info.frame.width as usize,
             self.info.frame.height as usize,
         );
-        let (cell_w, cell_h) = cell_size(w as u32, h as u32);
+        let (_, cell_h) = cell_size(w as u32, h as u32);
         let stamp_h = cell_h * 3;
         let ramp_start = h - h / 4;
         let offset = (seq as usize * self.speed) % w;
-        let words = [seq, capture_us, seq ^ capture_us ^ CHECK];
+        stamp_rgb(rgb, w, h, Stamp { seq, capture_us });
         for (y, row) in rgb.chunks_exact_mut(w * 3).enumerate() {
             if y < stamp_h {
-                let word = words[y / cell_h];
-                for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                    let cell = x / cell_w;
-                    let on = cell < 64 && (word >> (63 - cell)) & 1 == 1;
-                    px.fill(if on { 255 } else { 0 });
-                }
+                continue;
             } else if y < ramp_start {
                 row.copy_from_slice(&self.bar_row[offset * 3..(offset + w) * 3]);
             } else {
@@ -177,6 +172,24 @@ impl TestPatternSource {
                 [0; 3],
             );
             crate::media::text::draw_rgb(rgb, w, at, scale, [255; 3], &text);
+        }
+    }
+}
+
+/// Writes `stamp` into the top rows of `rgb`, a `w`x`h` RGB24 picture (at
+/// least [`MIN_WIDTH`]x[`MIN_HEIGHT`]), where [`read_stamp`] finds it: three
+/// rows of 64 black or white cells (the sequence number, the capture time,
+/// and a check word).
+pub fn stamp_rgb(rgb: &mut [u8], w: usize, h: usize, stamp: Stamp) {
+    let (cell_w, cell_h) = cell_size(w as u32, h as u32);
+    let Stamp { seq, capture_us } = stamp;
+    let words = [seq, capture_us, seq ^ capture_us ^ CHECK];
+    for (y, row) in rgb.chunks_exact_mut(w * 3).take(cell_h * 3).enumerate() {
+        let word = words[y / cell_h];
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            let cell = x / cell_w;
+            let on = cell < 64 && (word >> (63 - cell)) & 1 == 1;
+            px.fill(if on { 255 } else { 0 });
         }
     }
 }

@@ -729,6 +729,16 @@ impl FrameCodec for H264Codec {
     fn request_keyframe(&mut self) {
         self.want_keyframe = true;
     }
+
+    fn target_bitrate(&self) -> Option<u32> {
+        self.bitrate()
+    }
+
+    fn set_bitrate(&mut self, bits_per_second: u32) -> bool {
+        // Options are in kbit/s; at least 1.
+        self.opts.bitrate = (bits_per_second / 1000).max(1);
+        self.encoder.is_none()
+    }
 }
 
 #[cfg(feature = "v4l2")]

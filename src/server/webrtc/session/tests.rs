@@ -41,6 +41,7 @@ fn hub() -> Hub {
         source_name: "test-pattern".into(),
         auth: None,
         rtsp: None,
+        ladder: Vec::new(),
     })
 }
 

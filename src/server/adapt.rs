@@ -1,0 +1,508 @@
+//! Each native viewer gets the rendition its own link carries: the ladder of
+//! renditions a stream offers, and the choice, per viewer, of which one it is
+//! sent (`[serve] adapt`).
+//!
+//! **The ladder.** Rendition 0 is the stream as the codec makes it; below it,
+//! the same pictures scaled to 720, 480 and 240 lines (those under four fifths
+//! of the stream's height), each encoded by an `h264` encoder of its own at a
+//! bitrate in proportion to its pixels (`rendition-N` threads,
+//! `transcode.rs`), and only while some viewer takes it.
+//!
+//! **The policy: resolution first, frame rate kept.** A viewer whose link
+//! cannot carry its rendition is moved to a smaller picture at the full frame
+//! rate, not sent fewer frames of the large one: motion stays smooth, and the
+//! latency stays that of one frame. (The server's newest-wins slots still drop
+//! frames for a link that falls faster than the choice follows.) Frame rate
+//! is given up only below the smallest rendition.
+//!
+//! **The choice** ([`Chooser`]), every time the viewer's link is sampled
+//! (`server/link.rs`, every 0.2 s):
+//! - down when the viewer lost more than a sixth of its frames in the last
+//!   second (the server dropped them: its link did not take them), to the
+//!   largest rendition that what the link delivered over that second carries
+//!   with [`HEADROOM`] to spare. Delivered bytes, not the kernel's rate
+//!   samples, decide: a shaper's burst allowance (tbf) or a WiFi aggregate
+//!   lets single bursts through far faster than the link's rate;
+//! - up by probing: what a link carries beyond what it is sent does not show
+//!   (a smaller rendition does not fill it), so the viewer tries one step up
+//!   after clean delivery for [`PROBE_AFTER_DOWN_US`] after a move down (the
+//!   link just failed to carry it), or [`PROBE_AFTER_US`] after a probe that
+//!   held. A probe is on trial for [`PROBE_TRIAL_US`]: lost frames take it
+//!   back down at once, and double the wait for the next (up to
+//!   [`PROBE_MAX_US`]).
+//!
+//! A switch happens at a keyframe of the new rendition (`hub.rs`: a viewer
+//! switching has a pending place in the new rendition's fan-out, and the
+//! fan-out moves it over with that keyframe), so no picture is ever decoded
+//! from another rendition's frames.
+//!
+//! The choice is pure (times and counts are inputs, no socket); the
+//! viewer's send loop drives it through [`ViewerAdapt`], after each sample of
+//! its link. No allocation.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::media::frame::FrameInfo;
+
+use super::hub::{Hub, Keyframes, Subscriber, SubscriberKind};
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rung {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    /// Its encoder's target, bit/s.
+    pub(crate) bits_per_second: u32,
+}
+
+/// Picture heights of the renditions below the stream's.
+const HEIGHTS: [u32; 3] = [720, 480, 240];
+/// A rendition is offered only this much smaller than the one above it.
+const STEP: f64 = 0.8;
+/// The lowest bitrate of a rendition, bit/s.
+const MIN_BPS: f64 = 150_000.0;
+
+/// What a stream whose bitrate is not known (a camera's own H.264) takes,
+/// for the ladder: as the `h264` codec's automatic choice, 0.1 bit per pixel
+/// per frame.
+pub(crate) fn assumed_bitrate(stream: &crate::media::frame::StreamInfo) -> u32 {
+    let fps = if stream.fps > 0.0 { stream.fps } else { 30.0 };
+    (stream.frame.width as f64 * stream.frame.height as f64 * fps * 0.1).clamp(150e3, 16e6) as u32
+}
+
+/// The ladder of a `stream` whose own encoder runs at `top_bps`: the stream
+/// itself, then each smaller rendition. Only the stream when it is already
+/// small.
+pub(crate) fn ladder(stream: &FrameInfo, top_bps: u32) -> Vec<Rung> {
+    let top = Rung {
+        width: stream.width,
+        height: stream.height,
+        bits_per_second: top_bps,
+    };
+    let mut rungs = vec![top];
+    if stream.width == 0 || stream.height == 0 {
+        return rungs;
+    }
+    let pixels = stream.width as f64 * stream.height as f64;
+    for h in HEIGHTS {
+        let above = rungs[rungs.len() - 1].height;
+        if h as f64 > above as f64 * STEP {
+            continue;
+        }
+        // The stream's shape, in even numbers.
+        let w = ((stream.width as f64 * h as f64 / stream.height as f64 / 2.0).round() as u32) * 2;
+        if w < 2 {
+            continue;
+        }
+        let share = w as f64 * h as f64 / pixels;
+        rungs.push(Rung {
+            width: w,
+            height: h,
+            bits_per_second: (top_bps as f64 * share).max(MIN_BPS) as u32,
+        });
+    }
+    rungs
+}
+
+/// A link is enough for a rendition when it carries this much more than the
+/// rendition's bitrate (keyframes are several times the average frame).
+pub(crate) const HEADROOM: f64 = 1.25;
+/// After a switch, how long before the next move down (its effect shows).
+pub(crate) const SETTLE_US: u64 = 1_000_000;
+/// Clean delivery for this long after a probe up that held tries the next
+/// rendition up.
+pub(crate) const PROBE_AFTER_US: u64 = 4_000_000;
+/// After a move down, the link just failed to carry the rendition above: it
+/// is tried again only after this long (and twice as long after each probe
+/// that fails, up to [`PROBE_MAX_US`]).
+pub(crate) const PROBE_AFTER_DOWN_US: u64 = 10_000_000;
+pub(crate) const PROBE_MAX_US: u64 = 60_000_000;
+/// A probe up that comes back down within this long failed; one that lasts
+/// held.
+pub(crate) const PROBE_TRIAL_US: u64 = 3_000_000;
+/// More than this share of a second's frames lost: the link is too slow.
+const LOSS_DOWN: f64 = 1.0 / 6.0;
+/// Loss counted over this long.
+const LOSS_WINDOW_US: u64 = 1_000_000;
+
+/// What the choice knows of a viewer at one sample: what its link
+/// delivered over the last second, and its counters so far (frames sent
+/// and lost for it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observation {
+    pub(crate) now_us: u64,
+    /// Bit/s acknowledged over the last second (`LinkEstimator::goodput`).
+    pub(crate) goodput: Option<u64>,
+    pub(crate) sent: u64,
+    pub(crate) dropped: u64,
+}
+
+/// The rendition choice of one viewer.
+#[derive(Debug)]
+pub(crate) struct Chooser {
+    /// The rendition it is sent now (0: the stream's).
+    current: usize,
+    /// When it last moved.
+    moved_at_us: u64,
+    /// The last choice was a probe up; and when a probe up happened, while
+    /// it is on trial.
+    probe_wanted: bool,
+    probe_up_at_us: Option<u64>,
+    /// How long clean delivery must last before the next probe up.
+    probe_after_us: u64,
+    /// The counters at the start of the loss window.
+    window: (u64, u64, u64),
+    /// Since when nothing was lost.
+    clean_since_us: u64,
+}
+
+impl Chooser {
+    pub(crate) fn new(now_us: u64) -> Chooser {
+        Chooser {
+            current: 0,
+            moved_at_us: now_us,
+            probe_wanted: false,
+            probe_up_at_us: None,
+            probe_after_us: PROBE_AFTER_US,
+            window: (now_us, 0, 0),
+            clean_since_us: now_us,
+        }
+    }
+
+    pub(crate) fn current(&self) -> usize {
+        self.current
+    }
+
+    /// The viewer now takes rendition `index` (its switch happened).
+    pub(crate) fn moved(&mut self, index: usize, now_us: u64) {
+        if index < self.current {
+            self.probe_up_at_us = self.probe_wanted.then_some(now_us);
+        } else if index > self.current {
+            let failed_probe = self
+                .probe_up_at_us
+                .is_some_and(|t| now_us.saturating_sub(t) < PROBE_TRIAL_US);
+            self.probe_after_us = if failed_probe {
+                (self.probe_after_us * 2).clamp(PROBE_AFTER_DOWN_US, PROBE_MAX_US)
+            } else {
+                self.probe_after_us.max(PROBE_AFTER_DOWN_US)
+            };
+            self.probe_up_at_us = None;
+        }
+        self.probe_wanted = false;
+        self.current = index;
+        self.moved_at_us = now_us;
+        self.clean_since_us = now_us;
+    }
+
+    /// The rendition this viewer should be sent, given what it showed at
+    /// `o`: its current one, or another to switch to.
+    pub(crate) fn choose(&mut self, o: Observation, ladder: &[Rung]) -> usize {
+        let last = ladder.len().saturating_sub(1);
+        let current = self.current.min(last);
+        // Frames lost over the last window.
+        let (since, sent0, dropped0) = self.window;
+        let sent = o.sent.saturating_sub(sent0);
+        let dropped = o.dropped.saturating_sub(dropped0);
+        let lossy = dropped >= 3 && dropped as f64 > (sent + dropped) as f64 * LOSS_DOWN;
+        if dropped > 0 {
+            self.clean_since_us = o.now_us;
+        }
+        if o.now_us.saturating_sub(since) >= LOSS_WINDOW_US {
+            self.window = (o.now_us, o.sent, o.dropped);
+        }
+        // A probe that lasted its trial held: the next step up may come soon.
+        if self
+            .probe_up_at_us
+            .is_some_and(|t| o.now_us.saturating_sub(t) >= PROBE_TRIAL_US)
+        {
+            self.probe_up_at_us = None;
+            self.probe_after_us = PROBE_AFTER_US;
+        }
+        self.probe_wanted = false;
+        // A probe on trial goes back at the first sign; other moves settle.
+        let settled =
+            self.probe_up_at_us.is_some() || o.now_us.saturating_sub(self.moved_at_us) >= SETTLE_US;
+        if lossy {
+            if !settled || current == last {
+                return current;
+            }
+            // Frames were dropped for it: the sender had more than the link
+            // took, so what the link delivered is what it carries.
+            let carries = |r: &Rung| {
+                o.goodput
+                    .is_some_and(|bps| bps as f64 >= r.bits_per_second as f64 * HEADROOM)
+            };
+            return match o.goodput {
+                Some(_) => (current + 1..=last)
+                    .find(|&i| carries(&ladder[i]))
+                    .unwrap_or(last),
+                None => current + 1,
+            };
+        }
+        // Up: what a link carries beyond what it is sent does not show (a
+        // smaller rendition does not fill it), so one step up is tried after
+        // clean delivery.
+        if current > 0
+            && o.now_us.saturating_sub(self.clean_since_us) >= self.probe_after_us
+            && o.now_us.saturating_sub(self.moved_at_us) >= self.probe_after_us
+        {
+            self.probe_wanted = true;
+            return current - 1;
+        }
+        current
+    }
+}
+
+/// A move asked for is asked again (a keyframe of the new rendition) when
+/// it has not happened after this long.
+const REASK_US: u64 = 500_000;
+
+/// One native viewer's adaptation, driven by its send loop: the choice, and
+/// the move it asked for (a pending place in the new rendition's fan-out).
+pub(crate) struct ViewerAdapt<'h> {
+    hub: &'h Hub,
+    viewer: Arc<Subscriber>,
+    chooser: Chooser,
+    /// The rendition it is moving to, and when its keyframe was last asked.
+    pending: Option<(usize, u64)>,
+}
+
+impl<'h> ViewerAdapt<'h> {
+    /// For a native viewer that takes renditions of a stream that has them.
+    pub(crate) fn new(hub: &'h Hub, viewer: &Arc<Subscriber>, now_us: u64) -> Option<Self> {
+        let adapts = hub.ladder.len() > 1
+            && viewer.kind == SubscriberKind::Native
+            && viewer.takes_renditions.load(Ordering::Relaxed);
+        adapts.then(|| ViewerAdapt {
+            hub,
+            viewer: viewer.clone(),
+            chooser: Chooser::new(now_us),
+            pending: None,
+        })
+    }
+
+    /// After a sample of the viewer's link at `now_us`: follows a move that
+    /// happened, and asks for one the choice wants.
+    pub(crate) fn sampled(&mut self, now_us: u64, goodput: Option<u64>) {
+        let current = usize::from(self.viewer.rendition.load(Ordering::SeqCst));
+        if current != self.chooser.current() {
+            let (from, to) = (
+                &self.hub.ladder[self.chooser.current()],
+                &self.hub.ladder[current],
+            );
+            log::info!(
+                "viewer {}: {}x{} -> {}x{} ({:.1} Mbit/s; its link delivered {} over the last second)",
+                self.viewer.peer,
+                from.width,
+                from.height,
+                to.width,
+                to.height,
+                to.bits_per_second as f64 / 1e6,
+                goodput.map_or("-".into(), |bps| format!("{:.1} Mbit/s", bps as f64 / 1e6)),
+            );
+            self.chooser.moved(current, now_us);
+            if self.pending.is_some_and(|(to, _)| to == current) {
+                self.pending = None;
+            }
+        }
+        let c = &self.viewer.counters;
+        let want = self.chooser.choose(
+            Observation {
+                now_us,
+                goodput,
+                sent: c.sent.load(Ordering::Relaxed),
+                dropped: c.dropped.load(Ordering::Relaxed),
+            },
+            &self.hub.ladder,
+        );
+        match self.pending {
+            Some((to, asked)) if to == want => {
+                if now_us.saturating_sub(asked) >= REASK_US {
+                    if let Some((_, keyframes)) = self.hub.rendition_feed(to) {
+                        keyframes.ask();
+                    }
+                    self.pending = Some((to, now_us));
+                }
+                return;
+            }
+            Some((to, _)) => {
+                if let Some((fanout, _)) = self.hub.rendition_feed(to) {
+                    fanout.cancel_pending(&self.viewer);
+                }
+                self.pending = None;
+            }
+            None => {}
+        }
+        if want != current {
+            if let Some((fanout, keyframes)) = self.hub.rendition_feed(want) {
+                fanout.subscribe_pending(&self.viewer);
+                keyframes.ask();
+                self.pending = Some((want, now_us));
+            }
+        }
+    }
+}
+
+impl Drop for ViewerAdapt<'_> {
+    /// Off every rendition's fan-out (the main one is the admission's).
+    fn drop(&mut self) {
+        for r in &self.hub.renditions {
+            r.fanout.leave(&self.viewer);
+        }
+    }
+}
+
+/// The keyframe requests of the encoder that made rendition `index`'s frames.
+pub(crate) fn keyframes_of(hub: &Hub, index: u8) -> &Keyframes {
+    hub.rendition_feed(index.into())
+        .map_or(&hub.keyframes, |(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::PixelFormat;
+
+    fn stream(w: u32, h: u32) -> FrameInfo {
+        FrameInfo::packed(PixelFormat::Rgb24, w, h).unwrap()
+    }
+
+    fn sizes(l: &[Rung]) -> Vec<(u32, u32, u32)> {
+        l.iter()
+            .map(|r| (r.width, r.height, r.bits_per_second / 1000))
+            .collect()
+    }
+
+    #[test]
+    fn the_ladder_keeps_the_shape_in_even_sizes_and_shares_the_bitrate_by_pixels() {
+        assert_eq!(
+            sizes(&ladder(&stream(1280, 720), 2_800_000)),
+            [(1280, 720, 2800), (854, 480, 1245), (426, 240, 310)]
+        );
+        assert_eq!(
+            sizes(&ladder(&stream(1920, 1080), 6_000_000)),
+            [
+                (1920, 1080, 6000),
+                (1280, 720, 2666),
+                (854, 480, 1186),
+                (426, 240, 295)
+            ]
+        );
+        // 4:3, and a stream too small for any rendition below it.
+        assert_eq!(
+            sizes(&ladder(&stream(640, 480), 1_000_000)),
+            [(640, 480, 1000), (320, 240, 250)]
+        );
+        assert_eq!(
+            sizes(&ladder(&stream(320, 240), 500_000)),
+            [(320, 240, 500)]
+        );
+        // The floor.
+        assert_eq!(
+            sizes(&ladder(&stream(1280, 720), 400_000))[2],
+            (426, 240, 150)
+        );
+    }
+
+    fn kbit(k: u64) -> Option<u64> {
+        Some(k * 1000)
+    }
+
+    /// Samples every 0.2 s from `t` for `secs`, 30 frames a second sent and
+    /// `lost` of them a second dropped, with `goodput`; returns the first
+    /// choice that is not the current rendition, and when.
+    fn run(
+        c: &mut Chooser,
+        l: &[Rung],
+        t: &mut u64,
+        counts: &mut (u64, u64),
+        secs: f64,
+        goodput: Option<u64>,
+        lost: u64,
+    ) -> Option<(usize, u64)> {
+        let end = *t + (secs * 1e6) as u64;
+        while *t < end {
+            *t += 200_000;
+            counts.0 += 6 - lost / 5;
+            counts.1 += lost / 5;
+            let o = Observation {
+                now_us: *t,
+                goodput,
+                sent: counts.0,
+                dropped: counts.1,
+            };
+            let want = c.choose(o, l);
+            if want != c.current() {
+                return Some((want, *t));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn lost_frames_move_down_to_what_the_link_delivered() {
+        let l = ladder(&stream(1280, 720), 2_800_000);
+        let mut c = Chooser::new(0);
+        let (mut t, mut n) = (0, (0, 0));
+        // Clean delivery at the top: nothing to do.
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 3.0, kbit(2500), 0), None);
+        // The link falls to 1 Mbit/s: frames are dropped; 480p (1.25 Mbit/s)
+        // does not fit what it delivers, 240p does.
+        let (to, at) = run(&mut c, &l, &mut t, &mut n, 2.0, kbit(1000), 10).unwrap();
+        assert_eq!(to, 2);
+        assert!(at <= 3_400_000, "within a few samples: {at}");
+        // 2 Mbit/s delivered: one step, to 480p.
+        let mut c = Chooser::new(0);
+        let (to, _) = run(&mut c, &l, &mut t, &mut n, 2.0, kbit(2000), 10).unwrap();
+        assert_eq!(to, 1);
+        // Nothing known: one step.
+        let mut c = Chooser::new(0);
+        let (to, _) = run(&mut c, &l, &mut t, &mut n, 2.0, None, 10).unwrap();
+        assert_eq!(to, 1);
+        // A frame lost now and then is not a reason.
+        let mut c = Chooser::new(0);
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 5.0, kbit(2500), 2), None);
+    }
+
+    #[test]
+    fn a_move_settles_before_the_next_move_down() {
+        let l = ladder(&stream(1280, 720), 2_800_000);
+        let mut c = Chooser::new(0);
+        let (mut t, mut n) = (0, (0, 0));
+        c.moved(1, 0);
+        let (to, at) = run(&mut c, &l, &mut t, &mut n, 3.0, kbit(500), 10).unwrap();
+        assert_eq!((to, at), (2, SETTLE_US));
+    }
+
+    #[test]
+    fn a_link_is_probed_upwards_and_a_failed_probe_waits_longer() {
+        let l = ladder(&stream(1280, 720), 2_800_000);
+        let mut c = Chooser::new(0);
+        let (mut t, mut n) = (0, (0, 0));
+        c.moved(2, 0);
+        // What a link carries beyond what it is sent does not show. It just
+        // failed to carry more, so the first try waits the longer time.
+        let (to, at) = run(&mut c, &l, &mut t, &mut n, 20.0, kbit(300), 0).unwrap();
+        assert_eq!((to, at), (1, PROBE_AFTER_DOWN_US));
+        c.moved(1, t);
+        // The try fails at once (no settling on trial): back down, and the
+        // next try waits twice as long.
+        let (to, at) = run(&mut c, &l, &mut t, &mut n, 2.0, kbit(900), 10).unwrap();
+        assert_eq!((to, at - PROBE_AFTER_DOWN_US), (2, 400_000), "two samples");
+        let failed_at = t;
+        c.moved(2, t);
+        let (to, at) = run(&mut c, &l, &mut t, &mut n, 30.0, kbit(300), 0).unwrap();
+        // (Counted from the last lost frame, which the loss window still
+        // held for a moment after the move.)
+        assert_eq!((to, (at - failed_at) / 1_000_000), (1, 20));
+        // This one holds: after its trial, the next step up comes sooner.
+        let held_from = t;
+        c.moved(1, t);
+        let (to, at) = run(&mut c, &l, &mut t, &mut n, 10.0, kbit(1200), 0).unwrap();
+        assert_eq!((to, at - held_from), (0, PROBE_AFTER_US));
+        c.moved(0, t);
+        // At the top there is nothing to probe.
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 30.0, kbit(2800), 0), None);
+    }
+}
