@@ -470,7 +470,16 @@ impl NetnsPair {
     /// Runs `f` on a thread that joined the server's namespace (its
     /// addresses are reachable only from there).
     pub fn in_server_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.server_ns);
+        NetnsPair::spawn_in(&self.server_ns, f).join().unwrap()
+    }
+
+    /// Runs `f` on a thread of its own inside namespace `ns` (the server's or
+    /// the viewer's).
+    pub fn spawn_in<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/var/run/netns/{ns}");
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             let ns = std::fs::File::open(&path).unwrap();
@@ -481,8 +490,6 @@ impl NetnsPair {
             );
             f()
         })
-        .join()
-        .unwrap()
     }
 
     /// The server's `/stats` at `addr`, fetched from inside its namespace.
