@@ -8,7 +8,7 @@ use std::ops::{Range, RangeInclusive};
 
 use toml::Spanned;
 
-use super::{Adapt, Auth};
+use super::{Adapt, Auth, CaptureMode};
 use crate::backend::table::{ConfigError, ConfigText};
 use crate::backend::Kind;
 use crate::media::frame::PixelFormat;
@@ -153,6 +153,29 @@ pub(super) fn adapt(
                 file,
                 Some(v.span()),
                 format!("adapt {other:?}: expected \"auto\" (the default) or \"off\""),
+            )),
+        },
+    }
+}
+
+/// `capture = "auto"` (the default), `"on-demand"` or `"always"`.
+pub(super) fn capture(
+    file: &ConfigText,
+    value: Option<Spanned<String>>,
+) -> Result<CaptureMode, ConfigError> {
+    match value {
+        None => Ok(CaptureMode::Auto),
+        Some(v) => match v.get_ref().as_str() {
+            "auto" => Ok(CaptureMode::Auto),
+            "on-demand" => Ok(CaptureMode::OnDemand),
+            "always" => Ok(CaptureMode::Always),
+            other => Err(ConfigError::at(
+                file,
+                Some(v.span()),
+                format!(
+                    "capture {other:?}: expected \"auto\" (the default: on demand for a camera), \
+                     \"on-demand\" or \"always\""
+                ),
             )),
         },
     }

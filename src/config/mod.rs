@@ -69,6 +69,20 @@ pub struct ServeConfig {
     pub key_dir: Option<std::path::PathBuf>,
     /// Whether each native viewer is sent the rendition its link carries.
     pub adapt: Adapt,
+    /// Whether the source stays open with no one watching.
+    pub capture: CaptureMode,
+}
+
+/// `capture`: when the source is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// On demand for a camera, always for other sources: the default.
+    Auto,
+    /// Closed a few seconds after the last viewer or sink stops watching
+    /// (a camera's light goes off, the machine idles), opened for the next.
+    OnDemand,
+    /// Open from start to end.
+    Always,
 }
 
 /// `adapt`: whether native viewers of an H.264 stream are moved between
@@ -383,6 +397,7 @@ mod tests {
         assert_eq!(c.serve.encode_threads, 0);
         assert_eq!(c.serve.auth, Auth::Pair);
         assert_eq!(c.serve.adapt, Adapt::Auto);
+        assert_eq!(c.serve.capture, CaptureMode::Auto);
         assert_eq!(
             (c.capture.width, c.capture.height, c.capture.fps),
             (1280, 720, 30.0)
@@ -398,6 +413,7 @@ mod tests {
             ("[serve]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
             ("[view]\nauth = \"open\"\n", (2, 8), "auth \"open\""),
             ("[serve]\nadapt = \"on\"\n", (2, 9), "adapt \"on\""),
+            ("[serve]\ncapture = \"lazy\"\n", (2, 11), "capture \"lazy\""),
             (
                 "[serve]\nsinks = [\"null\", \"tv\"]\n",
                 (2, 18),

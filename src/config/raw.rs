@@ -51,6 +51,7 @@ pub(super) struct RawServe {
     pub connections_per_second: Option<Spanned<f64>>,
     pub auth: Option<Spanned<String>>,
     pub adapt: Option<Spanned<String>>,
+    pub capture: Option<Spanned<String>>,
     pub key_dir: Option<String>,
     pub webrtc_port: Option<Spanned<u32>>,
     pub webrtc_candidates: Option<Vec<Spanned<String>>>,

@@ -125,6 +125,7 @@ pub(super) fn serve(
         discovery: s.discovery.unwrap_or(true),
         auth: check::auth(file, s.auth)?,
         adapt: check::adapt(file, s.adapt)?,
+        capture: check::capture(file, s.capture)?,
         key_dir: s.key_dir.map(Into::into),
         sinks: local_sinks(file, s.sinks.unwrap_or_default(), &overrides.local_sinks)?,
     })

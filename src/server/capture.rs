@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::codecs::{FrameCodec, Payload};
 use crate::error::SourceError;
 use crate::media::clock;
-use crate::media::frame::PixelFormat;
+use crate::media::frame::{PixelFormat, StreamInfo};
 use crate::media::slot::{Slot, Taken};
 use crate::sources::FrameSource;
 
@@ -35,6 +35,28 @@ impl Encoder {
         Encoder { codec, made: 0 }
     }
 
+    /// Whether this frame goes out unencoded: an inter-frame encoder (not a
+    /// camera's H.264 passed through) whose output no one takes, while the
+    /// main feed's only subscribers are transcoders (every native viewer on
+    /// a smaller rendition, whose transcoder takes the captured pixels). Each
+    /// rendition, the stream's too, is encoded only while used. The frame
+    /// carries no payload and is no keyframe, so a subscriber that comes
+    /// meanwhile waits for a keyframe, which it asks for (`send::Chain`).
+    fn idle(&self, p: &mut EncodedFrame, hub: &Hub) -> bool {
+        if !self.codec.inter_frame()
+            || p.frame.info.format == PixelFormat::H264
+            || !hub.main.only_transcoders()
+        {
+            return false;
+        }
+        p.encoded.clear();
+        p.passthrough = false;
+        p.keyframe = false;
+        p.index = u64::MAX;
+        p.rendition = 0;
+        true
+    }
+
     /// Encodes a captured frame (which nobody else holds yet), publishes it,
     /// and returns it to the pool. Makes it a keyframe when subscribers asked,
     /// and then returns true (a source that delivers H.264 itself is asked).
@@ -46,6 +68,11 @@ impl Encoder {
     ) -> bool {
         let mut asked = false;
         if let Some(p) = Arc::get_mut(&mut frame) {
+            if self.idle(p, hub) {
+                hub.main.publish(&frame);
+                pool.give(frame);
+                return false;
+            }
             if hub.keyframes.due(clock::now_us()) {
                 self.codec.request_keyframe();
                 asked = true;
@@ -112,7 +139,8 @@ enum Captured {
 
 /// The capture thread's state between frames.
 struct Capture<'a> {
-    source: Box<dyn FrameSource>,
+    /// `None` while closed for want of viewers (capture on demand).
+    source: Option<Box<dyn FrameSource>>,
     hub: &'a Hub,
     pool: &'a FramePool,
     failures: u32,
@@ -120,6 +148,11 @@ struct Capture<'a> {
     meter: (Instant, u64),
     /// The source said once that it cannot make a keyframe on request.
     told_no_keyframes: bool,
+    /// Added to the source's sequence numbers: a source opened again
+    /// numbers its frames from 0, and the stream's numbers must run on.
+    seq_offset: u64,
+    /// One past the last frame's number.
+    next_seq: u64,
 }
 
 impl Capture<'_> {
@@ -129,14 +162,20 @@ impl Capture<'_> {
         let Some(p) = Arc::get_mut(&mut frame) else {
             unreachable!("the pool hands out unshared frames")
         };
+        let Some(source) = self.source.as_mut() else {
+            self.pool.give(frame);
+            return Captured::Nothing;
+        };
         // CPU time, not wall time: pacing sleeps are not work.
         let t0 = clock::thread_cpu_ns();
-        let result = self.source.next_frame(&mut p.frame);
+        let result = source.next_frame(&mut p.frame);
         self.hub
             .source_ns
             .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
         match result {
             Ok(()) => {
+                p.frame.seq = p.frame.seq.saturating_add(self.seq_offset);
+                self.next_seq = p.frame.seq.saturating_add(1);
                 self.failures = 0;
                 self.count();
                 return Captured::Frame(frame);
@@ -162,7 +201,8 @@ impl Capture<'_> {
 
     /// Viewers wait for a keyframe of an H.264 source: asks it for one.
     fn keyframe_from_source(&mut self) {
-        if !self.source.request_keyframe() && !self.told_no_keyframes {
+        let asked = self.source.as_mut().is_some_and(|s| s.request_keyframe());
+        if !asked && !self.told_no_keyframes {
             self.told_no_keyframes = true;
             log::info!(
                 "the source cannot make a keyframe on request: viewers that join or \
@@ -179,6 +219,112 @@ impl Capture<'_> {
             let fps = (captured - self.meter.1) as f64 / elapsed.as_secs_f64();
             self.hub.capture_fps.store(fps.to_bits(), Ordering::Relaxed);
             self.meter = (Instant::now(), captured);
+        }
+    }
+}
+
+/// Opens the source again, as it was opened first.
+pub(crate) type Reopen = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, String> + Send>;
+
+/// With no viewer and no local sink for this long, a source captured on
+/// demand is closed.
+pub(crate) const CLOSE_AFTER: Duration = Duration::from_secs(5);
+/// How often a closed source looks for a viewer, and retries an open that
+/// failed.
+const DEMAND_POLL: Duration = Duration::from_millis(5);
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Capture on demand (`[serve] capture`): the source is closed when no one
+/// has watched for [`CLOSE_AFTER`], and opened again for the next viewer,
+/// who waits for the driver (the time is logged).
+pub(crate) struct OnDemand {
+    pub(crate) reopen: Reopen,
+    /// The stream the codecs were begun for: a source that opens with
+    /// another is refused.
+    pub(crate) stream: StreamInfo,
+    /// Whether the source paces itself (it may start closed).
+    pub(crate) paces_itself: bool,
+    /// Since when no one has watched.
+    unwatched_since: Option<Instant>,
+    /// When an open last failed.
+    failed_at: Option<Instant>,
+}
+
+impl OnDemand {
+    pub(crate) fn new(reopen: Reopen, source: &dyn FrameSource) -> OnDemand {
+        OnDemand {
+            reopen,
+            stream: source.stream_info(),
+            paces_itself: source.paces_itself(),
+            unwatched_since: None,
+            failed_at: None,
+        }
+    }
+
+    fn watched(hub: &Hub) -> bool {
+        hub.watchers() > 0
+            || !hub
+                .locals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// Closes or opens the source as its watchers say; `false` while it is
+    /// closed (nothing to capture: the caller waits and asks again).
+    fn tend(&mut self, capture: &mut Capture<'_>) -> bool {
+        let hub = capture.hub;
+        let watched = OnDemand::watched(hub);
+        if capture.source.is_some() {
+            if watched {
+                self.unwatched_since = None;
+            } else if self
+                .unwatched_since
+                .get_or_insert_with(Instant::now)
+                .elapsed()
+                >= CLOSE_AFTER
+            {
+                capture.source = None;
+                hub.source_open.store(false, Ordering::Relaxed);
+                log::info!(
+                    "no one has watched for {} s: the source is closed until the next viewer",
+                    CLOSE_AFTER.as_secs()
+                );
+            }
+            return true;
+        }
+        if !watched || self.failed_at.is_some_and(|t| t.elapsed() < REOPEN_RETRY) {
+            std::thread::sleep(DEMAND_POLL);
+            return false;
+        }
+        let t0 = Instant::now();
+        match (self.reopen)() {
+            Ok(source) if source.stream_info() == self.stream => {
+                log::info!(
+                    "a viewer: the source opened in {:.0} ms",
+                    t0.elapsed().as_secs_f64() * 1e3
+                );
+                capture.source = Some(source);
+                capture.seq_offset = capture.next_seq;
+                hub.source_open.store(true, Ordering::Relaxed);
+                self.unwatched_since = None;
+                self.failed_at = None;
+                true
+            }
+            Ok(source) => {
+                log::error!(
+                    "the source opened with {:?}, not the stream's {:?}: closed again",
+                    source.stream_info(),
+                    self.stream
+                );
+                self.failed_at = Some(Instant::now());
+                false
+            }
+            Err(e) => {
+                log::error!("the source did not open again: {e}; retrying");
+                self.failed_at = Some(Instant::now());
+                false
+            }
         }
     }
 }
@@ -215,9 +361,11 @@ fn wait_for_demand(work: &Slot<Arc<EncodedFrame>>, hub: &Hub) -> bool {
 }
 
 /// The capture thread: source → (encoders) → subscribers, until `stop`, the
-/// limits, or the end of the source.
+/// limits, or the end of the source. With `on_demand`, `source` may start
+/// closed (`None`) and is closed and opened again as viewers come and go.
 pub(crate) fn capture_loop(
-    source: Box<dyn FrameSource>,
+    source: Option<Box<dyn FrameSource>>,
+    mut on_demand: Option<OnDemand>,
     mut codecs: Vec<Box<dyn FrameCodec>>,
     hub: &Hub,
     stop: &AtomicBool,
@@ -244,7 +392,12 @@ pub(crate) fn capture_loop(
             }
         }
         // H.264 from the source goes out as it came: keyframes come from it.
-        let passthrough = source.stream_info().frame.format == PixelFormat::H264;
+        let passthrough = hub.stream.frame.format == PixelFormat::H264;
+        let paces_itself = match (&source, &on_demand) {
+            (Some(s), _) => s.paces_itself(),
+            (None, Some(d)) => d.paces_itself,
+            (None, None) => true,
+        };
         let mut capture = Capture {
             source,
             hub,
@@ -252,6 +405,8 @@ pub(crate) fn capture_loop(
             failures: 0,
             meter: (Instant::now(), 0),
             told_no_keyframes: false,
+            seq_offset: 0,
+            next_seq: 0,
         };
         let result = loop {
             if stop.load(Ordering::Relaxed) {
@@ -264,7 +419,12 @@ pub(crate) fn capture_loop(
                 hub.finish("the stream has ended (frame or time limit)", true);
                 break Ok(());
             }
-            if !capture.source.paces_itself() && !wait_for_demand(&work, hub) {
+            if let Some(d) = on_demand.as_mut() {
+                if !d.tend(&mut capture) {
+                    continue; // closed: checks `stop`, then looks again
+                }
+            }
+            if !paces_itself && !wait_for_demand(&work, hub) {
                 continue; // checks `stop` and the limits, then waits again
             }
             let frame = match capture.next() {
@@ -290,4 +450,77 @@ pub(crate) fn capture_loop(
         work.close();
         result
     })
+}
+
+#[cfg(all(test, feature = "h264"))]
+mod tests {
+    use super::*;
+    use crate::backend::Kind;
+    use crate::config::{Config, ConfigText, Overrides};
+    use crate::media::frame::{FrameInfo, StreamInfo};
+    use crate::server::hub::{HubSetup, Subscriber, SubscriberKind};
+
+    fn h264() -> Box<dyn FrameCodec> {
+        let cfg = Config::parse(ConfigText::embedded(), &Overrides::default()).unwrap();
+        (crate::registry::codec("h264").unwrap().open)(&cfg.backend(Kind::Codec, "h264")).unwrap()
+    }
+
+    fn taken(s: &Subscriber) -> Arc<EncodedFrame> {
+        match s.slot.take(Duration::ZERO) {
+            Taken::Value(f) => f,
+            _ => panic!("no frame"),
+        }
+    }
+
+    /// With only transcoders on the main feed (every viewer on a smaller
+    /// rendition) the stream's encoder rests: they get the pixels without a
+    /// payload; a viewer that comes back gets an encoded keyframe first.
+    #[test]
+    fn the_streams_encoder_rests_while_only_transcoders_take_its_feed() {
+        let frame = FrameInfo::packed(PixelFormat::Rgb24, 64, 48).unwrap();
+        let hub = Hub::new(HubSetup {
+            payload_format: Some(PixelFormat::H264),
+            max_viewers: 4,
+            http: false,
+            stream: StreamInfo { frame, fps: 30.0 },
+            codec: "h264".into(),
+            codec_settings: String::new(),
+            max_payload: 1 << 20,
+            name: "t".into(),
+            source_name: "test".into(),
+            auth: None,
+            rtsp: None,
+            ladder: Vec::new(),
+        });
+        let pool = FramePool::default();
+        let mut encoder = Encoder::new(h264());
+        let mut capture = |seq: u64| {
+            let mut f = pool.take();
+            let p = Arc::get_mut(&mut f).unwrap();
+            p.frame.reset(frame);
+            p.frame.data.fill(seq as u8 * 40);
+            p.frame.seq = seq;
+            encoder.encode_and_publish(f, &hub, &pool);
+        };
+        let transcoder = Subscriber::internal(SubscriberKind::Transcoder);
+        let _t = hub.main.subscribe(&transcoder);
+        let viewer = Subscriber::new("10.0.0.1:1".parse().unwrap(), SubscriberKind::Native);
+        let v = hub.main.subscribe(&viewer);
+        capture(1);
+        assert!(!taken(&viewer).encoded.is_empty());
+        drop(taken(&transcoder));
+        drop(v);
+        capture(2);
+        let f = taken(&transcoder);
+        assert!(f.encoded.is_empty() && !f.keyframe, "not encoded");
+        assert_eq!(f.frame.data.len(), 64 * 48 * 3, "the pixels are there");
+        drop(f);
+        // A viewer comes back and asks for a keyframe (as `send::Chain` does).
+        let _v = hub.main.subscribe(&viewer);
+        hub.keyframes.ask();
+        capture(3);
+        let f = taken(&viewer);
+        assert!(!f.encoded.is_empty(), "encoded again for a viewer");
+        assert!(f.keyframe, "the keyframe it asked for");
+    }
 }

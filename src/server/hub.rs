@@ -372,6 +372,16 @@ impl Fanout {
             .all(|t| t.subscriber.kind == SubscriberKind::Transcoder)
     }
 
+    /// Someone takes this fan-out's frames, and every one of them is a
+    /// transcoder (which takes the captured pixels, not the payload).
+    pub(crate) fn only_transcoders(&self) -> bool {
+        let taps = self.lock();
+        !taps.is_empty()
+            && taps
+                .iter()
+                .all(|t| t.subscriber.kind == SubscriberKind::Transcoder)
+    }
+
     /// The subscribers that take this fan-out's frames now (not those still
     /// moving here, nor those that moved away).
     pub(crate) fn takers(&self) -> Vec<Arc<Subscriber>> {
@@ -463,6 +473,10 @@ impl Keyframes {
 pub(crate) struct Rendition {
     pub(crate) fanout: Fanout,
     pub(crate) keyframes: Keyframes,
+    /// Pictures its transcoder made, and the CPU time it spent scaling and
+    /// encoding them, ns.
+    pub(crate) made: AtomicU64,
+    pub(crate) encode_ns: AtomicU64,
 }
 
 /// One sink on the server itself (`local_sinks.rs`), as the stats see it.
@@ -565,6 +579,8 @@ pub(crate) struct Hub {
     pub(crate) encoder_skipped: AtomicU64,
     /// Capture rate over the last second, f64 bits.
     pub(crate) capture_fps: AtomicU64,
+    /// The source is open (false while closed for want of viewers).
+    pub(crate) source_open: AtomicBool,
     /// Set when the stream is over.
     end: Mutex<Option<StreamEnd>>,
     /// Sinks on the server itself.
@@ -643,6 +659,8 @@ impl Hub {
                 .map(|i| Rendition {
                     fanout: Fanout::for_rendition(i as u8),
                     keyframes: Keyframes::default(),
+                    made: AtomicU64::new(0),
+                    encode_ns: AtomicU64::new(0),
                 })
                 .collect(),
             ladder: setup.ladder,
@@ -666,6 +684,7 @@ impl Hub {
             encoder_dropped: AtomicU64::new(0),
             encoder_skipped: AtomicU64::new(0),
             capture_fps: AtomicU64::new(0),
+            source_open: AtomicBool::new(true),
             end: Mutex::new(None),
             locals: Mutex::default(),
             auth: setup.auth,

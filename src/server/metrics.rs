@@ -220,6 +220,26 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
         "Moves of each native viewer from one rendition to another.",
         rendition(&|r| r.switches.to_string()),
     );
+    let per_rendition = |f: &dyn Fn(&super::stats::RenditionFeedStats) -> String| -> Vec<String> {
+        s.renditions
+            .iter()
+            .map(|r| format!("{{height=\"{}\"}} {}", r.height, f(r)))
+            .collect()
+    };
+    metric(
+        out,
+        "rendition_viewers",
+        "gauge",
+        "Native viewers sent each smaller rendition of the stream (adapt).",
+        per_rendition(&|r| r.viewers.to_string()),
+    );
+    metric(
+        out,
+        "rendition_frames_total",
+        "counter",
+        "Pictures each smaller rendition's transcoder scaled and encoded.",
+        per_rendition(&|r| r.frames.to_string()),
+    );
     // What native viewers measured themselves, capture to presented.
     let mut reported = Vec::new();
     for v in &s.viewers {

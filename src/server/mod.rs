@@ -145,6 +145,42 @@ pub fn open_source(cfg: &Config) -> Result<(Box<dyn FrameSource>, String), Serve
     Ok((source, "test-pattern".into()))
 }
 
+/// Capture on demand (`[serve] capture`, by default for a camera): the
+/// source is closed now unless a local sink watches from the start (its
+/// stream info stays, for the codecs and the hellos), and a way to open it
+/// again as it was opened.
+fn on_demand(
+    cfg: &Config,
+    source: Box<dyn FrameSource>,
+    hub: &Hub,
+) -> (Option<Box<dyn FrameSource>>, Option<capture::OnDemand>) {
+    let camera = crate::sources::cameras()
+        .iter()
+        .any(|b| b.name == hub.source_name);
+    let wanted = match cfg.serve.capture {
+        crate::config::CaptureMode::Always => false,
+        crate::config::CaptureMode::OnDemand => true,
+        crate::config::CaptureMode::Auto => camera,
+    };
+    if !wanted {
+        return (Some(source), None);
+    }
+    let local_sinks = !cfg.serve.sinks.is_empty();
+    let (cfg, name) = (cfg.clone(), hub.source_name.clone());
+    let reopen: capture::Reopen = Box::new(move || {
+        let backend = registry::source(&name).map_err(|e| e.to_string())?;
+        (backend.open)(&cfg.capture, &cfg.backend(Kind::Source, &name)).map_err(|e| e.to_string())
+    });
+    let on_demand = capture::OnDemand::new(reopen, &*source);
+    if local_sinks {
+        return (Some(source), Some(on_demand));
+    }
+    drop(source);
+    hub.source_open.store(false, Ordering::Relaxed);
+    log::info!("the source opens when the first viewer connects (capture = on demand)");
+    (None, Some(on_demand))
+}
+
 /// When to stop capturing by itself (for tests and benchmarks); default: never.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServeLimits {
@@ -575,8 +611,9 @@ impl RunningServer {
             local_sinks::start(name, cfg, &hub, &threads.stop, &mut threads.locals)?;
         }
         let encoders = codecs.encoders;
+        let (source, on_demand) = on_demand(cfg, source, &hub);
         threads.capture = Some(threads.spawn("capture", move |hub, stop| {
-            capture::capture_loop(source, encoders, hub, stop, limits)
+            capture::capture_loop(source, on_demand, encoders, hub, stop, limits)
         })?);
         if let Some(codec) = codecs.transcoder {
             threads.transcoder = Some(threads.spawn("http-jpeg", move |hub, stop| {

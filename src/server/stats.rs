@@ -133,6 +133,9 @@ pub struct ServerStats {
     pub fps: f64,
     /// Frames captured per second, over the last second.
     pub capture_fps: f64,
+    /// The source is open (`false` while closed for want of viewers,
+    /// `[serve] capture`).
+    pub source_open: bool,
     pub frames_captured: u64,
     /// Captured frames no encoder was free for.
     pub encoder_dropped: u64,
@@ -146,6 +149,25 @@ pub struct ServerStats {
     pub viewers: Vec<ViewerStats>,
     /// Sinks on the server itself (preview, recording).
     pub local_sinks: Vec<LocalSinkStats>,
+    /// The renditions below the stream (`[serve] adapt`), each encoded only
+    /// while some viewer takes it.
+    pub renditions: Vec<RenditionFeedStats>,
+}
+
+/// One rendition below the stream in `/stats`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RenditionFeedStats {
+    pub index: u8,
+    pub width: u32,
+    pub height: u32,
+    /// Its encoder's target, kbit/s.
+    pub kbit: u32,
+    /// Viewers it is sent to now.
+    pub viewers: usize,
+    /// Pictures scaled and encoded so far, and the CPU time that took per
+    /// picture, ms.
+    pub frames: u64,
+    pub cpu_ms_per_frame: f64,
 }
 
 /// A local sink in `/stats`.
@@ -310,6 +332,7 @@ impl Hub {
             height: self.stream.frame.height,
             fps: self.stream.fps,
             capture_fps: f64::from_bits(self.capture_fps.load(Ordering::Relaxed)),
+            source_open: self.source_open.load(Ordering::Relaxed),
             frames_captured: totals.frames,
             encoder_dropped: totals.encoder_dropped,
             encoder_skipped: totals.encoder_skipped,
@@ -323,6 +346,29 @@ impl Hub {
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
                 .map(|l| l.stats())
+                .collect(),
+            renditions: self
+                .renditions
+                .iter()
+                .zip(self.ladder.iter().skip(1))
+                .enumerate()
+                .map(|(i, (r, rung))| {
+                    let frames = r.made.load(Ordering::Relaxed);
+                    let ns = r.encode_ns.load(Ordering::Relaxed);
+                    RenditionFeedStats {
+                        index: (i + 1) as u8,
+                        width: rung.width,
+                        height: rung.height,
+                        kbit: rung.bits_per_second / 1000,
+                        viewers: r.fanout.takers().len(),
+                        frames,
+                        cpu_ms_per_frame: if frames > 0 {
+                            ns as f64 / frames as f64 / 1e6
+                        } else {
+                            0.0
+                        },
+                    }
+                })
                 .collect(),
         }
     }

@@ -177,6 +177,8 @@ pub(crate) fn transcode_loop(
                 &pixels
             }
         };
+        // CPU time, for a rendition's figures in `/stats`.
+        let t0 = clock::thread_cpu_ns();
         let picture = match scale.as_mut() {
             None => picture,
             Some(s) => match s.scale(picture) {
@@ -194,6 +196,13 @@ pub(crate) fn transcode_loop(
             failures: &mut failures,
         };
         encoded.run(codec.as_mut(), picture, out, hub, &pool);
+        if let Output::Rendition(i) = output {
+            if let Some(r) = hub.renditions.get(usize::from(i).wrapping_sub(1)) {
+                r.made.fetch_add(1, Ordering::Relaxed);
+                r.encode_ns
+                    .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -319,3 +319,68 @@ fn each_viewer_is_sent_the_rendition_its_own_link_carries() {
         "without adapting, 1 Mbit/s should not carry the stream: {fixed_1m:?}"
     );
 }
+
+/// Capture on demand, on this machine with the test pattern (the camera
+/// case runs against vivid in `vivid.rs`): closed until the first viewer,
+/// open while it watches, closed a few seconds after it leaves, and open
+/// again for the next, whose first picture comes at once.
+#[test]
+fn the_source_is_open_only_while_someone_watches() {
+    let (mut server, addr) = crate::util::serve(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--codec",
+        "h264",
+        "--set=serve.capture=\"on-demand\"",
+        SERVE_PLAINTEXT,
+    ]);
+    let stats = || crate::http_client::stats(&addr);
+    assert_eq!(stats()["source_open"], false, "open before any viewer");
+    assert_eq!(stats()["frames_captured"], 0);
+    for round in 0..2 {
+        let mut view = crate::util::Proc::spawn(
+            "view (on demand)",
+            &[
+                "view",
+                &addr,
+                "--sink",
+                "null",
+                "--frames",
+                "30",
+                VIEW_PLAINTEXT,
+            ],
+        );
+        view.expect_success(Duration::from_secs(30));
+        let said = view.stderr();
+        let at = said.find("first picture ").expect("first picture");
+        let ms: f64 = said[at + "first picture ".len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        let left = Instant::now();
+        crate::wait::wait_until(Duration::from_secs(15), "the source to close", || {
+            (stats()["source_open"] == false).then_some(())
+        });
+        let closed = left.elapsed();
+        eprintln!(
+            "round {round}: first picture {ms:.0} ms after connecting; closed {:.1} s after the viewer left",
+            closed.as_secs_f64()
+        );
+        assert!(ms < 1000.0, "{ms} ms to the first picture");
+        assert!(closed >= Duration::from_secs(3), "{closed:?}");
+        let captured = stats()["frames_captured"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            stats()["frames_captured"].as_u64().unwrap(),
+            captured,
+            "nothing is captured while closed"
+        );
+    }
+    server.terminate();
+    server.assert_no_panic();
+    let opened = server.stderr().matches("the source opened in").count();
+    assert_eq!(opened, 2, "{}", server.said());
+}

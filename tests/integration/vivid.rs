@@ -916,3 +916,92 @@ fn v4l2_source_passes_compressed_video_through_from_v4l2loopback() {
         "H.264: 40 access units received byte for byte, {missing} left out between them ({fed})"
     );
 }
+
+/// Open file descriptors of any guest process on vivid's capture node.
+fn video0_holders(vm: &mut Vm) -> usize {
+    let (out, rc) = vm.sh(
+        "for f in /proc/[0-9]*/fd/*; do readlink $f; done 2>/dev/null | grep -c '^/dev/video0$'",
+        Duration::from_secs(30),
+    );
+    // grep -c says 0 with status 1 when nothing matched.
+    assert!(rc == "0" || rc == "1", "{out}");
+    out.trim().parse().unwrap_or_else(|_| panic!("{out:?}"))
+}
+
+/// Capture on demand (the default for a camera): the guest's server does not
+/// hold vivid's node before the first viewer, holds it while one watches,
+/// and lets it go a few seconds after the last leaves; each viewer's first
+/// picture comes as soon as the driver starts.
+#[test]
+fn a_camera_is_open_only_while_watched() {
+    let mut vm = Vm::boot();
+    let boot = Duration::from_secs(600); // a fresh machine downloads the kernel first
+    let (devices, _) = vm.sh("/bin/livestream devices", boot);
+    assert!(devices.contains("/dev/video0"), "{devices}");
+    let log = vm
+        .serve(
+            "--source v4l2 --codec lz4 --format yuyv --width 640 --height 480 --fps 30",
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("serve failed:\n{e}"));
+    assert_eq!(video0_holders(&mut vm), 0, "held before any viewer");
+    assert_eq!(stats(&vm.addr)["source_open"], false);
+    let mut first_pictures = Vec::new();
+    for round in 0..2 {
+        let out = vm.path(&format!("on-demand-{round}.lsr"));
+        let view = crate::util::Proc::spawn(
+            "view (on demand)",
+            &[
+                "view",
+                &vm.addr,
+                "--sink",
+                "file",
+                "--set",
+                &format!("sinks.file.path={}", out.display()),
+                "--duration",
+                "4",
+                VIEW_PLAINTEXT,
+            ],
+        );
+        // While it watches: open, and held.
+        wait_until(Duration::from_secs(30), "the source to open", || {
+            (stats(&vm.addr)["source_open"] == true).then_some(())
+        });
+        assert!(video0_holders(&mut vm) >= 1, "not held while watched");
+        let mut view = view;
+        view.expect_success(Duration::from_secs(60));
+        let said = view.stderr();
+        let at = said
+            .find("first picture ")
+            .unwrap_or_else(|| panic!("{}", view.said()));
+        let ms: f64 = said[at + "first picture ".len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{}", view.said()));
+        first_pictures.push(ms);
+        let (_, frames) = read_recording(&out);
+        assert!(frames.len() >= 60, "{} frames in 4 s", frames.len());
+        // Released a few seconds after the viewer left.
+        let left = std::time::Instant::now();
+        wait_until(Duration::from_secs(15), "the source to close", || {
+            (stats(&vm.addr)["source_open"] == false).then_some(())
+        });
+        let closed_after = left.elapsed();
+        assert_eq!(video0_holders(&mut vm), 0, "held after it closed");
+        eprintln!(
+            "on demand, round {round}: first picture {ms:.0} ms after connecting with the camera closed; \
+             closed {:.1} s after the viewer left",
+            closed_after.as_secs_f64()
+        );
+        assert!(closed_after >= Duration::from_secs(3), "{closed_after:?}");
+    }
+    let server_log = vm.log(&log);
+    let opened: Vec<&str> = server_log
+        .lines()
+        .filter(|l| l.contains("the source opened in"))
+        .collect();
+    eprintln!("{opened:#?}");
+    assert_eq!(opened.len(), 2, "{}", vm.log(&log));
+    assert_eq!(vm.stop(), "0", "{}", vm.log(&log));
+}
