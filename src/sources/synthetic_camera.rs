@@ -25,6 +25,7 @@ inventory::submit! {
 }
 
 const DEFAULT_IMAGE: &[u8] = include_bytes!("../../data/photos/coffee.png");
+const NOISE_SEED: u64 = 0x11fe_57ea;
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -199,7 +200,7 @@ impl SyntheticCameraSource {
         let sw = ((image.width as f32 * scale).ceil() as u32).max(capture.width);
         let sh = ((image.height as f32 * scale).ceil() as u32).max(capture.height);
         let scene = resize(image, sw, sh);
-        let mut rng = fastrand::Rng::with_seed(0x11fe_57ea);
+        let mut rng = fastrand::Rng::with_seed(NOISE_SEED);
         // Sum of four uniforms: close enough to Gaussian for sensor noise.
         let noise = (0..(1 << 16) + capture.width as usize * 3)
             .map(|_| {
@@ -227,18 +228,22 @@ impl SyntheticCameraSource {
         })
     }
 
-    fn render(&mut self, rgb: &mut [u8]) {
+    /// Draws frame `seq` into `rgb`: the same picture for the same `seq`
+    /// (the noise and flicker are drawn from a generator seeded by it).
+    fn render(&mut self, seq: u64, rgb: &mut [u8]) {
+        self.rng
+            .seed(NOISE_SEED ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let (w, h) = (
             self.info.frame.width as usize,
             self.info.frame.height as usize,
         );
         let spare = self.scene.width as usize - w;
         // Triangle wave: left to right and back.
-        let phase = (self.seq as f32 / self.pan_frames) % 2.0;
+        let phase = (seq as f32 / self.pan_frames) % 2.0;
         let x0 = ((if phase < 1.0 { phase } else { 2.0 - phase }) * spare as f32) as usize;
         let y0 = (self.scene.height as usize - h) / 2;
         let gain = 1.0
-            + self.flicker * (self.seq as f32 * 0.37).sin()
+            + self.flicker * (seq as f32 * 0.37).sin()
             + self.flicker * 0.3 * (self.rng.f32() - 0.5);
         let lut: [i16; 256] = std::array::from_fn(|v| (v as f32 * gain).round() as i16);
         let sw = self.scene.width as usize;
@@ -251,6 +256,45 @@ impl SyntheticCameraSource {
                 *o = (lut[s as usize] + n).clamp(0, 255) as u8;
             }
         }
+    }
+}
+
+impl SyntheticCameraSource {
+    /// The built-in photo, panned with the default noise and flicker,
+    /// stamped: a source whose every picture a test can recreate
+    /// ([`frame_at`](Self::frame_at)).
+    pub fn stamped(capture: &CaptureConfig) -> Result<SyntheticCameraSource, BackendError> {
+        let image = decode_png(DEFAULT_IMAGE).map_err(|e| BackendError::Library {
+            what: "built-in coffee.png".into(),
+            source: e.into(),
+        })?;
+        let opts = Options {
+            stamp: true,
+            ..Options::default()
+        };
+        SyntheticCameraSource::new(capture, &image, &opts)
+    }
+
+    /// The RGB24 picture `next_frame` made for frame `seq` stamped at
+    /// `capture_us` (the stamp only when stamping).
+    pub fn frame_at(&mut self, seq: u64, capture_us: u64, frame: &mut Frame) {
+        let info = self.info.frame;
+        let Ok(rgb) = FrameInfo::packed(PixelFormat::Rgb24, info.width, info.height) else {
+            return;
+        };
+        frame.reset(rgb);
+        self.render(seq, &mut frame.data);
+        if self.stamp {
+            let (w, h) = (info.width as usize, info.height as usize);
+            test_pattern::stamp_rgb(
+                &mut frame.data,
+                w,
+                h,
+                test_pattern::Stamp { seq, capture_us },
+            );
+        }
+        frame.seq = seq;
+        frame.capture_us = capture_us;
     }
 }
 
@@ -269,8 +313,9 @@ impl FrameSource for SyntheticCameraSource {
         // Stamped when the picture is complete, as a camera delivers it: the
         // simulated sensor's work is not part of the pipeline's latency.
         let mut capture_us = 0;
+        let seq = self.seq;
         let mut render = |me: &mut Self, rgb: &mut [u8]| {
-            me.render(rgb);
+            me.render(seq, rgb);
             capture_us = crate::media::clock::now_us();
             if me.stamp {
                 let (w, h) = (info.width as usize, info.height as usize);
@@ -342,6 +387,32 @@ mod tests {
             plain.next_frame(&mut f).unwrap();
             assert!(test_pattern::read_stamp(&f).is_none(), "{format}");
         }
+    }
+
+    /// A test can recreate every picture: the same noise for the same frame.
+    #[test]
+    fn every_picture_can_be_made_again() {
+        let capture = CaptureConfig {
+            width: 320,
+            height: 240,
+            fps: 0.0,
+            format: PixelFormat::Rgb24,
+        };
+        let mut live = SyntheticCameraSource::stamped(&capture).unwrap();
+        let mut again = SyntheticCameraSource::stamped(&capture).unwrap();
+        let (mut f, mut g) = (Frame::empty(), Frame::empty());
+        let mut frames = Vec::new();
+        for _ in 0..4 {
+            live.next_frame(&mut f).unwrap();
+            frames.push(f.clone());
+        }
+        // Out of order, and twice: each is its own.
+        for i in [3, 0, 2, 2] {
+            let want = &frames[i];
+            again.frame_at(want.seq, want.capture_us, &mut g);
+            assert!(g.data == want.data, "frame {i} differs");
+        }
+        assert!(frames[0].data != frames[1].data);
     }
 
     #[test]

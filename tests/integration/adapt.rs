@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use livestream::backend::table::CaptureConfig;
 use livestream::config::{Auth, Config, ConfigText, Overrides};
 use livestream::media::clock;
-use livestream::media::frame::Frame;
+use livestream::media::frame::{Frame, PixelFormat};
+use livestream::media::quality::psnr_y;
 use livestream::sinks::{Flow, FrameSink, Live, StreamMeta};
+use livestream::sources::synthetic_camera::SyntheticCameraSource;
 use livestream::sources::test_pattern::read_stamp;
 use livestream::viewer::{self, ViewOptions};
 
@@ -108,19 +111,68 @@ fn the_server_measures_each_viewers_link_and_follows_it_down() {
     server.assert_no_panic();
 }
 
-/// What a viewer presented: when, which frame, how late, and whether its
-/// picture was that frame's (the stamp read back, scaled down and up).
+/// What a viewer presented: when, which frame, how late, whether its
+/// picture was that frame's (the stamp read back, scaled down and up), and
+/// for some, how close it is to the frame as captured (Y-PSNR, dB).
 #[derive(Clone, Copy, Debug)]
-struct Shown {
-    at: Instant,
-    seq: u64,
-    latency_ms: f64,
-    stamped: bool,
+pub(crate) struct Shown {
+    pub(crate) at: Instant,
+    pub(crate) seq: u64,
+    pub(crate) latency_ms: f64,
+    pub(crate) stamped: bool,
+    pub(crate) psnr: Option<f64>,
 }
 
-/// A sink that keeps what each picture was, not the picture.
-#[derive(Clone, Default)]
-struct Checker(Arc<Mutex<Vec<Shown>>>);
+pub(crate) type ShownLog = Arc<Mutex<Vec<Shown>>>;
+
+/// Keeps what each picture was, not the picture; with a reference (the
+/// synthetic camera made again), the Y-PSNR of every `every`th picture.
+pub(crate) struct Checker {
+    pub(crate) shown: ShownLog,
+    reference: Option<(SyntheticCameraSource, Frame, u64)>,
+}
+
+impl Checker {
+    pub(crate) fn new(psnr_every: Option<u64>) -> Checker {
+        let capture = CaptureConfig {
+            width: 1280,
+            height: 720,
+            fps: 30.0,
+            format: PixelFormat::Rgb24,
+        };
+        Checker {
+            shown: ShownLog::default(),
+            reference: psnr_every.map(|every| {
+                (
+                    SyntheticCameraSource::stamped(&capture).unwrap(),
+                    Frame::empty(),
+                    every,
+                )
+            }),
+        }
+    }
+
+    /// Notes `frame`, shown now.
+    pub(crate) fn check(&mut self, frame: &Frame) {
+        let at = Instant::now();
+        let latency_ms = clock::now_us().saturating_sub(frame.capture_us) as f64 / 1000.0;
+        let stamp = read_stamp(frame);
+        let psnr = match &mut self.reference {
+            Some((source, expected, every)) if frame.seq % *every == 0 => {
+                source.frame_at(frame.seq, frame.capture_us, expected);
+                psnr_y(expected, frame)
+            }
+            _ => None,
+        };
+        self.shown.lock().unwrap().push(Shown {
+            at,
+            seq: frame.seq,
+            latency_ms,
+            stamped: stamp.is_some_and(|s| s.seq == frame.seq && s.capture_us == frame.capture_us),
+            psnr,
+        });
+    }
+}
 
 impl FrameSink for Checker {
     fn start(&mut self, _meta: &StreamMeta) -> Result<(), livestream::error::SinkError> {
@@ -132,13 +184,7 @@ impl FrameSink for Checker {
         frame: &Frame,
         _live: &Live,
     ) -> Result<Flow, livestream::error::SinkError> {
-        let stamp = read_stamp(frame);
-        self.0.lock().unwrap().push(Shown {
-            at: Instant::now(),
-            seq: frame.seq,
-            latency_ms: clock::now_us().saturating_sub(frame.capture_us) as f64 / 1000.0,
-            stamped: stamp.is_some_and(|s| s.seq == frame.seq && s.capture_us == frame.capture_us),
-        });
+        self.check(frame);
         Ok(Flow::Continue)
     }
 
@@ -147,10 +193,17 @@ impl FrameSink for Checker {
     }
 }
 
-/// An in-process viewer of `addr` inside namespace `ns`, until `stop`.
-fn watch(ns: &str, addr: &str, stop: &Arc<AtomicBool>) -> (Checker, std::thread::JoinHandle<()>) {
-    let checker = Checker::default();
-    let (sink, addr, stop) = (checker.clone(), addr.to_string(), stop.clone());
+/// An in-process viewer of `addr` inside namespace `ns`, until `stop`; with
+/// `psnr_every`, the Y-PSNR of every so many pictures is taken too.
+pub(crate) fn watch_checked(
+    ns: &str,
+    addr: &str,
+    stop: &Arc<AtomicBool>,
+    psnr_every: Option<u64>,
+) -> (ShownLog, std::thread::JoinHandle<()>) {
+    let mut checker = Checker::new(psnr_every);
+    let shown = checker.shown.clone();
+    let (addr, stop) = (addr.to_string(), stop.clone());
     let thread = NetnsPair::spawn_in(ns, move || {
         let mut cfg = Config::parse(ConfigText::embedded(), &Overrides::default()).unwrap();
         cfg.view.auth = Auth::None;
@@ -162,10 +215,13 @@ fn watch(ns: &str, addr: &str, stop: &Arc<AtomicBool>) -> (Checker, std::thread:
             limits: cfg.view.limits,
             latency_log: None,
         };
-        let mut sink = sink;
-        viewer::run(&addr, &mut sink, &cfg, &opts, &stop).unwrap();
+        viewer::run(&addr, &mut checker, &cfg, &opts, &stop).unwrap();
     });
-    (checker, thread)
+    (shown, thread)
+}
+
+fn watch(ns: &str, addr: &str, stop: &Arc<AtomicBool>) -> (ShownLog, std::thread::JoinHandle<()>) {
+    watch_checked(ns, addr, stop, None)
 }
 
 /// Frames a second, latency p95, and pictures not their own frame's or out
@@ -261,8 +317,8 @@ fn run_steps(adapt: &str) -> Vec<Step> {
         std::thread::sleep(Duration::from_secs(secs));
         let end = Instant::now();
         let from = start + Duration::from_secs(3);
-        let a = figures(&capped.0.lock().unwrap(), from, end);
-        let b = figures(&near.0.lock().unwrap(), from, end);
+        let a = figures(&capped.lock().unwrap(), from, end);
+        let b = figures(&near.lock().unwrap(), from, end);
         let height = rendition_of(&net, addr, "10.231.0.2:");
         eprintln!(
             "adapt={adapt} {name}: capped viewer {:.1} fps, p95 {:.0} ms, {} unstamped, at {height:?} lines; \

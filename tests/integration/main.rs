@@ -5,6 +5,7 @@
 //! `wait` (deadlines), `http_client`; then one module per area.
 
 mod adapt;
+mod adapt_bench;
 mod cli;
 mod discovery;
 #[cfg(feature = "h264")]
