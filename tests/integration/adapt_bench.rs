@@ -104,6 +104,7 @@ fn livestream(who: &'static str, adapt: &str, cap: &'static str, rate: &str) -> 
     server.terminate();
     let (fps, p50, p95, psnr, bad) = summary(&shown.lock().unwrap(), start + WARM, end);
     assert_eq!(bad, 0, "{who} at {cap}: pictures not their frame's");
+    assert!(fps > 0.0, "{who} at {cap}: nothing shown");
     let rendition = stats["viewers"][0]["rendition"]["height"]
         .as_u64()
         .map_or("720p".into(), |h| format!("{h}p"));
@@ -202,6 +203,15 @@ fn x264(cap: &'static str, rate: &str) -> Row {
             }
         })
     };
+    // The sender listens once its first frame is in.
+    let listening = crate::wait::poll_until(Duration::from_secs(10), || {
+        let ss = Command::new("ip")
+            .args(["netns", "exec", &net.server_ns, "ss", "-Hltn", "sport = :7894"])
+            .output()
+            .ok()?;
+        (!ss.stdout.is_empty()).then_some(())
+    });
+    assert!(listening.is_some(), "the sending ffmpeg does not listen");
     let mut receiver = Command::new("ip")
         .args([
             "netns",
@@ -212,22 +222,24 @@ fn x264(cap: &'static str, rate: &str) -> Row {
             "-loglevel",
             "error",
         ])
-        .args([
-            "-fflags",
-            "nobuffer",
-            "-flags",
-            "low_delay",
-            "-probesize",
-            "32",
-        ])
-        .args(["-analyzeduration", "0", "-f", "mpegts"])
-        .arg("tcp://10.231.0.1:7894")
+        // Enough probing to find the stream in MPEG-TS (its tables come
+        // every 0.1 s); it delays the start, not each frame.
+        .args(["-fflags", "nobuffer", "-flags", "low_delay"])
+        .args(["-probesize", "200000", "-analyzeduration", "200000"])
+        .args(["-f", "mpegts", "-i", "tcp://10.231.0.1:7894"])
         .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("ffmpeg runs");
     let mut out = receiver.stdout.take().unwrap();
+    let mut said = receiver.stderr.take().unwrap();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = said.read_to_string(&mut text);
+        text
+    });
     let mut checker = Checker::new(Some(10));
     let shown = checker.shown.clone();
     let reader = std::thread::spawn(move || {
@@ -250,8 +262,10 @@ fn x264(cap: &'static str, rate: &str) -> Row {
     let _ = sender.kill();
     let _ = (receiver.wait(), sender.wait());
     let _ = (camera.join(), reader.join());
+    let said = said.join().unwrap_or_default();
     let (fps, p50, p95, psnr, bad) = summary(&shown.lock().unwrap(), start + WARM, end);
     assert_eq!(bad, 0, "x264 at {cap}: pictures without their stamp");
+    assert!(fps > 0.0, "x264 at {cap}: nothing shown; the receiving ffmpeg said:\n{said}");
     Row {
         who: "ffmpeg libx264 2.5 Mbit/s, TCP",
         cap,
