@@ -168,10 +168,17 @@ impl Decoding {
     /// person once per change, with the link's estimate as the reason.
     fn rendition(&mut self, r: Rendition, shared: &Shared) -> Result<(), ProtocolError> {
         r.check(&self.stream)?;
-        if self.input.keeps().is_some() || !self.codec.inter_frame() {
+        let refused = if self.input.keeps().is_some() {
+            "this viewer keeps the stream as it came and did not offer to take renditions"
+        } else if !self.codec.inter_frame() {
+            "only an H.264 stream has renditions"
+        } else {
+            ""
+        };
+        if !refused.is_empty() {
             return Err(ProtocolError::Invalid {
                 what: "rendition packet",
-                why: "this viewer did not offer to take renditions".into(),
+                why: refused.into(),
             });
         }
         let size = (r.width, r.height);

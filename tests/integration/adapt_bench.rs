@@ -206,7 +206,14 @@ fn x264(cap: &'static str, rate: &str) -> Row {
     // The sender listens once its first frame is in.
     let listening = crate::wait::poll_until(Duration::from_secs(10), || {
         let ss = Command::new("ip")
-            .args(["netns", "exec", &net.server_ns, "ss", "-Hltn", "sport = :7894"])
+            .args([
+                "netns",
+                "exec",
+                &net.server_ns,
+                "ss",
+                "-Hltn",
+                "sport = :7894",
+            ])
             .output()
             .ok()?;
         (!ss.stdout.is_empty()).then_some(())
@@ -265,7 +272,10 @@ fn x264(cap: &'static str, rate: &str) -> Row {
     let said = said.join().unwrap_or_default();
     let (fps, p50, p95, psnr, bad) = summary(&shown.lock().unwrap(), start + WARM, end);
     assert_eq!(bad, 0, "x264 at {cap}: pictures without their stamp");
-    assert!(fps > 0.0, "x264 at {cap}: nothing shown; the receiving ffmpeg said:\n{said}");
+    assert!(
+        fps > 0.0,
+        "x264 at {cap}: nothing shown; the receiving ffmpeg said:\n{said}"
+    );
     Row {
         who: "ffmpeg libx264 2.5 Mbit/s, TCP",
         cap,

@@ -353,6 +353,26 @@ fn viewer_rejects_a_hostile_server() {
             }),
             "the stream header says 3072",
         ),
+        (
+            "a rendition larger than the stream",
+            Box::new(|s| {
+                let mut b = Vec::new();
+                good_hello().write(&mut b).unwrap();
+                b.extend_from_slice(&rendition(64, 64));
+                s.write_all(&b).unwrap()
+            }),
+            "64x64 is larger than the stream's 32x32",
+        ),
+        (
+            "a rendition of a stream that has none",
+            Box::new(|s| {
+                let mut b = Vec::new();
+                good_hello().write(&mut b).unwrap();
+                b.extend_from_slice(&rendition(16, 16));
+                s.write_all(&b).unwrap()
+            }),
+            "only an H.264 stream has renditions",
+        ),
     ];
     for (what, behave, expected) in cases {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -394,6 +414,18 @@ fn viewer_rejects_a_hostile_server() {
             view.stderr()
         );
     }
+}
+
+/// A rendition packet of a `w`x`h` rendition, 1 of 2.
+fn rendition(w: u32, h: u32) -> [u8; protocol::PACKET_HEADER_LEN + protocol::RENDITION_LEN] {
+    protocol::Rendition {
+        width: w,
+        height: h,
+        bits_per_second: 300_000,
+        index: 1,
+        count: 2,
+    }
+    .packet()
 }
 
 fn good_hello() -> ServerHello {
