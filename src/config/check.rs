@@ -123,20 +123,41 @@ pub(super) fn pixel_format(
     }
 }
 
+/// One of a key's words: `choices` (word, value), the first the default
+/// when the key is absent. Anything else is refused at its place, listing
+/// the words.
+fn one_of<T: Copy>(
+    file: &ConfigText,
+    key: &str,
+    value: Option<Spanned<String>>,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(v) = value else {
+        return Ok(choices[0].1);
+    };
+    if let Some(&(_, found)) = choices.iter().find(|(word, _)| *word == v.get_ref()) {
+        return Ok(found);
+    }
+    let words: Vec<String> = choices.iter().map(|(w, _)| format!("{w:?}")).collect();
+    let others = match words.split_first() {
+        Some((_, [])) | None => String::new(),
+        Some((_, [only])) => format!(" or {only}"),
+        Some((_, [middle @ .., last])) => format!(", {} or {last}", middle.join(", ")),
+    };
+    Err(ConfigError::at(
+        file,
+        Some(v.span()),
+        format!(
+            "{key} {:?}: expected {} (the default){others}",
+            v.get_ref(),
+            words[0]
+        ),
+    ))
+}
+
 /// `auth = "pair"` (the default) or `"none"`.
 pub(super) fn auth(file: &ConfigText, value: Option<Spanned<String>>) -> Result<Auth, ConfigError> {
-    match value {
-        None => Ok(Auth::Pair),
-        Some(v) => match v.get_ref().as_str() {
-            "pair" => Ok(Auth::Pair),
-            "none" => Ok(Auth::None),
-            other => Err(ConfigError::at(
-                file,
-                Some(v.span()),
-                format!("auth {other:?}: expected \"pair\" (the default) or \"none\""),
-            )),
-        },
-    }
+    one_of(file, "auth", value, &[("pair", Auth::Pair), ("none", Auth::None)])
 }
 
 /// `adapt = "auto"` (the default) or `"off"`.
@@ -144,41 +165,21 @@ pub(super) fn adapt(
     file: &ConfigText,
     value: Option<Spanned<String>>,
 ) -> Result<Adapt, ConfigError> {
-    match value {
-        None => Ok(Adapt::Auto),
-        Some(v) => match v.get_ref().as_str() {
-            "auto" => Ok(Adapt::Auto),
-            "off" => Ok(Adapt::Off),
-            other => Err(ConfigError::at(
-                file,
-                Some(v.span()),
-                format!("adapt {other:?}: expected \"auto\" (the default) or \"off\""),
-            )),
-        },
-    }
+    one_of(file, "adapt", value, &[("auto", Adapt::Auto), ("off", Adapt::Off)])
 }
 
-/// `capture = "auto"` (the default), `"on-demand"` or `"always"`.
+/// `capture = "auto"` (the default: on demand for a camera), `"on-demand"`
+/// or `"always"`.
 pub(super) fn capture(
     file: &ConfigText,
     value: Option<Spanned<String>>,
 ) -> Result<CaptureMode, ConfigError> {
-    match value {
-        None => Ok(CaptureMode::Auto),
-        Some(v) => match v.get_ref().as_str() {
-            "auto" => Ok(CaptureMode::Auto),
-            "on-demand" => Ok(CaptureMode::OnDemand),
-            "always" => Ok(CaptureMode::Always),
-            other => Err(ConfigError::at(
-                file,
-                Some(v.span()),
-                format!(
-                    "capture {other:?}: expected \"auto\" (the default: on demand for a camera), \
-                     \"on-demand\" or \"always\""
-                ),
-            )),
-        },
-    }
+    let choices = [
+        ("auto", CaptureMode::Auto),
+        ("on-demand", CaptureMode::OnDemand),
+        ("always", CaptureMode::Always),
+    ];
+    one_of(file, "capture", value, &choices)
 }
 
 #[cfg(test)]
@@ -234,6 +235,23 @@ mod tests {
         let e = auth(&f, Some(v)).unwrap_err();
         assert_eq!(e.position, Some((2, 7)), "{e}");
         assert!(e.message.contains("expected \"pair\""), "{e}");
+    }
+
+    /// Each word list says itself whole, the default first.
+    #[test]
+    fn a_word_not_in_the_list_is_refused_with_the_list() {
+        let (f, v) = spanned::<String>("\"lazy\"");
+        let e = capture(&f, Some(v)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "capture \"lazy\": expected \"auto\" (the default), \"on-demand\" or \"always\""
+        );
+        let (f, v) = spanned::<String>("\"on\"");
+        let e = adapt(&f, Some(v)).unwrap_err();
+        assert_eq!(e.message, "adapt \"on\": expected \"auto\" (the default) or \"off\"");
+        let (f, v) = spanned::<String>("\"always\"");
+        assert_eq!(capture(&f, Some(v)), Ok(CaptureMode::Always));
+        assert_eq!(capture(&f, None), Ok(CaptureMode::Auto));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub(crate) const INTERVAL_US: u64 = 200_000;
 pub(crate) const WINDOW_US: u64 = 2_000_000;
 /// How far back [`LinkEstimator::goodput`] looks, µs.
 pub(crate) const GOODPUT_US: u64 = 1_000_000;
+pub(crate) const GOODPUT_RECENT_US: u64 = 400_000;
 /// Samples kept: a window's worth, with room for late ones.
 const KEPT: usize = 16;
 
@@ -76,21 +77,32 @@ impl LinkEstimator {
         self.next = (self.next + 1) % KEPT;
     }
 
-    /// What the link delivered over about the last [`GOODPUT_US`] (bytes
-    /// acknowledged over time between two samples), bit/s; `None` before
-    /// there are two samples that far apart. While the sender had more than
-    /// the link took (frames dropped for it), this is what the link carries,
-    /// whatever bursts a shaper let through; otherwise what it was sent.
+    /// What the link delivered lately (bytes acknowledged over time between
+    /// two samples), bit/s: the smaller of the last [`GOODPUT_US`] and the
+    /// last [`GOODPUT_RECENT_US`] (a link that just fell shows there
+    /// first); `None` before there are samples far enough apart. While the
+    /// sender had more than the link took (frames dropped for it), this is
+    /// what the link carries, whatever bursts a shaper let through;
+    /// otherwise what it was sent.
     pub(crate) fn goodput(&self, now_us: u64) -> Option<u64> {
+        let long = self.delivered(now_us, GOODPUT_US)?;
+        Some(
+            self.delivered(now_us, GOODPUT_RECENT_US)
+                .map_or(long, |recent| recent.min(long)),
+        )
+    }
+
+    /// Bit/s acknowledged over about the last `over_us`.
+    fn delivered(&self, now_us: u64, over_us: u64) -> Option<u64> {
         let newest = self.samples.iter().flatten().max_by_key(|s| s.at_us)?;
         let oldest = self
             .samples
             .iter()
             .flatten()
-            .filter(|s| now_us.saturating_sub(s.at_us) <= GOODPUT_US + INTERVAL_US / 2)
+            .filter(|s| now_us.saturating_sub(s.at_us) <= over_us + INTERVAL_US / 2)
             .min_by_key(|s| s.at_us)?;
         let span = newest.at_us.checked_sub(oldest.at_us)?;
-        if span < GOODPUT_US / 2 {
+        if span < over_us / 2 {
             return None;
         }
         let bytes = newest.bytes_acked.saturating_sub(oldest.bytes_acked);
@@ -140,7 +152,11 @@ mod tests {
         // 125 kB/s: 1 Mbit/s, over the last second only.
         assert_eq!(l.goodput(2_000_000), Some(1_000_000));
         l.add(2_200_000, &acked(10 * 25_000 + 250_000));
-        assert_eq!(l.goodput(2_200_000), Some(2_800_000));
+        assert_eq!(l.goodput(2_200_000), Some(2_800_000), "the second's, the smaller");
+        // The link falls to 0.2 Mbit/s: the last 0.4 s show it first.
+        l.add(2_400_000, &acked(500_000 + 5_000));
+        l.add(2_600_000, &acked(500_000 + 10_000));
+        assert_eq!(l.goodput(2_600_000), Some(200_000));
     }
 
     fn info(mbit: u64, app_limited: bool) -> TcpInfo {
