@@ -157,7 +157,12 @@ fn one_of<T: Copy>(
 
 /// `auth = "pair"` (the default) or `"none"`.
 pub(super) fn auth(file: &ConfigText, value: Option<Spanned<String>>) -> Result<Auth, ConfigError> {
-    one_of(file, "auth", value, &[("pair", Auth::Pair), ("none", Auth::None)])
+    one_of(
+        file,
+        "auth",
+        value,
+        &[("pair", Auth::Pair), ("none", Auth::None)],
+    )
 }
 
 /// `adapt = "auto"` (the default) or `"off"`.
@@ -165,7 +170,12 @@ pub(super) fn adapt(
     file: &ConfigText,
     value: Option<Spanned<String>>,
 ) -> Result<Adapt, ConfigError> {
-    one_of(file, "adapt", value, &[("auto", Adapt::Auto), ("off", Adapt::Off)])
+    one_of(
+        file,
+        "adapt",
+        value,
+        &[("auto", Adapt::Auto), ("off", Adapt::Off)],
+    )
 }
 
 /// `capture = "auto"` (the default: on demand for a camera), `"on-demand"`
@@ -248,7 +258,10 @@ mod tests {
         );
         let (f, v) = spanned::<String>("\"on\"");
         let e = adapt(&f, Some(v)).unwrap_err();
-        assert_eq!(e.message, "adapt \"on\": expected \"auto\" (the default) or \"off\"");
+        assert_eq!(
+            e.message,
+            "adapt \"on\": expected \"auto\" (the default) or \"off\""
+        );
         let (f, v) = spanned::<String>("\"always\"");
         assert_eq!(capture(&f, Some(v)), Ok(CaptureMode::Always));
         assert_eq!(capture(&f, None), Ok(CaptureMode::Auto));

@@ -152,7 +152,11 @@ mod tests {
         // 125 kB/s: 1 Mbit/s, over the last second only.
         assert_eq!(l.goodput(2_000_000), Some(1_000_000));
         l.add(2_200_000, &acked(10 * 25_000 + 250_000));
-        assert_eq!(l.goodput(2_200_000), Some(2_800_000), "the second's, the smaller");
+        assert_eq!(
+            l.goodput(2_200_000),
+            Some(2_800_000),
+            "the second's, the smaller"
+        );
         // The link falls to 0.2 Mbit/s: the last 0.4 s show it first.
         l.add(2_400_000, &acked(500_000 + 5_000));
         l.add(2_600_000, &acked(500_000 + 10_000));

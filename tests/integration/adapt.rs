@@ -263,20 +263,10 @@ fn rendition_of(net: &NetnsPair, addr: &str, peer_prefix: &str) -> Option<u64> {
         .as_u64()
 }
 
-/// One step of the link: its name, the capped viewer's and the near
-/// viewer's figures (fps, latency p95 ms, bad pictures), and the capped
-/// viewer's rendition height at its end.
-type Step = (&'static str, Figures, Figures, Option<u64>);
-type Figures = (f64, f64, usize);
-
-/// A 720p30 camera-like stream (a photo panned, with noise) to two viewers:
-/// one behind a link that goes 8 -> 3 -> 1 -> 8 Mbit/s, one on the server's
-/// own side. Returns, per step, each viewer's fps, latency p95, pictures
-/// that were not their frame's, and the capped viewer's rendition height
-/// at the step's end.
-fn run_steps(adapt: &str) -> Vec<Step> {
-    let net = NetnsPair::new(Some("8mbit"));
-    let addr = "10.231.0.1:7892";
+/// `serve` in the server's namespace on `addr`: the stamped synthetic
+/// camera, 1280x720 at 30 fps, H.264 at its automatic 2.8 Mbit/s, with
+/// `adapt`; returned once it listens.
+pub(crate) fn serve_camera(net: &NetnsPair, addr: &str, adapt: &str) -> crate::util::Proc {
     let set_adapt = format!("--set=serve.adapt=\"{adapt}\"");
     let server = NetnsPair::livestream(
         &net.server_ns,
@@ -301,7 +291,24 @@ fn run_steps(adapt: &str) -> Vec<Step> {
         ],
     );
     server.wait_listening();
-    let mut server = server;
+    server
+}
+
+/// One step of the link: its name, the capped viewer's and the near
+/// viewer's figures (fps, latency p95 ms, bad pictures), and the capped
+/// viewer's rendition height at its end.
+type Step = (&'static str, Figures, Figures, Option<u64>);
+type Figures = (f64, f64, usize);
+
+/// A 720p30 camera-like stream (a photo panned, with noise) to two viewers:
+/// one behind a link that goes 8 -> 3 -> 1 -> 8 Mbit/s, one on the server's
+/// own side. Returns, per step, each viewer's fps, latency p95, pictures
+/// that were not their frame's, and the capped viewer's rendition height
+/// at the step's end.
+fn run_steps(adapt: &str) -> Vec<Step> {
+    let net = NetnsPair::new(Some("8mbit"));
+    let addr = "10.231.0.1:7892";
+    let mut server = serve_camera(&net, addr, adapt);
     let stop = Arc::new(AtomicBool::new(false));
     let (capped, capped_thread) = watch(&net.viewer_ns, addr, &stop);
     let (near, near_thread) = watch(&net.server_ns, addr, &stop);

@@ -19,8 +19,8 @@ use livestream::media::frame::{Frame, FrameInfo, PixelFormat};
 use livestream::sources::synthetic_camera::SyntheticCameraSource;
 use livestream::sources::test_pattern::read_stamp;
 
-use crate::adapt::{watch_checked, Checker, Shown};
-use crate::util::{NetnsPair, SERVE_PLAINTEXT};
+use crate::adapt::{serve_camera, watch_checked, Checker, Shown};
+use crate::util::NetnsPair;
 
 const W: u32 = 1280;
 const H: u32 = 720;
@@ -69,30 +69,7 @@ fn summary(shown: &[Shown], from: Instant, to: Instant) -> (f64, f64, f64, f64, 
 fn livestream(who: &'static str, adapt: &str, cap: &'static str, rate: &str) -> Row {
     let net = NetnsPair::new(Some(rate));
     let addr = "10.231.0.1:7893";
-    let set_adapt = format!("--set=serve.adapt=\"{adapt}\"");
-    let mut server = NetnsPair::livestream(
-        &net.server_ns,
-        "serve 720p (bench)",
-        &[
-            "serve",
-            "--listen",
-            addr,
-            "--source",
-            "synthetic-camera",
-            "--width",
-            "1280",
-            "--height",
-            "720",
-            "--fps",
-            "30",
-            "--codec",
-            "h264",
-            "--set=sources.synthetic-camera.stamp=true",
-            &set_adapt,
-            SERVE_PLAINTEXT,
-        ],
-    );
-    server.wait_listening();
+    let mut server = serve_camera(&net, addr, adapt);
     let stop = Arc::new(AtomicBool::new(false));
     let (shown, thread) = watch_checked(&net.viewer_ns, addr, &stop, Some(10));
     let start = Instant::now();

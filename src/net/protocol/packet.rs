@@ -117,17 +117,7 @@ impl Rendition {
 
     /// The packet's bytes (server side).
     pub fn packet(&self) -> [u8; PACKET_HEADER_LEN + RENDITION_LEN] {
-        let mut b = [0u8; PACKET_HEADER_LEN + RENDITION_LEN];
-        b[..PACKET_HEADER_LEN].copy_from_slice(
-            &PacketHeader {
-                kind: PACKET_RENDITION,
-                flags: 0,
-                len: RENDITION_LEN as u32,
-                seq: 0,
-                capture_us: 0,
-            }
-            .encode(),
-        );
+        let mut b: [u8; PACKET_HEADER_LEN + RENDITION_LEN] = with_header(PACKET_RENDITION, 0, 0);
         b[24..28].copy_from_slice(&self.width.to_le_bytes());
         b[28..32].copy_from_slice(&self.height.to_le_bytes());
         b[32..36].copy_from_slice(&self.bits_per_second.to_le_bytes());
@@ -272,19 +262,26 @@ pub fn write_report(w: &mut impl Write, report: &Report) -> io::Result<()> {
     write_packet(w, &header, &report.encode())
 }
 
-/// The bytes of a pong (server side): header and payload.
-pub fn pong(id: u64, t1: u64, t2: u64, t3: u64) -> [u8; PACKET_HEADER_LEN + PONG_LEN] {
-    let mut b = [0u8; PACKET_HEADER_LEN + PONG_LEN];
+/// A fixed-size packet of `kind` with its header written (its length is
+/// what follows the header), for the caller to fill in the payload.
+fn with_header<const N: usize>(kind: u8, seq: u64, capture_us: u64) -> [u8; N] {
+    let mut b = [0u8; N];
     b[..PACKET_HEADER_LEN].copy_from_slice(
         &PacketHeader {
-            kind: PACKET_PONG,
+            kind,
             flags: 0,
-            len: PONG_LEN as u32,
-            seq: id,
-            capture_us: t1,
+            len: (N - PACKET_HEADER_LEN) as u32,
+            seq,
+            capture_us,
         }
         .encode(),
     );
+    b
+}
+
+/// The bytes of a pong (server side): header and payload.
+pub fn pong(id: u64, t1: u64, t2: u64, t3: u64) -> [u8; PACKET_HEADER_LEN + PONG_LEN] {
+    let mut b: [u8; PACKET_HEADER_LEN + PONG_LEN] = with_header(PACKET_PONG, id, t1);
     b[24..32].copy_from_slice(&t2.to_le_bytes());
     b[32..40].copy_from_slice(&t3.to_le_bytes());
     b
@@ -296,17 +293,7 @@ pub fn link(
     measured: bool,
     rtt_us: u32,
 ) -> [u8; PACKET_HEADER_LEN + LINK_LEN] {
-    let mut b = [0u8; PACKET_HEADER_LEN + LINK_LEN];
-    b[..PACKET_HEADER_LEN].copy_from_slice(
-        &PacketHeader {
-            kind: PACKET_LINK,
-            flags: 0,
-            len: LINK_LEN as u32,
-            seq: 0,
-            capture_us: 0,
-        }
-        .encode(),
-    );
+    let mut b: [u8; PACKET_HEADER_LEN + LINK_LEN] = with_header(PACKET_LINK, 0, 0);
     b[24..32].copy_from_slice(&bits_per_second.to_le_bytes());
     b[32..36].copy_from_slice(&rtt_us.to_le_bytes());
     let flags = if measured { LINK_MEASURED } else { 0 };
@@ -316,17 +303,7 @@ pub fn link(
 
 /// The bytes of a timing packet (server side), sent just before frame `seq`.
 pub fn timing(seq: u64, encoded_us: u64, sent_us: u64) -> [u8; PACKET_HEADER_LEN + TIMING_LEN] {
-    let mut b = [0u8; PACKET_HEADER_LEN + TIMING_LEN];
-    b[..PACKET_HEADER_LEN].copy_from_slice(
-        &PacketHeader {
-            kind: PACKET_TIMING,
-            flags: 0,
-            len: TIMING_LEN as u32,
-            seq,
-            capture_us: encoded_us,
-        }
-        .encode(),
-    );
+    let mut b: [u8; PACKET_HEADER_LEN + TIMING_LEN] = with_header(PACKET_TIMING, seq, encoded_us);
     b[24..32].copy_from_slice(&sent_us.to_le_bytes());
     b
 }
