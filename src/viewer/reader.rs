@@ -165,8 +165,15 @@ impl Decoding {
 
     /// The server says the frames that follow are of rendition `r`: checked
     /// against the stream (untrusted), then decoded at its size. Told to the
-    /// person once per change, with the link's estimate as the reason.
-    fn rendition(&mut self, r: Rendition, shared: &Shared) -> Result<(), ProtocolError> {
+    /// person once per change, with what the link took over the last second
+    /// (`received_bps`, what this viewer received) as the reason for a move
+    /// down.
+    fn rendition(
+        &mut self,
+        r: Rendition,
+        received_bps: u64,
+        shared: &Shared,
+    ) -> Result<(), ProtocolError> {
         r.check(&self.stream)?;
         let refused = if self.input.keeps().is_some() {
             "this viewer keeps the stream as it came and did not offer to take renditions"
@@ -183,31 +190,25 @@ impl Decoding {
         }
         let size = (r.width, r.height);
         let mut said = shared.rendition.lock().unwrap_or_else(|e| e.into_inner());
-        if size != self.picture {
-            let link = shared.link_bps.load(Ordering::Relaxed);
-            let why = if link > 0 {
-                format!("the link carries ~{:.1} Mbit/s", link as f64 / 1e6)
-            } else {
-                "the link".into()
-            };
-            if r.index == 0 {
-                log::info!(
-                    "{why}: the full stream again, {}x{} ({:.1} Mbit/s)",
-                    r.width,
-                    r.height,
-                    r.bits_per_second as f64 / 1e6
-                );
-            } else {
-                log::warn!(
-                    "{why}: the server sends {}p ({}x{}, {:.1} Mbit/s) instead of {}x{}",
-                    r.height,
-                    r.width,
-                    r.height,
-                    r.bits_per_second as f64 / 1e6,
-                    self.stream.width,
-                    self.stream.height
-                );
-            }
+        let mbit = |bps: u64| bps as f64 / 1e6;
+        if size != self.picture && r.index == 0 {
+            log::info!(
+                "the link has room again: the full stream, {}x{} ({:.1} Mbit/s)",
+                r.width,
+                r.height,
+                mbit(r.bits_per_second.into())
+            );
+        } else if size != self.picture {
+            log::warn!(
+                "the link took ~{:.1} Mbit/s: the server sends {}p ({}x{}, {:.1} Mbit/s) instead of {}x{}",
+                mbit(received_bps),
+                r.height,
+                r.width,
+                r.height,
+                mbit(r.bits_per_second.into()),
+                self.stream.width,
+                self.stream.height
+            );
         }
         self.picture = size;
         *said = Some(r);
@@ -384,6 +385,33 @@ fn keep(format: PixelFormat, payload: &mut Vec<u8>, frame: &mut Frame) -> Result
     }
 }
 
+/// Bit/s of frames received over the last whole second.
+struct Received {
+    since: Instant,
+    bytes_then: u64,
+    bps: u64,
+}
+
+impl Received {
+    fn new() -> Received {
+        Received {
+            since: Instant::now(),
+            bytes_then: 0,
+            bps: 0,
+        }
+    }
+
+    /// `bytes`: received so far.
+    fn count(&mut self, bytes: u64) {
+        let elapsed = self.since.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let delta = bytes.saturating_sub(self.bytes_then);
+            self.bps = (delta as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            (self.since, self.bytes_then) = (Instant::now(), bytes);
+        }
+    }
+}
+
 /// Starts the reader on `rx`; payloads over `max_payload` break the connection.
 pub(crate) fn spawn(
     rx: Rx<TcpStream>,
@@ -403,14 +431,17 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
     let mut payload = Vec::new();
     // The newest frame handed to the sink: pictures go forward only.
     let mut offered: Option<u64> = None;
+    // What came in over the last whole second, for a person.
+    let mut received = Received::new();
     let ended = loop {
         match protocol::read_packet(&mut r, max_payload, &mut payload) {
             Ok(Packet::Frame(header)) => {
                 let received_us = clock::now_us();
-                shared.bytes.fetch_add(
+                let bytes = shared.bytes.fetch_add(
                     (payload.len() + protocol::PACKET_HEADER_LEN) as u64,
                     Ordering::Relaxed,
                 );
+                received.count(bytes);
                 let timing = timing
                     .take()
                     .filter(|t| t.0 == header.seq)
@@ -463,7 +494,7 @@ fn read_loop(mut r: Rx<TcpStream>, max_payload: usize, mut decoding: Decoding, s
                 shared.link_measured.store(measured, Ordering::Relaxed);
             }
             Ok(Packet::Rendition(r)) => {
-                if let Err(e) = decoding.rendition(r, shared) {
+                if let Err(e) = decoding.rendition(r, received.bps, shared) {
                     break ReadEnd::Failed(e);
                 }
             }
