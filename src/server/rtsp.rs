@@ -831,6 +831,7 @@ fn play(
             last_report: None,
             datagram: Vec::with_capacity(MAX_PAYLOAD + 200),
             told: false,
+            reported: None,
         };
         let why = send_loop(stream, stream, viewer, hub, stop, &mut framing);
         let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -944,7 +945,13 @@ pub(crate) struct RtpFraming<'a> {
     datagram: Vec<u8>,
     /// It was told once that frames are skipped.
     told: bool,
+    /// At the last receiver report (over UDP): its highest sequence number,
+    /// when it came, and the bytes sent by then.
+    reported: Option<(u32, Instant, u64)>,
 }
+
+/// Receiver reports closer together than this do not make a link estimate.
+const LINK_REPORT_SPAN: Duration = Duration::from_millis(500);
 
 /// Packets of one access unit written in one vectored write over TCP.
 const BATCH: usize = 32;
@@ -972,6 +979,7 @@ impl<'a> RtpFraming<'a> {
             last_report: None,
             datagram: Vec::new(),
             told: false,
+            reported: None,
         }
     }
 }
@@ -1006,13 +1014,16 @@ impl RtpFraming<'_> {
             .report
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if report.is_some() {
+        if let Some(r) = report {
             *self
                 .viewer
                 .feedback
                 .rtcp
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = report;
+            if matches!(self.delivery, Delivery::Udp { .. }) {
+                self.link_from_report(&r);
+            }
         }
         if self.control.wants_keyframe.swap(false, Ordering::Relaxed) {
             self.viewer
@@ -1021,6 +1032,32 @@ impl RtpFraming<'_> {
                 .store(true, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Over UDP, what the client's link carries, from its receiver
+    /// reports: the bytes sent between two reports, less the share it says
+    /// it lost, over the time between them. Measured when it lost some (the
+    /// link was the limit), else at least that. Shown like a TCP viewer's
+    /// estimate (`/stats` `link`).
+    fn link_from_report(&mut self, r: &ReceptionReport) {
+        let bytes = self.viewer.counters.bytes.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let Some((seq, then, sent)) = self.reported else {
+            self.reported = Some((r.highest_seq, now, bytes));
+            return;
+        };
+        let elapsed = now.duration_since(then);
+        if r.highest_seq == seq || elapsed < LINK_REPORT_SPAN {
+            return;
+        }
+        let kept = 1.0 - f64::from(r.fraction_lost) / 256.0;
+        let bits = bytes.saturating_sub(sent) as f64 * 8.0 * kept;
+        let c = &self.viewer.counters;
+        c.link_bps
+            .store((bits / elapsed.as_secs_f64()) as u64, Ordering::Relaxed);
+        c.link_measured
+            .store(r.fraction_lost > 0, Ordering::Relaxed);
+        self.reported = Some((r.highest_seq, now, bytes));
     }
 
     fn sender_report(&mut self, w: &mut &TcpStream) -> std::io::Result<()> {
@@ -1203,6 +1240,10 @@ impl Framing<&TcpStream> for RtpFraming<'_> {
 
     fn idle(&mut self, w: &mut &TcpStream) -> std::io::Result<()> {
         self.housekeeping(w)
+    }
+
+    fn over_this_connection(&self) -> bool {
+        !matches!(self.delivery, Delivery::Udp { .. })
     }
 
     fn end(&mut self, w: &mut &TcpStream, _why: &str, _final: bool) {

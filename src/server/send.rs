@@ -80,6 +80,12 @@ pub(crate) trait Framing<W> {
     fn idle(&mut self, _w: &mut W) -> std::io::Result<()> {
         Ok(())
     }
+    /// The frames go over this TCP connection, so its `TCP_INFO` measures
+    /// the viewer's link (not so for RTP over UDP, whose framing estimates
+    /// the link from the client's receiver reports).
+    fn over_this_connection(&self) -> bool {
+        true
+    }
     /// Says goodbye: `why` the stream ended, and whether for good.
     fn end(&mut self, w: &mut W, why: &str, final_: bool);
 }
@@ -207,6 +213,8 @@ fn wait_writable(
 struct Link<'h> {
     estimator: LinkEstimator,
     adapt: Option<ViewerAdapt<'h>>,
+    /// The connection carries the frames (else nothing to sample here).
+    sampled: bool,
 }
 
 impl Link<'_> {
@@ -216,7 +224,7 @@ impl Link<'_> {
     fn sample(&mut self, stream: &TcpStream, viewer: &Subscriber) {
         let now = clock::now_us();
         let link = &mut self.estimator;
-        if !link.due(now) {
+        if !self.sampled || !link.due(now) {
             return;
         }
         let c = &viewer.counters;
@@ -254,6 +262,7 @@ pub(crate) fn send_loop<W>(
     let mut link = Link {
         estimator: LinkEstimator::new(),
         adapt: ViewerAdapt::new(hub, viewer, clock::now_us()),
+        sampled: framing.over_this_connection(),
     };
     loop {
         // The encoder of the rendition it takes makes its keyframes.

@@ -918,3 +918,66 @@ fn a_full_server_says_so_at_play() {
     server.terminate();
     server.assert_no_panic();
 }
+
+/// An RTSP client over UDP has no connection whose `TCP_INFO` measures its
+/// link: the server estimates it from the client's receiver reports (bytes
+/// sent between two, less the share lost), for `/stats` like any viewer's.
+/// ffmpeg sends one for about every 280 kB it receives.
+#[test]
+fn an_rtsp_client_over_udp_gets_a_link_estimate_from_its_receiver_reports() {
+    let (mut server, addr) = crate::util::serve(&[
+        "--source",
+        "synthetic-camera",
+        "--codec",
+        "h264",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--fps",
+        "30",
+        SERVE_PLAINTEXT,
+    ]);
+    let url = format!("rtsp://{addr}/stream");
+    let ffmpeg = which("ffmpeg").expect("ffmpeg is needed: the README's test command installs it");
+    let mut client = Command::new(ffmpeg)
+        .args(["-v", "error", "-rtsp_transport", "udp", "-i", &url])
+        .args(["-t", "30", "-f", "null", "-"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rtsp_viewer = || {
+        let stats = crate::http_client::stats(&addr);
+        stats["viewers"]
+            .as_array()?
+            .iter()
+            .find(|v| v["protocol"] == "rtsp")
+            .cloned()
+    };
+    let found = crate::wait::poll_until(Duration::from_secs(20), || {
+        let v = rtsp_viewer()?;
+        let kbit = v["link"]["kbit"].as_f64()?;
+        (kbit > 0.0).then_some(v)
+    });
+    let _ = client.kill();
+    let _ = client.wait();
+    server.terminate();
+    server.assert_no_panic();
+    let v = found.expect("no link estimate for the UDP client within 20 s");
+    let kbit = v["link"]["kbit"].as_f64().unwrap();
+    // What it was sent on average since it connected, against the estimate.
+    let sent_kbit =
+        v["bytes"].as_f64().unwrap() * 8.0 / 1000.0 / v["connected_seconds"].as_f64().unwrap();
+    eprintln!(
+        "UDP client: link {kbit} kbit/s (measured {}), sent {sent_kbit:.0} kbit/s",
+        v["link"]["measured"]
+    );
+    assert!(
+        kbit > sent_kbit * 0.4 && kbit < sent_kbit * 2.5,
+        "estimate {kbit} kbit/s for a stream sent at {sent_kbit:.0}: {v}"
+    );
+    assert_eq!(
+        v["link"]["measured"], false,
+        "nothing lost on loopback: a lower bound"
+    );
+}
