@@ -4,14 +4,18 @@
 //
 // usage: node play_mp4.mjs /path/to/recording.mp4
 import { launch } from './chromium.mjs';
-import { writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [file] = process.argv.slice(2);
-const page_path = join(dirname(file), 'play.html');
+// The page goes in a folder of its own: the recording's may be a full disk
+// (the full-disk test's is).
+const page_dir = mkdtempSync(join(tmpdir(), 'play-mp4-'));
+const page_path = join(page_dir, 'play.html');
 writeFileSync(page_path,
-  `<!doctype html><video id="v" src="${encodeURIComponent(basename(file))}" muted autoplay playsinline></video>`);
+  `<!doctype html><video id="v" src="${pathToFileURL(resolve(file)).href}" muted autoplay playsinline></video>`);
 const browser = await launch(['--autoplay-policy=no-user-gesture-required']);
 const result = { ok: false };
 try {
@@ -38,6 +42,7 @@ try {
   result.error = String(e);
 } finally {
   await browser.close();
+  rmSync(page_dir, { recursive: true, force: true });
 }
 console.log(JSON.stringify(result));
 process.exit(result.ok ? 0 : 1);
