@@ -200,6 +200,12 @@ fn wait_writable(
             return Err(SendEnd::Stalled);
         }
         if let Taken::Value(newer) = viewer.slot.take(Duration::ZERO) {
+            // A frame of the rendition it just left (published as it moved)
+            // is not a newer picture of this one: passed over, as the send
+            // loop does.
+            if newer.rendition != viewer.rendition.load(Ordering::SeqCst) {
+                continue;
+            }
             viewer.dropped();
             if newer.keyframe {
                 *frame = newer;
