@@ -1,4 +1,4 @@
-//! Each native viewer gets the rendition its own link carries: the ladder of
+//! Each viewer (native, WebRTC) gets the rendition its own link carries: the ladder of
 //! renditions a stream offers, and the choice, per viewer, of which one it is
 //! sent (`[serve] adapt`).
 //!
@@ -36,9 +36,14 @@
 //! fan-out moves it over with that keyframe), so no picture is ever decoded
 //! from another rendition's frames.
 //!
+//! A WebRTC session's transport estimates its link (str0m's send-side
+//! estimate from the browser's transport-wide feedback, which probes with
+//! padding up to what the session asks): the choice then follows that
+//! estimate both ways ([`Chooser::follow_estimate`]).
+//!
 //! The choice is pure (times and counts are inputs, no socket); the
-//! viewer's send loop drives it through [`ViewerAdapt`], after each sample of
-//! its link. No allocation.
+//! viewer's send loop (a WebRTC session's, `webrtc/session.rs`) drives it
+//! through [`ViewerAdapt`], after each sample of its link. No allocation.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -125,6 +130,14 @@ pub(crate) const PROBE_TRIAL_US: u64 = 3_000_000;
 const LOSS_DOWN: f64 = 1.0 / 6.0;
 /// Loss counted over this long.
 const LOSS_WINDOW_US: u64 = 1_000_000;
+/// A viewer whose transport estimates its link (WebRTC: str0m's send-side
+/// estimate from the browser's transport-wide feedback) moves up one step
+/// once the estimate has carried the rendition above for this long; twice as
+/// long after each such move that came back down within [`PROBE_TRIAL_US`]
+/// (an estimate can overshoot for a while: a shaper's burst lets a probe
+/// through faster than the link's rate), up to [`ESTIMATE_HOLD_MAX_US`].
+pub(crate) const ESTIMATE_UP_HOLD_US: u64 = 2_000_000;
+pub(crate) const ESTIMATE_HOLD_MAX_US: u64 = 16_000_000;
 
 /// What the choice knows of a viewer at one sample: what its link
 /// delivered over the last second, and its counters so far (frames sent
@@ -134,6 +147,9 @@ pub(crate) struct Observation {
     pub(crate) now_us: u64,
     /// Bit/s acknowledged over the last second (`LinkEstimator::goodput`).
     pub(crate) goodput: Option<u64>,
+    /// Bit/s the viewer's transport estimates its link carries (WebRTC's
+    /// congestion control), when it has one: it decides both ways then.
+    pub(crate) estimate: Option<u64>,
     pub(crate) sent: u64,
     pub(crate) dropped: u64,
 }
@@ -155,6 +171,10 @@ pub(crate) struct Chooser {
     window: (u64, u64, u64),
     /// Since when nothing was lost.
     clean_since_us: u64,
+    /// Since when the transport's estimate has carried a larger rendition,
+    /// and how long it must before a move up.
+    carried_since_us: Option<u64>,
+    estimate_hold_us: u64,
 }
 
 impl Chooser {
@@ -167,6 +187,8 @@ impl Chooser {
             probe_after_us: PROBE_AFTER_US,
             window: (now_us, 0, 0),
             clean_since_us: now_us,
+            carried_since_us: None,
+            estimate_hold_us: ESTIMATE_UP_HOLD_US,
         }
     }
 
@@ -182,6 +204,9 @@ impl Chooser {
             let failed_probe = self
                 .probe_up_at_us
                 .is_some_and(|t| now_us.saturating_sub(t) < PROBE_TRIAL_US);
+            if failed_probe {
+                self.estimate_hold_us = (self.estimate_hold_us * 2).min(ESTIMATE_HOLD_MAX_US);
+            }
             self.probe_after_us = if failed_probe {
                 (self.probe_after_us * 2).clamp(PROBE_AFTER_DOWN_US, PROBE_MAX_US)
             } else {
@@ -193,6 +218,7 @@ impl Chooser {
         self.current = index;
         self.moved_at_us = now_us;
         self.clean_since_us = now_us;
+        self.carried_since_us = None;
     }
 
     /// The rendition this viewer should be sent, given what it showed at
@@ -218,6 +244,7 @@ impl Chooser {
         {
             self.probe_up_at_us = None;
             self.probe_after_us = PROBE_AFTER_US;
+            self.estimate_hold_us = ESTIMATE_UP_HOLD_US;
         }
         self.probe_wanted = false;
         // A probe on trial goes back at the first sign; other moves settle.
@@ -240,6 +267,9 @@ impl Chooser {
                 None => current + 1,
             };
         }
+        if let Some(bps) = o.estimate {
+            return self.follow_estimate(bps, o.now_us, current, settled, ladder);
+        }
         // Up: what a link carries beyond what it is sent does not show (a
         // smaller rendition does not fill it), so one step up is tried after
         // clean delivery.
@@ -247,6 +277,43 @@ impl Chooser {
             && o.now_us.saturating_sub(self.clean_since_us) >= self.probe_after_us
             && o.now_us.saturating_sub(self.moved_at_us) >= self.probe_after_us
         {
+            self.probe_wanted = true;
+            return current - 1;
+        }
+        current
+    }
+}
+
+impl Chooser {
+    /// The choice of a viewer whose transport estimates its link (and probes
+    /// it with padding up to [`ViewerAdapt::desired_bps`]): down to what the
+    /// estimate carries as soon as the last move settled, up one step once
+    /// the estimate has carried it for [`ESTIMATE_UP_HOLD_US`] (or longer,
+    /// after such moves failed).
+    fn follow_estimate(
+        &mut self,
+        bps: u64,
+        now_us: u64,
+        current: usize,
+        settled: bool,
+        ladder: &[Rung],
+    ) -> usize {
+        let last = ladder.len() - 1;
+        let carries = |r: &Rung| bps as f64 >= r.bits_per_second as f64 * HEADROOM;
+        let best = (0..=last).find(|&i| carries(&ladder[i])).unwrap_or(last);
+        if best > current {
+            self.carried_since_us = None;
+            return if settled { best } else { current };
+        }
+        if best == current {
+            self.carried_since_us = None;
+            return current;
+        }
+        let since = *self.carried_since_us.get_or_insert(now_us);
+        if now_us.saturating_sub(since) >= self.estimate_hold_us
+            && now_us.saturating_sub(self.moved_at_us) >= SETTLE_US
+        {
+            // On trial as a probe is: back down soon, and the next waits longer.
             self.probe_wanted = true;
             return current - 1;
         }
@@ -269,10 +336,11 @@ pub(crate) struct ViewerAdapt<'h> {
 }
 
 impl<'h> ViewerAdapt<'h> {
-    /// For a native viewer that takes renditions of a stream that has them.
+    /// For a viewer that takes renditions (a native viewer that said so, a
+    /// WebRTC session) of a stream that has them.
     pub(crate) fn new(hub: &'h Hub, viewer: &Arc<Subscriber>, now_us: u64) -> Option<Self> {
         let adapts = hub.ladder.len() > 1
-            && viewer.kind == SubscriberKind::Native
+            && matches!(viewer.kind, SubscriberKind::Native | SubscriberKind::Webrtc)
             && viewer.takes_renditions.load(Ordering::Relaxed);
         adapts.then(|| ViewerAdapt {
             hub,
@@ -282,24 +350,39 @@ impl<'h> ViewerAdapt<'h> {
         })
     }
 
-    /// After a sample of the viewer's link at `now_us`: follows a move that
-    /// happened, and asks for one the choice wants.
-    pub(crate) fn sampled(&mut self, now_us: u64, goodput: Option<u64>) {
+    /// The bitrate its transport's estimator should probe for, bit/s: what
+    /// the rendition above the current one needs (the current one's at the
+    /// top).
+    pub(crate) fn desired_bps(&self) -> u64 {
+        let above = self.chooser.current().saturating_sub(1);
+        let rung = &self.hub.ladder[above.min(self.hub.ladder.len() - 1)];
+        (rung.bits_per_second as f64 * HEADROOM * 1.2) as u64
+    }
+
+    /// After a sample of the viewer's link at `now_us` (what it delivered
+    /// over the last second, or what its transport estimates): follows a
+    /// move that happened, and asks for one the choice wants.
+    pub(crate) fn sampled(&mut self, now_us: u64, goodput: Option<u64>, estimate: Option<u64>) {
         let current = usize::from(self.viewer.rendition.load(Ordering::SeqCst));
         if current != self.chooser.current() {
             let (from, to) = (
                 &self.hub.ladder[self.chooser.current()],
                 &self.hub.ladder[current],
             );
+            let mbit = |bps: u64| format!("{:.1} Mbit/s", bps as f64 / 1e6);
+            let why = match (estimate, goodput) {
+                (Some(e), _) => format!("its link is estimated at {}", mbit(e)),
+                (None, Some(g)) => format!("its link delivered {} over the last second", mbit(g)),
+                (None, None) => "its link's rate is not known".into(),
+            };
             log::info!(
-                "viewer {}: {}x{} -> {}x{} ({:.1} Mbit/s; its link delivered {} over the last second)",
+                "viewer {}: {}x{} -> {}x{} ({:.1} Mbit/s; {why})",
                 self.viewer.peer,
                 from.width,
                 from.height,
                 to.width,
                 to.height,
                 to.bits_per_second as f64 / 1e6,
-                goodput.map_or("-".into(), |bps| format!("{:.1} Mbit/s", bps as f64 / 1e6)),
             );
             self.chooser.moved(current, now_us);
             if self.pending.is_some_and(|(to, _)| to == current) {
@@ -311,6 +394,7 @@ impl<'h> ViewerAdapt<'h> {
             Observation {
                 now_us,
                 goodput,
+                estimate,
                 sent: c.sent.load(Ordering::Relaxed),
                 dropped: c.dropped.load(Ordering::Relaxed),
             },
@@ -429,6 +513,7 @@ mod tests {
             let o = Observation {
                 now_us: *t,
                 goodput,
+                estimate: None,
                 sent: counts.0,
                 dropped: counts.1,
             };
@@ -504,5 +589,71 @@ mod tests {
         c.moved(0, t);
         // At the top there is nothing to probe.
         assert_eq!(run(&mut c, &l, &mut t, &mut n, 30.0, kbit(2800), 0), None);
+    }
+
+    /// Samples every 0.2 s from `t` for `secs` of clean delivery with the
+    /// transport estimating `kbit`; the first choice that is not the current
+    /// rendition, and when.
+    fn run_estimated(
+        c: &mut Chooser,
+        l: &[Rung],
+        t: &mut u64,
+        secs: f64,
+        kbit: u64,
+    ) -> Option<(usize, u64)> {
+        let end = *t + (secs * 1e6) as u64;
+        while *t < end {
+            *t += 200_000;
+            let o = Observation {
+                now_us: *t,
+                goodput: None,
+                estimate: Some(kbit * 1000),
+                sent: *t / 33_333,
+                dropped: 0,
+            };
+            let want = c.choose(o, l);
+            if want != c.current() {
+                return Some((want, *t));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn an_estimate_moves_down_at_once_and_up_once_it_held() {
+        // 2.8 / 1.2 / 0.3 Mbit/s.
+        let l = ladder(&stream(1280, 720), 2_800_000);
+        let mut c = Chooser::new(0);
+        let mut t = 0;
+        // Settling after the start, then straight to what 0.9 Mbit/s carries.
+        let (to, at) = run_estimated(&mut c, &l, &mut t, 3.0, 900).unwrap();
+        assert_eq!((to, at), (2, SETTLE_US));
+        c.moved(2, t);
+        // 1.4 Mbit/s does not carry 480p with headroom: stay.
+        assert_eq!(run_estimated(&mut c, &l, &mut t, 10.0, 1400), None);
+        // 2 Mbit/s does, once it held; one step at a time.
+        let from = t;
+        let (to, at) = run_estimated(&mut c, &l, &mut t, 5.0, 2000).unwrap();
+        // (The first sample that sees it starts the hold.)
+        let sample = 200_000;
+        assert_eq!((to, at - from), (1, sample + ESTIMATE_UP_HOLD_US));
+        c.moved(1, t);
+        // The estimate overshot: back down at once (a move on trial), and the
+        // next move up waits twice as long.
+        let (to, _) = run_estimated(&mut c, &l, &mut t, 1.0, 800).unwrap();
+        assert_eq!(to, 2);
+        c.moved(2, t);
+        let from = t;
+        let (to, at) = run_estimated(&mut c, &l, &mut t, 10.0, 2000).unwrap();
+        assert_eq!((to, at - from), (1, sample + 2 * ESTIMATE_UP_HOLD_US));
+        c.moved(1, t);
+        // This one held its trial: the next step up waits the short time.
+        assert_eq!(
+            run_estimated(&mut c, &l, &mut t, PROBE_TRIAL_US as f64 / 1e6, 2000),
+            None
+        );
+        let from = t;
+        let (to, at) = run_estimated(&mut c, &l, &mut t, 10.0, 4000).unwrap();
+        assert_eq!((to, at - from), (0, sample + ESTIMATE_UP_HOLD_US));
     }
 }

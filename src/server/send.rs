@@ -247,7 +247,7 @@ impl Link<'_> {
         c.link_measured
             .store(estimate.is_some_and(|e| e.measured), Ordering::Relaxed);
         if let Some(adapt) = self.adapt.as_mut() {
-            adapt.sampled(now, link.goodput(now));
+            adapt.sampled(now, link.goodput(now), None);
         }
     }
 }

@@ -110,6 +110,10 @@ pub struct WebrtcStats {
     pub packets_lost: Option<i64>,
     /// Interarrival jitter from the latest receiver report, ms.
     pub jitter_ms: Option<f64>,
+    /// What str0m's send-side bandwidth estimate (from the browser's
+    /// transport-wide congestion feedback) says the link carries, kbit/s;
+    /// none on a stream without renditions (no estimate is run).
+    pub estimate_kbit: Option<f64>,
 }
 
 /// A viewer's own latency figures, capture to presented, ms.
@@ -261,7 +265,7 @@ impl Hub {
 
     /// The rendition a native viewer is sent, when there is a ladder.
     fn rendition_of(&self, v: &Subscriber) -> Option<RenditionStats> {
-        if self.ladder.len() < 2 || v.kind != SubscriberKind::Native {
+        if self.ladder.len() < 2 || !v.takes_renditions.load(Ordering::Relaxed) {
             return None;
         }
         let index = v.rendition.load(Ordering::Relaxed);

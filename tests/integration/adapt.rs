@@ -447,3 +447,144 @@ fn the_source_is_open_only_while_someone_watches() {
     let opened = server.stderr().matches("the source opened in").count();
     assert_eq!(opened, 2, "{}", server.said());
 }
+
+/// What `tests/browser/follow.mjs` printed so far: one JSON line each half
+/// second, read as it comes.
+type PageLines = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// Frames decoded a second over the page's lines of the last `secs` seconds,
+/// and the smallest and largest picture height in them (none if the lines do
+/// not span them yet).
+fn page_window(lines: &[serde_json::Value], secs: f64) -> Option<(f64, u64, u64)> {
+    let with: Vec<&serde_json::Value> = lines.iter().filter(|l| l["decoded"].is_u64()).collect();
+    let last = *with.last()?;
+    let t = |l: &serde_json::Value| l["t"].as_f64().unwrap_or(0.0);
+    let from = with.iter().rposition(|l| t(last) - t(l) >= secs)?;
+    let window = &with[from..];
+    let decoded = last["decoded"].as_u64()? - window[0]["decoded"].as_u64()?;
+    let heights = window.iter().filter_map(|l| l["height"].as_u64());
+    let (low, high) = heights.fold((u64::MAX, 0), |(a, b), h| (a.min(h), b.max(h)));
+    Some((decoded as f64 / (t(last) - t(window[0])), low, high))
+}
+
+/// A WebRTC page in headless Chromium behind a 1 Mbit/s link: the server
+/// moves it to a smaller rendition as str0m's estimate of its link falls
+/// (from the browser's transport-wide feedback), where it decodes at least 20
+/// frames a second, and the page says why; the cap lifted, it returns to the
+/// stream's 720p. Every stamp the page reads from the pictures comes in order.
+#[test]
+fn a_webrtc_page_behind_1_mbit_gets_a_smaller_rendition_and_the_top_one_back() {
+    let net = NetnsPair::new(Some("1mbit"));
+    let addr = "10.231.0.1:7893";
+    let mut server = serve_camera(&net, addr, "auto");
+    let node = crate::stream::which("node").expect("node is needed");
+    let script = crate::util::browser_scripts().join("follow.mjs");
+    let mut page = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.viewer_ns])
+        .arg(node)
+        .arg(script)
+        .args([&format!("http://{addr}/"), "90"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines: PageLines = Arc::default();
+    let reader = {
+        let lines = lines.clone();
+        let out = page.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "unparsed": line }));
+                lines.lock().unwrap().push(v);
+            }
+        })
+    };
+    let said = || {
+        let l = lines.lock().unwrap();
+        let tail: Vec<String> = l.iter().rev().take(6).map(|v| v.to_string()).collect();
+        format!("page: {tail:?}\nserver: {}", server.said())
+    };
+    // Down: a smaller picture, decoded at 20 a second or more for 5 s.
+    let started = Instant::now();
+    let low = poll_until(Duration::from_secs(30), || {
+        page_window(&lines.lock().unwrap(), 5.0).filter(|&(fps, _, h)| fps >= 20.0 && h < 720)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no smaller rendition at >= 20 fps behind 1 Mbit/s: {}",
+            said()
+        )
+    });
+    let low_at = started.elapsed();
+    let told = lines.lock().unwrap().last().unwrap()["modeText"].clone();
+    let stats = net.stats(addr);
+    let viewer = stats["viewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["protocol"] == "webrtc")
+        .cloned()
+        .unwrap_or_else(|| panic!("no WebRTC viewer in /stats: {stats}"));
+    eprintln!(
+        "behind 1 Mbit/s after {low_at:?}: {low:?} (fps, height); page: {told}; \
+         server: rendition {}, estimate {} kbit/s",
+        viewer["rendition"], viewer["webrtc"]["estimate_kbit"]
+    );
+    let told = told.as_str().unwrap_or_default();
+    assert!(
+        told.contains("link ~") && told.contains(&format!("{}p", low.2)),
+        "the page says why: {told}"
+    );
+    let estimate = viewer["webrtc"]["estimate_kbit"].as_f64().unwrap_or(0.0);
+    assert!(
+        estimate > 0.0 && estimate < 1500.0,
+        "str0m's estimate behind 1 Mbit/s: {viewer}"
+    );
+    // Up: the cap lifted, back to 720p at full rate.
+    net.set_rate("50mbit");
+    let lifted = Instant::now();
+    // (str0m probes the link in ALR every 5 s, and when the estimate stalls
+    // every 15 s, as libwebrtc does: it takes some seconds to see the room.)
+    let high = poll_until(Duration::from_secs(45), || {
+        page_window(&lines.lock().unwrap(), 2.0).filter(|&(fps, h, _)| fps >= 25.0 && h == 720)
+    })
+    .unwrap_or_else(|| panic!("not back at 720p within 45 s of the cap lifted: {}", said()));
+    eprintln!(
+        "cap lifted: back at 720p after {:?}: {high:?}",
+        lifted.elapsed()
+    );
+    let _ = page.kill();
+    let _ = page.wait();
+    reader.join().unwrap();
+    let l = lines.lock().unwrap();
+    let said = server.said();
+    let moves: Vec<&str> = said.lines().filter(|l| l.contains("adapt]")).collect();
+    eprintln!("the server's moves:\n{}", moves.join("\n"));
+    assert_eq!(
+        l.last().unwrap()["modeText"],
+        "WebRTC",
+        "nothing to explain at the top"
+    );
+    // Stamps never go backwards (the page keeps its last 40 at each line).
+    let mut newest = 0;
+    for v in l.iter() {
+        let seqs: Vec<u64> = v["seqs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_u64()).collect())
+            .unwrap_or_default();
+        assert!(
+            seqs.windows(2).all(|w| w[0] <= w[1]),
+            "stamps out of order: {seqs:?}"
+        );
+        if let Some(&last) = seqs.last() {
+            assert!(last >= newest, "stamp {last} after {newest}");
+            newest = last;
+        }
+    }
+    assert!(newest > 0, "the page read no stamp: {:?}", l.last());
+    drop(l);
+    server.terminate();
+    server.assert_no_panic();
+}

@@ -49,7 +49,7 @@ pub fn answer_offer_bytes(body: &[u8]) -> bool {
         return false;
     };
     let candidates = [SocketAddr::from(([127, 0, 0, 1], 7878))];
-    answer_offer(text, &candidates, Instant::now()).is_ok()
+    answer_offer(text, &candidates, Instant::now(), Some(1_000_000)).is_ok()
 }
 
 /// The longest the thread sleeps, so it sees the stop flag in time.
@@ -129,6 +129,9 @@ struct Endpoint {
     commands: SyncSender<Command>,
     waker: Waker,
     candidates: Vec<SocketAddr>,
+    /// Sessions estimate their links, from this bitrate (the top
+    /// rendition's), when the stream has renditions to move them between.
+    estimate_from: Option<u64>,
 }
 
 fn busy(detail: &str) -> WhepRefusal {
@@ -155,7 +158,7 @@ impl Endpoint {
 
 impl WhepEndpoint for Endpoint {
     fn offer(&self, sdp: &str, peer: SocketAddr) -> Result<(SessionId, String), WhepRefusal> {
-        let mut answered = answer_offer(sdp, &self.candidates, Instant::now())?;
+        let mut answered = answer_offer(sdp, &self.candidates, Instant::now(), self.estimate_from)?;
         let answer = std::mem::take(&mut answered.answer);
         let (reply, wait) = mpsc::sync_channel(1);
         let command = Command::Add {
@@ -348,6 +351,7 @@ pub(super) fn start(
         commands,
         waker: waker.clone(),
         candidates: candidates.clone(),
+        estimate_from: (hub.ladder.len() > 1).then(|| hub.ladder[0].bits_per_second.into()),
     };
     let _ = hub.whep.set(Whep::Ready(Box::new(endpoint)));
     threads.webrtc = Some(threads.spawn("webrtc", move |hub, stop| {

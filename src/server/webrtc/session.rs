@@ -18,12 +18,19 @@
 //! which it asks for); a PLI or FIR from the browser asks for one through the
 //! same coalescing path. str0m packetises each access unit (RFC 6184) and
 //! answers NACKs from its own send history.
+//!
+//! On a stream with renditions (`server/adapt.rs`), str0m also estimates each
+//! session's link from the browser's transport-wide congestion feedback (and
+//! paces what it sends to that estimate); every 0.2 s the session's rendition
+//! choice sees the estimate and moves it, at a keyframe, to the rendition the
+//! link carries, and str0m probes for the one above.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
@@ -35,6 +42,7 @@ use crate::media::clock;
 use crate::media::slot::Taken;
 use crate::net::protocol::Report;
 use crate::net::whep::SessionId;
+use crate::server::adapt::{keyframes_of, ViewerAdapt};
 use crate::server::hub::{
     Admission, EncodedFrame, Hub, Notify, Subscriber, SubscriberKind, WhepRefusal,
 };
@@ -68,6 +76,10 @@ pub(crate) struct Answered {
     pub(crate) mid: Mid,
     pub(crate) pt: Pt,
     pub(crate) answer: String,
+    /// str0m estimates the link (its send-side bandwidth estimate, from the
+    /// browser's transport-wide feedback), so the session can be moved
+    /// between renditions.
+    pub(crate) estimates: bool,
 }
 
 impl std::fmt::Debug for Answered {
@@ -80,12 +92,15 @@ impl std::fmt::Debug for Answered {
 }
 
 /// Answers `offer` (SDP text) as an ICE-lite peer with a host candidate for
-/// each of `candidates`, sending H.264 only. Refused (4xx) when str0m cannot
-/// read or accept the offer, or it asks for no video this server can send.
+/// each of `candidates`, sending H.264 only; with `estimate_from` (bit/s),
+/// str0m estimates the link from there (and paces what it sends to it).
+/// Refused (4xx) when str0m cannot read or accept the offer, or it asks for
+/// no video this server can send.
 pub(crate) fn answer_offer(
     offer: &str,
     candidates: &[SocketAddr],
     now: Instant,
+    estimate_from: Option<u64>,
 ) -> Result<Answered, WhepRefusal> {
     let offer = SdpOffer::from_sdp_string(offer)
         .map_err(|e| refusal(400, "Bad Request", format!("not an SDP offer: {e}")))?;
@@ -93,6 +108,9 @@ pub(crate) fn answer_offer(
         .set_ice_lite(true)
         .set_stats_interval(Some(STATS_INTERVAL))
         .clear_codecs();
+    if let Some(bps) = estimate_from {
+        config = config.enable_bwe(Some(Bitrate::bps(bps)));
+    }
     for (pt, rtx, profile) in H264_FORMATS {
         config
             .codec_config()
@@ -144,6 +162,7 @@ pub(crate) fn answer_offer(
         mid,
         pt,
         answer: answer.to_sdp_string(),
+        estimates: estimate_from.is_some(),
     })
 }
 
@@ -223,7 +242,19 @@ struct Session<'h> {
     notify: Notify,
     /// What str0m reported last (the viewer's copy is what `/stats` reads).
     figures: Figures,
+    /// str0m estimates its link; once connected, the rendition choice that
+    /// follows the estimate, and when it was last given one.
+    estimates: bool,
+    adapt: Option<ViewerAdapt<'h>>,
+    adapted_at: Instant,
+    /// str0m's latest estimate of its link, and what it was told to probe
+    /// for, bit/s.
+    estimate: Option<u64>,
+    desired: u64,
 }
+
+/// How often a session's rendition choice looks at its link's estimate.
+const ADAPT_EVERY: Duration = Duration::from_millis(200);
 
 /// Where datagrams go out: the socket (or, in tests, the other peer).
 pub(crate) type Out<'a> = dyn FnMut(&Transmit) + 'a;
@@ -232,6 +263,32 @@ impl<'h> Session<'h> {
     fn end(&mut self, why: impl Into<String>) {
         if self.ended.is_none() {
             self.ended = Some(why.into());
+        }
+    }
+
+    /// `now` as the rendition choice counts time: µs since it was created.
+    fn micros(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.created).as_micros() as u64
+    }
+
+    /// Every [`ADAPT_EVERY`]: the rendition choice sees str0m's latest
+    /// estimate of the link, and str0m is told what to probe for (the
+    /// rendition above's needs).
+    fn adapt(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.adapted_at) < ADAPT_EVERY {
+            return;
+        }
+        self.adapted_at = now;
+        let now_us = self.micros(now);
+        let Some(adapt) = self.adapt.as_mut() else {
+            return;
+        };
+        adapt.sampled(now_us, None, self.estimate);
+        let desired = adapt.desired_bps();
+        if desired != self.desired {
+            // (Each change starts str0m's probing anew.)
+            self.desired = desired;
+            self.rtc.bwe().set_desired_bitrate(Bitrate::bps(desired));
         }
     }
 
@@ -270,8 +327,25 @@ impl<'h> Session<'h> {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.end("ICE disconnected (no checks from the browser)");
             }
-            Event::KeyframeRequest(_) if self.viewer.is_some() => {
-                self.chain.lost(hub.webrtc_feed().1, now)
+            Event::KeyframeRequest(_) => {
+                if let Some(a) = &self.viewer {
+                    let rendition = a.subscriber().rendition.load(Ordering::SeqCst);
+                    self.chain.lost(keyframes_of(hub, rendition), now)
+                }
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc(bps)) => {
+                let bps = bps.as_u64();
+                log::debug!(
+                    "WebRTC session {}: link estimated at {bps} bit/s",
+                    short(&self.id)
+                );
+                self.estimate = Some(bps);
+                self.figures.latest.estimate_kbit = Some(bps as f64 / 1000.0);
+                if let Some(a) = &self.viewer {
+                    let c = &a.subscriber().counters;
+                    c.link_bps.store(bps, Ordering::Relaxed);
+                    c.link_measured.store(true, Ordering::Relaxed);
+                }
             }
             Event::MediaEgressStats(s) if s.mid == self.mid => {
                 self.figures.update(&s);
@@ -289,12 +363,15 @@ impl<'h> Session<'h> {
         }
     }
 
-    fn connected(&mut self, hub: &'h Hub, _now: Instant) {
+    fn connected(&mut self, hub: &'h Hub, now: Instant) {
         if self.viewer.is_some() || self.ended.is_some() {
             return;
         }
         let peer = self.udp_peer.unwrap_or(self.http_peer);
         let subscriber = Subscriber::notified(peer, SubscriberKind::Webrtc, self.notify.clone());
+        subscriber
+            .takes_renditions
+            .store(self.estimates, Ordering::Relaxed);
         match hub.admit(hub.webrtc_feed().0, &subscriber) {
             Ok(admission) => {
                 log::info!(
@@ -303,6 +380,8 @@ impl<'h> Session<'h> {
                     hub.watchers()
                 );
                 self.viewer = Some(admission);
+                self.adapt = ViewerAdapt::new(hub, &subscriber, self.micros(now));
+                self.adapted_at = now;
             }
             Err(refused) => self.end(format!("refused: {}", refused.why)),
         }
@@ -321,7 +400,14 @@ impl<'h> Session<'h> {
         let Some(viewer) = self.viewer.as_ref().map(|a| a.subscriber().clone()) else {
             return;
         };
-        if !self.chain.admits(frame, hub.webrtc_feed().1, now) {
+        if frame.rendition != viewer.rendition.load(Ordering::SeqCst) {
+            // Of the rendition it just moved away from.
+            return;
+        }
+        if !self
+            .chain
+            .admits(frame, keyframes_of(hub, frame.rendition), now)
+        {
             viewer.dropped();
             return;
         }
@@ -372,15 +458,20 @@ impl<'h> Session<'h> {
 /// The frame being sent as str0m takes it, made once and shared by every
 /// session that sends it: one copy of each frame, not one per viewer.
 #[derive(Default)]
-struct Shared(Option<(u64, Arc<[u8]>)>);
+/// (Renditions share frame numbers: keyed by both.)
+struct Shared(Option<(u64, u8, Arc<[u8]>)>);
 
 impl Shared {
     fn payload(&mut self, frame: &EncodedFrame) -> Arc<[u8]> {
         match &self.0 {
-            Some((seq, data)) if *seq == frame.frame.seq => data.clone(),
+            Some((seq, rendition, data))
+                if *seq == frame.frame.seq && *rendition == frame.rendition =>
+            {
+                data.clone()
+            }
             _ => {
                 let data: Arc<[u8]> = Arc::from(frame.payload());
-                self.0 = Some((frame.frame.seq, data.clone()));
+                self.0 = Some((frame.frame.seq, frame.rendition, data.clone()));
                 data
             }
         }
@@ -455,6 +546,11 @@ impl<'h> Sessions<'h> {
             ended: None,
             notify: self.notify.clone(),
             figures: Figures::default(),
+            estimates: answered.estimates,
+            adapt: None,
+            adapted_at: now,
+            estimate: None,
+            desired: 0,
         });
         Ok(id)
     }
@@ -574,6 +670,7 @@ impl<'h> Sessions<'h> {
             if !s.rtc.is_alive() {
                 s.end("the connection closed");
             }
+            s.adapt(now);
             next = next.min(s.next);
         }
         next

@@ -193,7 +193,7 @@ fn a_session_connects_sends_the_chain_answers_a_pli_and_ends_on_delete() {
     let (notify, notified) = counting_notify();
     let now = Instant::now();
     let (mut rtc, offer, pending, mid) = browser(RtcConfig::new(), now);
-    let answered = answer_offer(&offer, &[addr(SERVER)], now).expect("answered");
+    let answered = answer_offer(&offer, &[addr(SERVER)], now, None).expect("answered");
     assert!(
         answered.answer.contains("a=ice-lite"),
         "{}",
@@ -204,7 +204,7 @@ fn a_session_connects_sends_the_chain_answers_a_pli_and_ends_on_delete() {
         .answer
         .contains(&format!("{} typ host", addr(SERVER).port())));
     // An extra candidate (`webrtc-candidates`) is offered as given.
-    let nat = answer_offer(&offer, &[addr(SERVER), addr("203.0.113.7:8555")], now).unwrap();
+    let nat = answer_offer(&offer, &[addr(SERVER), addr("203.0.113.7:8555")], now, None).unwrap();
     assert!(
         nat.answer.contains("203.0.113.7 8555 typ host"),
         "{}",
@@ -359,7 +359,7 @@ fn a_session_that_never_connects_ends_after_the_timeout() {
     let now = Instant::now();
     let mut sessions = Sessions::new(&hub, notify);
     let (_rtc, offer, _, _) = browser(RtcConfig::new(), now);
-    let answered = answer_offer(&offer, &[addr(SERVER)], now).unwrap();
+    let answered = answer_offer(&offer, &[addr(SERVER)], now, None).unwrap();
     sessions.add(answered, addr(HTTP_PEER), now).unwrap();
     let mut out = |_: &Transmit| {};
     let next = sessions.timeouts(now, &mut out);
@@ -381,10 +381,10 @@ fn sessions_are_bounded_and_refused_when_the_server_is_full_or_over() {
     let mut sessions = Sessions::new(&hub, notify);
     let offer = browser(RtcConfig::new(), now).1;
     for _ in 0..MAX_CONNECTING {
-        let answered = answer_offer(&offer, &[addr(SERVER)], now).unwrap();
+        let answered = answer_offer(&offer, &[addr(SERVER)], now, None).unwrap();
         sessions.add(answered, addr(HTTP_PEER), now).unwrap();
     }
-    let answered = answer_offer(&offer, &[addr(SERVER)], now).unwrap();
+    let answered = answer_offer(&offer, &[addr(SERVER)], now, None).unwrap();
     let refused = sessions.add(answered, addr(HTTP_PEER), now).unwrap_err();
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(refused.detail.contains("still connecting"), "{refused:?}");
@@ -392,7 +392,7 @@ fn sessions_are_bounded_and_refused_when_the_server_is_full_or_over() {
     sessions.close_all("stop", now, &mut out);
     assert_eq!(sessions.len(), 0);
     hub.finish("the source ended", true);
-    let answered = answer_offer(&offer, &[addr(SERVER)], now).unwrap();
+    let answered = answer_offer(&offer, &[addr(SERVER)], now, None).unwrap();
     let refused = sessions.add(answered, addr(HTTP_PEER), now).unwrap_err();
     assert_eq!(
         (refused.status, refused.detail.as_str()),
@@ -404,7 +404,11 @@ fn sessions_are_bounded_and_refused_when_the_server_is_full_or_over() {
 fn offers_without_usable_video_are_refused_with_the_reason() {
     let now = Instant::now();
     let candidates = [addr(SERVER)];
-    let status = |sdp: &str| answer_offer(sdp, &candidates, now).map(|_| ()).unwrap_err();
+    let status = |sdp: &str| {
+        answer_offer(sdp, &candidates, now, None)
+            .map(|_| ())
+            .unwrap_err()
+    };
     let r = status("v=0\r\nthis is not SDP\r\n");
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.detail.starts_with("not an SDP offer"), "{r:?}");
