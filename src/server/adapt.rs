@@ -36,6 +36,10 @@
 //! fan-out moves it over with that keyframe), so no picture is ever decoded
 //! from another rendition's frames.
 //!
+//! MJPEG browsers move on a ladder of their own ([`jpeg_ladder`]): the
+//! stream's JPEG, then the same sizes at [`JPEG_RENDITION_QUALITY`]
+//! (`mjpeg-N` transcoders), chosen as a native viewer's is.
+//!
 //! A WebRTC session's transport estimates its link (str0m's send-side
 //! estimate from the browser's transport-wide feedback, which probes with
 //! padding up to what the session asks): the choice then follows that
@@ -50,7 +54,7 @@ use std::sync::Arc;
 
 use crate::media::frame::FrameInfo;
 
-use super::hub::{Hub, Keyframes, Subscriber, SubscriberKind};
+use super::hub::{Hub, Keyframes, Subscriber};
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +110,38 @@ pub(crate) fn ladder(stream: &FrameInfo, top_bps: u32) -> Vec<Rung> {
             height: h,
             bits_per_second: (top_bps as f64 * share).max(MIN_BPS) as u32,
         });
+    }
+    rungs
+}
+
+/// The JPEG quality of the smaller renditions for MJPEG browsers: a smaller
+/// picture and fewer bits per pixel.
+pub(crate) const JPEG_RENDITION_QUALITY: u8 = 60;
+
+/// What a JPEG of a photograph takes at `quality`, bits per pixel (4:2:0):
+/// about 0.9 at 80 (a 720p30 camera's MJPEG is ~25 Mbit/s), less below. An
+/// estimate: JPEG has no bitrate target, and a simple picture takes less.
+fn jpeg_bits_per_pixel(quality: u8) -> f64 {
+    0.9 * (f64::from(quality.clamp(1, 100)) / 80.0).powf(1.5)
+}
+
+/// The ladder for MJPEG browsers: the stream's JPEG (taken to be quality
+/// `top_quality`), then the same sizes as [`ladder`]'s at
+/// [`JPEG_RENDITION_QUALITY`], bitrates estimated from pixels, frame rate and
+/// quality.
+pub(crate) fn jpeg_ladder(stream: &FrameInfo, fps: f64, top_quality: u8) -> Vec<Rung> {
+    let fps = if fps > 0.0 { fps } else { 30.0 };
+    let bits = |w: u32, h: u32, q: u8| {
+        (f64::from(w) * f64::from(h) * fps * jpeg_bits_per_pixel(q)).clamp(MIN_BPS, 1e9) as u32
+    };
+    let mut rungs = ladder(stream, 0);
+    for (i, r) in rungs.iter_mut().enumerate() {
+        let q = if i == 0 {
+            top_quality
+        } else {
+            JPEG_RENDITION_QUALITY
+        };
+        r.bits_per_second = bits(r.width, r.height, q);
     }
     rungs
 }
@@ -339,8 +375,7 @@ impl<'h> ViewerAdapt<'h> {
     /// For a viewer that takes renditions (a native viewer that said so, a
     /// WebRTC session) of a stream that has them.
     pub(crate) fn new(hub: &'h Hub, viewer: &Arc<Subscriber>, now_us: u64) -> Option<Self> {
-        let adapts = hub.ladder.len() > 1
-            && matches!(viewer.kind, SubscriberKind::Native | SubscriberKind::Webrtc)
+        let adapts = hub.ladder_for(viewer.kind).0.len() > 1
             && viewer.takes_renditions.load(Ordering::Relaxed);
         adapts.then(|| ViewerAdapt {
             hub,
@@ -350,12 +385,22 @@ impl<'h> ViewerAdapt<'h> {
         })
     }
 
+    /// The ladder it moves on.
+    fn ladder(&self) -> &'h [Rung] {
+        self.hub.ladder_for(self.viewer.kind).0
+    }
+
+    fn feed(&self, index: usize) -> Option<(&'h super::hub::Fanout, &'h Keyframes)> {
+        self.hub.feed_for(self.viewer.kind, index)
+    }
+
     /// The bitrate its transport's estimator should probe for, bit/s: what
     /// the rendition above the current one needs (the current one's at the
     /// top).
     pub(crate) fn desired_bps(&self) -> u64 {
         let above = self.chooser.current().saturating_sub(1);
-        let rung = &self.hub.ladder[above.min(self.hub.ladder.len() - 1)];
+        let ladder = self.ladder();
+        let rung = &ladder[above.min(ladder.len() - 1)];
         (rung.bits_per_second as f64 * HEADROOM * 1.2) as u64
     }
 
@@ -365,10 +410,8 @@ impl<'h> ViewerAdapt<'h> {
     pub(crate) fn sampled(&mut self, now_us: u64, goodput: Option<u64>, estimate: Option<u64>) {
         let current = usize::from(self.viewer.rendition.load(Ordering::SeqCst));
         if current != self.chooser.current() {
-            let (from, to) = (
-                &self.hub.ladder[self.chooser.current()],
-                &self.hub.ladder[current],
-            );
+            let ladder = self.ladder();
+            let (from, to) = (&ladder[self.chooser.current()], &ladder[current]);
             let mbit = |bps: u64| format!("{:.1} Mbit/s", bps as f64 / 1e6);
             let why = match (estimate, goodput) {
                 (Some(e), _) => format!("its link is estimated at {}", mbit(e)),
@@ -398,12 +441,12 @@ impl<'h> ViewerAdapt<'h> {
                 sent: c.sent.load(Ordering::Relaxed),
                 dropped: c.dropped.load(Ordering::Relaxed),
             },
-            &self.hub.ladder,
+            self.ladder(),
         );
         match self.pending {
             Some((to, asked)) if to == want => {
                 if now_us.saturating_sub(asked) >= REASK_US {
-                    if let Some((_, keyframes)) = self.hub.rendition_feed(to) {
+                    if let Some((_, keyframes)) = self.feed(to) {
                         keyframes.ask();
                     }
                     self.pending = Some((to, now_us));
@@ -411,7 +454,7 @@ impl<'h> ViewerAdapt<'h> {
                 return;
             }
             Some((to, _)) => {
-                if let Some((fanout, _)) = self.hub.rendition_feed(to) {
+                if let Some((fanout, _)) = self.feed(to) {
                     fanout.cancel_pending(&self.viewer);
                 }
                 self.pending = None;
@@ -419,7 +462,7 @@ impl<'h> ViewerAdapt<'h> {
             None => {}
         }
         if want != current {
-            if let Some((fanout, keyframes)) = self.hub.rendition_feed(want) {
+            if let Some((fanout, keyframes)) = self.feed(want) {
                 fanout.subscribe_pending(&self.viewer);
                 keyframes.ask();
                 self.pending = Some((want, now_us));
@@ -431,15 +474,16 @@ impl<'h> ViewerAdapt<'h> {
 impl Drop for ViewerAdapt<'_> {
     /// Off every rendition's fan-out (the main one is the admission's).
     fn drop(&mut self) {
-        for r in &self.hub.renditions {
+        for r in self.hub.ladder_for(self.viewer.kind).1 {
             r.fanout.leave(&self.viewer);
         }
     }
 }
 
-/// The keyframe requests of the encoder that made rendition `index`'s frames.
-pub(crate) fn keyframes_of(hub: &Hub, index: u8) -> &Keyframes {
-    hub.rendition_feed(index.into())
+/// The keyframe requests of the encoder that made the frames of rendition
+/// `index` that `viewer` takes.
+pub(crate) fn keyframes_of<'h>(hub: &'h Hub, viewer: &Subscriber, index: u8) -> &'h Keyframes {
+    hub.feed_for(viewer.kind, index.into())
         .map_or(&hub.keyframes, |(_, k)| k)
 }
 
@@ -487,6 +531,16 @@ mod tests {
             sizes(&ladder(&stream(1280, 720), 400_000))[2],
             (426, 240, 150)
         );
+    }
+
+    #[test]
+    fn the_jpeg_ladder_has_the_same_sizes_at_a_lower_quality() {
+        let l = jpeg_ladder(&stream(1280, 720), 30.0, 80);
+        assert_eq!(
+            sizes(&l),
+            [(1280, 720, 24883), (854, 480, 7188), (426, 240, 1792)]
+        );
+        assert_eq!(jpeg_ladder(&stream(320, 240), 30.0, 80).len(), 1);
     }
 
     fn kbit(k: u64) -> Option<u64> {

@@ -491,6 +491,7 @@ mod tests {
             auth: None,
             rtsp: None,
             ladder: Vec::new(),
+            jpeg_ladder: Vec::new(),
         });
         let pool = FramePool::default();
         let mut encoder = Encoder::new(h264());

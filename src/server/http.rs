@@ -23,7 +23,7 @@
 
 use std::io::{IoSlice, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::media::clock;
@@ -504,6 +504,9 @@ fn snapshot(
 
 fn mjpeg(stream: &TcpStream, peer: SocketAddr, hub: &Hub, stop: &AtomicBool, head_only: bool) {
     let viewer = Subscriber::new(peer, SubscriberKind::Http);
+    // A browser shows a JPEG of any size in the same box: it can be moved
+    // to a smaller rendition its link carries (`adapt.rs`).
+    viewer.takes_renditions.store(true, Ordering::Relaxed);
     let admission = match hub.admit(hub.http_feed(), &viewer) {
         Ok(a) => a,
         Err(refused) => {

@@ -479,6 +479,20 @@ pub(crate) struct Rendition {
     pub(crate) encode_ns: AtomicU64,
 }
 
+impl Rendition {
+    /// One for each rung of `ladder` below the first.
+    fn below(ladder: &[super::adapt::Rung]) -> Vec<Rendition> {
+        (1..ladder.len())
+            .map(|i| Rendition {
+                fanout: Fanout::for_rendition(i as u8),
+                keyframes: Keyframes::default(),
+                made: AtomicU64::new(0),
+                encode_ns: AtomicU64::new(0),
+            })
+            .collect()
+    }
+}
+
 /// One sink on the server itself (`local_sinks.rs`), as the stats see it.
 pub(crate) struct LocalSink {
     pub(crate) name: String,
@@ -549,6 +563,10 @@ pub(crate) struct Hub {
     /// requests. One rung when the stream does not adapt.
     pub(crate) ladder: Vec<super::adapt::Rung>,
     pub(crate) renditions: Vec<Rendition>,
+    /// The same for MJPEG browsers: rung 0 is [`Hub::http_feed`]; the others
+    /// are the `mjpeg-N` transcoders' (smaller pictures, lower quality).
+    pub(crate) jpeg_ladder: Vec<super::adapt::Rung>,
+    pub(crate) jpeg_renditions: Vec<Rendition>,
     /// The encoded payload's format when each is a whole picture in a
     /// standard format: JPEG a browser can show as it is, or H.264.
     pub(crate) payload_format: Option<PixelFormat>,
@@ -607,8 +625,9 @@ pub(crate) struct HubSetup {
     pub(crate) auth: Option<Arc<ServerAuth>>,
     pub(crate) rtsp: Option<super::rtsp::RtspShared>,
     /// The renditions viewers may be moved between (`[serve] adapt`); one
-    /// rung (the stream's) when it does not adapt.
+    /// rung (the stream's) when it does not adapt. The same for MJPEG.
     pub(crate) ladder: Vec<super::adapt::Rung>,
+    pub(crate) jpeg_ladder: Vec<super::adapt::Rung>,
 }
 
 /// A viewer's place among those watching; dropping it leaves the fan-out and
@@ -655,15 +674,10 @@ impl Hub {
             jpeg: Fanout::default(),
             h264: Fanout::default(),
             h264_keyframes: Keyframes::default(),
-            renditions: (1..setup.ladder.len())
-                .map(|i| Rendition {
-                    fanout: Fanout::for_rendition(i as u8),
-                    keyframes: Keyframes::default(),
-                    made: AtomicU64::new(0),
-                    encode_ns: AtomicU64::new(0),
-                })
-                .collect(),
+            renditions: Rendition::below(&setup.ladder),
             ladder: setup.ladder,
+            jpeg_renditions: Rendition::below(&setup.jpeg_ladder),
+            jpeg_ladder: setup.jpeg_ladder,
             payload_format: setup.payload_format,
             keyframes: Keyframes::default(),
             max_viewers: setup.max_viewers,
@@ -722,6 +736,33 @@ impl Hub {
                 .renditions
                 .get(i - 1)
                 .map(|r| (&r.fanout, &r.keyframes)),
+        }
+    }
+
+    /// The ladder a viewer of `kind` moves on, and its renditions below the
+    /// first: JPEG for MJPEG browsers, H.264 for the others.
+    pub(crate) fn ladder_for(&self, kind: SubscriberKind) -> (&[super::adapt::Rung], &[Rendition]) {
+        match kind {
+            SubscriberKind::Http => (&self.jpeg_ladder, &self.jpeg_renditions),
+            _ => (&self.ladder, &self.renditions),
+        }
+    }
+
+    /// The fan-out and keyframe requests of rendition `index` of the ladder
+    /// a viewer of `kind` moves on (every JPEG frame is a keyframe: its
+    /// requests are never asked).
+    pub(crate) fn feed_for(
+        &self,
+        kind: SubscriberKind,
+        index: usize,
+    ) -> Option<(&Fanout, &Keyframes)> {
+        match (kind, index) {
+            (SubscriberKind::Http, 0) => Some((self.http_feed(), &self.keyframes)),
+            (SubscriberKind::Http, i) => self
+                .jpeg_renditions
+                .get(i - 1)
+                .map(|r| (&r.fanout, &r.keyframes)),
+            (_, i) => self.rendition_feed(i),
         }
     }
 
@@ -789,7 +830,7 @@ impl Hub {
         self.main.close_all();
         self.jpeg.close_all();
         self.h264.close_all();
-        for r in &self.renditions {
+        for r in self.renditions.iter().chain(&self.jpeg_renditions) {
             r.fanout.close_all();
         }
     }
@@ -821,6 +862,7 @@ mod tests {
             auth: None,
             rtsp: None,
             ladder: Vec::new(),
+            jpeg_ladder: Vec::new(),
         })
     }
 

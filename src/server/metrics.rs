@@ -223,7 +223,7 @@ fn viewer_metrics(out: &mut String, s: &ServerStats) {
     let per_rendition = |f: &dyn Fn(&super::stats::RenditionFeedStats) -> String| -> Vec<String> {
         s.renditions
             .iter()
-            .map(|r| format!("{{height=\"{}\"}} {}", r.height, f(r)))
+            .map(|r| format!("{{codec=\"{}\",height=\"{}\"}} {}", r.codec, r.height, f(r)))
             .collect()
     };
     metric(

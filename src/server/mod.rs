@@ -8,7 +8,8 @@
 //! | `capture`, `encode-N` | `capture.rs` | source → codec → the main fan-out |
 //! | `http-jpeg` | `transcode.rs` | JPEG for browsers when the payload is not JPEG, only while one watches |
 //! | `webrtc-h264` | `transcode.rs` | H.264 for WebRTC viewers when the payload is not H.264, only while one watches |
-//! | `rendition-Np` | `transcode.rs`, `adapt.rs` | a smaller rendition of an H.264 stream for native viewers whose link cannot carry it, only while one takes it |
+//! | `rendition-Np` | `transcode.rs`, `adapt.rs` | a smaller rendition of an H.264 stream for native and WebRTC viewers whose link cannot carry it, only while one takes it |
+//! | `mjpeg-Np` | `transcode.rs`, `adapt.rs` | a smaller, lower-quality JPEG rendition for MJPEG browsers whose link cannot carry the stream's, only while one takes it |
 //! | `sink-NAME` | `local_sinks.rs` | a preview window or recording on the server |
 //! | `accept` | `accept.rs` | takes connections, bounds the flood, starts a thread for each |
 //! | `viewer-ADDR` | `connection.rs` → `native.rs`, `http.rs` or `rtsp.rs` | sniffs, shakes hands, then sends (`send.rs`) |
@@ -331,6 +332,9 @@ struct Codecs {
     /// viewer takes it.
     ladder: Vec<adapt::Rung>,
     renditions: Vec<Box<dyn FrameCodec>>,
+    /// The same for MJPEG browsers.
+    jpeg_ladder: Vec<adapt::Rung>,
+    jpeg_renditions: Vec<Box<dyn FrameCodec>>,
 }
 
 fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> {
@@ -391,6 +395,7 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
         open_webrtc_h264(cfg, stream)?
     };
     let (ladder, renditions) = open_renditions(cfg, stream, payload_format, &*encoders[0]);
+    let (jpeg_ladder, jpeg_renditions) = open_jpeg_renditions(cfg, stream);
     Ok(Codecs {
         settings: encoders[0].settings(),
         encoders,
@@ -400,7 +405,37 @@ fn open_codecs(cfg: &Config, stream: &StreamInfo) -> Result<Codecs, ServeError> 
         webrtc_h264,
         ladder,
         renditions,
+        jpeg_ladder,
+        jpeg_renditions,
     })
+}
+
+/// The ladder for MJPEG browsers with `adapt = "auto"` and HTTP on, and a
+/// JPEG encoder for each rung below the stream's JPEG (the `http-jpeg`
+/// transcoder's, of its configured quality; an MJPEG camera's own is taken
+/// to be of 80). Each rung below is scaled from the captured picture.
+fn open_jpeg_renditions(
+    cfg: &Config,
+    stream: &StreamInfo,
+) -> (Vec<adapt::Rung>, Vec<Box<dyn FrameCodec>>) {
+    let top_quality = crate::codecs::jpeg::configured_quality(&cfg.backend(Kind::Codec, "jpeg"));
+    let mut ladder = adapt::jpeg_ladder(&stream.frame, stream.fps, top_quality);
+    if cfg.serve.adapt == crate::config::Adapt::Off || !cfg.serve.http {
+        ladder.truncate(1);
+        return (ladder, Vec::new());
+    }
+    let mut codecs: Vec<Box<dyn FrameCodec>> = Vec::new();
+    for i in 1..ladder.len() {
+        match crate::codecs::jpeg::JpegCodec::with_quality(adapt::JPEG_RENDITION_QUALITY) {
+            Ok(codec) => codecs.push(Box::new(codec)),
+            Err(e) => {
+                log::warn!("adapt: no JPEG encoder ({e}): no JPEG renditions");
+                ladder.truncate(i);
+                break;
+            }
+        }
+    }
+    (ladder, codecs)
 }
 
 /// The ladder of an H.264 stream with `adapt = "auto"`, and an encoder begun
@@ -603,6 +638,7 @@ impl RunningServer {
             auth,
             rtsp,
             ladder: codecs.ladder,
+            jpeg_ladder: codecs.jpeg_ladder,
         }));
         let mut threads = Threads::new(&hub);
         // Local sinks first, so a recording holds every frame from the first.
@@ -632,6 +668,16 @@ impl RunningServer {
                 .renditions
                 .push(threads.spawn(&name, move |hub, stop| {
                     transcode::transcode_loop(codec, transcode::Output::Rendition(index), hub, stop)
+                })?);
+        }
+        for (i, codec) in codecs.jpeg_renditions.into_iter().enumerate() {
+            let index = (i + 1) as u8;
+            let name = format!("mjpeg-{}p", hub.jpeg_ladder[i + 1].height);
+            let output = transcode::Output::JpegRendition(index);
+            threads
+                .renditions
+                .push(threads.spawn(&name, move |hub, stop| {
+                    transcode::transcode_loop(codec, output, hub, stop)
                 })?);
         }
         if hub.rtsp.as_ref().is_some_and(|r| r.udp.is_some()) {

@@ -272,7 +272,7 @@ pub(crate) fn send_loop<W>(
     };
     loop {
         // The encoder of the rendition it takes makes its keyframes.
-        let keyframes = keyframes_of(hub, viewer.rendition.load(Ordering::SeqCst));
+        let keyframes = keyframes_of(hub, viewer, viewer.rendition.load(Ordering::SeqCst));
         if viewer
             .feedback
             .wants_keyframe
@@ -415,6 +415,7 @@ mod tests {
             auth: None,
             rtsp: None,
             ladder: Vec::new(),
+            jpeg_ladder: Vec::new(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -161,6 +161,8 @@ pub struct ServerStats {
 /// One rendition below the stream in `/stats`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RenditionFeedStats {
+    /// `h264` (native and WebRTC viewers) or `jpeg` (MJPEG browsers).
+    pub codec: &'static str,
     pub index: u8,
     pub width: u32,
     pub height: u32,
@@ -265,11 +267,12 @@ impl Hub {
 
     /// The rendition a native viewer is sent, when there is a ladder.
     fn rendition_of(&self, v: &Subscriber) -> Option<RenditionStats> {
-        if self.ladder.len() < 2 || !v.takes_renditions.load(Ordering::Relaxed) {
+        let ladder = self.ladder_for(v.kind).0;
+        if ladder.len() < 2 || !v.takes_renditions.load(Ordering::Relaxed) {
             return None;
         }
         let index = v.rendition.load(Ordering::Relaxed);
-        let rung = self.ladder.get(index as usize)?;
+        let rung = ladder.get(index as usize)?;
         Some(RenditionStats {
             index,
             width: rung.width,
@@ -304,7 +307,8 @@ impl Hub {
         let mut viewers: Vec<ViewerStats> = Vec::new();
         let feeds = [&self.main, &self.jpeg, &self.h264]
             .into_iter()
-            .chain(self.renditions.iter().map(|r| &r.fanout));
+            .chain(self.renditions.iter().map(|r| &r.fanout))
+            .chain(self.jpeg_renditions.iter().map(|r| &r.fanout));
         for feed in feeds {
             viewers.extend(
                 feed.takers()
@@ -351,29 +355,37 @@ impl Hub {
                 .iter()
                 .map(|l| l.stats())
                 .collect(),
-            renditions: self
-                .renditions
-                .iter()
-                .zip(self.ladder.iter().skip(1))
-                .enumerate()
-                .map(|(i, (r, rung))| {
-                    let frames = r.made.load(Ordering::Relaxed);
-                    let ns = r.encode_ns.load(Ordering::Relaxed);
-                    RenditionFeedStats {
-                        index: (i + 1) as u8,
-                        width: rung.width,
-                        height: rung.height,
-                        kbit: rung.bits_per_second / 1000,
-                        viewers: r.fanout.takers().len(),
-                        frames,
-                        cpu_ms_per_frame: if frames > 0 {
-                            ns as f64 / frames as f64 / 1e6
-                        } else {
-                            0.0
-                        },
-                    }
-                })
-                .collect(),
+            renditions: [
+                ("h264", &self.renditions, &self.ladder),
+                ("jpeg", &self.jpeg_renditions, &self.jpeg_ladder),
+            ]
+            .into_iter()
+            .flat_map(|(codec, renditions, ladder)| {
+                renditions
+                    .iter()
+                    .zip(ladder.iter().skip(1))
+                    .enumerate()
+                    .map(move |(i, r)| (codec, i, r))
+            })
+            .map(|(codec, i, (r, rung))| {
+                let frames = r.made.load(Ordering::Relaxed);
+                let ns = r.encode_ns.load(Ordering::Relaxed);
+                RenditionFeedStats {
+                    codec,
+                    index: (i + 1) as u8,
+                    width: rung.width,
+                    height: rung.height,
+                    kbit: rung.bits_per_second / 1000,
+                    viewers: r.fanout.takers().len(),
+                    frames,
+                    cpu_ms_per_frame: if frames > 0 {
+                        ns as f64 / frames as f64 / 1e6
+                    } else {
+                        0.0
+                    },
+                }
+            })
+            .collect(),
         }
     }
 }

@@ -34,7 +34,10 @@ use crate::media::frame::{Frame, FrameInfo, PixelFormat};
 use crate::media::scale::Scaler;
 use crate::media::slot::Taken;
 
-use super::hub::{EncodedFrame, Fanout, FramePool, Hub, Keyframes, Subscriber, SubscriberKind};
+use super::adapt::Rung;
+use super::hub::{
+    EncodedFrame, Fanout, FramePool, Hub, Keyframes, Rendition, Subscriber, SubscriberKind,
+};
 use super::send::Chain;
 
 /// What a transcoder makes, and for whom.
@@ -48,6 +51,9 @@ pub(crate) enum Output {
     /// cannot carry the stream's (`hub.renditions`, `adapt.rs`): the
     /// pictures scaled to its rung's size, then encoded.
     Rendition(u8),
+    /// A smaller, lower-quality JPEG rendition for MJPEG browsers whose link
+    /// cannot carry the stream's JPEG (`hub.jpeg_renditions`).
+    JpegRendition(u8),
 }
 
 impl Output {
@@ -59,12 +65,27 @@ impl Output {
                 Some((fanout, _)) => fanout,
                 None => unreachable!("rendition transcoders are started for the ladder's rungs"),
             },
+            Output::JpegRendition(i) => match hub.feed_for(SubscriberKind::Http, i.into()) {
+                Some((fanout, _)) => fanout,
+                None => unreachable!("rendition transcoders are started for the ladder's rungs"),
+            },
         }
+    }
+
+    /// Its rung of the ladder and its figures, for a rendition.
+    fn rendition(self, hub: &Hub) -> Option<(&Rung, &Rendition)> {
+        let (ladder, renditions, i) = match self {
+            Output::Rendition(i) => (&hub.ladder, &hub.renditions, i),
+            Output::JpegRendition(i) => (&hub.jpeg_ladder, &hub.jpeg_renditions, i),
+            _ => return None,
+        };
+        let i = usize::from(i);
+        Some((ladder.get(i)?, renditions.get(i.checked_sub(1)?)?))
     }
 
     fn keyframes(self, hub: &Hub) -> Option<&Keyframes> {
         match self {
-            Output::Jpeg => None,
+            Output::Jpeg | Output::JpegRendition(_) => None,
             Output::H264 => Some(&hub.h264_keyframes),
             Output::Rendition(i) => hub.rendition_feed(i.into()).map(|(_, k)| k),
         }
@@ -75,6 +96,7 @@ impl Output {
             Output::Jpeg => "JPEG for browsers".into(),
             Output::H264 => "H.264 for WebRTC".into(),
             Output::Rendition(i) => format!("rendition {i}"),
+            Output::JpegRendition(i) => format!("JPEG rendition {i}"),
         }
     }
 
@@ -119,13 +141,9 @@ pub(crate) fn transcode_loop(
         index: 0,
         keyframes,
     });
-    let mut scale = match output {
-        Output::Rendition(i) => hub
-            .ladder
-            .get(usize::from(i))
-            .map(|r| Scale::new((r.width, r.height))),
-        _ => None,
-    };
+    let mut scale = output
+        .rendition(hub)
+        .map(|(r, _)| Scale::new((r.width, r.height)));
     let inter_frame = decoder.as_ref().is_some_and(|d| d.inter_frame());
     me.chained.store(inter_frame, Ordering::Relaxed);
     let mut chain = None;
@@ -196,12 +214,10 @@ pub(crate) fn transcode_loop(
             failures: &mut failures,
         };
         encoded.run(codec.as_mut(), picture, out, hub, &pool);
-        if let Output::Rendition(i) = output {
-            if let Some(r) = hub.renditions.get(usize::from(i).wrapping_sub(1)) {
-                r.made.fetch_add(1, Ordering::Relaxed);
-                r.encode_ns
-                    .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
-            }
+        if let Some((_, r)) = output.rendition(hub) {
+            r.made.fetch_add(1, Ordering::Relaxed);
+            r.encode_ns
+                .fetch_add(clock::thread_cpu_ns() - t0, Ordering::Relaxed);
         }
     }
 }
@@ -291,7 +307,7 @@ impl Encode<'_, '_> {
         o.passthrough = false;
         o.keyframe = true;
         o.rendition = match self.output {
-            Output::Rendition(i) => i,
+            Output::Rendition(i) | Output::JpegRendition(i) => i,
             _ => 0,
         };
         if let Some(m) = &self.made {

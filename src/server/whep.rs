@@ -197,6 +197,7 @@ mod tests {
             auth: None,
             rtsp: None,
             ladder: Vec::new(),
+            jpeg_ladder: Vec::new(),
         })
     }
 

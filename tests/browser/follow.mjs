@@ -1,28 +1,33 @@
 // Follows livestream's own page (`/`) in Debian's headless Chromium while the
-// test changes the link under it: once the page plays over WebRTC, prints one
-// JSON line every half second with WebRTC's getStats (frames decoded, the
-// picture's size, bytes received, keyframe requests) and what the page shows
-// (its mode line and status line), for SECONDS. The test reads the lines as
-// they come and judges them. Exit 0 = it played over WebRTC throughout.
+// test changes the link under it: once the page plays in MODE, prints one
+// JSON line every half second with what the page shows (its mode line and
+// status line, the stamps it read, the picture's size) and, over WebRTC,
+// getStats (frames decoded, bytes received, keyframe requests), for SECONDS.
+// The test reads the lines as they come and judges them. Exit 0 = it played
+// in MODE throughout.
 //
-// usage: node follow.mjs 'http://HOST:PORT/?token=TOKEN' SECONDS
+// usage: node follow.mjs 'http://HOST:PORT/?token=TOKEN' SECONDS [MODE]
+//   MODE: webrtc (default) or mjpeg
 import { launch } from './chromium.mjs';
 
-const [url, seconds = '30'] = process.argv.slice(2);
+const [url, seconds = '30', want = 'webrtc'] = process.argv.slice(2);
 const browser = await launch(['--allow-loopback-in-peer-connection',
   '--autoplay-policy=no-user-gesture-required']);
 let ok = false;
 try {
   const page = await (await browser.newContext()).newPage();
   await page.goto(url, { waitUntil: 'commit', timeout: 15000 });
-  await page.waitForFunction(() => window.livestream && window.livestream.mode() === 'webrtc',
-    null, { timeout: 15000 });
+  await page.waitForFunction((want) => window.livestream && window.livestream.mode() === want,
+    want, { timeout: 15000 });
   const started = Date.now();
   ok = true;
   while (Date.now() - started < Number(seconds) * 1000) {
     const line = await page.evaluate(async () => {
+      const img = document.getElementById('live');
       const out = { mode: window.livestream.mode(), modeText: document.getElementById('mode').textContent,
-        status: document.getElementById('stats').textContent, seqs: window.livestream.seqs().slice(-40) };
+        status: document.getElementById('stats').textContent, seqs: window.livestream.seqs().slice(-40),
+        shownPerSecond: window.livestream.figures()?.fps ?? 0 };
+      if (out.mode === 'mjpeg') Object.assign(out, { width: img.naturalWidth, height: img.naturalHeight });
       const pc = window.livestream.pc();
       if (!pc) return out;
       (await pc.getStats()).forEach((s) => {
@@ -34,7 +39,7 @@ try {
       return out;
     });
     line.t = (Date.now() - started) / 1000;
-    if (line.mode !== 'webrtc') ok = false;
+    if (line.mode !== want) ok = false;
     console.log(JSON.stringify(line));
     await new Promise((resolve) => { setTimeout(resolve, 500); });
   }

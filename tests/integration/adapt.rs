@@ -588,3 +588,103 @@ fn a_webrtc_page_behind_1_mbit_gets_a_smaller_rendition_and_the_top_one_back() {
     server.terminate();
     server.assert_no_panic();
 }
+
+/// An MJPEG page (`?mode=mjpeg`) in headless Chromium behind a 3 Mbit/s link
+/// (the stream's 720p JPEG is ~25 Mbit/s of photo): the server moves it to a
+/// smaller, lower-quality JPEG rendition that the link carries at a usable
+/// rate (at least 15 pictures shown a second, read from their stamps, in
+/// order), and the page says why.
+#[test]
+fn an_mjpeg_page_behind_3_mbit_gets_a_smaller_jpeg_at_a_usable_rate() {
+    let net = NetnsPair::new(Some("3mbit"));
+    let addr = "10.231.0.1:7894";
+    let mut server = serve_camera(&net, addr, "auto");
+    let node = crate::stream::which("node").expect("node is needed");
+    let script = crate::util::browser_scripts().join("follow.mjs");
+    let page = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.viewer_ns])
+        .arg(node)
+        .arg(script)
+        .args([&format!("http://{addr}/?mode=mjpeg"), "30", "mjpeg"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // While it plays: the server has moved it (`/stats`; at most four
+    // requests a second, as the accept limiter lets one address).
+    let mut fetched: Option<Instant> = None;
+    let viewer = poll_until(Duration::from_secs(25), || {
+        if fetched.is_some_and(|t| t.elapsed() < Duration::from_millis(300)) {
+            return None;
+        }
+        fetched = Some(Instant::now());
+        let stats = net.stats(addr);
+        let v = stats["viewers"]
+            .as_array()?
+            .iter()
+            .find(|v| v["protocol"] == "http")?;
+        (v["rendition"]["height"].as_u64()? < 720).then(|| v.clone())
+    });
+    let out = page.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "unparsed": l })))
+        .collect();
+    let said = server.said();
+    let moves: Vec<&str> = said.lines().filter(|l| l.contains("adapt]")).collect();
+    eprintln!("the server's moves:\n{}", moves.join("\n"));
+    assert!(out.status.success(), "the page: {lines:?}\nserver: {said}");
+    let viewer = viewer.unwrap_or_else(|| panic!("no smaller rendition in /stats: {said}"));
+    // The last 10 s: a smaller picture at a usable rate, said why.
+    let end = lines.last().and_then(|l| l["t"].as_f64()).unwrap_or(0.0);
+    let tail: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["t"].as_f64().is_some_and(|t| end - t <= 10.0))
+        .collect();
+    let shown: Vec<f64> = tail
+        .iter()
+        .filter_map(|l| l["shownPerSecond"].as_f64())
+        .collect();
+    let mut sorted = shown.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    let heights: Vec<u64> = tail.iter().filter_map(|l| l["height"].as_u64()).collect();
+    eprintln!(
+        "MJPEG behind 3 Mbit/s, last 10 s: shown a second {shown:?} (median {median}), \
+         heights {heights:?}; page: {}; server: rendition {}, link {}",
+        tail.last()
+            .map_or(serde_json::Value::Null, |l| l["modeText"].clone()),
+        viewer["rendition"],
+        viewer["link"]
+    );
+    assert!(
+        !heights.is_empty() && heights.iter().all(|&h| h < 720),
+        "a smaller rendition: {heights:?}"
+    );
+    assert!(median >= 15.0, "usable: {shown:?}");
+    let told = tail.last().unwrap()["modeText"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        told.contains("the link is slow") && told.contains(&format!("{}p", heights[0])),
+        "the page says why: {told}"
+    );
+    // Stamps never go backwards (the page keeps its last 40 at each line).
+    let mut newest = 0;
+    for l in &lines {
+        let seqs: Vec<u64> = l["seqs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_u64()).collect())
+            .unwrap_or_default();
+        assert!(
+            seqs.windows(2).all(|w| w[0] <= w[1]),
+            "stamps out of order: {seqs:?}"
+        );
+        if let Some(&last) = seqs.last() {
+            assert!(last >= newest, "stamp {last} after {newest}");
+            newest = last;
+        }
+    }
+    server.terminate();
+    server.assert_no_panic();
+}

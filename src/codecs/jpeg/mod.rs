@@ -91,6 +91,12 @@ fn open(table: &BackendConfig) -> Result<Box<dyn FrameCodec>, BackendError> {
         .map_err(engine_failed)
 }
 
+/// The quality a `[codecs.jpeg]` table sets (80 when it sets none, or
+/// cannot be read: opening the codec says why).
+pub fn configured_quality(table: &BackendConfig) -> u8 {
+    table.parse::<Options>().map_or(80, |o| o.quality)
+}
+
 /// The engine's library could not start (libjpeg-turbo's handles).
 fn engine_failed(e: EngineError) -> BackendError {
     BackendError::Library {

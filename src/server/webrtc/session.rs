@@ -329,8 +329,9 @@ impl<'h> Session<'h> {
             }
             Event::KeyframeRequest(_) => {
                 if let Some(a) = &self.viewer {
-                    let rendition = a.subscriber().rendition.load(Ordering::SeqCst);
-                    self.chain.lost(keyframes_of(hub, rendition), now)
+                    let v = a.subscriber();
+                    let rendition = v.rendition.load(Ordering::SeqCst);
+                    self.chain.lost(keyframes_of(hub, v, rendition), now)
                 }
             }
             Event::EgressBitrateEstimate(BweKind::Twcc(bps)) => {
@@ -406,7 +407,7 @@ impl<'h> Session<'h> {
         }
         if !self
             .chain
-            .admits(frame, keyframes_of(hub, frame.rendition), now)
+            .admits(frame, keyframes_of(hub, &viewer, frame.rendition), now)
         {
             viewer.dropped();
             return;

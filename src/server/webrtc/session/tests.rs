@@ -42,6 +42,7 @@ fn hub() -> Hub {
         auth: None,
         rtsp: None,
         ladder: Vec::new(),
+        jpeg_ladder: Vec::new(),
     })
 }
 
