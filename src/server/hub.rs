@@ -758,6 +758,8 @@ impl Hub {
     ) -> Option<(&Fanout, &Keyframes)> {
         match (kind, index) {
             (SubscriberKind::Http, 0) => Some((self.http_feed(), &self.keyframes)),
+            // (The `webrtc-h264` transcoder's when the payload is not H.264.)
+            (SubscriberKind::Webrtc, 0) => Some(self.webrtc_feed()),
             (SubscriberKind::Http, i) => self
                 .jpeg_renditions
                 .get(i - 1)
@@ -870,6 +872,30 @@ mod tests {
         let mut f = pool.take();
         Arc::get_mut(&mut f).unwrap().frame.seq = seq;
         f
+    }
+
+    #[test]
+    fn each_kind_of_viewer_starts_on_its_own_feed_and_asks_its_encoder() {
+        let mut jpeg = hub(1);
+        jpeg.payload_format = Some(crate::media::frame::PixelFormat::Jpeg);
+        let same = |a: Option<(&Fanout, &Keyframes)>, b: (&Fanout, &Keyframes)| {
+            a.is_some_and(|a| std::ptr::eq(a.0, b.0) && std::ptr::eq(a.1, b.1))
+        };
+        // A JPEG payload: WebRTC gets the `webrtc-h264` transcoder's H.264,
+        // and its keyframes are asked of that encoder, not of the JPEG one.
+        let webrtc = jpeg.feed_for(SubscriberKind::Webrtc, 0);
+        assert!(same(webrtc, (&jpeg.h264, &jpeg.h264_keyframes)));
+        assert!(same(
+            jpeg.feed_for(SubscriberKind::Native, 0),
+            (&jpeg.main, &jpeg.keyframes)
+        ));
+        assert!(std::ptr::eq(
+            jpeg.feed_for(SubscriberKind::Http, 0).unwrap().0,
+            &jpeg.main
+        ));
+        // No renditions below the first here.
+        assert!(jpeg.feed_for(SubscriberKind::Http, 1).is_none());
+        assert!(jpeg.feed_for(SubscriberKind::Webrtc, 1).is_none());
     }
 
     #[test]
