@@ -118,9 +118,10 @@ pub trait FrameCodec: Send {
         None
     }
 
-    /// Aims the encoder at `bits_per_second` instead of what its options say
-    /// (a smaller rendition's encoder); before [`begin`](Self::begin). False
-    /// when the codec has no rate control.
+    /// Aims the encoder at `bits_per_second` instead of what its options say:
+    /// before [`begin`](Self::begin) (a smaller rendition's encoder), or
+    /// while it runs (the stream's encoder following its viewers' links,
+    /// `server/adapt.rs`) where its engine can. False when it cannot.
     fn set_bitrate(&mut self, bits_per_second: u32) -> bool {
         let _ = bits_per_second;
         false

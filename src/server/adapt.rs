@@ -36,6 +36,17 @@
 //! fan-out moves it over with that keyframe), so no picture is ever decoded
 //! from another rendition's frames.
 //!
+//! **The stream's own bitrate follows its viewers' links, within bounds.**
+//! A viewer of the stream (H.264) whose link nearly carries it (delivered
+//! bytes while it loses frames, or WebRTC's estimate) is not moved a whole
+//! rendition down while what it carries is at least [`TOP_MIN_SHARE`] of the
+//! stream's bitrate: the stream's encoder is aimed at that instead, lower by
+//! at least a step each time loss goes on, raised by a step after clean
+//! delivery (as a probe up). The encoder aims at the lowest such figure of its
+//! viewers (`capture.rs`, once a second, at run time through openh264), so the
+//! others get that bitrate too, at the same size: the bound keeps that cost
+//! small.
+//!
 //! MJPEG browsers move on a ladder of their own ([`jpeg_ladder`]): the
 //! stream's JPEG, then the same sizes at [`JPEG_RENDITION_QUALITY`]
 //! (`mjpeg-N` transcoders), chosen as a native viewer's is.
@@ -54,7 +65,7 @@ use std::sync::Arc;
 
 use crate::media::frame::FrameInfo;
 
-use super::hub::{Hub, Keyframes, Subscriber};
+use super::hub::{Hub, Keyframes, Subscriber, SubscriberKind};
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +173,20 @@ pub(crate) const PROBE_MAX_US: u64 = 60_000_000;
 /// A probe up that comes back down within this long failed; one that lasts
 /// held.
 pub(crate) const PROBE_TRIAL_US: u64 = 3_000_000;
+/// The stream's own encoder may be aimed this far below its bitrate for a
+/// viewer whose link nearly carries it (instead of moving that viewer a whole
+/// rendition down); every viewer of the stream then gets that bitrate.
+pub(crate) const TOP_MIN_SHARE: f64 = 0.5;
+/// A lowered stream bitrate is raised by this factor after clean delivery
+/// for [`PROBE_AFTER_US`].
+const TOP_STEP_UP: f64 = 1.25;
+/// A change of the stream's bitrate shows after this long (the encoder looks
+/// once a second, its rate control follows over about one, and the loss
+/// window is one): no further change before.
+const TOP_SETTLE_US: u64 = 3_000_000;
+/// A lowered stream bitrate that still loses frames is lowered at least by
+/// this factor (until [`TOP_MIN_SHARE`], then the viewer moves down).
+const TOP_STEP_DOWN: f64 = 0.85;
 /// More than this share of a second's frames lost: the link is too slow.
 const LOSS_DOWN: f64 = 1.0 / 6.0;
 /// Loss counted over this long.
@@ -211,6 +236,17 @@ pub(crate) struct Chooser {
     /// and how long it must before a move up.
     carried_since_us: Option<u64>,
     estimate_hold_us: u64,
+    /// The stream's encoder may be aimed lower for it (an H.264 ladder).
+    follows_top: bool,
+    /// While it takes the stream: the bitrate its link carries, when that is
+    /// below the stream's (between [`TOP_MIN_SHARE`] and all of it).
+    top_cap: Option<u32>,
+    /// When the aim last changed.
+    capped_at_us: Option<u64>,
+    /// A raise on trial: the aim before it, and when; and how long clean
+    /// delivery must last before the next raise (doubled after one failed).
+    raise: Option<(u32, u64)>,
+    raise_after_us: u64,
 }
 
 impl Chooser {
@@ -225,9 +261,37 @@ impl Chooser {
             clean_since_us: now_us,
             carried_since_us: None,
             estimate_hold_us: ESTIMATE_UP_HOLD_US,
+            follows_top: false,
+            top_cap: None,
+            capped_at_us: None,
+            raise: None,
+            raise_after_us: PROBE_AFTER_US,
         }
     }
 
+    /// One whose link may aim the stream's encoder lower, within
+    /// [`TOP_MIN_SHARE`], while it takes the stream.
+    pub(crate) fn following_top(mut self) -> Chooser {
+        self.follows_top = true;
+        self
+    }
+
+    /// The bitrate the stream's encoder should not exceed for this viewer,
+    /// bit/s, while it takes the stream and its link carries less.
+    pub(crate) fn top_cap(&self) -> Option<u32> {
+        self.top_cap.filter(|_| self.current == 0)
+    }
+
+    /// What the top rung needs at the least when the stream's bitrate may
+    /// follow the link.
+    fn top_floor(&self, ladder: &[Rung]) -> f64 {
+        let nominal = f64::from(ladder[0].bits_per_second);
+        if self.follows_top {
+            nominal * TOP_MIN_SHARE
+        } else {
+            nominal
+        }
+    }
     pub(crate) fn current(&self) -> usize {
         self.current
     }
@@ -255,6 +319,7 @@ impl Chooser {
         self.moved_at_us = now_us;
         self.clean_since_us = now_us;
         self.carried_since_us = None;
+        self.top_cap = None;
     }
 
     /// The rendition this viewer should be sent, given what it showed at
@@ -282,6 +347,13 @@ impl Chooser {
             self.probe_after_us = PROBE_AFTER_US;
             self.estimate_hold_us = ESTIMATE_UP_HOLD_US;
         }
+        if self
+            .raise
+            .is_some_and(|(_, at)| o.now_us.saturating_sub(at) >= PROBE_TRIAL_US)
+        {
+            self.raise = None;
+            self.raise_after_us = PROBE_AFTER_US;
+        }
         self.probe_wanted = false;
         // A probe on trial goes back at the first sign; other moves settle.
         let settled =
@@ -289,6 +361,45 @@ impl Chooser {
         if lossy {
             if !settled || current == last {
                 return current;
+            }
+            // At the stream: aim its encoder at what the link delivered,
+            // when that is within bounds, rather than moving down.
+            if current == 0 && self.follows_top {
+                if let Some((before, _)) = self.raise.take() {
+                    // A raise on trial failed: back at once, as a probe up
+                    // goes back, and the next waits longer.
+                    self.top_cap = Some(before);
+                    self.capped_at_us = Some(o.now_us);
+                    self.raise_after_us = (self.raise_after_us * 2).min(PROBE_MAX_US);
+                    self.clean_since_us = o.now_us;
+                    self.window = (o.now_us, o.sent, o.dropped);
+                    return 0;
+                }
+                if self
+                    .capped_at_us
+                    .is_some_and(|t| o.now_us.saturating_sub(t) < TOP_SETTLE_US)
+                {
+                    // The last aim has not shown yet.
+                    return 0;
+                }
+                let floor = self.top_floor(ladder);
+                let at_floor = self.top_cap.is_some_and(|c| f64::from(c) <= floor + 1.0);
+                let delivered = o.goodput.map(|bps| bps as f64 / HEADROOM);
+                if delivered.is_some_and(|d| d >= floor) && !at_floor {
+                    // What it delivered, and at least a step below the last
+                    // aim when that did not stop the loss; not below the
+                    // floor (there, the next loss moves it down).
+                    let stepped = self
+                        .top_cap
+                        .map_or(f64::MAX, |c| f64::from(c) * TOP_STEP_DOWN);
+                    let aim = delivered.unwrap_or(floor).min(stepped).max(floor);
+                    self.top_cap = Some(aim as u32);
+                    self.capped_at_us = Some(o.now_us);
+                    self.clean_since_us = o.now_us;
+                    // Loss before the change is not the new aim's.
+                    self.window = (o.now_us, o.sent, o.dropped);
+                    return 0;
+                }
             }
             // Frames were dropped for it: the sender had more than the link
             // took, so what the link delivered is what it carries.
@@ -305,6 +416,20 @@ impl Chooser {
         }
         if let Some(bps) = o.estimate {
             return self.follow_estimate(bps, o.now_us, current, settled, ladder);
+        }
+        // A lowered stream bitrate is raised after clean delivery, as a probe
+        // up would be.
+        if let Some(cap) = self.top_cap.filter(|_| current == 0) {
+            if o.now_us.saturating_sub(self.clean_since_us) >= self.raise_after_us
+                && o.now_us.saturating_sub(self.capped_at_us.unwrap_or(0)) >= self.raise_after_us
+            {
+                let raised = f64::from(cap) * TOP_STEP_UP;
+                self.top_cap =
+                    (raised < f64::from(ladder[0].bits_per_second)).then_some(raised as u32);
+                self.capped_at_us = Some(o.now_us);
+                self.raise = Some((cap, o.now_us));
+            }
+            return 0;
         }
         // Up: what a link carries beyond what it is sent does not show (a
         // smaller rendition does not fill it), so one step up is tried after
@@ -335,14 +460,37 @@ impl Chooser {
         ladder: &[Rung],
     ) -> usize {
         let last = ladder.len() - 1;
-        let carries = |r: &Rung| bps as f64 >= r.bits_per_second as f64 * HEADROOM;
-        let best = (0..=last).find(|&i| carries(&ladder[i])).unwrap_or(last);
+        let floor = self.top_floor(ladder);
+        let needs = |i: usize| match i {
+            0 => floor,
+            i => f64::from(ladder[i].bits_per_second),
+        };
+        let best = (0..=last)
+            .find(|&i| bps as f64 >= needs(i) * HEADROOM)
+            .unwrap_or(last);
+        // At the stream, its encoder follows the estimate within bounds.
+        let nominal = f64::from(ladder[0].bits_per_second);
+        let carries = bps as f64 / HEADROOM;
+        self.top_cap =
+            (self.follows_top && best == 0 && carries < nominal).then_some(carries as u32);
         if best > current {
             self.carried_since_us = None;
             return if settled { best } else { current };
         }
         if best == current {
             self.carried_since_us = None;
+            // The estimate shows no room, and cannot show much: it grows to
+            // at most about 1.5 times what is sent, and str0m probes beyond
+            // only while far less is sent than estimated (its docs call this
+            // the recovery deadlock). So, as a native viewer's link is, the
+            // link is probed with the rendition above after clean delivery.
+            if current > 0
+                && now_us.saturating_sub(self.clean_since_us) >= self.probe_after_us
+                && now_us.saturating_sub(self.moved_at_us) >= self.probe_after_us
+            {
+                self.probe_wanted = true;
+                return current - 1;
+            }
             return current;
         }
         let since = *self.carried_since_us.get_or_insert(now_us);
@@ -377,10 +525,15 @@ impl<'h> ViewerAdapt<'h> {
     pub(crate) fn new(hub: &'h Hub, viewer: &Arc<Subscriber>, now_us: u64) -> Option<Self> {
         let adapts = hub.ladder_for(viewer.kind).0.len() > 1
             && viewer.takes_renditions.load(Ordering::Relaxed);
+        // A JPEG ladder's top is a quality, not a bitrate to aim at.
+        let chooser = match viewer.kind {
+            SubscriberKind::Http => Chooser::new(now_us),
+            _ => Chooser::new(now_us).following_top(),
+        };
         adapts.then(|| ViewerAdapt {
             hub,
             viewer: viewer.clone(),
-            chooser: Chooser::new(now_us),
+            chooser,
             pending: None,
         })
     }
@@ -443,6 +596,15 @@ impl<'h> ViewerAdapt<'h> {
             },
             self.ladder(),
         );
+        let cap = self.chooser.top_cap().unwrap_or(0);
+        if self.viewer.top_cap_bps.swap(cap, Ordering::Relaxed) != cap && cap > 0 {
+            log::debug!(
+                "viewer {}: its link carries {:.1} Mbit/s of the stream's {:.1}",
+                self.viewer.peer,
+                f64::from(cap) / 1e6,
+                f64::from(self.ladder()[0].bits_per_second) / 1e6
+            );
+        }
         match self.pending {
             Some((to, asked)) if to == want => {
                 if now_us.saturating_sub(asked) >= REASK_US {
@@ -474,6 +636,7 @@ impl<'h> ViewerAdapt<'h> {
 impl Drop for ViewerAdapt<'_> {
     /// Off every rendition's fan-out (the main one is the admission's).
     fn drop(&mut self) {
+        self.viewer.top_cap_bps.store(0, Ordering::Relaxed);
         for r in self.hub.ladder_for(self.viewer.kind).1 {
             r.fanout.leave(&self.viewer);
         }
@@ -683,8 +846,9 @@ mod tests {
         let (to, at) = run_estimated(&mut c, &l, &mut t, 3.0, 900).unwrap();
         assert_eq!((to, at), (2, SETTLE_US));
         c.moved(2, t);
-        // 1.4 Mbit/s does not carry 480p with headroom: stay.
-        assert_eq!(run_estimated(&mut c, &l, &mut t, 10.0, 1400), None);
+        // 1.4 Mbit/s does not carry 480p with headroom: stay, until the
+        // link is probed (10 s after the move down).
+        assert_eq!(run_estimated(&mut c, &l, &mut t, 9.0, 1400), None);
         // 2 Mbit/s does, once it held; one step at a time.
         let from = t;
         let (to, at) = run_estimated(&mut c, &l, &mut t, 5.0, 2000).unwrap();
@@ -709,5 +873,74 @@ mod tests {
         let from = t;
         let (to, at) = run_estimated(&mut c, &l, &mut t, 10.0, 4000).unwrap();
         assert_eq!((to, at - from), (0, sample + ESTIMATE_UP_HOLD_US));
+        // An estimate stuck at what 240p sends (it cannot show more): the
+        // link is probed after clean delivery, as a native viewer's is.
+        let mut c = Chooser::new(0);
+        c.moved(2, 0);
+        let mut t = 0;
+        let (to, at) = run_estimated(&mut c, &l, &mut t, 12.0, 400).unwrap();
+        assert_eq!((to, at), (1, PROBE_AFTER_DOWN_US));
+    }
+
+    #[test]
+    fn a_link_that_nearly_carries_the_stream_lowers_its_bitrate_within_bounds() {
+        // 2.8 / 1.2 / 0.3 Mbit/s; the stream may go down to 1.4.
+        let l = ladder(&stream(1280, 720), 2_800_000);
+        let mut c = Chooser::new(0).following_top();
+        let (mut t, mut n) = (0, (0, 0));
+        // Loss at the stream, 2.5 Mbit/s delivered: it stays, the stream
+        // aimed at what that carries.
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 1.2, kbit(2500), 10), None);
+        assert_eq!(c.top_cap(), Some(2_000_000));
+        // Still losing once the change had time to show (3 s): lower, by a
+        // step at least.
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 2.6, kbit(2500), 10), None);
+        assert_eq!(c.top_cap(), Some(2_000_000), "the change shows first");
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 0.6, kbit(2500), 10), None);
+        assert_eq!(c.top_cap(), Some(1_700_000));
+        // Below the bound: a rendition down, where the stream's bitrate is
+        // no longer this viewer's to say.
+        let (to, _) = run(&mut c, &l, &mut t, &mut n, 3.0, kbit(1600), 10).unwrap();
+        assert_eq!(to, 1);
+        c.moved(1, t);
+        assert_eq!(c.top_cap(), None);
+
+        // Clean delivery raises a lowered bitrate step by step, back to all.
+        let mut c = Chooser::new(0).following_top();
+        let (mut t, mut n) = (0, (0, 0));
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 1.2, kbit(2200), 10), None);
+        assert_eq!(c.top_cap(), Some(1_760_000));
+        let mut caps = Vec::new();
+        for _ in 0..4 {
+            assert_eq!(run(&mut c, &l, &mut t, &mut n, 4.4, kbit(3000), 0), None);
+            caps.push(c.top_cap());
+        }
+        // (The first raise waits for the loss to leave the window.)
+        assert_eq!(caps, [Some(1_760_000), Some(2_750_000), None, None]);
+
+        // A raise that brings loss back goes back at once.
+        let mut c = Chooser::new(0).following_top();
+        let (mut t, mut n) = (0, (0, 0));
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 1.2, kbit(2200), 10), None);
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 5.0, kbit(2200), 0), None);
+        assert_eq!(c.top_cap(), Some(2_200_000), "raised");
+        assert_eq!(run(&mut c, &l, &mut t, &mut n, 0.6, kbit(2200), 10), None);
+        assert_eq!(c.top_cap(), Some(1_760_000), "back");
+
+        // An estimate: at the stream while it carries the bound, aimed at it.
+        let mut c = Chooser::new(0).following_top();
+        let mut t = 0;
+        assert_eq!(run_estimated(&mut c, &l, &mut t, 2.0, 3000), None);
+        assert_eq!(c.top_cap(), Some(2_400_000));
+        assert_eq!(run_estimated(&mut c, &l, &mut t, 2.0, 4000), None);
+        assert_eq!(c.top_cap(), None, "carries all of it");
+        let (to, _) = run_estimated(&mut c, &l, &mut t, 2.0, 1600).unwrap();
+        assert_eq!(to, 1, "1.6 Mbit/s does not carry 1.4 with headroom");
+
+        // Without following (a JPEG ladder): straight down.
+        let mut c = Chooser::new(0);
+        let (mut t, mut n) = (0, (0, 0));
+        let (to, _) = run(&mut c, &l, &mut t, &mut n, 3.0, kbit(2500), 10).unwrap();
+        assert_eq!((to, c.top_cap()), (1, None));
     }
 }

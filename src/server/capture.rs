@@ -18,6 +18,7 @@ use crate::media::frame::{PixelFormat, StreamInfo};
 use crate::media::slot::{Slot, Taken};
 use crate::sources::FrameSource;
 
+use super::adapt::TOP_MIN_SHARE;
 use super::hub::{EncodedFrame, FramePool, Hub};
 use super::ServeLimits;
 
@@ -28,11 +29,68 @@ const MAX_FAILURES: u32 = 10;
 struct Encoder {
     codec: Box<dyn FrameCodec>,
     made: u64,
+    /// The bitrate it aims at now (0 until it first looked), and when it
+    /// last looked at what its viewers' links carry.
+    aimed: u32,
+    looked_us: u64,
 }
+
+/// How often the stream's encoder looks at what its viewers' links carry.
+const AIM_EVERY_US: u64 = 1_000_000;
 
 impl Encoder {
     fn new(codec: Box<dyn FrameCodec>) -> Encoder {
-        Encoder { codec, made: 0 }
+        Encoder {
+            codec,
+            made: 0,
+            aimed: 0,
+            looked_us: 0,
+        }
+    }
+
+    /// Once a second, with a ladder of H.264 renditions: aims the encoder at
+    /// the lowest bitrate its viewers' links carry (`adapt.rs`), within
+    /// [`TOP_MIN_SHARE`] of its own, or back at its own. Changes under a
+    /// tenth are not made.
+    fn follow_viewers(&mut self, hub: &Hub) {
+        let now = clock::now_us();
+        if hub.ladder.len() < 2 || now.saturating_sub(self.looked_us) < AIM_EVERY_US {
+            return;
+        }
+        self.looked_us = now;
+        let nominal = hub.ladder[0].bits_per_second;
+        if self.codec.target_bitrate().is_none() {
+            return;
+        }
+        if self.aimed == 0 {
+            self.aimed = nominal;
+            hub.encoder_bps.store(nominal, Ordering::Relaxed);
+        }
+        let floor = (f64::from(nominal) * TOP_MIN_SHARE) as u32;
+        let want = hub
+            .main
+            .lowest_top_cap()
+            .map_or(nominal, |cap| cap.clamp(floor, nominal));
+        let back = want == nominal && self.aimed != nominal;
+        if want.abs_diff(self.aimed) <= self.aimed / 10 && !back {
+            return;
+        }
+        if self.codec.set_bitrate(want) {
+            if back {
+                log::info!(
+                    "the stream's encoder is back at {:.1} Mbit/s",
+                    f64::from(want) / 1e6
+                );
+            } else {
+                log::info!(
+                    "the stream's encoder aims at {:.1} Mbit/s of its {:.1}: a viewer's link carries no more",
+                    f64::from(want) / 1e6,
+                    f64::from(nominal) / 1e6
+                );
+            }
+            self.aimed = want;
+            hub.encoder_bps.store(want, Ordering::Relaxed);
+        }
     }
 
     /// Whether this frame goes out unencoded: an inter-frame encoder (not a
@@ -77,6 +135,7 @@ impl Encoder {
                 self.codec.request_keyframe();
                 asked = true;
             }
+            self.follow_viewers(hub);
             // CPU time, not wall time.
             let t0 = clock::thread_cpu_ns();
             let encoded = self.codec.encode(&p.frame, &mut p.encoded);

@@ -9,7 +9,7 @@
 //! gives back its handshake place. A forgotten decrement cannot happen.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -153,6 +153,10 @@ pub(crate) struct Subscriber {
     pub(crate) rendition: AtomicU8,
     /// It said it takes smaller renditions (a native viewer's hello).
     pub(crate) takes_renditions: AtomicBool,
+    /// While it takes the stream: the bitrate its link carries when that is
+    /// less than the stream's, bit/s (0: no less). The stream's encoder
+    /// aims at the lowest of its viewers' (`adapt.rs`, `capture.rs`).
+    pub(crate) top_cap_bps: AtomicU32,
 }
 
 /// What [`Fanout::publish`] calls to wake a subscriber's taker: cheap, never
@@ -190,6 +194,7 @@ impl Subscriber {
             notify,
             rendition: AtomicU8::new(0),
             takes_renditions: AtomicBool::new(false),
+            top_cap_bps: AtomicU32::new(0),
         })
     }
 
@@ -394,6 +399,19 @@ impl Fanout {
             .collect()
     }
 
+    /// The lowest bitrate a taker's link carries, of those whose links carry
+    /// less than the stream's (`Subscriber::top_cap_bps`); no allocation.
+    pub(crate) fn lowest_top_cap(&self) -> Option<u32> {
+        self.lock()
+            .iter()
+            .filter(|t| {
+                !t.pending && t.subscriber.rendition.load(Ordering::Relaxed) == self.rendition
+            })
+            .map(|t| t.subscriber.top_cap_bps.load(Ordering::Relaxed))
+            .filter(|&bps| bps > 0)
+            .min()
+    }
+
     pub(crate) fn close_all(&self) {
         for t in self.lock().iter() {
             t.subscriber.slot.close();
@@ -572,6 +590,10 @@ pub(crate) struct Hub {
     pub(crate) payload_format: Option<PixelFormat>,
     /// Requests for a keyframe of the main feed.
     pub(crate) keyframes: Keyframes,
+    /// What the stream's encoder aims at now, bit/s (0: not known, or no
+    /// rate control): below its own bitrate while a viewer's link carries
+    /// less (`adapt.rs`).
+    pub(crate) encoder_bps: AtomicU32,
     pub(crate) max_viewers: usize,
     /// HTTP is answered on this port.
     pub(crate) http: bool,
@@ -680,6 +702,7 @@ impl Hub {
             jpeg_ladder: setup.jpeg_ladder,
             payload_format: setup.payload_format,
             keyframes: Keyframes::default(),
+            encoder_bps: AtomicU32::new(0),
             max_viewers: setup.max_viewers,
             http: setup.http,
             watching: AtomicUsize::new(0),

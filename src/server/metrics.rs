@@ -72,6 +72,15 @@ fn stream_metrics(out: &mut String, s: &ServerStats) {
         "Keyframes the encoder made on request (requests coalesced).",
         one(s.keyframes_forced.to_string()),
     );
+    if let Some(kbit) = s.encoder_kbit {
+        metric(
+            out,
+            "encoder_target_bytes_per_second",
+            "gauge",
+            "What the stream's encoder aims at now: below its own bitrate while a viewer's link carries less (adapt).",
+            one((u64::from(kbit) * 1000 / 8).to_string()),
+        );
+    }
     metric(
         out,
         "uptime_seconds",

@@ -149,6 +149,10 @@ pub struct ServerStats {
     /// inter-frame stream, and keyframes made for them (coalesced).
     pub keyframes_asked: u64,
     pub keyframes_forced: u64,
+    /// What the stream's encoder aims at now, kbit/s: below its own bitrate
+    /// while a viewer's link carries less (`[serve] adapt`); none without
+    /// renditions or rate control.
+    pub encoder_kbit: Option<u32>,
     pub uptime_seconds: f64,
     pub viewers: Vec<ViewerStats>,
     /// Sinks on the server itself (preview, recording).
@@ -346,6 +350,10 @@ impl Hub {
             encoder_skipped: totals.encoder_skipped,
             keyframes_asked: totals.keyframes_asked,
             keyframes_forced: totals.keyframes_forced,
+            encoder_kbit: match self.encoder_bps.load(Ordering::Relaxed) {
+                0 => None,
+                bps => Some(bps / 1000),
+            },
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             viewers,
             local_sinks: self

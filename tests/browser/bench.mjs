@@ -12,14 +12,16 @@
 // Every figure is the median of RUNS runs of SECONDS each. Prints Markdown
 // tables. Run it from the repository with a release binary:
 //
-//   cargo build --release && node tests/browser/bench.mjs target/release/livestream [SECONDS] [RUNS]
+//   cargo build --release && node tests/browser/bench.mjs target/release/livestream [SECONDS] [RUNS] [SERVE ARGS...]
+//
+// SERVE ARGS go to every `serve` (an A/B: `--set serve.adapt="off"`).
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { launch } from './chromium.mjs';
 
-const [binary, seconds = '10', runs = '3'] = process.argv.slice(2);
+const [binary, seconds = '10', runs = '3', ...extra] = process.argv.slice(2);
 if (!binary) {
-  console.error('usage: node tests/browser/bench.mjs BINARY [SECONDS] [RUNS]');
+  console.error('usage: node tests/browser/bench.mjs BINARY [SECONDS] [RUNS] [SERVE ARGS...]');
   process.exit(2);
 }
 const median = (v) => {
@@ -30,7 +32,7 @@ const median = (v) => {
 // `serve` on a free loopback port; resolves with its process and address.
 function serve(args) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--set', 'serve.auth="none"', ...args],
+    const proc = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--set', 'serve.auth="none"', ...extra, ...args],
       { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/tmp' });
     let out = '';
     let err = '';

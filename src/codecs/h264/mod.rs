@@ -165,6 +165,13 @@ trait Engine: Send {
 
     /// Which engine, for a person ("openh264", a device's name and node).
     fn describe(&self) -> String;
+
+    /// Aims the running encoder at `bits_per_second`; false when it cannot
+    /// change its rate while it runs.
+    fn set_bitrate(&mut self, bits_per_second: u32) -> bool {
+        let _ = bits_per_second;
+        false
+    }
 }
 
 /// openh264's encoder.
@@ -192,6 +199,25 @@ impl Engine for Software {
 
     fn describe(&self) -> String {
         "openh264".into()
+    }
+
+    fn set_bitrate(&mut self, bits_per_second: u32) -> bool {
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: bits_per_second.min(i32::MAX as u32) as i32,
+        };
+        // SAFETY: the encoder is initialised (it was made with its config);
+        // ENCODER_OPTION_BITRATE takes a pointer to an SBitrateInfo, which
+        // lives for the call. openh264's wrapper keeps no copy of the
+        // bitrate it would set again (only on a change of picture size,
+        // which this stream never has).
+        let status = unsafe {
+            self.0.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                std::ptr::addr_of_mut!(info).cast(),
+            )
+        };
+        status == 0
     }
 }
 
@@ -735,9 +761,20 @@ impl FrameCodec for H264Codec {
     }
 
     fn set_bitrate(&mut self, bits_per_second: u32) -> bool {
-        // Options are in kbit/s; at least 1.
-        self.opts.bitrate = (bits_per_second / 1000).max(1);
-        self.encoder.is_none()
+        match self.encoder.as_mut() {
+            None => {
+                // Options are in kbit/s; at least 1.
+                self.opts.bitrate = (bits_per_second / 1000).max(1);
+                true
+            }
+            Some(e) => {
+                let set = e.engine.set_bitrate(bits_per_second);
+                if set {
+                    e.bitrate = bits_per_second;
+                }
+                set
+            }
+        }
     }
 }
 

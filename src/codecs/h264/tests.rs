@@ -288,3 +288,39 @@ fn the_engine_is_chosen_and_a_wrong_hardware_node_is_named() {
     );
     assert!(chain.contains(expected), "{chain}");
 }
+
+#[test]
+fn the_bitrate_changes_while_it_encodes() {
+    // A photograph panned at 320x240 (about 320 kbit/s when free): 60
+    // frames at 300 kbit/s, then 60 at 100 kbit/s from the same running
+    // encoder (no new keyframe asked).
+    let frames = panning(320, 240, 120);
+    let mut enc = codec(Options {
+        bitrate: 300,
+        keyframe_interval: 100.0,
+        ..Options::default()
+    });
+    enc.begin(&stream(&frames[0])).unwrap();
+    let mut bytes = [0usize; 2];
+    for (i, f) in frames.iter().enumerate() {
+        if i == 60 {
+            assert!(enc.set_bitrate(100_000), "openh264 takes a new rate");
+            assert_eq!(enc.target_bitrate(), Some(100_000));
+        }
+        let mut out = Vec::new();
+        enc.encode(f, &mut out).unwrap();
+        // The second half after the rate control has had a second to follow.
+        if !(60..90).contains(&i) {
+            bytes[usize::from(i >= 60)] += out.len();
+        }
+    }
+    // Bytes over the last 60 frames (2 s at 30 fps) and the last 30 (1 s).
+    let before = bytes[0] as f64 * 8.0 / 2.0;
+    let after = bytes[1] as f64 * 8.0 / 1.0;
+    eprintln!("300 kbit/s aimed: {before:.0} bit/s; then 100: {after:.0}");
+    assert!(
+        after < before * 0.5,
+        "{before:.0} bit/s before, {after:.0} after"
+    );
+    assert!(after < 150_000.0, "{after:.0} bit/s aimed at 100k");
+}
