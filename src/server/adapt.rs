@@ -722,19 +722,32 @@ mod tests {
         goodput: Option<u64>,
         lost: u64,
     ) -> Option<(usize, u64)> {
-        let end = *t + (secs * 1e6) as u64;
-        while *t < end {
-            *t += 200_000;
+        until_moved(c, l, t, secs, |now| {
             counts.0 += 6 - lost / 5;
             counts.1 += lost / 5;
-            let o = Observation {
-                now_us: *t,
+            Observation {
+                now_us: now,
                 goodput,
                 estimate: None,
                 sent: counts.0,
                 dropped: counts.1,
-            };
-            let want = c.choose(o, l);
+            }
+        })
+    }
+
+    /// Samples every 0.2 s from `t` for `secs`, each as `observe` says; the
+    /// first choice that is not the current rendition, and when.
+    fn until_moved(
+        c: &mut Chooser,
+        l: &[Rung],
+        t: &mut u64,
+        secs: f64,
+        mut observe: impl FnMut(u64) -> Observation,
+    ) -> Option<(usize, u64)> {
+        let end = *t + (secs * 1e6) as u64;
+        while *t < end {
+            *t += 200_000;
+            let want = c.choose(observe(*t), l);
             if want != c.current() {
                 return Some((want, *t));
             }
@@ -818,22 +831,13 @@ mod tests {
         secs: f64,
         kbit: u64,
     ) -> Option<(usize, u64)> {
-        let end = *t + (secs * 1e6) as u64;
-        while *t < end {
-            *t += 200_000;
-            let o = Observation {
-                now_us: *t,
-                goodput: None,
-                estimate: Some(kbit * 1000),
-                sent: *t / 33_333,
-                dropped: 0,
-            };
-            let want = c.choose(o, l);
-            if want != c.current() {
-                return Some((want, *t));
-            }
-        }
-        None
+        until_moved(c, l, t, secs, |now| Observation {
+            now_us: now,
+            goodput: None,
+            estimate: Some(kbit * 1000),
+            sent: now / 33_333,
+            dropped: 0,
+        })
     }
 
     #[test]

@@ -448,6 +448,43 @@ fn the_source_is_open_only_while_someone_watches() {
     assert_eq!(opened, 2, "{}", server.said());
 }
 
+/// `tests/browser/follow.mjs URL SECONDS MODE` in the viewer's namespace,
+/// its lines on its stdout.
+fn follow_page(net: &NetnsPair, url: &str, seconds: u32, mode: &str) -> std::process::Child {
+    let node = crate::stream::which("node").expect("node is needed");
+    let script = crate::util::browser_scripts().join("follow.mjs");
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &net.viewer_ns])
+        .arg(node)
+        .arg(script)
+        .args([url, &seconds.to_string(), mode])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The stamps a page read never go backwards (each line holds its last 40);
+/// returns the newest.
+fn assert_stamps_in_order(lines: &[serde_json::Value]) -> u64 {
+    let mut newest = 0;
+    for l in lines {
+        let seqs: Vec<u64> = l["seqs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_u64()).collect())
+            .unwrap_or_default();
+        assert!(
+            seqs.windows(2).all(|w| w[0] <= w[1]),
+            "stamps out of order: {seqs:?}"
+        );
+        if let Some(&last) = seqs.last() {
+            assert!(last >= newest, "stamp {last} after {newest}");
+            newest = last;
+        }
+    }
+    newest
+}
+
 /// What `tests/browser/follow.mjs` printed so far: one JSON line each half
 /// second, read as it comes.
 type PageLines = Arc<Mutex<Vec<serde_json::Value>>>;
@@ -477,17 +514,7 @@ fn a_webrtc_page_behind_1_mbit_gets_a_smaller_rendition_and_the_top_one_back() {
     let net = NetnsPair::new(Some("1mbit"));
     let addr = "10.231.0.1:7893";
     let mut server = serve_camera(&net, addr, "auto");
-    let node = crate::stream::which("node").expect("node is needed");
-    let script = crate::util::browser_scripts().join("follow.mjs");
-    let mut page = std::process::Command::new("ip")
-        .args(["netns", "exec", &net.viewer_ns])
-        .arg(node)
-        .arg(script)
-        .args([&format!("http://{addr}/"), "90"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut page = follow_page(&net, &format!("http://{addr}/"), 90, "webrtc");
     let lines: PageLines = Arc::default();
     let reader = {
         let lines = lines.clone();
@@ -568,22 +595,7 @@ fn a_webrtc_page_behind_1_mbit_gets_a_smaller_rendition_and_the_top_one_back() {
         "WebRTC",
         "nothing to explain at the top"
     );
-    // Stamps never go backwards (the page keeps its last 40 at each line).
-    let mut newest = 0;
-    for v in l.iter() {
-        let seqs: Vec<u64> = v["seqs"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_u64()).collect())
-            .unwrap_or_default();
-        assert!(
-            seqs.windows(2).all(|w| w[0] <= w[1]),
-            "stamps out of order: {seqs:?}"
-        );
-        if let Some(&last) = seqs.last() {
-            assert!(last >= newest, "stamp {last} after {newest}");
-            newest = last;
-        }
-    }
+    let newest = assert_stamps_in_order(&l);
     assert!(newest > 0, "the page read no stamp: {:?}", l.last());
     drop(l);
     server.terminate();
@@ -600,17 +612,7 @@ fn an_mjpeg_page_behind_3_mbit_gets_a_smaller_jpeg_at_a_usable_rate() {
     let net = NetnsPair::new(Some("3mbit"));
     let addr = "10.231.0.1:7894";
     let mut server = serve_camera(&net, addr, "auto");
-    let node = crate::stream::which("node").expect("node is needed");
-    let script = crate::util::browser_scripts().join("follow.mjs");
-    let page = std::process::Command::new("ip")
-        .args(["netns", "exec", &net.viewer_ns])
-        .arg(node)
-        .arg(script)
-        .args([&format!("http://{addr}/?mode=mjpeg"), "30", "mjpeg"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let page = follow_page(&net, &format!("http://{addr}/?mode=mjpeg"), 30, "mjpeg");
     // While it plays: the server has moved it (`/stats`; at most four
     // requests a second, as the accept limiter lets one address).
     let mut fetched: Option<Instant> = None;
@@ -670,22 +672,7 @@ fn an_mjpeg_page_behind_3_mbit_gets_a_smaller_jpeg_at_a_usable_rate() {
         told.contains("the link is slow") && told.contains(&format!("{}p", heights[0])),
         "the page says why: {told}"
     );
-    // Stamps never go backwards (the page keeps its last 40 at each line).
-    let mut newest = 0;
-    for l in &lines {
-        let seqs: Vec<u64> = l["seqs"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_u64()).collect())
-            .unwrap_or_default();
-        assert!(
-            seqs.windows(2).all(|w| w[0] <= w[1]),
-            "stamps out of order: {seqs:?}"
-        );
-        if let Some(&last) = seqs.last() {
-            assert!(last >= newest, "stamp {last} after {newest}");
-            newest = last;
-        }
-    }
+    assert_stamps_in_order(&lines);
     server.terminate();
     server.assert_no_panic();
 }
