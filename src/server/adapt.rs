@@ -271,9 +271,19 @@ impl Chooser {
 
     /// One whose link may aim the stream's encoder lower, within
     /// [`TOP_MIN_SHARE`], while it takes the stream.
-    pub(crate) fn following_top(mut self) -> Chooser {
+    #[cfg(test)]
+    fn following_top(mut self) -> Chooser {
         self.follows_top = true;
         self
+    }
+
+    /// Whether the stream's encoder can follow this viewer's link (it can
+    /// stop: an engine that cannot change its rate while it runs).
+    pub(crate) fn set_following_top(&mut self, follows: bool) {
+        self.follows_top = follows;
+        if !follows {
+            self.top_cap = None;
+        }
     }
 
     /// The bitrate the stream's encoder should not exceed for this viewer,
@@ -525,11 +535,7 @@ impl<'h> ViewerAdapt<'h> {
     pub(crate) fn new(hub: &'h Hub, viewer: &Arc<Subscriber>, now_us: u64) -> Option<Self> {
         let adapts = hub.ladder_for(viewer.kind).0.len() > 1
             && viewer.takes_renditions.load(Ordering::Relaxed);
-        // A JPEG ladder's top is a quality, not a bitrate to aim at.
-        let chooser = match viewer.kind {
-            SubscriberKind::Http => Chooser::new(now_us),
-            _ => Chooser::new(now_us).following_top(),
-        };
+        let chooser = Chooser::new(now_us);
         adapts.then(|| ViewerAdapt {
             hub,
             viewer: viewer.clone(),
@@ -585,6 +591,11 @@ impl<'h> ViewerAdapt<'h> {
                 self.pending = None;
             }
         }
+        // A JPEG ladder's top is a quality, not a bitrate to aim at.
+        self.chooser.set_following_top(
+            self.viewer.kind != SubscriberKind::Http
+                && self.hub.top_follows.load(Ordering::Relaxed),
+        );
         let c = &self.viewer.counters;
         let want = self.chooser.choose(
             Observation {

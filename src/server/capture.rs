@@ -75,22 +75,31 @@ impl Encoder {
         if want.abs_diff(self.aimed) <= self.aimed / 10 && !back {
             return;
         }
-        if self.codec.set_bitrate(want) {
-            if back {
-                log::info!(
-                    "the stream's encoder is back at {:.1} Mbit/s",
-                    f64::from(want) / 1e6
-                );
-            } else {
-                log::info!(
-                    "the stream's encoder aims at {:.1} Mbit/s of its {:.1}: a viewer's link carries no more",
-                    f64::from(want) / 1e6,
-                    f64::from(nominal) / 1e6
-                );
-            }
-            self.aimed = want;
-            hub.encoder_bps.store(want, Ordering::Relaxed);
+        if !self.codec.set_bitrate(want) {
+            // Its engine cannot (v4l2m2m): viewers move down instead.
+            log::info!(
+                "the stream's encoder cannot change its rate while it runs: \
+                 viewers whose links carry less get a smaller rendition"
+            );
+            hub.top_follows.store(false, Ordering::Relaxed);
+            // (Never looks again.)
+            self.looked_us = u64::MAX;
+            return;
         }
+        if back {
+            log::info!(
+                "the stream's encoder is back at {:.1} Mbit/s",
+                f64::from(want) / 1e6
+            );
+        } else {
+            log::info!(
+                "the stream's encoder aims at {:.1} Mbit/s of its {:.1}: a viewer's link carries no more",
+                f64::from(want) / 1e6,
+                f64::from(nominal) / 1e6
+            );
+        }
+        self.aimed = want;
+        hub.encoder_bps.store(want, Ordering::Relaxed);
     }
 
     /// Whether this frame goes out unencoded: an inter-frame encoder (not a

@@ -594,6 +594,9 @@ pub(crate) struct Hub {
     /// rate control): below its own bitrate while a viewer's link carries
     /// less (`adapt.rs`).
     pub(crate) encoder_bps: AtomicU32,
+    /// The stream's encoder can be aimed lower at run time (rate control
+    /// that changes while it runs; a camera's own H.264 cannot).
+    pub(crate) top_follows: AtomicBool,
     pub(crate) max_viewers: usize,
     /// HTTP is answered on this port.
     pub(crate) http: bool,
@@ -703,6 +706,7 @@ impl Hub {
             payload_format: setup.payload_format,
             keyframes: Keyframes::default(),
             encoder_bps: AtomicU32::new(0),
+            top_follows: AtomicBool::new(false),
             max_viewers: setup.max_viewers,
             http: setup.http,
             watching: AtomicUsize::new(0),

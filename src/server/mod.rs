@@ -640,6 +640,13 @@ impl RunningServer {
             ladder: codecs.ladder,
             jpeg_ladder: codecs.jpeg_ladder,
         }));
+        // The stream's encoder can follow its viewers' links (a running
+        // encoder with rate control; the capture thread finds out whether
+        // its engine changes rate at run time, and says so here).
+        hub.top_follows.store(
+            codecs.encoders[0].target_bitrate().is_some(),
+            Ordering::Relaxed,
+        );
         let mut threads = Threads::new(&hub);
         // Local sinks first, so a recording holds every frame from the first.
         // On any error below, dropping `threads` stops and joins them all.
