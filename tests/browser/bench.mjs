@@ -16,11 +16,14 @@
 //
 // SERVE ARGS go to every `serve` (an A/B: `--set serve.adapt="off"`).
 import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import { readFileSync, readdirSync } from 'node:fs';
 import { launch } from './chromium.mjs';
 
-const [binary, seconds = '10', runs = '3', ...extra] = process.argv.slice(2);
-if (!binary) {
+const [given, seconds = '10', runs = '3', ...extra] = process.argv.slice(2);
+// (Its servers run in /tmp: the path as given, from here.)
+const binary = given && resolve(given);
+if (!given) {
   console.error('usage: node tests/browser/bench.mjs BINARY [SECONDS] [RUNS] [SERVE ARGS...]');
   process.exit(2);
 }
