@@ -286,7 +286,7 @@ impl<'h> Session<'h> {
         adapt.sampled(now_us, None, self.estimate);
         let desired = adapt.desired_bps();
         if desired != self.desired {
-            // (Each change starts str0m's probing anew.)
+            // (Told only on a change: str0m reconsiders probing at each call.)
             self.desired = desired;
             self.rtc.bwe().set_desired_bitrate(Bitrate::bps(desired));
         }
