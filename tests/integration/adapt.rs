@@ -565,10 +565,30 @@ fn a_webrtc_page_behind_1_mbit_gets_a_smaller_rendition_and_the_top_one_back() {
         told.contains("link ~") && told.contains("p (") && !told.contains(": 720p"),
         "the page says why: {told}"
     );
-    let estimate = viewer["webrtc"]["estimate_kbit"].as_f64().unwrap_or(0.0);
+    // str0m's estimate follows the link down. (Not every look: a probe of the
+    // rendition above, a short burst, can pass whole through tbf's 32 KB
+    // bucket at the veth's own rate and read as several Mbit/s for a moment,
+    // seen once in CI at 3.4 Mbit/s; the estimate falls again at the next
+    // feedback.)
+    let mut estimates = Vec::new();
+    let mut fetched: Option<Instant> = None;
+    let low_estimate = poll_until(Duration::from_secs(10), || {
+        if fetched.is_some_and(|t| t.elapsed() < Duration::from_millis(400)) {
+            return None;
+        }
+        fetched = Some(Instant::now());
+        let stats = net.stats(addr);
+        let e = stats["viewers"]
+            .as_array()?
+            .iter()
+            .find(|v| v["protocol"] == "webrtc")?["webrtc"]["estimate_kbit"]
+            .as_f64()?;
+        estimates.push(e);
+        (e > 0.0 && e < 1500.0).then_some(e)
+    });
     assert!(
-        estimate > 0.0 && estimate < 1500.0,
-        "str0m's estimate behind 1 Mbit/s: {viewer}"
+        low_estimate.is_some(),
+        "str0m's estimate behind 1 Mbit/s, looked at for 10 s: {estimates:?} kbit/s; {viewer}"
     );
     // Up: the cap lifted, back to 720p at full rate.
     net.set_rate("50mbit");

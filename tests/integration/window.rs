@@ -137,19 +137,44 @@ impl Xvfb {
     /// with all four: a full CI run on a loaded machine once got an empty
     /// answer for a window it had just found.
     fn geometry(&self, id: &str) -> (usize, usize, usize, usize) {
+        let why = RefCell::new(String::new());
         wait_until(
             Duration::from_secs(10),
-            Lazy(|| format!("the geometry of window {id}")),
+            Lazy(|| format!("the geometry of window {id}: {}", why.borrow())),
             || {
-                let out = self.xdotool(&["getwindowgeometry", "--shell", id]);
-                let get = |k: &str| -> Option<usize> {
-                    out.lines()
-                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                        .and_then(|v| v.parse().ok())
-                };
-                Some((get("X")?, get("Y")?, get("WIDTH")?, get("HEIGHT")?))
+                self.try_geometry(id)
+                    .map_err(|e| *why.borrow_mut() = e)
+                    .ok()
             },
         )
+    }
+
+    /// One look at a window's geometry, or what xdotool said instead and
+    /// which windows named "livestream" exist now (a full CI run once lost
+    /// the viewer's window after `f`; this says whether it was gone, replaced
+    /// or only not answering).
+    fn try_geometry(&self, id: &str) -> Result<(usize, usize, usize, usize), String> {
+        let out = Command::new("xdotool")
+            .args(["getwindowgeometry", "--shell", id])
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let get = |k: &str| -> Option<usize> {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+        };
+        (|| Some((get("X")?, get("Y")?, get("WIDTH")?, get("HEIGHT")?)))().ok_or_else(|| {
+            format!(
+                "xdotool said {:?} {:?} ({}); windows named livestream now: {:?}",
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                out.status,
+                self.xdotool(&["search", "--name", "livestream"])
+            )
+        })
     }
 
     /// The whole screen as RGB24, 1280x800; the PNG is kept under target/ as
@@ -494,21 +519,27 @@ fn full_screen_toggles(sink: &str) {
     let id = x.window(&view);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
     let windowed = x.geometry(&id);
-    let wait_for_size = |want: (usize, usize), what: &str| {
-        wait_until(
-            Duration::from_secs(10),
-            Lazy(|| {
-                format!(
-                    "{sink} {what}: a {want:?} window (it is {:?})",
-                    x.geometry(&id)
+    let wait_for_size =
+        |want: (usize, usize), what: &str| {
+            let seen = RefCell::new(Ok((0, 0, 0, 0)));
+            wait_until(
+                Duration::from_secs(10),
+                Lazy(|| {
+                    format!(
+                    "{sink} {what}: a {want:?} window (it is {:?}); the viewer {} and printed:\n{}",
+                    seen.borrow(),
+                    if view.is_running() { "runs" } else { "has exited" },
+                    view.stderr()
                 )
-            }),
-            || {
-                let geo = x.geometry(&id);
-                ((geo.2, geo.3) == want).then_some(())
-            },
-        )
-    };
+                }),
+                || {
+                    let geo = x.try_geometry(&id);
+                    let fits = geo.as_ref().is_ok_and(|g| (g.2, g.3) == want);
+                    *seen.borrow_mut() = geo;
+                    fits.then_some(())
+                },
+            )
+        };
     x.press(&id, "f");
     wait_for_size((1280, 800), "full screen");
     // The picture fills the screen's height at 4:3.
