@@ -4,6 +4,7 @@
 //! daemon thread belongs to `mdns-sd`).
 
 pub mod discovery;
+pub mod http;
 pub mod ice;
 pub mod io;
 pub mod protocol;

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::media::clock;
 use crate::media::slot::Taken;
+use crate::net::http::{parse_head, refusal, Method, Refusal, Request, COOKIE, MAX_HEAD};
 use crate::net::io::{write_all_vectored, DeadlineReader};
 use crate::net::whep::{self as whep_rules, Target, WhepError};
 
@@ -36,9 +37,6 @@ use super::metrics::metrics;
 use super::send::{log_departure, send_loop, Framing, WRITE_TIMEOUT};
 use super::whep::{self, Reply};
 
-/// Largest request head accepted.
-pub const MAX_HEAD: usize = 8 << 10;
-const MAX_HEADERS: usize = 32;
 const BOUNDARY: &str = "livestreamframe";
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 /// Time a WHEP offer's body has to arrive once its head has.
@@ -46,102 +44,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const INDEX: &str = include_str!("index.html");
 
-/// The methods answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Get,
-    Head,
-    /// WHEP offers.
-    Post,
-    /// The end of a WHEP session.
-    Delete,
-}
-
-impl Method {
-    fn name(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
-/// A request line we act on.
-struct Request {
-    method: Method,
-    head_only: bool,
-    path: String,
-    /// What follows `?` in the target, up to any `#`.
-    query: String,
-    /// The token as given, and whether it came in the URL.
-    token: Option<(String, bool)>,
-    /// A POST's body: its checked length (content type checked too).
-    body: Option<Result<usize, WhepError>>,
-    /// Bytes read past the head: the start of the body.
-    rest: Vec<u8>,
-}
-
-const COOKIE: &str = "livestream_token";
-
-/// The token a request carries: in the URL, an `Authorization` header (bearer, or
-/// basic with the token as the password), or the page's cookie.
-fn request_token(target: &str, headers: &[httparse::Header<'_>]) -> Option<(String, bool)> {
-    let query = target.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split('#').next().unwrap_or("");
-    if let Some(t) = query.split('&').find_map(|kv| kv.strip_prefix("token=")) {
-        return Some((t.to_string(), true));
-    }
-    for h in headers {
-        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("authorization") {
-            let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Some((rest.trim().to_string(), false));
-            }
-            if scheme.eq_ignore_ascii_case("basic") {
-                use base64::Engine as _;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(rest.trim())
-                    .ok()?;
-                let text = String::from_utf8(decoded).ok()?;
-                let (_user, password) = text.split_once(':')?;
-                return Some((password.to_string(), false));
-            }
-        } else if h.name.eq_ignore_ascii_case("cookie") {
-            let found = value.split(';').find_map(|c| {
-                c.trim()
-                    .strip_prefix(COOKIE)
-                    .and_then(|v| v.strip_prefix('='))
-            });
-            if let Some(t) = found {
-                return Some((t.to_string(), false));
-            }
-        }
-    }
-    None
-}
-
 /// Whether `given` is the server's token, in constant time.
 fn token_matches(given: &str, token: &str) -> bool {
     use subtle::ConstantTimeEq as _;
     given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
-/// Why a request was not served, as an HTTP status.
-struct Refusal {
-    status: u16,
-    reason: &'static str,
-    detail: String,
-}
-
-fn refusal(status: u16, reason: &'static str, detail: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        reason,
-        detail: detail.into(),
-    }
 }
 
 /// Reads and parses the request head within `deadline`.
@@ -165,61 +71,8 @@ fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, Refusa
             ));
         }
         filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let method = match req.method.unwrap_or("") {
-                    "GET" => Method::Get,
-                    "HEAD" => Method::Head,
-                    "POST" => Method::Post,
-                    "DELETE" => Method::Delete,
-                    other => {
-                        return Err(refusal(
-                            405,
-                            "Method Not Allowed",
-                            format!("method {other}"),
-                        ))
-                    }
-                };
-                let target = req.path.unwrap_or("/");
-                let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
-                let query = target
-                    .split_once('?')
-                    .map(|(_, q)| q.split('#').next().unwrap_or(""))
-                    .unwrap_or("")
-                    .to_string();
-                let token = request_token(target, req.headers);
-                let body = (method == Method::Post).then(|| {
-                    whep_rules::check_content_type(req.headers)
-                        .and_then(|()| whep_rules::offer_length(req.headers))
-                });
-                return Ok(Request {
-                    method,
-                    head_only: method == Method::Head,
-                    path,
-                    query,
-                    token,
-                    body,
-                    rest: buf[head_len..filled].to_vec(),
-                });
-            }
-            Ok(httparse::Status::Partial) if filled == buf.len() => {
-                return Err(refusal(
-                    431,
-                    "Request Header Fields Too Large",
-                    format!("head over {MAX_HEAD} bytes"),
-                ))
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(refusal(
-                    431,
-                    "Request Header Fields Too Large",
-                    format!("over {MAX_HEADERS} headers"),
-                ))
-            }
-            Err(e) => return Err(refusal(400, "Bad Request", e.to_string())),
+        if let Some(request) = parse_head(&buf[..filled])? {
+            return Ok(request);
         }
     }
 }
@@ -572,39 +425,8 @@ impl Framing<&TcpStream> for MjpegFraming {
 mod tests {
     use super::*;
 
-    fn token_of(target: &str, headers: &[(&str, &str)]) -> Option<(String, bool)> {
-        let headers: Vec<httparse::Header<'_>> = headers
-            .iter()
-            .map(|(name, value)| httparse::Header {
-                name,
-                value: value.as_bytes(),
-            })
-            .collect();
-        request_token(target, &headers)
-    }
-
     #[test]
-    fn the_token_is_found_wherever_it_is_given() {
-        let t = |s: &str| Some((s.to_string(), false));
-        assert_eq!(token_of("/?token=abc", &[]), Some(("abc".into(), true)));
-        assert_eq!(
-            token_of("/s?x=1&token=abc#f", &[]),
-            Some(("abc".into(), true))
-        );
-        assert_eq!(token_of("/", &[("Authorization", "Bearer abc")]), t("abc"));
-        // "user:abc" in base64.
-        assert_eq!(
-            token_of("/", &[("authorization", "Basic dXNlcjphYmM=")]),
-            t("abc")
-        );
-        assert_eq!(
-            token_of("/", &[("Cookie", "a=1; livestream_token=abc")]),
-            t("abc")
-        );
-        assert_eq!(token_of("/", &[("Cookie", "livestream_tokenx=abc")]), None);
-        assert_eq!(token_of("/", &[("Authorization", "Basic !!!")]), None);
-        assert_eq!(token_of("/", &[("Authorization", "Basic dXNlcg==")]), None);
-        assert_eq!(token_of("/?tokens=abc", &[]), None);
+    fn the_token_is_compared_whole() {
         assert!(token_matches("abc", "abc"));
         assert!(!token_matches("abd", "abc"));
         assert!(!token_matches("ab", "abc"));
