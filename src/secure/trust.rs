@@ -76,7 +76,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn parse_key(s: &str) -> Option<PublicKey> {
-    if s.len() != 2 * KEY_LEN || !s.is_ascii() {
+    // (`from_str_radix` alone would take "+f" for a byte.)
+    if s.len() != 2 * KEY_LEN || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut key = [0u8; KEY_LEN];
@@ -226,7 +227,9 @@ impl KeyPair {
         }
     }
 
-    fn parse(path: &Path, text: &str) -> Result<KeyPair, TrustError> {
+    /// The key pair in `text`, the contents of the file at `path` (named in
+    /// errors).
+    pub fn parse(path: &Path, text: &str) -> Result<KeyPair, TrustError> {
         let (mut private, mut public) = (None, None);
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -279,8 +282,13 @@ pub struct PeerList {
 
 impl PeerList {
     pub fn load(path: &Path) -> Result<PeerList, TrustError> {
+        PeerList::parse(path, &read_capped(path)?.unwrap_or_default())
+    }
+
+    /// The list in `text`, the contents of the file at `path` (named in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<PeerList, TrustError> {
         let mut peers = Vec::new();
-        for (i, line) in read_capped(path)?.unwrap_or_default().lines().enumerate() {
+        for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -333,7 +341,7 @@ impl PeerList {
     }
 
     /// The file's text for the peers as they are now.
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         let mut text =
             String::from("# livestream: trusted peers (KEY ADDRESS NAME), one per line\n");
         for p in &self.peers {
@@ -503,6 +511,23 @@ mod tests {
         std::fs::write(&path, vec![b'#'; MAX_FILE as usize + 1]).unwrap();
         let e = KeyPair::load_or_create(&path).unwrap_err().to_string();
         assert!(e.contains("over the limit"), "{e}");
+    }
+
+    /// Found by the `trust_files` fuzz target: a `+` in a key's hex was
+    /// read as a byte (`u8::from_str_radix("+f", 16)` is 15), so a key that
+    /// is not 64 hex digits loaded.
+    #[test]
+    fn keys_are_hex_digits_only() {
+        let good = "0f".repeat(32);
+        assert_eq!(parse_key(&good), Some([0x0f; KEY_LEN]));
+        assert_eq!(parse_key(&good.to_uppercase()), Some([0x0f; KEY_LEN]));
+        let plus = format!("+f{}", &good[2..]);
+        assert_eq!(parse_key(&plus), None);
+        let text = format!("private {plus}\npublic {good}\n");
+        let e = KeyPair::parse(Path::new("server.key"), &text).unwrap_err();
+        assert!(e.to_string().contains("server.key:1: private"), "{e}");
+        let peers = format!("{plus} 10.0.0.2:7878 pi\n");
+        assert!(PeerList::parse(Path::new("peers"), &peers).is_err());
     }
 
     #[test]

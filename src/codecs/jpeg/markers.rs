@@ -162,6 +162,12 @@ pub fn strip_huffman_tables(jpeg: &[u8]) -> Result<Vec<u8>, JpegError> {
     let mut out = jpeg[..2].to_vec();
     let mut at = 2;
     while at < header.scan_at {
+        // The walk `parse_header` made: fill bytes first (dropped here),
+        // then a segment whose length it checked.
+        if jpeg[at + 1] == 0xFF {
+            at += 1;
+            continue;
+        }
         let len = u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]) as usize;
         if jpeg[at + 1] != 0xC4 {
             out.extend_from_slice(&jpeg[at..at + 2 + len]);
@@ -191,6 +197,25 @@ mod tests {
             tables += 1;
         }
         assert_eq!((at, tables), (STANDARD_DHT.len(), 4));
+    }
+
+    /// Found by the `jpeg` fuzz target: fill bytes (0xFF) before a marker
+    /// threw the walk out of step and sliced past the end.
+    #[test]
+    fn tables_are_stripped_past_fill_bytes() {
+        let jpeg = [
+            0xFF, 0xD8, // SOI
+            0xFF, 0xFF, 0xFF, 0xC4, 0x00, 0x03, 0x00, // fill, fill, a DHT
+            0xFF, 0xC0, 0x00, 0x07, 0x08, 0x00, 0x10, 0x00, 0x20, // SOF0, 32x16
+            0xFF, 0xDA, 0x00, 0x02, 0x01, // SOS, scan
+        ];
+        let header = parse_header(&jpeg).unwrap();
+        assert!(header.has_dht);
+        let bare = strip_huffman_tables(&jpeg).unwrap();
+        let again = parse_header(&bare).unwrap();
+        assert!(!again.has_dht);
+        assert_eq!((again.width, again.height), (32, 16));
+        assert_eq!(&bare[again.scan_at..], &jpeg[header.scan_at..]);
     }
 
     #[test]
