@@ -5,9 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use livestream::secure::handshake::{
-    build_hello, build_reply, build_verdict, frame_len, parse_hello, parse_reply,
-    parse_verdict, reason_text, reply_spake, Reply, Verdict, MAX_HANDSHAKE_FRAME, MAX_HELLO,
-    MAX_REASON,
+    build_hello, build_reply, build_verdict, frame_len, parse_hello, parse_reply, parse_verdict,
+    reason_text, reply_spake, Reply, Verdict, MAX_HANDSHAKE_FRAME, MAX_HELLO, MAX_REASON,
 };
 use livestream::secure::HandshakeMessage;
 
