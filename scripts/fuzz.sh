@@ -14,8 +14,8 @@
 #
 # A crash stops the run: libFuzzer writes the input to fuzz/artifacts/TARGET/
 # and the command to replay it is printed. Found inputs that reach new code are
-# kept in a scratch folder, not in the committed corpus: `--minimize` after a
-# campaign folds them in.
+# kept in a scratch folder in CI; a campaign adds them to fuzz/corpus, and
+# `--minimize` then shrinks it before it is committed.
 #
 # cargo-fuzz needs unstable compiler flags (-Zsanitizer=address): the stable
 # compiler allows them with RUSTC_BOOTSTRAP=1 (seen with stable 1.95, whose
@@ -47,7 +47,7 @@ target_dir=${FUZZ_TARGET_DIR:-fuzz/target}
 fuzz() { cargo fuzz "$@" --fuzz-dir fuzz --target-dir "$target_dir"; }
 
 targets=(${TARGETS:-$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^livestream-fuzz$')})
-jobs=$(nproc)
+jobs=${FUZZ_JOBS:-$(nproc)}
 
 if [ "$mode" = seed ]; then
     seeds=$(mktemp -d)
@@ -64,7 +64,7 @@ fi
 
 echo "== building ${#targets[@]} fuzz targets ($(rustc --version), RUSTC_BOOTSTRAP=1)"
 fuzz build --release --debug-assertions
-bin="$target_dir/x86_64-unknown-linux-gnu/release"
+bin="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 if [ "$mode" = minimize ]; then
     for t in "${targets[@]}"; do
@@ -89,15 +89,18 @@ fi
 # then fuzzing from it into a scratch copy. Prints one summary line.
 run_one() {
     local t=$1 corpus="fuzz/corpus/$1" work="$scratch/$1" log="$logs/$1.log"
+    # A campaign adds what it finds to the corpus (`--minimize` then shrinks it).
+    [ "$mode" = campaign ] && work=$corpus
     mkdir -p "$corpus" "$work" "fuzz/artifacts/$t"
     if ! "$bin/$t" -runs=0 "$corpus" >"$log.replay" 2>&1; then
         echo "$t: FAILED replaying its corpus (see $log.replay)"
         tail -30 "$log.replay"
         return 1
     fi
-    local started=$SECONDS
+    local started=$SECONDS dirs=("$work")
+    [ "$work" = "$corpus" ] || dirs+=("$corpus")
     if ! "$bin/$t" "${flags[@]}" -rss_limit_mb=4096 -print_final_stats=1 \
-        -artifact_prefix="fuzz/artifacts/$t/" "$work" "$corpus" >"$log" 2>&1; then
+        -artifact_prefix="fuzz/artifacts/$t/" "${dirs[@]}" >"$log" 2>&1; then
         echo "$t: CRASH after $((SECONDS - started)) s; replay with: $bin/$t fuzz/artifacts/$t/<file>"
         grep -E "^(==|SUMMARY|thread|panicked)|artifact" "$log" | head -20
         return 1
@@ -109,7 +112,7 @@ run_one() {
     echo "$t: $runs runs in $((SECONDS - started)) s, $edges edges, corpus $(ls "$corpus" | wc -l) committed / $corpus_n now, no crash"
 }
 export -f run_one
-export bin logs scratch
+export bin logs scratch mode
 export flags_joined="${flags[*]}"
 
 echo "== fuzzing, $jobs at a time: ${flags[*]}"
