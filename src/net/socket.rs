@@ -102,6 +102,16 @@ pub fn set_notsent_lowat(socket: &impl AsRawFd, bytes: usize) -> io::Result<()> 
     set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes)
 }
 
+/// Ends a TCP connection whose data stays unacknowledged for `timeout`
+/// (`TCP_USER_TIMEOUT`): a peer that vanished without a FIN (its link gone,
+/// powered off) then fails the next write or poll with `ETIMEDOUT`, instead
+/// of holding its thread and its place while TCP retries for minutes. An
+/// idle connection (nothing unacknowledged) is not affected.
+pub fn set_user_timeout(socket: &impl AsRawFd, timeout: Duration) -> io::Result<()> {
+    let ms = timeout.as_millis().clamp(1, libc::c_int::MAX as u128) as libc::c_int;
+    set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms)
+}
+
 /// What the kernel knows of a TCP connection's sending side (`TCP_INFO`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpInfo {

@@ -17,6 +17,14 @@ use crate::net::socket;
 use super::connection::serve_connection;
 use super::hub::{Hub, MAX_HANDSHAKING};
 
+/// A connection whose data stays unacknowledged this long is ended by the
+/// kernel (`TCP_USER_TIMEOUT`): a viewer that vanished without a FIN (its link
+/// gone, powered off) is let go, and its place freed, within about this
+/// (the send loop's own write timeout catches it only once the socket is
+/// full, which a slow stream takes long to do). A link away for less comes
+/// back to the connection as it was.
+const DEAD_PEER: Duration = Duration::from_secs(10);
+
 /// Addresses whose connection rate is tracked at most.
 const RATE_TABLE: usize = 4096;
 
@@ -215,6 +223,9 @@ fn start_connection(
         overflow.closed(peer, Instant::now());
         return None;
     };
+    if let Err(e) = socket::set_user_timeout(&stream, DEAD_PEER) {
+        log::debug!("{peer}: TCP_USER_TIMEOUT: {e}");
+    }
     let handle = match stream.try_clone() {
         Ok(h) => h,
         Err(e) => {

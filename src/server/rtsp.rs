@@ -913,8 +913,13 @@ fn receive(stream: &TcpStream, mut conn: Connection<'_>, mut inbuf: Vec<u8>, del
             }
         }
         let n = match std::io::Read::read(&mut &*stream, &mut chunk) {
-            Ok(0) | Err(_) => {
+            Ok(0) => {
                 control.end("the client closed the connection");
+                return;
+            }
+            // (ETIMEDOUT: it vanished without a FIN, `accept.rs` DEAD_PEER.)
+            Err(e) => {
+                control.end(format!("its connection failed: {e}"));
                 return;
             }
             Ok(n) => n,

@@ -201,6 +201,26 @@ pub(crate) fn watch_checked(
     stop: &Arc<AtomicBool>,
     psnr_every: Option<u64>,
 ) -> (ShownLog, std::thread::JoinHandle<()>) {
+    watch_with(ns, addr, stop, psnr_every, false)
+}
+
+/// [`watch_checked`] that reconnects (with the viewer's own backoff) when
+/// its connection drops, as `livestream view` does by default.
+pub(crate) fn watch_reconnecting(
+    ns: &str,
+    addr: &str,
+    stop: &Arc<AtomicBool>,
+) -> (ShownLog, std::thread::JoinHandle<()>) {
+    watch_with(ns, addr, stop, None, true)
+}
+
+fn watch_with(
+    ns: &str,
+    addr: &str,
+    stop: &Arc<AtomicBool>,
+    psnr_every: Option<u64>,
+    reconnect: bool,
+) -> (ShownLog, std::thread::JoinHandle<()>) {
     let mut checker = Checker::new(psnr_every);
     let shown = checker.shown.clone();
     let (addr, stop) = (addr.to_string(), stop.clone());
@@ -211,7 +231,7 @@ pub(crate) fn watch_checked(
             frames: None,
             duration: None,
             quiet: true,
-            reconnect: false,
+            reconnect,
             limits: cfg.view.limits,
             latency_log: None,
         };
@@ -450,7 +470,12 @@ fn the_source_is_open_only_while_someone_watches() {
 
 /// `tests/browser/follow.mjs URL SECONDS MODE` in the viewer's namespace,
 /// its lines on its stdout.
-fn follow_page(net: &NetnsPair, url: &str, seconds: u32, mode: &str) -> std::process::Child {
+pub(crate) fn follow_page(
+    net: &NetnsPair,
+    url: &str,
+    seconds: u32,
+    mode: &str,
+) -> std::process::Child {
     let node = crate::stream::which("node").expect("node is needed");
     let script = crate::util::browser_scripts().join("follow.mjs");
     std::process::Command::new("ip")
@@ -466,7 +491,7 @@ fn follow_page(net: &NetnsPair, url: &str, seconds: u32, mode: &str) -> std::pro
 
 /// The stamps a page read never go backwards (each line holds its last 40);
 /// returns the newest.
-fn assert_stamps_in_order(lines: &[serde_json::Value]) -> u64 {
+pub(crate) fn assert_stamps_in_order(lines: &[serde_json::Value]) -> u64 {
     let mut newest = 0;
     for l in lines {
         let seqs: Vec<u64> = l["seqs"]

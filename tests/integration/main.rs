@@ -8,6 +8,8 @@ mod adapt;
 mod adapt_bench;
 mod cli;
 mod discovery;
+#[cfg(all(feature = "webrtc", feature = "h264"))]
+mod faults;
 #[cfg(feature = "h264")]
 mod h264;
 mod http;

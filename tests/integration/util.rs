@@ -385,6 +385,8 @@ pub struct NetnsPair {
     pub viewer_ns: String,
     /// The server's end of the veth pair, where tbf shapes.
     server_dev: String,
+    /// The viewer's end.
+    viewer_dev: String,
 }
 
 impl NetnsPair {
@@ -402,6 +404,7 @@ impl NetnsPair {
             server_ns: format!("ls-srv-{id}"),
             viewer_ns: format!("ls-view-{id}"),
             server_dev: format!("lsa{id}"),
+            viewer_dev: format!("lsb{id}"),
         };
         let (a, b) = (format!("lsa{id}"), format!("lsb{id}"));
         let run = |args: &[&str]| {
@@ -465,6 +468,60 @@ impl NetnsPair {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Takes the link away: every packet that reaches either namespace over
+    /// the veth pair is dropped (each side's own traffic to itself still
+    /// flows: a test asks the server's `/stats` from its side), as when a viewer walks out of WiFi range or a switch between
+    /// them fails. Nothing crosses, no FIN, no RST, and neither side is told
+    /// (`ip link set down` would be another fault: it takes the server's
+    /// route away, so its sends fail at once). Until [`NetnsPair::link_up`].
+    pub fn link_down(&self) {
+        for (ns, dev) in [
+            (&self.server_ns, &self.server_dev),
+            (&self.viewer_ns, &self.viewer_dev),
+        ] {
+            NetnsPair::iptables(ns, &["-I", "INPUT", "1", "-i", dev, "-j", "DROP"]);
+        }
+    }
+
+    /// Gives the link back after [`NetnsPair::link_down`].
+    pub fn link_up(&self) {
+        for (ns, dev) in [
+            (&self.server_ns, &self.server_dev),
+            (&self.viewer_ns, &self.viewer_dev),
+        ] {
+            NetnsPair::iptables(ns, &["-D", "INPUT", "-i", dev, "-j", "DROP"]);
+        }
+    }
+
+    /// iptables `args` (a command on the filter table: `-A CHAIN RULE`...)
+    /// inside namespace `ns`, which has tables of its own, gone with it.
+    pub fn iptables(ns: &str, args: &[&str]) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "iptables"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "iptables {args:?} (the README's test command installs iptables): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Drops each packet that reaches the viewer's namespace over the veth
+    /// pair with probability `p`, at random (`netem` is not in every kernel;
+    /// iptables' statistic match is); 0 for none. Replaces any loss or
+    /// [`NetnsPair::link_down`] set there before.
+    pub fn set_loss_to_viewer(&self, p: f64) {
+        NetnsPair::iptables(&self.viewer_ns, &["-F", "INPUT"]);
+        if p > 0.0 {
+            let p = p.to_string();
+            let rule = ["-A", "INPUT", "-i", &self.viewer_dev, "-m", "statistic"];
+            let rest = ["--mode", "random", "--probability", &p, "-j", "DROP"];
+            NetnsPair::iptables(&self.viewer_ns, &[&rule[..], &rest[..]].concat());
+        }
     }
 
     /// Runs `f` on a thread that joined the server's namespace (its

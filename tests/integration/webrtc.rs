@@ -381,25 +381,9 @@ fn the_page_plays_720p_over_webrtc_and_measures_its_latency() {
 fn without_udp_the_page_falls_back_to_mjpeg_within_5_s() {
     let link = crate::util::NetnsPair::new(None);
     for chain in ["INPUT", "OUTPUT"] {
-        let out = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &link.viewer_ns,
-                "iptables",
-                "-A",
-                chain,
-                "-p",
-                "udp",
-                "-j",
-                "DROP",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "iptables (the README's test command installs it): {}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::util::NetnsPair::iptables(
+            &link.viewer_ns,
+            &["-A", chain, "-p", "udp", "-j", "DROP"],
         );
     }
     let mut server = link.serve("10.231.0.1:7878", &["--codec", "h264", SERVE_PLAINTEXT]);
