@@ -13,7 +13,8 @@
 #   FUZZ_SECONDS=60 scripts/fuzz.sh  another fuzzing time per target
 #
 # A crash stops the run: libFuzzer writes the input to fuzz/artifacts/TARGET/
-# and the command to replay it is printed. Found inputs that reach new code are
+# and the command to replay it is printed. Once fixed, the input goes into
+# fuzz/regressions/TARGET/, which every run replays and `--minimize` keeps. Found inputs that reach new code are
 # kept in a scratch folder in CI; a campaign adds them to fuzz/corpus, and
 # `--minimize` then shrinks it before it is committed.
 #
@@ -92,7 +93,11 @@ run_one() {
     # A campaign adds what it finds to the corpus (`--minimize` then shrinks it).
     [ "$mode" = campaign ] && work=$corpus
     mkdir -p "$corpus" "$work" "fuzz/artifacts/$t"
-    if ! "$bin/$t" -runs=0 "$corpus" >"$log.replay" 2>&1; then
+    # The inputs that crashed once (fuzz/regressions/TARGET, never minimised
+    # away) and the corpus.
+    local replay=("$corpus")
+    [ -d "fuzz/regressions/$t" ] && replay+=("fuzz/regressions/$t")
+    if ! "$bin/$t" -runs=0 "${replay[@]}" >"$log.replay" 2>&1; then
         echo "$t: FAILED replaying its corpus (see $log.replay)"
         tail -30 "$log.replay"
         return 1
