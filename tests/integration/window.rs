@@ -516,8 +516,18 @@ fn full_screen_toggles(sink: &str) {
         SERVE_PLAINTEXT,
     ]);
     let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
-    let id = x.window(&view);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
+    // SDL can make its window again as it makes its renderer (to add OpenGL
+    // to it): the window found first may be gone a moment later (a CI run
+    // pressed `f` on a window that no longer existed, and found another of
+    // the same name). It is the last one once it shows the picture.
+    wait_for_bars(
+        &x,
+        x.geometry(&x.window(&view)),
+        "before-full-screen",
+        &view,
+    );
+    let id = x.window(&view);
     let windowed = x.geometry(&id);
     let wait_for_size =
         |want: (usize, usize), what: &str| {
