@@ -517,10 +517,10 @@ fn full_screen_toggles(sink: &str) {
     ]);
     let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
-    // SDL can make its window again as it makes its renderer (to add OpenGL
-    // to it): the window found first may be gone a moment later (a CI run
+    // SDL can replace its window early on (most likely as it makes its
+    // renderer): the window found first may be gone a moment later (a CI run
     // pressed `f` on a window that no longer existed, and found another of
-    // the same name). It is the last one once it shows the picture.
+    // the same name). The one that shows the picture is the one that stays.
     wait_for_bars(
         &x,
         x.geometry(&x.window(&view)),
