@@ -22,6 +22,8 @@ struct Xvfb {
     child: Child,
     wm: Option<Child>,
     display: String,
+    /// Xvfb's own output.
+    log: std::path::PathBuf,
 }
 
 impl Xvfb {
@@ -34,6 +36,10 @@ impl Xvfb {
                     && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
             })
             .expect("a free X display number");
+        // Its output is kept for a failure message: a full CI run once saw a
+        // viewer's connection to this display broken during set-up.
+        let log =
+            std::env::temp_dir().join(format!("livestream-xvfb-{}-{n}.log", std::process::id()));
         let child = Command::new(xvfb)
             .args([
                 format!(":{n}").as_str(),
@@ -44,13 +50,14 @@ impl Xvfb {
                 "tcp",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut x = Xvfb {
             child,
             wm: None,
             display: format!(":{n}"),
+            log,
         };
         // Ready when a client can talk to it (its socket appears earlier).
         wait_until(
@@ -122,7 +129,15 @@ impl Xvfb {
     fn window(&self, view: &Proc) -> String {
         wait_until(
             Duration::from_secs(30),
-            Lazy(|| format!("a window of {}; it printed:\n{}", view.name, view.stderr())),
+            Lazy(|| {
+                format!(
+                    "a window of {}; it printed:\n{}\nXvfb {} printed:\n{}",
+                    view.name,
+                    view.stderr(),
+                    self.display,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            }),
             || {
                 let id = self.xdotool(&["search", "--name", "livestream"]);
                 id.lines()
@@ -239,6 +254,7 @@ impl Drop for Xvfb {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
