@@ -1,7 +1,8 @@
 // Follows livestream's own page (`/`) in Debian's headless Chromium while the
 // test changes the link under it: once the page plays in MODE, prints one
 // JSON line every half second with what the page shows (its mode line and
-// status line, the stamps it read, the picture's size) and, over WebRTC,
+// status line, the stamps it read, the picture's size, a hash of the
+// picture) and, over WebRTC,
 // getStats (frames decoded, bytes received, keyframe requests), for SECONDS.
 // The test reads the lines as they come and judges them. Exit 0 = it played
 // in MODE throughout.
@@ -28,6 +29,20 @@ try {
         status: document.getElementById('stats').textContent, seqs: window.livestream.seqs().slice(-40),
         shownPerSecond: window.livestream.figures()?.fps ?? 0 };
       if (out.mode === 'mjpeg') Object.assign(out, { width: img.naturalWidth, height: img.naturalHeight });
+      // A hash of the picture shown, made small: it changes when the picture
+      // does, for content without the test pattern's stamps (a camera).
+      const shownEl = out.mode === 'mjpeg' ? img : document.getElementById('video');
+      try {
+        const c = document.createElement('canvas');
+        c.width = 32; c.height = 18;
+        const g = c.getContext('2d', { willReadFrequently: true });
+        g.drawImage(shownEl, 0, 0, 32, 18);
+        let h = 0;
+        for (const v of g.getImageData(0, 0, 32, 18).data) h = (Math.imul(h, 31) + v) >>> 0;
+        out.pictureHash = h;
+      } catch (e) {
+        out.pictureHash = null;
+      }
       const pc = window.livestream.pc();
       if (!pc) return out;
       (await pc.getStats()).forEach((s) => {

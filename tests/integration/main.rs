@@ -22,6 +22,8 @@ mod robustness;
 #[cfg(feature = "h264")]
 mod rtsp;
 mod secure;
+#[cfg(all(feature = "v4l2", feature = "h264", feature = "webrtc"))]
+mod soak;
 mod stream;
 mod util;
 #[cfg(feature = "v4l2")]

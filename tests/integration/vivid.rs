@@ -23,12 +23,18 @@ pub(crate) struct Vm {
     console: Arc<Mutex<String>>,
     next: usize,
     /// The guest's port 7878, here.
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Vm {
     fn boot() -> Vm {
-        Vm::boot_with(temp_dir(), &[])
+        Vm::boot_with(temp_dir(), &[], 900)
+    }
+
+    /// A VM with more of tests/vivid/run-vivid-vm.sh's options (`--fwd-udp`),
+    /// up for at most `seconds`.
+    pub(crate) fn boot_for(extra: &[String], seconds: u32) -> Vm {
+        Vm::boot_with(temp_dir(), extra, seconds)
     }
 
     /// A VM that also has the modules Debian's kernel lacks
@@ -91,10 +97,10 @@ impl Vm {
             "v4l2loopback.ko",
             "exclusive_caps=1 video_nr=10 card_label=loopcam max_buffers=8",
         ));
-        Vm::boot_with(dir, &extra)
+        Vm::boot_with(dir, &extra, 900)
     }
 
-    fn boot_with(dir: tempfile::TempDir, extra: &[String]) -> Vm {
+    fn boot_with(dir: tempfile::TempDir, extra: &[String], seconds: u32) -> Vm {
         std::fs::copy("tests/vivid/guest.sh", dir.path().join("guest.sh")).unwrap();
         let port = crate::util::free_port();
         let mut child = Command::new("tests/vivid/run-vivid-vm.sh")
@@ -107,7 +113,7 @@ impl Vm {
                 "--put",
                 &format!("{BIN}:/bin/livestream"),
                 "--timeout",
-                "900",
+                &seconds.to_string(),
                 "--sh",
                 "sh /mnt/host/guest.sh /mnt/host",
             ])
@@ -145,7 +151,7 @@ impl Vm {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -195,7 +201,7 @@ impl Vm {
 
     /// Starts `livestream serve ARGS` in the guest: Ok(log name) once it
     /// listens, Err(its output) when it ends first.
-    fn serve(&mut self, args: &str, timeout: Duration) -> Result<String, String> {
+    pub(crate) fn serve(&mut self, args: &str, timeout: Duration) -> Result<String, String> {
         // Plaintext, like the viewers here (VIEW_PLAINTEXT): pairing is tested in
         // secure.rs.
         let n = self.request(&format!(
@@ -209,17 +215,17 @@ impl Vm {
         }
     }
 
-    fn log(&self, name: &str) -> String {
+    pub(crate) fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(name)).unwrap_or_default()
     }
 
     /// Ends the guest's server; its exit status.
-    fn stop(&mut self) -> String {
+    pub(crate) fn stop(&mut self) -> String {
         let n = self.request("stop");
         self.answer(&[format!("rc.{n}")], Duration::from_secs(60)).1
     }
 
-    fn wait_log(&self, log: &str, text: &str, timeout: Duration) {
+    pub(crate) fn wait_log(&self, log: &str, text: &str, timeout: Duration) {
         wait_until(
             timeout,
             Lazy(|| format!("{text:?} in the guest's server log:\n{}", self.log(log))),

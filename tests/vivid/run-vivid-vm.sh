@@ -16,6 +16,11 @@
 #   --share DIR             9p-mount host DIR read-write at /mnt/host in the guest
 #   --fwd HPORT:GPORT       forward 127.0.0.1:HPORT on the host to guest tcp GPORT
 #                           (qemu user net, restrict=on: guest cannot reach out); repeatable
+#   --fwd-udp HPORT:GPORT   the same for udp; repeatable. qemu drops the guest's
+#                           answers unless --restrict off
+#   --restrict on|off       on (default): the guest reaches nothing outside it but
+#                           its forwarded ports; off: it may answer UDP (this
+#                           machine has no network beyond its registries anyway)
 #   --host-cmd 'CMD'        run CMD on the host once the guest prints VIVID_VM_READY
 #                           (the guest program prints that itself when it is listening);
 #                           the script fails if CMD fails (also bounded by --timeout)
@@ -38,13 +43,15 @@
 set -euo pipefail
 
 cache=${VIVID_VM_CACHE:-./.vivid-vm-cache}
-puts=() fwds=() extra_mods=() share="" host_cmd="" vivid_params="" kvm=auto smp=2 mem=1024 timeout_s=300
+puts=() fwds=() udp_fwds=() extra_mods=() share="" host_cmd="" vivid_params="" kvm=auto smp=2 mem=1024 timeout_s=300 restrict=on
 sh_cmd="" prog=() 
 while [[ $# -gt 0 ]]; do
   case $1 in
     --put) puts+=("$2"); shift 2 ;;
     --share) share=$2; shift 2 ;;
     --fwd) fwds+=("$2"); shift 2 ;;
+    --fwd-udp) udp_fwds+=("$2"); shift 2 ;;
+    --restrict) restrict=$2; shift 2 ;;
     --host-cmd) host_cmd=$2; shift 2 ;;
     --vivid) vivid_params=$2; shift 2 ;;
     --module) extra_mods+=("$2"); shift 2 ;;
@@ -251,11 +258,12 @@ if [[ $kvm == on && -r /dev/kvm && -w /dev/kvm ]] || { [[ $kvm == auto ]] && kvm
   accel=(-accel kvm -cpu host)
 elif [[ $kvm == on ]]; then echo "--kvm on but /dev/kvm is not usable" >&2; exit 2; fi
 hostfwd=""; for f in "${fwds[@]}"; do hostfwd+=",hostfwd=tcp:127.0.0.1:${f%%:*}-:${f#*:}"; done
+for f in "${udp_fwds[@]}"; do hostfwd+=",hostfwd=udp:127.0.0.1:${f%%:*}-:${f#*:}"; done
 qargs=(-nodefaults -display none -no-reboot -monitor none -serial stdio
   "${accel[@]}" -smp "$smp" -m "$mem"
   -kernel "$vmlinuz" -initrd "$work/initrd.gz"
   -append "console=ttyS0 quiet panic=-1 loglevel=4"
-  -netdev "user,id=n0,restrict=on$hostfwd" -device virtio-net-pci,netdev=n0)
+  -netdev "user,id=n0,restrict=$restrict$hostfwd" -device virtio-net-pci,netdev=n0)
 [[ -n $share ]] && qargs+=(-virtfs "local,path=$share,mount_tag=host,security_model=none,id=host")
 log "booting (${accel[1]}, smp $smp, ${mem}M)"
 t0=$(date +%s.%N)
