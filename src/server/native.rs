@@ -19,7 +19,7 @@ use crate::secure::{Accepted, Link, OpenReader, Rx, SealWriter, ServerAuth, Tx};
 
 use super::adapt::Rung;
 use super::hub::{Admission, Handshaking, Hub, Subscriber, SubscriberKind};
-use super::send::{log_departure, send_loop, Framing, WRITE_TIMEOUT};
+use super::send::{log_departure, send_loop, Framing, SendEnd, WRITE_TIMEOUT};
 
 /// Pings answered per write at most; older ones are dropped (a viewer pings
 /// once a second).
@@ -246,17 +246,28 @@ fn watch(
                 rendition_told: 0,
             },
         );
-        // Ends the upstream reader, which the scope then joins.
+        // Ends the upstream reader.
         let _ = stream.shutdown(std::net::Shutdown::Read);
-        why
+        let failed = upstream.ok().and_then(|u| u.join().ok().flatten());
+        match (why, failed) {
+            // The write failed because the connection did: say why it did.
+            (SendEnd::Write(_) | SendEnd::Stalled, Some(e)) => SendEnd::Lost(e),
+            (why, _) => why,
+        }
     });
     log_departure(viewer, &why);
 }
 
 /// The `viewer-rx` thread: reads pings (answered by the sender with a pong),
 /// latency reports and keyframe requests (which the sender honours). A viewer that breaks the protocol is disconnected.
-fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Subscriber) {
+/// Returns how the connection failed, when it did (not when it closed).
+fn upstream_loop(
+    stream: &TcpStream,
+    mut r: Rx<&TcpStream>,
+    viewer: &Subscriber,
+) -> Option<std::io::Error> {
     let _ = stream.set_read_timeout(None);
+    let mut failed = None;
     let why = loop {
         match protocol::read_upstream(&mut r) {
             Ok(protocol::Upstream::Ping { id, t1 }) => {
@@ -290,7 +301,20 @@ fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Subscriber)
             Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                 break Some(ProtocolError::Io(e))
             }
-            Err(ProtocolError::Io(_)) => break None,
+            // No read timeout is set here: this is the kernel's ETIMEDOUT,
+            // the viewer stopped acknowledging (`accept.rs` DEAD_PEER).
+            Err(ProtocolError::Timeout) => {
+                failed = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
+                break None;
+            }
+            Err(ProtocolError::Io(e)) => {
+                // (After the sender's shutdown the read ends without an error.)
+                failed = Some(e);
+                break None;
+            }
             Err(e) => break Some(e),
         }
     };
@@ -298,6 +322,7 @@ fn upstream_loop(stream: &TcpStream, mut r: Rx<&TcpStream>, viewer: &Subscriber)
         log::warn!("viewer {}: {e}; disconnecting it", viewer.peer);
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+    failed
 }
 
 /// The wire protocol's framing: pongs waiting, the timing packet, the frame.

@@ -101,6 +101,11 @@ pub(crate) enum SendEnd {
     Stalled,
     #[error("poll failed: {0}")]
     Poll(#[source] std::io::Error),
+    /// Its connection failed under the reader (`Connection timed out`: it
+    /// stopped acknowledging, `accept.rs` DEAD_PEER), which the writer then
+    /// only sees as a broken pipe.
+    #[error("its connection failed: {0}")]
+    Lost(#[source] std::io::Error),
 }
 
 /// A subscriber asks for a keyframe again at most this often while it waits.
