@@ -121,7 +121,7 @@ fn native_viewer(
     std::thread::Builder::new()
         .name(format!("soak-view-{slot}"))
         .spawn(move || {
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (slot as u64 + 1) * 0x1234_5677);
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((slot as u64 + 1) * 0x1234_5677));
             let mut session = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let log = dir.join(format!("view-{slot}.csv"));
@@ -368,6 +368,9 @@ struct Sample {
     connections: f64,
 }
 
+/// One figure of a sample.
+type Pick = fn(&Sample) -> f64;
+
 fn read_samples(path: &Path, started_epoch: f64) -> Vec<Sample> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
@@ -391,7 +394,7 @@ fn read_samples(path: &Path, started_epoch: f64) -> Vec<Sample> {
 /// and threads go up and down by a few with the viewers connected at each
 /// sample, so one minute's six samples would judge the churn, not a leak)
 /// and over the last 10 minutes; and the largest of those.
-fn flatness(samples: &[Sample], total_min: f64, pick: fn(&Sample) -> f64) -> (f64, f64, f64) {
+fn flatness(samples: &[Sample], total_min: f64, pick: Pick) -> (f64, f64, f64) {
     let window = |from: f64, to: f64| {
         let mut v: Vec<f64> = samples
             .iter()
@@ -675,7 +678,7 @@ fn an_hour_of_churn_unplugs_and_recording() {
             .unwrap();
         }
     }
-    let picks: [(&str, fn(&Sample) -> f64); 3] = [
+    let picks: [(&str, Pick); 3] = [
         ("RSS", |x| x.rss_kib),
         ("open files", |x| x.fds),
         ("threads", |x| x.threads),
