@@ -141,21 +141,37 @@ impl FrameSink for Sdl2Sink {
         if self.canvas.is_none() {
             // Open at the picture's size, at most 1280 wide.
             let scale = (1280.0 / w as f64).min(1.0);
-            let window = self
-                .video
-                .window(
-                    &format!("{} — {}", meta.name, meta.address),
-                    ((w as f64 * scale) as u32).max(1),
-                    ((h as f64 * scale) as u32).max(1),
-                )
-                .resizable()
-                .position_centered()
-                .build()
+            let title = format!("{} — {}", meta.name, meta.address);
+            let (ww, wh) = (
+                ((w as f64 * scale) as u32).max(1),
+                ((h as f64 * scale) as u32).max(1),
+            );
+            let build = |opengl: bool| {
+                let mut builder = self.video.window(&title, ww, wh);
+                builder.resizable().position_centered();
+                if opengl {
+                    builder.opengl();
+                }
+                builder.build()
+            };
+            // Made for OpenGL from the start: SDL's first choice of renderer
+            // on a desktop is OpenGL, and given a window made without it, SDL
+            // destroys the window and makes another (seen under Xvfb: the
+            // window a person, or a test, found first vanished). Without an
+            // OpenGL library that fails; the plain window then goes through
+            // SDL's own search (OpenGL ES, then software), which makes it
+            // again on the way (five windows, where OpenGL was hidden).
+            let window = build(true)
+                .or_else(|e| {
+                    log::debug!("sdl2: no OpenGL window ({e}), a plain one");
+                    build(false)
+                })
                 .map_err(|e| sdl_error("window", e))?;
             let canvas = window
                 .into_canvas()
                 .build()
                 .map_err(|e| sdl_error("renderer", e))?;
+            log::debug!("sdl2: the {} renderer", canvas.info().name);
             self.canvas = Some(canvas);
         }
         if self.size != (w, h) || self.texture.is_none() {

@@ -246,6 +246,57 @@ impl Xvfb {
     }
 }
 
+/// The windows the window manager has framed (reparented into a frame of its
+/// own) since [`Framed::watch`]: every window a person has been shown, even
+/// one gone a moment later, which xdotool's searches may never see.
+#[cfg(feature = "x11")]
+struct Framed {
+    conn: x11rb::rust_connection::RustConnection,
+    root: u32,
+    seen: BTreeSet<u32>,
+}
+
+#[cfg(feature = "x11")]
+impl Framed {
+    /// Listens to the root window's children: once this returns, the X server
+    /// reports every reparenting to us.
+    fn watch(x: &Xvfb) -> Framed {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt, EventMask};
+        let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+        let root = conn.setup().roots[screen].root;
+        conn.change_window_attributes(
+            root,
+            &ChangeWindowAttributesAux::new().event_mask(EventMask::SUBSTRUCTURE_NOTIFY),
+        )
+        .unwrap()
+        .check()
+        .unwrap();
+        Framed {
+            conn,
+            root,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Every window framed so far, by id.
+    fn windows(&mut self) -> BTreeSet<u32> {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::Event;
+        use x11rb::wrapper::ConnectionExt;
+        // A round trip: whatever happened before it has reached us.
+        self.conn.sync().unwrap();
+        while let Some(event) = self.conn.poll_for_event().unwrap() {
+            if let Event::ReparentNotify(e) = event {
+                if e.parent != self.root {
+                    self.seen.insert(e.window);
+                }
+            }
+        }
+        self.seen.clone()
+    }
+}
+
 impl Drop for Xvfb {
     fn drop(&mut self) {
         // SIGTERM, not SIGKILL: Xvfb then removes its lock file and socket.
@@ -531,20 +582,22 @@ fn full_screen_toggles(sink: &str) {
         "30",
         SERVE_PLAINTEXT,
     ]);
+    #[cfg(feature = "x11")]
+    let mut framed = Framed::watch(&x);
     let mut view = view_on(&x, &addr, sink, &[VIEW_PLAINTEXT]);
     view.wait_stderr("connected to", 1, Duration::from_secs(10));
-    // SDL can replace its window early on (most likely as it makes its
-    // renderer): the window found first may be gone a moment later (a CI run
-    // pressed `f` on a window that no longer existed, and found another of
-    // the same name). The one that shows the picture is the one that stays.
-    wait_for_bars(
-        &x,
-        x.geometry(&x.window(&view)),
-        "before-full-screen",
-        &view,
-    );
     let id = x.window(&view);
     let windowed = x.geometry(&id);
+    wait_for_bars(&x, windowed, "before-full-screen", &view);
+    // One window, shown once: SDL used to destroy its window and make another
+    // as it made its OpenGL renderer, a flash a person saw, and two CI runs
+    // lost the window they had found.
+    #[cfg(feature = "x11")]
+    assert_eq!(
+        framed.windows(),
+        BTreeSet::from([id.parse().unwrap()]),
+        "{sink}: the windows shown, against the viewer's window {id}"
+    );
     let wait_for_size =
         |want: (usize, usize), what: &str| {
             let seen = RefCell::new(Ok((0, 0, 0, 0)));
