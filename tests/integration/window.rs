@@ -48,6 +48,11 @@ impl Xvfb {
                 "1280x800x24",
                 "-nolisten",
                 "tcp",
+                // Without it the server resets whenever its last client
+                // leaves: each xdotool call did, with no window manager, and
+                // a viewer connecting then was refused ("XOpenDisplay
+                // failed", in CI and once here).
+                "-noreset",
             ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
