@@ -29,7 +29,7 @@ const DEAD_PEER: Duration = Duration::from_secs(10);
 /// sends it again, on accepted connections (the kernel adds the round trip
 /// and its variation; its own least is 200 ms). A lost resend then stalls a
 /// LAN stream 150 ms, not 600: at 720p30 H.264 with 5 % of packets lost to
-/// the viewer, a native viewer's longest gap was 99-345 ms in five runs
+/// the viewer, a native viewer's longest gap was 99-345 ms in seven runs
 /// (29.0-30.1 fps), against 100-668 ms (28.1-30.0 fps) in seven with the
 /// kernel's. Not lower: at 20 ms a clean loopback stream sent 43 needless
 /// probes in 20 s (its viewer's delayed acknowledgements take 40 ms), at

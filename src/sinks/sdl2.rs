@@ -157,7 +157,7 @@ impl FrameSink for Sdl2Sink {
             // Made for OpenGL from the start: SDL's first choice of renderer
             // on a desktop is OpenGL, and given a window made without it, SDL
             // destroys the window and makes another (seen under Xvfb: the
-            // window a person, or a test, found first vanished). Without an
+            // window a test had found vanished). Without an
             // OpenGL library that fails; the plain window then goes through
             // SDL's own search (OpenGL ES, then software), which makes it
             // again on the way (five windows, where OpenGL was hidden).

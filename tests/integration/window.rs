@@ -51,7 +51,7 @@ impl Xvfb {
                 // Without it the server resets whenever its last client
                 // leaves: each xdotool call did, with no window manager, and
                 // a viewer connecting then was refused ("XOpenDisplay
-                // failed", in CI and once here).
+                // failed", seen here; most likely what a CI run once saw).
                 "-noreset",
             ])
             .stdout(Stdio::null())
@@ -595,8 +595,8 @@ fn full_screen_toggles(sink: &str) {
     let windowed = x.geometry(&id);
     wait_for_bars(&x, windowed, "before-full-screen", &view);
     // One window, shown once: SDL used to destroy its window and make another
-    // as it made its OpenGL renderer, a flash a person saw, and two CI runs
-    // lost the window they had found.
+    // as it made its OpenGL renderer (a flash a person would see), and two
+    // CI runs lost the window they had found.
     #[cfg(feature = "x11")]
     assert_eq!(
         framed.windows(),
