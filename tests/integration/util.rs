@@ -82,11 +82,14 @@ impl Proc {
         if !env.iter().any(|(k, _)| *k == "XDG_CONFIG_HOME") {
             cmd.env("XDG_CONFIG_HOME", keys_dir());
         }
+        // Info unless the caller asks for more.
+        if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info");
+            .stderr(Stdio::piped());
         if let Some(dir) = dir {
             cmd.current_dir(dir);
         }

@@ -373,13 +373,16 @@ fn wait_for_bars(x: &Xvfb, geo: (usize, usize, usize, usize), name: &str, shows:
 
 /// `view --sink SINK` on the test's display, with more arguments.
 fn view_on(x: &Xvfb, addr: &str, sink: &str, more: &[&str]) -> Proc {
+    view_on_with(x, addr, sink, more, &[])
+}
+
+/// [`view_on`] with more environment variables.
+fn view_on_with(x: &Xvfb, addr: &str, sink: &str, more: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut args = vec!["view", addr, "--sink", sink, "-q"];
     args.extend_from_slice(more);
-    Proc::spawn_env(
-        &format!("view {sink} {}", more.join(" ")),
-        &args,
-        &[("DISPLAY", &x.display)],
-    )
+    let mut env = env.to_vec();
+    env.push(("DISPLAY", &x.display));
+    Proc::spawn_env(&format!("view {sink} {}", more.join(" ")), &args, &env)
 }
 
 /// The window sinks of this build.
@@ -419,7 +422,7 @@ fn window_picks_the_best_sink() {
 #[test]
 fn window_shows_the_live_picture() {
     for sink in sinks() {
-        shows_the_live_picture(sink, &[VIEW_PLAINTEXT]);
+        shows_the_live_picture(sink, &[VIEW_PLAINTEXT], &[]);
     }
 }
 
@@ -428,7 +431,11 @@ fn window_shows_the_live_picture() {
 #[cfg(feature = "x11")]
 #[test]
 fn x11_without_shared_memory_shows_the_live_picture() {
-    let view = shows_the_live_picture("x11", &["--set", "sinks.x11.shm=false", VIEW_PLAINTEXT]);
+    let view = shows_the_live_picture(
+        "x11",
+        &["--set", "sinks.x11.shm=false", VIEW_PLAINTEXT],
+        &[],
+    );
     assert_eq!(
         view.stderr().matches("no shared memory").count(),
         1,
@@ -437,9 +444,28 @@ fn x11_without_shared_memory_shows_the_live_picture() {
     );
 }
 
-/// Checks a window sink's picture, the viewer run with `more` arguments;
-/// returns the viewer (ended).
-fn shows_the_live_picture(sink: &str, more: &[&str]) -> Proc {
+/// sdl2 on a machine without OpenGL (its library hidden from SDL): the sink
+/// falls back to a plain window, and SDL's software renderer shows the same
+/// live picture.
+#[cfg(feature = "sdl2")]
+#[test]
+fn sdl2_without_opengl_shows_the_live_picture() {
+    let view = shows_the_live_picture(
+        "sdl2",
+        &[VIEW_PLAINTEXT],
+        &[
+            ("SDL_OPENGL_LIBRARY", "/nonexistent/libGL.so"),
+            ("RUST_LOG", "info,livestream::sinks::sdl2=debug"),
+        ],
+    );
+    let said = view.stderr();
+    assert!(said.contains("no OpenGL window"), "{said}");
+    assert!(said.contains("the software renderer"), "{said}");
+}
+
+/// Checks a window sink's picture, the viewer run with `more` arguments and
+/// `env`; returns the viewer (ended).
+fn shows_the_live_picture(sink: &str, more: &[&str], env: &[(&str, &str)]) -> Proc {
     let x = Xvfb::start(false);
     let (mut server, addr) = serve(&[
         "--width",
@@ -450,7 +476,7 @@ fn shows_the_live_picture(sink: &str, more: &[&str]) -> Proc {
         "30",
         SERVE_PLAINTEXT,
     ]);
-    let mut view = view_on(&x, &addr, sink, more);
+    let mut view = view_on_with(&x, &addr, sink, more, env);
     let id = x.window(&view);
     let geo = x.geometry(&id);
     assert_eq!(
